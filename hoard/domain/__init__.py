@@ -1,0 +1,1 @@
+"""Pure domain: names, statuses, catalog, errors. Imports nothing else from Hoard."""

@@ -1,0 +1,87 @@
+"""CPU and memory limits for local processes through Linux cgroups (v1 or v2).
+
+A process joins its cgroups before it execs the server (see the local
+provider's launcher), so every backend it forks inherits the limits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path("/sys/fs/cgroup")
+PERIOD_US = 100_000
+
+
+@dataclass(frozen=True)
+class CgroupResult:
+    procs_files: list[str]  # cgroup.procs files the process must join
+    report: dict[str, str]
+
+
+def _unified() -> bool:
+    return (ROOT / "cgroup.controllers").exists()
+
+
+def _writable(path: Path) -> bool:
+    return path.is_dir() and os.access(path, os.W_OK)
+
+
+def apply(group: str, cpus: float, memory_mb: int) -> CgroupResult:
+    """Create ``hoard/<group>`` with the limits, or report why it cannot."""
+    mem_bytes = memory_mb * 1024 * 1024
+    quota = int(cpus * PERIOD_US)
+    if _unified():
+        base = ROOT / "hoard"
+        if not _writable(ROOT):
+            return _unenforced("cgroup v2 hierarchy is not writable")
+        try:
+            base.mkdir(exist_ok=True)
+            (ROOT / "cgroup.subtree_control").write_text("+cpu +memory")
+            (base / "cgroup.subtree_control").write_text("+cpu +memory")
+            node = base / group
+            node.mkdir(exist_ok=True)
+            (node / "memory.max").write_text(str(mem_bytes))
+            (node / "cpu.max").write_text(f"{quota} {PERIOD_US}")
+        except OSError as exc:
+            return _unenforced(f"cgroup v2: {exc.strerror}")
+        how = "enforced (cgroup v2)"
+        return CgroupResult([str(node / "cgroup.procs")], {"memory": how, "cpu": how})
+    report: dict[str, str] = {}
+    procs: list[str] = []
+    for controller, files in (
+        ("memory", {"memory.limit_in_bytes": str(mem_bytes)}),
+        ("cpu", {"cpu.cfs_period_us": str(PERIOD_US), "cpu.cfs_quota_us": str(quota)}),
+    ):
+        parent = ROOT / controller
+        if not _writable(parent):
+            report[controller] = f"not enforced: {parent} is not writable"
+            continue
+        node = parent / "hoard" / group
+        try:
+            node.mkdir(parents=True, exist_ok=True)
+            for name, value in files.items():
+                (node / name).write_text(value)
+        except OSError as exc:
+            report[controller] = f"not enforced: {controller} cgroup: {exc.strerror}"
+            continue
+        procs.append(str(node / "cgroup.procs"))
+        report[controller] = "enforced (cgroup v1)"
+    return CgroupResult(procs, report)
+
+
+def _unenforced(reason: str) -> CgroupResult:
+    return CgroupResult([], {"memory": f"not enforced: {reason}", "cpu": f"not enforced: {reason}"})
+
+
+def remove(group: str) -> None:
+    """Remove the node's cgroups (they must hold no process). Idempotent."""
+    candidates = [ROOT / "hoard" / group] if _unified() else [
+        ROOT / c / "hoard" / group for c in ("memory", "cpu")
+    ]
+    for path in candidates:
+        # Missing is fine; busy (a process still inside) is retried by the next destroy.
+        with contextlib.suppress(OSError):
+            path.rmdir()

@@ -1,0 +1,275 @@
+"""The local provider: each node is a supervised process on this host.
+
+- Each node gets a directory ``<state>/nodes/<node id>`` owned by a dedicated,
+  unprivileged OS user; every engine process and tool runs as that user.
+- Servers start in their own session, so they outlive Hoard: a restarted Hoard
+  re-adopts them from ``process.json`` (pid + kernel start time, which guards
+  against a recycled pid) instead of restarting them.
+- Processes join their cgroups before ``exec``, through a two-line shell
+  launcher, so no Python runs between ``fork`` and ``exec`` in a threaded
+  server. ``setpriv`` drops privileges.
+- Tools (``initdb`` and the like) die with Hoard (``--pdeathsig``), so a killed
+  Hoard leaves no half-done tool behind; the step that ran it is redone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path, PurePosixPath
+
+from hoard.domain.catalog import Size
+from hoard.engines.base import ProcessSpec
+from hoard.providers import cgroups
+from hoard.providers.base import Placement, Provider
+
+LAUNCHER = 'for p in $HOARD_CGROUP_PROCS; do echo $$ > "$p" || exit 97; done; exec "$@"'
+SAFE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+
+
+class ToolFailed(RuntimeError):
+    pass
+
+
+def _proc_start_time(pid: int) -> tuple[str, int] | None:
+    """(state, start time in clock ticks) of a process, or None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return fields[0], int(fields[19])
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+class OSUser:
+    """The unprivileged account database processes run as (created when root)."""
+
+    def __init__(self, name: str) -> None:
+        self.is_root = os.geteuid() == 0
+        if self.is_root:
+            try:
+                pwd.getpwnam(name)
+            except KeyError:
+                subprocess.run(
+                    ["useradd", "--system", "--user-group", "--no-create-home",
+                     "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name],
+                    check=True, capture_output=True,
+                )
+            entry = pwd.getpwnam(name)
+        else:
+            entry = pwd.getpwuid(os.geteuid())
+        self.name, self.uid, self.gid = entry.pw_name, entry.pw_uid, entry.pw_gid
+
+    def wrap(self, argv: list[str], pdeathsig: bool) -> list[str]:
+        if not self.is_root:
+            return argv
+        pre = ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups"]
+        if pdeathsig:
+            pre.append("--pdeathsig=KILL")
+        return [*pre, "--", *argv]
+
+    def chown(self, path: Path) -> None:
+        if self.is_root:
+            os.chown(path, self.uid, self.gid)
+
+
+class LocalRunner:
+    """Files and tools inside one node's directory, as the database OS user."""
+
+    def __init__(self, root: Path, user: OSUser) -> None:
+        self.root = root
+        self.user = user
+
+    def _path(self, rel: PurePosixPath) -> Path:
+        path = (self.root / rel).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise ValueError(f"path {rel} leaves the node directory")
+        return path
+
+    def abspath(self, path: PurePosixPath) -> str:
+        return str(self._path(path))
+
+    def exists(self, path: PurePosixPath) -> bool:
+        return self._path(path).exists()
+
+    def write_file(self, path: PurePosixPath, content: bytes, mode: int = 0o600) -> None:
+        target = self._path(path)
+        self._mkdirs(target.parent)
+        tmp = target.with_name(target.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(content)
+        os.chmod(tmp, mode)
+        self.user.chown(tmp)
+        tmp.replace(target)
+
+    def _mkdirs(self, directory: Path) -> None:
+        missing = []
+        while not directory.exists():
+            missing.append(directory)
+            directory = directory.parent
+        for d in reversed(missing):
+            d.mkdir(mode=0o700)
+            self.user.chown(d)
+
+    def remove_tree(self, path: PurePosixPath) -> None:
+        shutil.rmtree(self._path(path), ignore_errors=True)
+
+    def rename(self, src: PurePosixPath, dst: PurePosixPath) -> None:
+        self._path(src).rename(self._path(dst))
+
+    def run(self, argv: list[str], timeout: float = 300.0) -> str:
+        proc = subprocess.run(
+            self.user.wrap(argv, pdeathsig=True), cwd=self.root, env=SAFE_ENV,
+            capture_output=True, text=True, timeout=timeout, check=False,
+        )
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+            raise ToolFailed(f"{Path(argv[0]).name} exited {proc.returncode}: " + " | ".join(tail))
+        return proc.stdout
+
+
+class LocalProvider(Provider):
+    name = "local"
+
+    def __init__(self, nodes_dir: Path, os_user: str) -> None:
+        self.nodes_dir = nodes_dir
+        self.user = OSUser(os_user)
+        nodes_dir.mkdir(parents=True, exist_ok=True)
+        nodes_dir.chmod(0o755)
+        self._check_traversable(nodes_dir)
+
+    def _check_traversable(self, path: Path) -> None:
+        for parent in [path, *path.parents]:
+            st = parent.stat()
+            if self.user.is_root and not st.st_mode & 0o001 and st.st_uid != self.user.uid:
+                raise RuntimeError(
+                    f"{parent} is not traversable by the OS user {self.user.name!r}; "
+                    "choose a state directory outside it (HOARD_STATE_DIR)"
+                )
+
+    def _dir(self, node_id: str) -> Path:
+        if not node_id.replace("-", "").isalnum():
+            raise ValueError(f"bad node id {node_id!r}")
+        return self.nodes_dir / node_id
+
+    def place(self, node_id: str, taken_ports: set[int]) -> Placement:
+        root = self._dir(node_id)
+        if not root.exists():
+            root.mkdir(mode=0o700)
+            self.user.chown(root)
+        while True:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = int(sock.getsockname()[1])
+            if port not in taken_ports:
+                return Placement(host="127.0.0.1", port=port, zone="local")
+
+    def runner(self, node_id: str) -> LocalRunner:
+        return LocalRunner(self._dir(node_id), self.user)
+
+    def apply_limits(self, node_id: str, size: Size, storage_gb: int) -> dict[str, str]:
+        result = cgroups.apply(node_id, size.cpus, size.memory_mb)
+        self._write_json(node_id, "cgroups.json", {"procs": result.procs_files})
+        report = {
+            "cpu": f"{size.cpus:g} CPU, {result.report['cpu']}",
+            "memory": f"{size.memory_mb} MiB, {result.report['memory']}",
+            "storage": f"{storage_gb} GB, observed and reported; the local provider "
+            "does not enforce a filesystem size",
+        }
+        return report
+
+    def _write_json(self, node_id: str, name: str, data: dict) -> None:
+        path = self._dir(node_id) / name
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        tmp.replace(path)
+
+    def _read_json(self, node_id: str, name: str) -> dict | None:
+        try:
+            return dict(json.loads((self._dir(node_id) / name).read_text()))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def _live_pid(self, node_id: str) -> tuple[int, dict] | None:
+        record = self._read_json(node_id, "process.json")
+        if not record:
+            return None
+        pid = int(record["pid"])
+        state = _proc_start_time(pid)
+        if state is None or state[1] != record["start_time"]:
+            return None
+        if state[0] == "Z":
+            _reap(pid)
+            return None
+        return pid, record
+
+    def start(self, node_id: str, spec: ProcessSpec) -> bool:
+        if self._live_pid(node_id):
+            return False
+        root = self._dir(node_id)
+        log_dir = root / "log"
+        log_dir.mkdir(exist_ok=True)
+        self.user.chown(log_dir)
+        procs = (self._read_json(node_id, "cgroups.json") or {}).get("procs", [])
+        env = {**SAFE_ENV, **spec.env, "HOARD_CGROUP_PROCS": " ".join(procs)}
+        with open(log_dir / "server.log", "ab") as log:
+            proc = subprocess.Popen(
+                ["/bin/sh", "-c", LAUNCHER, "hoard-launch",
+                 *self.user.wrap(spec.argv, pdeathsig=False)],
+                cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True,
+            )
+        state = _proc_start_time(proc.pid)
+        if state is None:
+            raise RuntimeError(f"server process for node {node_id} exited at once")
+        self._write_json(node_id, "process.json", {
+            "pid": proc.pid, "start_time": state[1],
+            "stop_signal": int(spec.stop_signal), "stop_timeout": spec.stop_timeout,
+        })
+        return True
+
+    def is_running(self, node_id: str) -> bool:
+        return self._live_pid(node_id) is not None
+
+    def pid(self, node_id: str) -> int | None:
+        live = self._live_pid(node_id)
+        return live[0] if live else None
+
+    def stop(self, node_id: str) -> None:
+        live = self._live_pid(node_id)
+        if live:
+            pid, record = live
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, record["stop_signal"])
+            deadline = time.monotonic() + float(record["stop_timeout"])
+            while time.monotonic() < deadline and self._live_pid(node_id):
+                time.sleep(0.05)
+            # Whatever is left of the process group (server and its children) goes now.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+            while self._live_pid(node_id):
+                time.sleep(0.02)
+        with contextlib.suppress(FileNotFoundError):
+            (self._dir(node_id) / "process.json").unlink()
+
+    def destroy(self, node_id: str) -> None:
+        if self._dir(node_id).exists():
+            self.stop(node_id)
+            shutil.rmtree(self._dir(node_id), ignore_errors=True)
+        cgroups.remove(node_id)
+
+    def node_ids(self) -> set[str]:
+        return {p.name for p in self.nodes_dir.iterdir() if p.is_dir()}

@@ -1,0 +1,1 @@
+"""Hoard's own CA, secret encryption and API tokens."""

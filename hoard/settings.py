@@ -1,0 +1,65 @@
+"""One settings object for the whole service, read from ``HOARD_*`` variables.
+
+Defaults are chosen so that a laptop (or a fresh Debian box) works with no
+configuration at all: SQLite state under the state directory, local processes.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_state_dir() -> Path:
+    # Database servers run as a dedicated OS user, which must be able to reach
+    # its node directories: /root is not traversable by others, /var/lib is.
+    if os.geteuid() == 0:
+        return Path("/var/lib/hoard")
+    return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local/state")) / "hoard"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HOARD_", env_file=None)
+
+    state_dir: Path = Field(default_factory=_default_state_dir)
+    database_url: str | None = None
+    admin_token: str | None = None
+    secret_key: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    db_os_user: str = "hoard-db"
+    worker_id: str = "local"
+    observe_interval: float = 2.0
+    default_quota_clusters: int = 10
+    default_quota_nodes: int = 20
+    default_quota_storage_gb: int = 200
+    log_level: str = "INFO"
+
+    @cached_property
+    def store_url(self) -> str:
+        """SQLAlchemy URL of the state store (SQLite file unless told otherwise)."""
+        if self.database_url:
+            url = self.database_url
+            if url.startswith("postgresql://"):
+                url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+            return url
+        return f"sqlite:///{self.state_dir / 'state.sqlite'}"
+
+    @cached_property
+    def workflow_store_url(self) -> str:
+        """URL of the durable-workflow system database (DBOS)."""
+        if self.database_url:
+            return self.store_url.replace("postgresql+psycopg://", "postgresql://", 1)
+        return f"sqlite:///{self.state_dir / 'workflows.sqlite'}"
+
+    @property
+    def nodes_dir(self) -> Path:
+        return self.state_dir / "nodes"
+
+    @property
+    def ca_dir(self) -> Path:
+        return self.state_dir / "ca"

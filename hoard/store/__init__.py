@@ -1,0 +1,1 @@
+"""The state store: SQLAlchemy 2 models, Alembic migrations, and the queries Hoard needs."""

@@ -1,0 +1,107 @@
+"""Tables of the state store. Desired state and cached observed state live here."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Project(Base):
+    __tablename__ = "projects"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    quota_clusters: Mapped[int] = mapped_column(Integer)
+    quota_nodes: Mapped[int] = mapped_column(Integer)
+    quota_storage_gb: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Token(Base):
+    __tablename__ = "tokens"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Cluster(Base):
+    __tablename__ = "clusters"
+    __table_args__ = (
+        Index("uq_clusters_project_name", "project_id", "name", unique=True),
+        Index("ix_clusters_project_status", "project_id", "status", "id"),
+        Index("ix_clusters_project_engine", "project_id", "engine", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
+    name: Mapped[str] = mapped_column(String(63))
+    engine: Mapped[str] = mapped_column(String(32))
+    version: Mapped[str] = mapped_column(String(16))
+    size: Mapped[str] = mapped_column(String(32))
+    node_count: Mapped[int] = mapped_column(Integer)
+    storage_gb: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    status_reason: Mapped[str] = mapped_column(Text, default="")
+    admin_user: Mapped[str] = mapped_column(String(63))
+    admin_password: Mapped[str] = mapped_column(Text)  # sealed with the secret key
+    service_password: Mapped[str] = mapped_column(Text)  # Hoard's own superuser, sealed
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    nodes: Mapped[list[Node]] = relationship(
+        back_populates="cluster", cascade="all, delete-orphan", order_by="Node.ordinal",
+        lazy="selectin",
+    )
+
+
+class Node(Base):
+    __tablename__ = "nodes"
+    __table_args__ = (Index("uq_nodes_host_port", "host", "port", unique=True),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"))
+    ordinal: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(16))
+    provider: Mapped[str] = mapped_column(String(32))
+    host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    port: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    status_reason: Mapped[str] = mapped_column(Text, default="")
+    limits: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    observed_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+    cluster: Mapped[Cluster] = relationship(back_populates="nodes")
+
+
+class Operation(Base):
+    """A long-running change. Outlives its cluster so a delete can be followed to the end."""
+
+    __tablename__ = "operations"
+    __table_args__ = (Index("ix_operations_project", "project_id", "id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
+    cluster_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    steps: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
