@@ -1,0 +1,57 @@
+"""The FastAPI application: routes under /v2, problem+json errors, and (in
+``hoard serve``) the workers alongside."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from hoard import __version__
+from hoard.api import problems
+from hoard.api.auth import bootstrap_admin
+from hoard.api.routes import catalog, clusters, operations, projects
+from hoard.settings import Settings
+from hoard.workflows import runtime
+from hoard.workflows.observer import Observer
+from hoard.workflows.services import build
+
+
+def create_app(settings: Settings, run_workers: bool = True) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = build(settings)
+        bootstrap_admin(services.store, settings)
+        app.state.services = services
+        observer = Observer(settings.observe_interval)
+        if run_workers:
+            runtime.launch(settings)
+            observer.start()
+        yield
+        if run_workers:
+            observer.stop()
+            runtime.shutdown()
+
+    app = FastAPI(
+        title="Hoard",
+        version=__version__,
+        description="Database-as-a-service: PostgreSQL clusters from one API call.",
+        openapi_url="/v2/openapi.json",
+        docs_url="/v2/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    for module in (clusters, operations, catalog, projects):
+        app.include_router(module.router)
+
+    @app.get("/v2", tags=["meta"])
+    def root() -> dict[str, Any]:
+        return {"version": __version__, "links": {
+            "openapi": "/v2/openapi.json", "docs": "/v2/docs", "clusters": "/v2/clusters",
+            "engines": "/v2/engines", "sizes": "/v2/sizes", "ca": "/v2/ca.pem",
+        }}
+
+    return app

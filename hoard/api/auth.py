@@ -1,0 +1,85 @@
+"""Bearer-token authentication and the admin bootstrap."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import Request
+from sqlalchemy import select
+
+from hoard.domain.errors import Forbidden, Unauthorized
+from hoard.ids import new_id
+from hoard.security.tokens import generate_token, hash_token
+from hoard.settings import Settings
+from hoard.store.db import Store
+from hoard.store.models import Project, Token
+
+ADMIN_PROJECT = "admin"
+
+
+@dataclass(frozen=True)
+class Principal:
+    project_id: str
+    is_admin: bool
+
+    def require_admin(self) -> None:
+        if not self.is_admin:
+            raise Forbidden("this call needs an admin token")
+
+
+def authenticate(request: Request) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("send 'Authorization: Bearer <token>'")
+    store: Store = request.app.state.services.store
+    with store.session() as s:
+        row = s.execute(
+            select(Project.id, Project.is_admin)
+            .join(Token, Token.project_id == Project.id)
+            .where(Token.token_hash == hash_token(token.strip()))
+        ).first()
+    if row is None:
+        raise Unauthorized("the token is not valid")
+    return Principal(project_id=row[0], is_admin=bool(row[1]))
+
+
+def bootstrap_admin(store: Store, settings: Settings) -> None:
+    """Make sure the admin project and an admin token exist.
+
+    ``HOARD_ADMIN_TOKEN`` wins when set; otherwise a token is generated once and
+    written to ``<state dir>/admin-token`` with mode 0600.
+    """
+    with store.session() as s:
+        project = s.scalars(select(Project).where(Project.name == ADMIN_PROJECT)).first()
+        if project is None:
+            project = Project(
+                id=new_id(), name=ADMIN_PROJECT, is_admin=True,
+                quota_clusters=settings.default_quota_clusters,
+                quota_nodes=settings.default_quota_nodes,
+                quota_storage_gb=settings.default_quota_storage_gb,
+            )
+            s.add(project)
+            s.flush()
+        token_file = settings.state_dir / "admin-token"
+        token = settings.admin_token
+        if not token:
+            has_any = s.scalars(select(Token).where(Token.project_id == project.id)).first()
+            if has_any is not None and token_file.exists():
+                return
+            token = generate_token()
+            _write_secret(token_file, token)
+        digest = hash_token(token)
+        if s.scalars(select(Token).where(Token.token_hash == digest)).first() is None:
+            s.add(Token(id=new_id(), project_id=project.id, token_hash=digest,
+                        description="bootstrap admin token"))
+
+
+def _write_secret(path: Path, value: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    tmp.replace(path)

@@ -1,0 +1,220 @@
+"""/v2/clusters: create, list, show, delete, credentials."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from hoard.api.auth import Principal, authenticate
+from hoard.api.schemas import Accepted, ClusterCreate, ClusterPage, ClusterView, CredentialsView
+from hoard.api.views import cluster_view, operation_view
+from hoard.domain.catalog import SIZES
+from hoard.domain.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
+from hoard.domain.status import ClusterStatus, NodeStatus
+from hoard.engines.base import Credentials
+from hoard.ids import new_id
+from hoard.security.secrets import generate_password
+from hoard.store import operations
+from hoard.store.models import Cluster, Node, Project
+from hoard.workflows import cluster_create, cluster_delete, runtime
+from hoard.workflows.services import Services
+
+router = APIRouter(prefix="/v2/clusters", tags=["clusters"])
+Auth = Annotated[Principal, Depends(authenticate)]
+ADMIN_USER = "admin"
+# SQLite serializes writers anyway; this keeps the quota check and the insert in
+# one critical section there. On PostgreSQL the project row lock does it.
+_create_lock = threading.Lock()
+
+
+def _services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+def _get_cluster(s: Session, principal: Principal, cluster_id: str) -> Cluster:
+    cluster = s.get(Cluster, cluster_id)
+    # Another project's cluster answers exactly like a missing one.
+    if cluster is None or cluster.project_id != principal.project_id:
+        raise NotFound(f"no cluster {cluster_id!r} in this project")
+    return cluster
+
+
+def _resolve_version(svc: Services, body: ClusterCreate) -> str:
+    engine = svc.engines.get(body.engine)
+    if engine is None:
+        raise InvalidInput(
+            f"unknown engine {body.engine!r}; available: {', '.join(sorted(svc.engines))}"
+        )
+    versions = engine.versions()
+    if not versions:
+        raise InvalidInput(f"engine {body.engine!r} has no version installed on this host")
+    if body.version is None:
+        return versions[0]
+    if body.version not in versions:
+        raise InvalidInput(
+            f"unknown {body.engine} version {body.version!r}; available: {', '.join(versions)}"
+        )
+    return body.version
+
+
+def _check_quota(s: Session, project: Project, body: ClusterCreate) -> None:
+    count, nodes, storage = s.execute(
+        select(
+            func.count(Cluster.id),
+            func.coalesce(func.sum(Cluster.node_count), 0),
+            func.coalesce(func.sum(Cluster.node_count * Cluster.storage_gb), 0),
+        ).where(Cluster.project_id == project.id)
+    ).one()
+    wanted_storage = body.nodes * body.storage_gb
+    if count + 1 > project.quota_clusters:
+        raise QuotaExceeded(f"cluster quota reached: {count} of {project.quota_clusters} used")
+    if nodes + body.nodes > project.quota_nodes:
+        raise QuotaExceeded(
+            f"node quota exceeded: {nodes} of {project.quota_nodes} used, {body.nodes} asked"
+        )
+    if storage + wanted_storage > project.quota_storage_gb:
+        raise QuotaExceeded(
+            f"storage quota exceeded: {storage} of {project.quota_storage_gb} GB used, "
+            f"{wanted_storage} GB asked"
+        )
+
+
+@router.post("", status_code=202, response_model=Accepted)
+def create_cluster(body: ClusterCreate, principal: Auth, request: Request) -> Accepted:
+    """Start building a cluster; poll the returned operation to follow it."""
+    svc = _services(request)
+    version = _resolve_version(svc, body)
+    if body.size not in SIZES:
+        raise InvalidInput(f"unknown size {body.size!r}; available: {', '.join(SIZES)}")
+    try:
+        with _create_lock, svc.store.session() as s:
+            project = s.get(Project, principal.project_id, with_for_update=True)
+            assert project is not None
+            if s.scalar(select(Cluster.id).where(
+                Cluster.project_id == project.id, Cluster.name == body.name
+            )):
+                raise Conflict(f"a cluster named {body.name!r} already exists in this project")
+            _check_quota(s, project, body)
+            cluster = Cluster(
+                id=new_id(), project_id=project.id, name=body.name, engine=body.engine,
+                version=version, size=body.size, node_count=body.nodes,
+                storage_gb=body.storage_gb, status=ClusterStatus.BUILDING, status_reason="",
+                admin_user=ADMIN_USER,
+                admin_password=svc.box.seal(generate_password()),
+                service_password=svc.box.seal(generate_password()),
+            )
+            cluster.nodes = [
+                Node(id=new_id(), ordinal=i, role="primary" if i == 0 else "replica",
+                     provider=svc.provider.name, status=NodeStatus.PENDING, status_reason="",
+                     limits={})
+                for i in range(body.nodes)
+            ]
+            s.add(cluster)
+            op = operations.new_operation(
+                s, project.id, cluster.id, "create", cluster_create.STEPS
+            )
+            s.flush()
+            accepted = Accepted(cluster=cluster_view(cluster), operation=operation_view(op))
+    except IntegrityError:
+        raise Conflict(f"a cluster named {body.name!r} already exists in this project") from None
+    runtime.start("create", op.id, cluster.id)
+    return accepted
+
+
+def _check_marker(marker: str | None) -> None:
+    if marker is None:
+        return
+    try:
+        uuid.UUID(marker)
+    except ValueError:
+        raise InvalidInput(f"marker {marker!r} is not a cluster id") from None
+
+
+@router.get("", response_model=ClusterPage)
+def list_clusters(
+    principal: Auth,
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    marker: Annotated[str | None, Query(description="Last id of the previous page")] = None,
+    status: Annotated[ClusterStatus | None, Query()] = None,
+    engine: Annotated[str | None, Query(max_length=32)] = None,
+) -> ClusterPage:
+    """Clusters of this project, oldest first, keyset-paged: page N costs what page 2 costs."""
+    _check_marker(marker)
+    query = select(Cluster).where(Cluster.project_id == principal.project_id)
+    if status is not None:
+        query = query.where(Cluster.status == status.value)
+    if engine is not None:
+        query = query.where(Cluster.engine == engine)
+    if marker is not None:
+        query = query.where(Cluster.id > marker)
+    query = query.order_by(Cluster.id).limit(limit + 1)
+    with _services(request).store.session() as s:
+        rows = list(s.scalars(query))
+        views = [cluster_view(c) for c in rows[:limit]]
+    next_url = None
+    if len(rows) > limit:
+        params = [f"limit={limit}", f"marker={views[-1].id}"]
+        if status is not None:
+            params.append(f"status={status.value}")
+        if engine is not None:
+            params.append(f"engine={engine}")
+        next_url = "/v2/clusters?" + "&".join(params)
+    return ClusterPage(clusters=views, next=next_url)
+
+
+@router.get("/{cluster_id}", response_model=ClusterView)
+def show_cluster(cluster_id: str, principal: Auth, request: Request) -> ClusterView:
+    with _services(request).store.session() as s:
+        return cluster_view(_get_cluster(s, principal, cluster_id))
+
+
+@router.delete("/{cluster_id}", status_code=202, response_model=Accepted)
+def delete_cluster(cluster_id: str, principal: Auth, request: Request) -> Accepted:
+    """Stop and remove every node, then the cluster."""
+    svc = _services(request)
+    with svc.store.session() as s:
+        cluster = _get_cluster(s, principal, cluster_id)
+        if cluster.status == ClusterStatus.BUILDING:
+            raise Conflict("the cluster is being built; delete it once its create operation ends")
+        running = operations.running_for(s, cluster.id)
+        if running is not None:
+            raise Conflict(f"operation {running.id} ({running.kind}) is already running")
+        cluster.status = ClusterStatus.DELETING
+        cluster.status_reason = ""
+        op = operations.new_operation(
+            s, principal.project_id, cluster.id, "delete", cluster_delete.STEPS
+        )
+        s.flush()
+        accepted = Accepted(cluster=cluster_view(cluster), operation=operation_view(op))
+    runtime.start("delete", op.id, cluster_id)
+    return accepted
+
+
+@router.get("/{cluster_id}/credentials", response_model=CredentialsView)
+def credentials(cluster_id: str, principal: Auth, request: Request) -> CredentialsView:
+    """The tenant's admin account and a URI that works as-is with the engine's client."""
+    svc = _services(request)
+    with svc.store.session() as s:
+        cluster = _get_cluster(s, principal, cluster_id)
+        primary = cluster.nodes[0] if cluster.nodes else None
+        if cluster.status not in (ClusterStatus.ACTIVE, ClusterStatus.DEGRADED) or (
+            primary is None or primary.host is None or primary.port is None
+        ):
+            raise Conflict(
+                f"the cluster is {cluster.status}; credentials are available once it is ACTIVE"
+            )
+        creds = Credentials(cluster.admin_user, svc.box.open(cluster.admin_password))
+        engine = svc.engines[cluster.engine]
+        uri = engine.connection_uri(primary.host, primary.port, creds, svc.ca_file)
+        return CredentialsView(
+            username=creds.user, password=creds.password, host=primary.host,
+            port=primary.port, uri=uri, ca_cert_url="/v2/ca.pem",
+            connect_command=engine.client_argv(uri),
+        )

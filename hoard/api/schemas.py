@@ -1,0 +1,132 @@
+"""Request and response bodies. Requests are strict: wrong types and unknown
+fields are rejected, never coerced or ignored."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from hoard.domain.catalog import MAX_STORAGE_GB, MIN_STORAGE_GB
+from hoard.domain.names import NAME_RULE, valid_name
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def _check_name(value: str) -> str:
+    if not valid_name(value):
+        raise ValueError(f"name {value!r} {NAME_RULE}")
+    return value
+
+
+class ClusterCreate(Strict):
+    name: str = Field(description="Unique in the project; " + NAME_RULE)
+    engine: str = Field(description="An engine from GET /v2/engines")
+    version: str | None = Field(None, description="Engine version; the newest when omitted")
+    size: str = Field(description="A size from GET /v2/sizes")
+    nodes: int = Field(1, ge=1, le=1, description="Nodes; 1 is a standalone instance")
+    storage_gb: int = Field(10, ge=MIN_STORAGE_GB, le=MAX_STORAGE_GB)
+
+    _name = field_validator("name")(_check_name)
+
+
+class Quotas(Strict):
+    clusters: int = Field(ge=0, le=100_000)
+    nodes: int = Field(ge=0, le=500_000)
+    storage_gb: int = Field(ge=0, le=100_000_000)
+
+
+class ProjectCreate(Strict):
+    name: str
+    quotas: Quotas | None = None
+
+    _name = field_validator("name")(_check_name)
+
+
+class TokenCreate(Strict):
+    description: str = Field("", max_length=255)
+
+
+class Endpoint(BaseModel):
+    role: str
+    host: str
+    port: int
+
+
+class NodeView(BaseModel):
+    id: str
+    ordinal: int
+    role: str
+    status: str
+    status_reason: str
+    provider: str
+    host: str | None
+    port: int | None
+    limits: dict[str, str]
+    observed_at: dt.datetime | None
+
+
+class ClusterView(BaseModel):
+    id: str
+    name: str
+    engine: str
+    version: str
+    size: str
+    nodes: int
+    storage_gb: int
+    status: str
+    status_reason: str
+    endpoints: list[Endpoint]
+    members: list[NodeView]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class OperationView(BaseModel):
+    id: str
+    kind: str
+    cluster_id: str | None
+    status: str
+    progress: int
+    steps: list[dict[str, Any]]
+    error: str
+    created_at: dt.datetime
+    finished_at: dt.datetime | None
+
+
+class Accepted(BaseModel):
+    cluster: ClusterView
+    operation: OperationView
+
+
+class ClusterPage(BaseModel):
+    clusters: list[ClusterView]
+    next: str | None = Field(description="URL of the next page, or null on the last page")
+
+
+class CredentialsView(BaseModel):
+    username: str
+    password: str
+    host: str
+    port: int
+    uri: str
+    ca_cert_url: str
+    connect_command: list[str]
+
+
+class ProjectView(BaseModel):
+    id: str
+    name: str
+    quotas: Quotas
+    usage: Quotas
+    created_at: dt.datetime
+
+
+class TokenView(BaseModel):
+    id: str
+    project_id: str
+    description: str
+    token: str = Field(description="Shown only here, once; stored hashed")

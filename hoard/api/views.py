@@ -1,0 +1,36 @@
+"""Turning store rows into API views."""
+
+from __future__ import annotations
+
+from hoard.api.schemas import ClusterView, Endpoint, NodeView, OperationView
+from hoard.store.models import Cluster, Operation
+
+
+def cluster_view(cluster: Cluster) -> ClusterView:
+    members = [
+        NodeView(
+            id=n.id, ordinal=n.ordinal, role=n.role, status=n.status,
+            status_reason=n.status_reason, provider=n.provider, host=n.host, port=n.port,
+            limits=dict(n.limits or {}), observed_at=n.observed_at,
+        )
+        for n in cluster.nodes
+    ]
+    endpoints = [
+        Endpoint(role="read-write", host=n.host, port=n.port)
+        for n in cluster.nodes
+        if n.role == "primary" and n.host and n.port
+    ]
+    return ClusterView(
+        id=cluster.id, name=cluster.name, engine=cluster.engine, version=cluster.version,
+        size=cluster.size, nodes=cluster.node_count, storage_gb=cluster.storage_gb,
+        status=cluster.status, status_reason=cluster.status_reason, endpoints=endpoints,
+        members=members, created_at=cluster.created_at, updated_at=cluster.updated_at,
+    )
+
+
+def operation_view(op: Operation) -> OperationView:
+    return OperationView(
+        id=op.id, kind=op.kind, cluster_id=op.cluster_id, status=op.status,
+        progress=op.progress, steps=list(op.steps), error=op.error,
+        created_at=op.created_at, finished_at=op.finished_at,
+    )

@@ -1,0 +1,60 @@
+"""A small HTTP client for the /v2 API that turns problem+json into readable errors."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import httpx
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, title: str, detail: str) -> None:
+        super().__init__(f"{title} ({status}): {detail}")
+        self.status = status
+
+
+class Client:
+    def __init__(self, url: str | None = None, token: str | None = None) -> None:
+        self.url = (url or os.environ.get("HOARD_URL") or "http://127.0.0.1:8080").rstrip("/")
+        token = token or os.environ.get("HOARD_TOKEN", "")
+        self._http = httpx.Client(
+            base_url=self.url, timeout=30.0,
+            headers={"Authorization": f"Bearer {token}"} if token else {},
+        )
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ApiError(0, "Cannot reach Hoard", f"{self.url}: {exc}") from None
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+                raise ApiError(response.status_code, body.get("title", "Error"),
+                               body.get("detail", response.text))
+            except ValueError:
+                raise ApiError(response.status_code, "Error", response.text) from None
+        if response.headers.get("content-type", "").startswith("application/json"):
+            return response.json()
+        return response.text
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        return self.request("POST", path, json=body or {})
+
+    def delete(self, path: str) -> Any:
+        return self.request("DELETE", path)
+
+    def find_cluster(self, name_or_id: str) -> dict[str, Any]:
+        """A cluster by id, or by name within the project (walking the pages)."""
+        path: str | None = "/v2/clusters?limit=1000"
+        while path:
+            page = self.get(path)
+            for cluster in page["clusters"]:
+                if name_or_id in (cluster["id"], cluster["name"]):
+                    return dict(cluster)
+            path = page["next"]
+        raise ApiError(404, "Not found", f"no cluster named {name_or_id!r}")

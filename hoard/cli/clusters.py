@@ -1,0 +1,147 @@
+"""``hoard cluster ...`` and ``hoard connect``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from hoard.cli.client import ApiError, Client
+from hoard.cli.output import Format, cluster_table, clusters_table, emit, err_console, fail
+
+app = typer.Typer(no_args_is_help=True)
+Output = Annotated[Format, typer.Option("-o", "--output", help="table or json")]
+
+
+def follow(client: Client, op: dict[str, Any], quiet: bool) -> dict[str, Any]:
+    """Poll an operation to its end, drawing a progress bar unless quiet."""
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(), console=err_console, disable=quiet, transient=False,
+    ) as progress:
+        task = progress.add_task(op["kind"], total=100)
+        while True:
+            op = client.get(f"/v2/operations/{op['id']}")
+            step = next((s["name"] for s in op["steps"] if s["status"] == "running"), "")
+            progress.update(task, completed=op["progress"],
+                            description=f"{op['kind']}: {step or op['status']}")
+            if op["status"] != "running":
+                return op
+            time.sleep(0.2)
+
+
+@app.command("create")
+def create(
+    name: str,
+    engine: Annotated[str, typer.Option(help="postgresql")] = "postgresql",
+    size: Annotated[str, typer.Option(help="A size from GET /v2/sizes")] = "small",
+    version: Annotated[str | None, typer.Option(help="Engine version (default: newest)")] = None,
+    nodes: Annotated[int, typer.Option(help="Number of nodes")] = 1,
+    storage_gb: Annotated[int, typer.Option("--storage-gb", help="Storage per node")] = 10,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the build to its end")] = False,
+    output: Output = Format.table,
+) -> None:
+    """Create a cluster."""
+    client = Client()
+    body: dict[str, Any] = {"name": name, "engine": engine, "size": size, "nodes": nodes,
+                            "storage_gb": storage_gb}
+    if version:
+        body["version"] = version
+    try:
+        accepted = client.post("/v2/clusters", body)
+        if wait:
+            op = follow(client, accepted["operation"], quiet=output == Format.json)
+            cluster = client.get(f"/v2/clusters/{accepted['cluster']['id']}")
+            if op["status"] == "failed":
+                emit(cluster, output, cluster_table)
+                err_console.print(f"[red]create failed:[/red] {op['error']}")
+                raise typer.Exit(1)
+            emit(cluster, output, cluster_table)
+        else:
+            emit(accepted, output, lambda a: cluster_table(a["cluster"]))
+    except ApiError as exc:
+        fail(exc)
+
+
+@app.command("list")
+def list_(
+    status: Annotated[str | None, typer.Option(help="Only clusters in this status")] = None,
+    engine: Annotated[str | None, typer.Option(help="Only clusters of this engine")] = None,
+    output: Output = Format.table,
+) -> None:
+    """List the project's clusters."""
+    client = Client()
+    params = {k: v for k, v in {"status": status, "engine": engine, "limit": 1000}.items() if v}
+    try:
+        page = client.get("/v2/clusters", params=params)
+        clusters = list(page["clusters"])
+        while page["next"]:
+            page = client.get(page["next"])
+            clusters.extend(page["clusters"])
+    except ApiError as exc:
+        fail(exc)
+    emit(clusters, output, clusters_table)
+
+
+@app.command("show")
+def show(name: str, output: Output = Format.table) -> None:
+    """Show one cluster, its nodes and their limits."""
+    try:
+        emit(Client().find_cluster(name), output, cluster_table)
+    except ApiError as exc:
+        fail(exc)
+
+
+@app.command("delete")
+def delete(
+    name: str,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the delete to its end")] = False,
+    output: Output = Format.table,
+) -> None:
+    """Delete a cluster and everything it holds."""
+    client = Client()
+    try:
+        cluster = client.find_cluster(name)
+        accepted = client.delete(f"/v2/clusters/{cluster['id']}")
+        op = follow(client, accepted["operation"], output == Format.json) if wait else accepted[
+            "operation"]
+    except ApiError as exc:
+        fail(exc)
+    emit(op, output, None if output == Format.json else None)
+    if op["status"] == "failed":
+        raise typer.Exit(1)
+
+
+@app.command("credentials")
+def credentials(name: str, output: Output = Format.table) -> None:
+    """Show the admin username, password and connection URI."""
+    client = Client()
+    try:
+        cluster = client.find_cluster(name)
+        creds = client.get(f"/v2/clusters/{cluster['id']}/credentials")
+    except ApiError as exc:
+        fail(exc)
+    if output == Format.json:
+        emit(creds, output)
+    else:
+        for key in ("username", "password", "host", "port", "uri"):
+            typer.echo(f"{key}: {creds[key]}")
+
+
+def connect(name: str) -> None:
+    """Open the engine's own client (psql) on a cluster, with its credentials."""
+    client = Client()
+    try:
+        cluster = client.find_cluster(name)
+        creds = client.get(f"/v2/clusters/{cluster['id']}/credentials")
+    except ApiError as exc:
+        fail(exc)
+    argv = creds["connect_command"]
+    if shutil.which(argv[0]) is None:
+        err_console.print(f"[red]error:[/red] {argv[0]} is not installed")
+        raise typer.Exit(1)
+    os.execvp(argv[0], argv)

@@ -1,0 +1,61 @@
+"""Recording an operation's steps and outcome as a workflow moves through it."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hoard.domain.status import OperationStatus
+from hoard.ids import new_id
+from hoard.store.models import Operation, utcnow
+
+
+def new_operation(
+    session: Session, project_id: str, cluster_id: str, kind: str, steps: list[str]
+) -> Operation:
+    op = Operation(
+        id=new_id(), project_id=project_id, cluster_id=cluster_id, kind=kind,
+        status=OperationStatus.RUNNING, progress=0, error="",
+        steps=[{"name": s, "status": "pending"} for s in steps],
+    )
+    session.add(op)
+    return op
+
+
+def mark_step(session: Session, op_id: str, step: str, status: str, detail: str = "") -> None:
+    """Set one step's status and recompute progress (steps done / steps planned)."""
+    op = session.get(Operation, op_id)
+    if op is None:
+        return
+    now = utcnow().isoformat() + "Z"
+    steps = [dict(s) for s in op.steps]
+    for s in steps:
+        if s["name"] == step:
+            s["status"] = status
+            s.setdefault("started_at", now)
+            if status in ("done", "failed"):
+                s["finished_at"] = now
+            if detail:
+                s["detail"] = detail
+    op.steps = steps
+    done = sum(1 for s in steps if s["status"] == "done")
+    op.progress = int(100 * done / len(steps)) if steps else 100
+
+
+def finish(session: Session, op_id: str, error: str = "") -> None:
+    op = session.get(Operation, op_id)
+    if op is None or op.status != OperationStatus.RUNNING:
+        return
+    op.status = OperationStatus.FAILED if error else OperationStatus.SUCCEEDED
+    op.error = error
+    if not error:
+        op.progress = 100
+    op.finished_at = utcnow()
+
+
+def running_for(session: Session, cluster_id: str) -> Operation | None:
+    return session.scalars(
+        select(Operation).where(
+            Operation.cluster_id == cluster_id, Operation.status == OperationStatus.RUNNING
+        )
+    ).first()

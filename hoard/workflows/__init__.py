@@ -1,0 +1,1 @@
+"""Durable workflows (create, delete, ...) and the health observer, run by workers."""

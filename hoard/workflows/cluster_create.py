@@ -1,0 +1,145 @@
+"""Create a cluster: an ordered list of idempotent "ensure X" steps.
+
+Each step may run twice (a worker dies after the work but before DBOS records
+it), so each checks what already exists before doing anything. When a step
+fails, the workflow compensates: every node is destroyed, the cluster is marked
+FAILED with the reason, and nothing half-made is left behind.
+"""
+
+from __future__ import annotations
+
+import time
+
+from dbos import DBOS
+
+from hoard.domain.catalog import SIZES
+from hoard.domain.status import ClusterStatus, NodeStatus
+from hoard.store import models, operations
+from hoard.workflows.services import services
+from hoard.workflows.steps import load_cluster, recorded, short_reason
+
+STEPS = ["place nodes", "bootstrap", "start", "create admin account", "activate"]
+READY_TIMEOUT = 120.0
+
+
+@DBOS.step()
+def place_nodes(op_id: str, cluster_id: str) -> None:
+    svc = services()
+    with recorded(op_id, "place nodes"), svc.store.session() as s:
+        cluster = s.get(models.Cluster, cluster_id)
+        assert cluster is not None
+        taken = {p for (p,) in s.query(models.Node.port).filter(models.Node.port.isnot(None))}
+        for node in cluster.nodes:
+            if node.port is None:
+                placement = svc.provider.place(node.id, taken)
+                node.host, node.port = placement.host, placement.port
+                taken.add(placement.port)
+            node.limits = svc.provider.apply_limits(
+                node.id, SIZES[cluster.size], cluster.storage_gb
+            )
+
+
+@DBOS.step()
+def bootstrap_nodes(op_id: str, cluster_id: str) -> None:
+    svc = services()
+    with recorded(op_id, "bootstrap"):
+        cluster = load_cluster(cluster_id)
+        assert cluster is not None
+        engine = svc.engines[cluster.engine]
+        for node in cluster.nodes:
+            ctx = svc.node_context(cluster, node)
+            runner = svc.provider.runner(node.id)
+            engine.bootstrap(ctx, runner)
+            cert = svc.ca.issue_server_cert(node.id, [node.host or "127.0.0.1", "localhost"])
+            engine.configure(ctx, runner, cert.cert_pem, cert.key_pem)
+
+
+def wait_ready(cluster: models.Cluster, node: models.Node, timeout: float) -> None:
+    """Poll the node over its own protocol until it answers, or fail with the reason."""
+    svc = services()
+    engine = svc.engines[cluster.engine]
+    ctx = svc.node_context(cluster, node)
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while True:
+        health = engine.health(ctx, svc.ca_file, timeout=2)
+        if health.ok:
+            return
+        if not svc.provider.is_running(node.id):
+            raise RuntimeError(f"node {node.ordinal} exited while starting: {health.detail}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"node {node.ordinal} not ready after {timeout:.0f}s: "
+                               f"{health.detail}")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.25)
+
+
+@DBOS.step()
+def start_nodes(op_id: str, cluster_id: str) -> None:
+    svc = services()
+    with recorded(op_id, "start"):
+        cluster = load_cluster(cluster_id)
+        assert cluster is not None
+        engine = svc.engines[cluster.engine]
+        for node in cluster.nodes:
+            runner = svc.provider.runner(node.id)
+            svc.provider.start(node.id, engine.process(svc.node_context(cluster, node), runner))
+        for node in cluster.nodes:
+            wait_ready(cluster, node, READY_TIMEOUT)
+
+
+@DBOS.step()
+def create_admin(op_id: str, cluster_id: str) -> None:
+    svc = services()
+    with recorded(op_id, "create admin account"):
+        cluster = load_cluster(cluster_id)
+        assert cluster is not None
+        primary = cluster.nodes[0]
+        svc.engines[cluster.engine].initialize(svc.node_context(cluster, primary), svc.ca_file)
+
+
+@DBOS.step()
+def activate(op_id: str, cluster_id: str) -> None:
+    svc = services()
+    with recorded(op_id, "activate"), svc.store.session() as s:
+        cluster = s.get(models.Cluster, cluster_id)
+        assert cluster is not None
+        for node in cluster.nodes:
+            node.status = NodeStatus.HEALTHY
+            node.status_reason = ""
+            node.observed_at = models.utcnow()
+        cluster.status = ClusterStatus.ACTIVE
+        cluster.status_reason = ""
+    with svc.store.session() as s:
+        operations.finish(s, op_id)
+
+
+@DBOS.step()
+def compensate(op_id: str, cluster_id: str, reason: str) -> None:
+    """Undo a failed create: destroy every node, keep the cluster as FAILED with why."""
+    svc = services()
+    cluster = load_cluster(cluster_id)
+    if cluster is not None:
+        for node in cluster.nodes:
+            svc.provider.destroy(node.id)
+    with svc.store.session() as s:
+        cluster = s.get(models.Cluster, cluster_id)
+        if cluster is not None:
+            cluster.status = ClusterStatus.FAILED
+            cluster.status_reason = reason
+            for node in cluster.nodes:
+                node.status = NodeStatus.STOPPED
+                node.host = node.port = None
+        operations.finish(s, op_id, error=reason)
+
+
+@DBOS.workflow()
+def create_cluster(op_id: str, cluster_id: str) -> None:
+    try:
+        place_nodes(op_id, cluster_id)
+        bootstrap_nodes(op_id, cluster_id)
+        start_nodes(op_id, cluster_id)
+        create_admin(op_id, cluster_id)
+        activate(op_id, cluster_id)
+    except Exception as exc:
+        compensate(op_id, cluster_id, short_reason(exc))

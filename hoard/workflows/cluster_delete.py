@@ -1,0 +1,52 @@
+"""Delete a cluster: destroy every node, then forget the cluster.
+
+The operation row stays, so a client can follow a delete to its end.
+"""
+
+from __future__ import annotations
+
+from dbos import DBOS
+
+from hoard.store import models, operations
+from hoard.workflows.services import services
+from hoard.workflows.steps import load_cluster, recorded, short_reason
+
+STEPS = ["destroy nodes", "remove records"]
+
+
+@DBOS.step()
+def destroy_nodes(op_id: str, cluster_id: str) -> None:
+    svc = services()
+    with recorded(op_id, "destroy nodes"):
+        cluster = load_cluster(cluster_id)
+        for node in cluster.nodes if cluster else []:
+            svc.provider.destroy(node.id)
+
+
+@DBOS.step()
+def remove_records(op_id: str, cluster_id: str) -> None:
+    svc = services()
+    with recorded(op_id, "remove records"), svc.store.session() as s:
+        cluster = s.get(models.Cluster, cluster_id)
+        if cluster is not None:
+            s.delete(cluster)
+    with svc.store.session() as s:
+        operations.finish(s, op_id)
+
+
+@DBOS.step()
+def fail(op_id: str, cluster_id: str, reason: str) -> None:
+    with services().store.session() as s:
+        cluster = s.get(models.Cluster, cluster_id)
+        if cluster is not None:
+            cluster.status_reason = f"delete failed: {reason}"
+        operations.finish(s, op_id, error=reason)
+
+
+@DBOS.workflow()
+def delete_cluster(op_id: str, cluster_id: str) -> None:
+    try:
+        destroy_nodes(op_id, cluster_id)
+        remove_records(op_id, cluster_id)
+    except Exception as exc:
+        fail(op_id, cluster_id, short_reason(exc))

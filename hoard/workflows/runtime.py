@@ -1,0 +1,70 @@
+"""Durable execution with DBOS: workflows and their steps are checkpointed in the
+state store's database, and a restarted worker resumes them where they stopped.
+
+Why DBOS (see docs/architecture.md): it is a library, not a server to run; it
+keeps its checkpoints in the same SQLite file or PostgreSQL database family as
+the state store, so the embedded default needs nothing extra; and recovery of
+pending workflows at launch is built in.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from dbos import DBOS, DBOSConfig, SetWorkflowID
+
+from hoard import __version__
+from hoard.domain.status import OperationStatus
+from hoard.settings import Settings
+from hoard.store import models
+from hoard.workflows import cluster_create, cluster_delete
+from hoard.workflows.services import services
+
+WORKFLOWS: dict[str, Any] = {
+    "create": cluster_create.create_cluster,
+    "delete": cluster_delete.delete_cluster,
+}
+
+log = logging.getLogger(__name__)
+
+
+def launch(settings: Settings) -> None:
+    """Start DBOS; it recovers this worker's unfinished workflows on its own."""
+    config: DBOSConfig = {
+        "name": "hoard",
+        "system_database_url": settings.workflow_store_url,
+        "run_admin_server": False,
+        # A fixed version: workflows started by this release resume after a restart
+        # even if unrelated code changed. Bump with releases that change step order.
+        "application_version": __version__,
+        "executor_id": settings.worker_id,
+        "log_level": "WARNING",
+    }
+    DBOS(config=config)
+    DBOS.launch()
+    resume_unstarted()
+
+
+def shutdown() -> None:
+    DBOS.destroy(workflow_completion_timeout_sec=0)
+
+
+def start(kind: str, op_id: str, cluster_id: str) -> None:
+    """Start the workflow for an operation. The workflow id is the operation id, so
+    starting it twice is harmless: DBOS returns the existing one."""
+    with SetWorkflowID(op_id):
+        DBOS.start_workflow(WORKFLOWS[kind], op_id, cluster_id)
+
+
+def resume_unstarted() -> None:
+    """Start workflows for operations recorded but never started (the API committed
+    the operation and died before starting its workflow)."""
+    with services().store.session() as s:
+        pending = s.query(models.Operation).filter(
+            models.Operation.status == OperationStatus.RUNNING
+        ).all()
+    for op in pending:
+        if op.cluster_id and op.kind in WORKFLOWS and DBOS.get_workflow_status(op.id) is None:
+            log.info("starting workflow for recorded operation %s", op.id)
+            start(op.kind, op.id, op.cluster_id)

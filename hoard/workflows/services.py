@@ -1,0 +1,77 @@
+"""The composition root: builds the store, CA, secret box, provider and engines once.
+
+Workflow steps run on worker threads and after restarts, so they reach these
+through :func:`services` rather than through arguments (arguments are
+recorded in the workflow store and must stay plain data).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hoard.domain.catalog import SIZES
+from hoard.engines.base import Credentials, Engine, NodeContext
+from hoard.engines.registry import ENGINES
+from hoard.providers.base import Provider
+from hoard.providers.local import LocalProvider
+from hoard.security.ca import CertificateAuthority
+from hoard.security.secrets import SecretBox, load_or_create_key
+from hoard.settings import Settings
+from hoard.store import models
+from hoard.store.db import Store, migrate
+
+SERVICE_USER = "hoard"
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    ca: CertificateAuthority
+    box: SecretBox
+    provider: Provider
+    engines: dict[str, Engine]
+
+    @property
+    def ca_file(self) -> str:
+        return str(self.ca.cert_path)
+
+    def node_context(self, cluster: models.Cluster, node: models.Node) -> NodeContext:
+        assert node.host is not None and node.port is not None, "node is not placed yet"
+        return NodeContext(
+            node_id=node.id,
+            version=cluster.version,
+            size=SIZES[cluster.size],
+            host=node.host,
+            port=node.port,
+            service=Credentials(SERVICE_USER, self.box.open(cluster.service_password)),
+            admin=Credentials(cluster.admin_user, self.box.open(cluster.admin_password)),
+        )
+
+
+_services: Services | None = None
+
+
+def build(settings: Settings) -> Services:
+    """Prepare the state directory and store, and wire every component."""
+    global _services
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    settings.state_dir.chmod(0o755)
+    migrate(settings.store_url)
+    key = load_or_create_key(settings.state_dir / "secret.key", settings.secret_key)
+    provider = LocalProvider(settings.nodes_dir, settings.db_os_user)
+    _services = Services(
+        settings=settings,
+        store=Store(settings.store_url),
+        ca=CertificateAuthority(settings.ca_dir),
+        box=SecretBox(key),
+        provider=provider,
+        engines=ENGINES,
+    )
+    return _services
+
+
+def services() -> Services:
+    if _services is None:
+        raise RuntimeError("hoard services are not built yet")
+    return _services

@@ -1,0 +1,35 @@
+"""Helpers shared by workflow steps: loading a cluster, recording progress."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from hoard.store import models, operations
+from hoard.workflows.services import services
+
+
+def load_cluster(cluster_id: str) -> models.Cluster | None:
+    with services().store.session() as s:
+        return s.get(models.Cluster, cluster_id)
+
+
+@contextmanager
+def recorded(op_id: str, step: str) -> Iterator[None]:
+    """Mark ``step`` running, then done or failed, in the operation the user polls."""
+    store = services().store
+    with store.session() as s:
+        operations.mark_step(s, op_id, step, "running")
+    try:
+        yield
+    except Exception as exc:
+        with store.session() as s:
+            operations.mark_step(s, op_id, step, "failed", str(exc))
+        raise
+    with store.session() as s:
+        operations.mark_step(s, op_id, step, "done")
+
+
+def short_reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:500]
