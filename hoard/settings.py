@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     default_quota_nodes: int = 20
     default_quota_storage_gb: int = 200
     log_level: str = "INFO"
+    # Testing knob: the named workflow step fails, to exercise compensation.
+    fail_step: str | None = None
 
     @cached_property
     def store_url(self) -> str:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -26,13 +27,14 @@ def create_app(settings: Settings, run_workers: bool = True) -> FastAPI:
         bootstrap_admin(services.store, settings)
         app.state.services = services
         observer = Observer(settings.observe_interval)
+        # DBOS refuses blocking calls on an event-loop thread; give it a plain one.
         if run_workers:
-            runtime.launch(settings)
+            await asyncio.to_thread(runtime.launch, settings)
             observer.start()
         yield
         if run_workers:
             observer.stop()
-            runtime.shutdown()
+            await asyncio.to_thread(runtime.shutdown)
 
     app = FastAPI(
         title="Hoard",

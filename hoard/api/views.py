@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from hoard.api.schemas import ClusterView, Endpoint, NodeView, OperationView
 from hoard.store.models import Cluster, Operation
 
@@ -11,7 +13,7 @@ def cluster_view(cluster: Cluster) -> ClusterView:
         NodeView(
             id=n.id, ordinal=n.ordinal, role=n.role, status=n.status,
             status_reason=n.status_reason, provider=n.provider, host=n.host, port=n.port,
-            limits=dict(n.limits or {}), observed_at=n.observed_at,
+            limits=dict(n.limits or {}), observed_at=_utc(n.observed_at),
         )
         for n in cluster.nodes
     ]
@@ -24,13 +26,19 @@ def cluster_view(cluster: Cluster) -> ClusterView:
         id=cluster.id, name=cluster.name, engine=cluster.engine, version=cluster.version,
         size=cluster.size, nodes=cluster.node_count, storage_gb=cluster.storage_gb,
         status=cluster.status, status_reason=cluster.status_reason, endpoints=endpoints,
-        members=members, created_at=cluster.created_at, updated_at=cluster.updated_at,
+        members=members, created_at=_utc(cluster.created_at),
+        updated_at=_utc(cluster.updated_at),
     )
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    """The store keeps naive UTC; the API says so explicitly."""
+    return value.replace(tzinfo=dt.UTC) if value is not None else None
 
 
 def operation_view(op: Operation) -> OperationView:
     return OperationView(
         id=op.id, kind=op.kind, cluster_id=op.cluster_id, status=op.status,
         progress=op.progress, steps=list(op.steps), error=op.error,
-        created_at=op.created_at, finished_at=op.finished_at,
+        created_at=_utc(op.created_at), finished_at=_utc(op.finished_at),
     )

@@ -3,7 +3,6 @@ the API (``HOARD_URL``, ``HOARD_TOKEN``), never to the store."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -46,7 +45,3 @@ def serve(
 def main() -> None:
     app(prog_name="hoard", auto_envvar_prefix=None)
 
-
-if __name__ == "__main__":
-    os.environ.setdefault("HOARD_URL", "http://127.0.0.1:8080")
-    main()

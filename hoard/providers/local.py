@@ -53,6 +53,36 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+def _processes_under(root: Path) -> list[int]:
+    """Processes whose working directory is inside ``root`` (servers and tools
+    run there), found even when no record of them was written."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = Path(os.readlink(entry / "cwd"))
+        except OSError:
+            continue
+        if cwd == root or cwd.is_relative_to(root):
+            found.append(int(entry.name))
+    return found
+
+
+def _kill_all(pids: list[int], wait: float = 5.0) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + wait
+    for pid in pids:
+        while time.monotonic() < deadline:
+            _reap(pid)
+            state = _proc_start_time(pid)
+            if state is None or state[0] == "Z":
+                break
+            time.sleep(0.01)
+
+
 class OSUser:
     """The unprivileged account database processes run as (created when root)."""
 
@@ -220,6 +250,8 @@ class LocalProvider(Provider):
         if self._live_pid(node_id):
             return False
         root = self._dir(node_id)
+        # A process started by a Hoard that died before recording it: not ours to trust.
+        _kill_all(_processes_under(root))
         log_dir = root / "log"
         log_dir.mkdir(exist_ok=True)
         self.user.chown(log_dir)
@@ -262,6 +294,7 @@ class LocalProvider(Provider):
                 os.killpg(pid, signal.SIGKILL)
             while self._live_pid(node_id):
                 time.sleep(0.02)
+        _kill_all(_processes_under(self._dir(node_id)))
         with contextlib.suppress(FileNotFoundError):
             (self._dir(node_id) / "process.json").unlink()
 

@@ -17,10 +17,13 @@ def load_cluster(cluster_id: str) -> models.Cluster | None:
 @contextmanager
 def recorded(op_id: str, step: str) -> Iterator[None]:
     """Mark ``step`` running, then done or failed, in the operation the user polls."""
-    store = services().store
+    svc = services()
+    store = svc.store
     with store.session() as s:
         operations.mark_step(s, op_id, step, "running")
     try:
+        if svc.settings.fail_step == step:
+            raise RuntimeError(f"injected failure in step {step!r} (HOARD_FAIL_STEP)")
         yield
     except Exception as exc:
         with store.session() as s:

@@ -1,0 +1,37 @@
+# `make run` and `make test` each do the whole set-up on a fresh Debian machine
+# (system packages, a virtualenv, Hoard in editable mode) and are quick when
+# everything is already there.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+
+.PHONY: setup system run test lint bench clean
+
+setup: system $(STAMP)
+
+system:
+	@bash scripts/install-system-packages.sh
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+run: setup
+	$(VENV)/bin/hoard serve
+
+lint: setup
+	$(VENV)/bin/ruff check hoard tests bench
+	$(VENV)/bin/mypy hoard
+
+test: lint
+	$(PY) -m pytest -q -p no:cacheprovider
+
+bench: setup
+	$(PY) bench/provision.py
+	$(PY) bench/list.py
+	$(PY) bench/dataplane.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Hoard's engines and tools need. Idempotent and
+# quick when everything is present: apt runs only for what is missing.
+set -euo pipefail
+
+PACKAGES=(
+  postgresql-15 postgresql-client-15   # the PostgreSQL engine, psql, pgbench
+  util-linux passwd                    # setpriv (drop privileges), useradd
+  python3-venv                         # the virtualenv for Hoard itself
+  ca-certificates
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+  SUDO="sudo"
+fi
+echo "installing: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+# Hoard makes its own database clusters; stop the package from creating a default one.
+$SUDO apt-get install -y -q --no-install-recommends postgresql-common
+$SUDO sed -i 's/^#\?\s*create_main_cluster.*/create_main_cluster = false/' \
+  /etc/postgresql-common/createcluster.conf
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,156 @@
+"""Shared fixtures: a real Hoard server (subprocess), clients, and clean-up that
+stops every database server a test started."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+ADMIN_TOKEN = "hoard_test_admin_token"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def make_state_dir() -> Path:
+    """A state directory the database OS user can traverse (pytest's tmp is 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="hoard-test-", dir="/tmp"))
+    path.chmod(0o755)
+    return path
+
+
+class HoardServer:
+    """``hoard serve`` in a subprocess, so tests can kill -9 and restart it."""
+
+    def __init__(self, state_dir: Path, extra_env: dict[str, str] | None = None) -> None:
+        self.state_dir = state_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "HOARD_ADMIN_TOKEN": ADMIN_TOKEN,
+                    "HOARD_OBSERVE_INTERVAL": "0.5", **(extra_env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = state_dir / "serve.log"
+
+    def start(self) -> None:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "hoard", "serve", "--port", str(self.port),
+                 "--state-dir", str(self.state_dir)],
+                env=self.env, stdout=log, stderr=log,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("hoard serve exited:\n" + self.log.read_text()[-3000:])
+            try:
+                httpx.get(self.url + "/v2", timeout=1)
+                return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError("hoard serve did not come up:\n" + self.log.read_text()[-3000:])
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def client(self, token: str = ADMIN_TOKEN) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=60,
+                            headers={"Authorization": f"Bearer {token}"})
+
+    def destroy_all_nodes(self) -> None:
+        """Stop every database server under this state directory, whatever Hoard thinks."""
+        from hoard.providers.local import LocalProvider
+
+        nodes = self.state_dir / "nodes"
+        if nodes.exists():
+            provider = LocalProvider(nodes, "hoard-db")
+            for node_id in provider.node_ids():
+                provider.destroy(node_id)
+
+
+def run_server(extra_env: dict[str, str] | None = None) -> Iterator[HoardServer]:
+    state_dir = make_state_dir()
+    server = HoardServer(state_dir, extra_env)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        server.destroy_all_nodes()
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def hoard() -> Iterator[HoardServer]:
+    """One Hoard for the session (SQLite state store)."""
+    yield from run_server()
+
+
+@pytest.fixture(scope="session")
+def admin(hoard: HoardServer) -> Iterator[httpx.Client]:
+    with hoard.client() as client:
+        yield client
+
+
+def new_tenant(admin: httpx.Client, name: str, quotas: dict[str, int] | None = None) -> str:
+    """Create a project and return a token for it."""
+    body: dict[str, Any] = {"name": name}
+    if quotas:
+        body["quotas"] = quotas
+    project = admin.post("/v2/projects", json=body)
+    assert project.status_code == 201, project.text
+    token = admin.post(f"/v2/projects/{project.json()['id']}/tokens", json={})
+    assert token.status_code == 201, token.text
+    return str(token.json()["token"])
+
+
+def wait_operation(client: httpx.Client, op_id: str, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        op = client.get(f"/v2/operations/{op_id}").json()
+        if op["status"] != "running":
+            return dict(op)
+        time.sleep(0.1)
+    raise TimeoutError(f"operation {op_id} still running after {timeout}s")
+
+
+def create_cluster(client: httpx.Client, name: str, **fields: Any) -> dict[str, Any]:
+    """Create a cluster and wait for it to be ACTIVE."""
+    body = {"name": name, "engine": "postgresql", "size": "nano", **fields}
+    response = client.post("/v2/clusters", json=body)
+    assert response.status_code == 202, response.text
+    op = wait_operation(client, response.json()["operation"]["id"])
+    assert op["status"] == "succeeded", op
+    return dict(client.get(f"/v2/clusters/{response.json()['cluster']['id']}").json())
+
+
+def delete_cluster(client: httpx.Client, cluster_id: str) -> None:
+    response = client.delete(f"/v2/clusters/{cluster_id}")
+    assert response.status_code == 202, response.text
+    op = wait_operation(client, response.json()["operation"]["id"])
+    assert op["status"] == "succeeded", op
