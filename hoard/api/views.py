@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import overload
 
 from hoard.api.schemas import ClusterView, Endpoint, NodeView, OperationView
 from hoard.store.models import Cluster, Operation
@@ -31,6 +32,10 @@ def cluster_view(cluster: Cluster) -> ClusterView:
     )
 
 
+@overload
+def _utc(value: dt.datetime) -> dt.datetime: ...
+@overload
+def _utc(value: None) -> None: ...
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
     """The store keeps naive UTC; the API says so explicitly."""
     return value.replace(tzinfo=dt.UTC) if value is not None else None

@@ -111,7 +111,7 @@ def delete(
             "operation"]
     except ApiError as exc:
         fail(exc)
-    emit(op, output, None if output == Format.json else None)
+    emit(op, output)
     if op["status"] == "failed":
         raise typer.Exit(1)
 
@@ -144,4 +144,4 @@ def connect(name: str) -> None:
     if shutil.which(argv[0]) is None:
         err_console.print(f"[red]error:[/red] {argv[0]} is not installed")
         raise typer.Exit(1)
-    os.execvp(argv[0], argv)
+    os.execvp(argv[0], argv)  # noqa: S606 - replaces this process with the client

@@ -34,9 +34,12 @@ def serve(
     if state_dir is not None:
         overrides["state_dir"] = state_dir.resolve()
     settings = Settings(**overrides)  # type: ignore[arg-type]
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     token_file = settings.state_dir / "admin-token"
-    typer.echo(f"Hoard API on http://{host}:{port}/v2 (docs: /v2/docs); state in {settings.state_dir}")
+    typer.echo(f"Hoard API on http://{host}:{port}/v2 (docs: /v2/docs)")
+    typer.echo(f"State in {settings.state_dir}")
     if not settings.admin_token:
         typer.echo(f"Admin token: {token_file} (export HOARD_TOKEN=$(cat {token_file}))")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 
 from dbos import DBOS
+from sqlalchemy import select
 
 from hoard.domain.catalog import SIZES
 from hoard.domain.status import ClusterStatus, NodeStatus
@@ -28,7 +29,7 @@ def place_nodes(op_id: str, cluster_id: str) -> None:
     with recorded(op_id, "place nodes"), svc.store.session() as s:
         cluster = s.get(models.Cluster, cluster_id)
         assert cluster is not None
-        taken = {p for (p,) in s.query(models.Node.port).filter(models.Node.port.isnot(None))}
+        taken = {p for p in s.scalars(select(models.Node.port)) if p is not None}
         for node in cluster.nodes:
             if node.port is None:
                 placement = svc.provider.place(node.id, taken)

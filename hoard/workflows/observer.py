@@ -64,20 +64,20 @@ def observe_once(pool: ThreadPoolExecutor) -> int:
         results.setdefault(cluster.id, []).append(obs)
     with svc.store.session() as s:
         for cluster_id, observations in results.items():
-            cluster = s.get(models.Cluster, cluster_id)
-            if cluster is None or cluster.status not in OBSERVED:
+            current = s.get(models.Cluster, cluster_id)
+            if current is None or current.status not in OBSERVED:
                 continue  # deleted or taken over by an operation meanwhile
             by_id = {o.node_id: o for o in observations}
-            for node in cluster.nodes:
+            for node in current.nodes:
                 o = by_id.get(node.id)
                 if o is None:
                     continue
                 node.status = NodeStatus.HEALTHY if o.healthy else NodeStatus.UNHEALTHY
                 node.status_reason = "" if o.healthy else o.detail
                 node.observed_at = models.utcnow()
-            sick = [n for n in cluster.nodes if n.status != NodeStatus.HEALTHY]
-            cluster.status = ClusterStatus.DEGRADED if sick else ClusterStatus.ACTIVE
-            cluster.status_reason = "; ".join(
+            sick = [n for n in current.nodes if n.status != NodeStatus.HEALTHY]
+            current.status = ClusterStatus.DEGRADED if sick else ClusterStatus.ACTIVE
+            current.status_reason = "; ".join(
                 f"node {n.ordinal}: {n.status_reason}" for n in sick
             )
     return len(futures)

@@ -34,7 +34,6 @@ def launch(settings: Settings) -> None:
     config: DBOSConfig = {
         "name": "hoard",
         "system_database_url": settings.workflow_store_url,
-        "run_admin_server": False,
         # A fixed version: workflows started by this release resume after a restart
         # even if unrelated code changed. Bump with releases that change step order.
         "application_version": __version__,

@@ -34,7 +34,8 @@ _create_lock = threading.Lock()
 
 
 def _services(request: Request) -> Services:
-    return request.app.state.services  # type: ignore[no-any-return]
+    services: Services = request.app.state.services
+    return services
 
 
 def _get_cluster(s: Session, principal: Principal, cluster_id: str) -> Cluster:
