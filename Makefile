@@ -24,6 +24,7 @@ run: setup
 lint: setup
 	$(VENV)/bin/ruff check hoard tests bench
 	$(VENV)/bin/mypy hoard
+	$(VENV)/bin/lint-imports
 
 test: lint
 	$(PY) -m pytest -q -p no:cacheprovider

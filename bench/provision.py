@@ -143,7 +143,8 @@ def main() -> None:
     print(f"  raw   {r * 1000:8.0f} ms   (min {min(raw_times) * 1000:.0f}, "
           f"max {max(raw_times) * 1000:.0f})")
     summarize("raw", raw_parts)
-    print(f"  ratio hoard/raw = {h / r:.2f}  (target <= 1.5: {'met' if h / r <= 1.5 else 'MISSED'})")
+    verdict = "met" if h / r <= 1.5 else "MISSED"
+    print(f"  ratio hoard/raw = {h / r:.2f}  (target <= 1.5: {verdict})")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,9 @@ class HoardServer:
                 provider.destroy(node_id)
 
 
-def run_server(extra_env: dict[str, str] | None = None) -> Iterator[HoardServer]:
+@contextmanager
+def hoard_server(extra_env: dict[str, str] | None = None) -> Iterator[HoardServer]:
+    """A running Hoard on a fresh state directory; everything it made is removed after."""
     state_dir = make_state_dir()
     server = HoardServer(state_dir, extra_env)
     server.start()
@@ -108,7 +111,8 @@ def run_server(extra_env: dict[str, str] | None = None) -> Iterator[HoardServer]
 @pytest.fixture(scope="session")
 def hoard() -> Iterator[HoardServer]:
     """One Hoard for the session (SQLite state store)."""
-    yield from run_server()
+    with hoard_server() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

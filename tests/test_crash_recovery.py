@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import HoardServer, delete_cluster, run_server, wait_operation
+from tests.conftest import HoardServer, delete_cluster, hoard_server, wait_operation
 from tests.test_lifecycle import assert_no_debris, connect
 
 
@@ -45,28 +45,27 @@ def kill_during(server: HoardServer, client: httpx.Client, op_id: str, step: str
 
 @pytest.mark.parametrize("step", ["bootstrap", "start", None])
 def test_kill9_mid_create_then_restart(step: str | None) -> None:
-    for server in run_server():
-        with server.client() as client:
-            accepted = client.post("/v2/clusters", json={
-                "name": "phoenix", "engine": "postgresql", "size": "nano"}).json()
-            op_id, cluster_id = accepted["operation"]["id"], accepted["cluster"]["id"]
-            if step is None:
-                server.kill9()  # right after the API accepted it
-            else:
-                kill_during(server, client, op_id, step)
-            server.start()
-            op = wait_operation(client, op_id)
-            assert op["status"] == "succeeded", op
-            cluster = client.get(f"/v2/clusters/{cluster_id}").json()
-            assert cluster["status"] == "ACTIVE"
-            node = cluster["members"][0]
-            # Exactly one server runs for the node: nothing was started twice.
-            node_dir = server.state_dir / "nodes" / node["id"]
-            pids = processes_under(node_dir)
-            roots = [p for p in pids if parent(p) not in pids]
-            assert len(roots) == 1, roots
-            with connect(client, cluster_id) as conn:
-                assert conn.execute("SELECT current_user").fetchone() == ("admin",)
-            delete_cluster(client, cluster_id)
-            assert_no_debris(server, [node["id"]], [node["port"]])
-            assert processes_under(node_dir) == []
+    with hoard_server() as server, server.client() as client:
+        accepted = client.post("/v2/clusters", json={
+            "name": "phoenix", "engine": "postgresql", "size": "nano"}).json()
+        op_id, cluster_id = accepted["operation"]["id"], accepted["cluster"]["id"]
+        if step is None:
+            server.kill9()  # right after the API accepted it
+        else:
+            kill_during(server, client, op_id, step)
+        server.start()
+        op = wait_operation(client, op_id)
+        assert op["status"] == "succeeded", op
+        cluster = client.get(f"/v2/clusters/{cluster_id}").json()
+        assert cluster["status"] == "ACTIVE"
+        node = cluster["members"][0]
+        # Exactly one server runs for the node: nothing was started twice.
+        node_dir = server.state_dir / "nodes" / node["id"]
+        pids = processes_under(node_dir)
+        roots = [p for p in pids if parent(p) not in pids]
+        assert len(roots) == 1, roots
+        with connect(client, cluster_id) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == ("admin",)
+        delete_cluster(client, cluster_id)
+        assert_no_debris(server, [node["id"]], [node["port"]])
+        assert processes_under(node_dir) == []

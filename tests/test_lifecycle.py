@@ -13,7 +13,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.conftest import HoardServer, create_cluster, delete_cluster, run_server, wait_operation
+from tests.conftest import HoardServer, create_cluster, delete_cluster, hoard_server, wait_operation
 
 
 def node_pid(server: HoardServer, node_id: str) -> int:
@@ -107,37 +107,35 @@ def test_observer_restarts_a_crashed_server(admin: httpx.Client, hoard: HoardSer
 
 
 def test_servers_outlive_hoard_and_are_readopted() -> None:
-    for server in run_server():
-        with server.client() as client:
-            cluster = create_cluster(client, "durable")
-            node_id = cluster["members"][0]["id"]
-            pid = node_pid(server, node_id)
-            server.stop()
-            assert Path(f"/proc/{pid}").exists(), "the server died with Hoard"
-            server.start()
-            wait_status(client, cluster["id"], {"ACTIVE"})
-            time.sleep(1.5)  # a few observer passes
-            assert node_pid(server, node_id) == pid, "the server was restarted, not re-adopted"
-            assert client.get(f"/v2/clusters/{cluster['id']}").json()["status"] == "ACTIVE"
-            delete_cluster(client, cluster["id"])
+    with hoard_server() as server, server.client() as client:
+        cluster = create_cluster(client, "durable")
+        node_id = cluster["members"][0]["id"]
+        pid = node_pid(server, node_id)
+        server.stop()
+        assert Path(f"/proc/{pid}").exists(), "the server died with Hoard"
+        server.start()
+        wait_status(client, cluster["id"], {"ACTIVE"})
+        time.sleep(1.5)  # a few observer passes
+        assert node_pid(server, node_id) == pid, "the server was restarted, not re-adopted"
+        assert client.get(f"/v2/clusters/{cluster['id']}").json()["status"] == "ACTIVE"
+        delete_cluster(client, cluster["id"])
 
 
 @pytest.mark.parametrize("step", ["place nodes", "bootstrap", "start", "create admin account"])
 def test_failed_create_leaves_nothing_behind(step: str) -> None:
-    for server in run_server({"HOARD_FAIL_STEP": step}):
-        with server.client() as client:
-            response = client.post("/v2/clusters", json={
-                "name": "doomed", "engine": "postgresql", "size": "nano"})
-            assert response.status_code == 202
-            accepted = response.json()
-            op = wait_operation(client, accepted["operation"]["id"])
-            assert op["status"] == "failed"
-            assert "injected failure" in op["error"]
-            cluster = client.get(f"/v2/clusters/{accepted['cluster']['id']}").json()
-            assert cluster["status"] == "FAILED"
-            assert "injected failure" in cluster["status_reason"]
-            node_id = cluster["members"][0]["id"]
-            assert not (server.state_dir / "nodes" / node_id).exists()
-            # A FAILED cluster can be deleted, freeing its name.
-            delete_cluster(client, cluster["id"])
-            assert client.get(f"/v2/clusters/{cluster['id']}").status_code == 404
+    with hoard_server({"HOARD_FAIL_STEP": step}) as server, server.client() as client:
+        response = client.post("/v2/clusters", json={
+            "name": "doomed", "engine": "postgresql", "size": "nano"})
+        assert response.status_code == 202
+        accepted = response.json()
+        op = wait_operation(client, accepted["operation"]["id"])
+        assert op["status"] == "failed"
+        assert "injected failure" in op["error"]
+        cluster = client.get(f"/v2/clusters/{accepted['cluster']['id']}").json()
+        assert cluster["status"] == "FAILED"
+        assert "injected failure" in cluster["status_reason"]
+        node_id = cluster["members"][0]["id"]
+        assert not (server.state_dir / "nodes" / node_id).exists()
+        # A FAILED cluster can be deleted, freeing its name.
+        delete_cluster(client, cluster["id"])
+        assert client.get(f"/v2/clusters/{cluster['id']}").status_code == 404

@@ -7,23 +7,11 @@ and a provider's :class:`NodeRunner` carries them out wherever the node lives
 
 from __future__ import annotations
 
-import signal
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from pathlib import PurePosixPath
-from typing import Protocol
+from dataclasses import dataclass
 
 from hoard.domain.catalog import Size
-
-
-@dataclass(frozen=True)
-class ProcessSpec:
-    """The one long-running process of a node."""
-
-    argv: list[str]
-    env: dict[str, str] = field(default_factory=dict)
-    stop_signal: int = signal.SIGTERM
-    stop_timeout: float = 30.0
+from hoard.domain.nodes import NodeRunner, ProcessSpec
 
 
 @dataclass(frozen=True)
@@ -62,29 +50,6 @@ class NodeContext:
 class Health:
     ok: bool
     detail: str
-
-
-class NodeRunner(Protocol):
-    """Carries out an engine's file writes and commands beside the node's data.
-
-    Paths are relative to the node's volume root.
-    """
-
-    def write_file(self, path: PurePosixPath, content: bytes, mode: int = 0o600) -> None: ...
-
-    def exists(self, path: PurePosixPath) -> bool: ...
-
-    def remove_tree(self, path: PurePosixPath) -> None: ...
-
-    def rename(self, src: PurePosixPath, dst: PurePosixPath) -> None: ...
-
-    def run(self, argv: list[str], timeout: float = 300.0) -> str:
-        """Run a tool as the database OS user; return its output, raise on failure."""
-        ...
-
-    def abspath(self, path: PurePosixPath) -> str:
-        """Where ``path`` is as the node's process sees it."""
-        ...
 
 
 class Engine(ABC):

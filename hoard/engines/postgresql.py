@@ -14,15 +14,8 @@ import psycopg
 from psycopg import sql
 
 from hoard.domain.catalog import Size
-from hoard.engines.base import (
-    Credentials,
-    Engine,
-    Health,
-    NodeContext,
-    NodeRunner,
-    Parameter,
-    ProcessSpec,
-)
+from hoard.domain.nodes import NodeRunner, ProcessSpec
+from hoard.engines.base import Credentials, Engine, Health, NodeContext, Parameter
 
 PG_ROOT = Path("/usr/lib/postgresql")
 DATA = PurePosixPath("data")

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from hoard.domain.catalog import Size
-from hoard.engines.base import NodeRunner, ProcessSpec
+from hoard.domain.nodes import NodeRunner, ProcessSpec
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import time
 from pathlib import Path, PurePosixPath
 
 from hoard.domain.catalog import Size
-from hoard.engines.base import ProcessSpec
+from hoard.domain.nodes import ProcessSpec
 from hoard.providers import cgroups
 from hoard.providers.base import Placement, Provider
 

@@ -51,16 +51,16 @@ def observe_once(pool: ThreadPoolExecutor) -> int:
     with svc.store.session() as s:
         clusters = s.query(models.Cluster).filter(models.Cluster.status.in_(OBSERVED)).all()
     futures = [
-        (cluster, pool.submit(observe_node, cluster, node))
+        (cluster, node, pool.submit(observe_node, cluster, node))
         for cluster in clusters
         for node in cluster.nodes
     ]
     results: dict[str, list[Observation]] = {}
-    for cluster, future in futures:
+    for cluster, node, future in futures:
         try:
             obs = future.result()
         except Exception as exc:  # a broken node must not stop the loop
-            obs = Observation("", False, f"observer error: {exc}")
+            obs = Observation(node.id, False, f"observer error: {exc}")
         results.setdefault(cluster.id, []).append(obs)
     with svc.store.session() as s:
         for cluster_id, observations in results.items():
@@ -72,14 +72,17 @@ def observe_once(pool: ThreadPoolExecutor) -> int:
                 o = by_id.get(node.id)
                 if o is None:
                     continue
-                node.status = NodeStatus.HEALTHY if o.healthy else NodeStatus.UNHEALTHY
-                node.status_reason = "" if o.healthy else o.detail
-                node.observed_at = models.utcnow()
+                status = NodeStatus.HEALTHY if o.healthy else NodeStatus.UNHEALTHY
+                reason = "" if o.healthy else o.detail
+                # Write only changes: the store is not a heartbeat log.
+                if (node.status, node.status_reason) != (status, reason):
+                    node.status, node.status_reason = status, reason
+                    node.observed_at = models.utcnow()
             sick = [n for n in current.nodes if n.status != NodeStatus.HEALTHY]
-            current.status = ClusterStatus.DEGRADED if sick else ClusterStatus.ACTIVE
-            current.status_reason = "; ".join(
-                f"node {n.ordinal}: {n.status_reason}" for n in sick
-            )
+            overall = ClusterStatus.DEGRADED if sick else ClusterStatus.ACTIVE
+            why = "; ".join(f"node {n.ordinal}: {n.status_reason}" for n in sick)
+            if (current.status, current.status_reason) != (overall, why):
+                current.status, current.status_reason = overall, why
     return len(futures)
 
 
