@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from hoard import __version__
-from hoard.api import problems
+from hoard.api import metrics, problems
 from hoard.api.auth import bootstrap_admin
 from hoard.api.routes import catalog, clusters, operations, projects
 from hoard.settings import Settings
@@ -46,6 +46,7 @@ def create_app(settings: Settings, run_workers: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
+    metrics.install(app)
     for module in (clusters, operations, catalog, projects):
         app.include_router(module.router)
 

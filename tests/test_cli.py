@@ -1,0 +1,65 @@
+"""The ``hoard`` CLI against a real server: create, list, show, credentials,
+connect (psql), delete, and a readable error for bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import httpx
+
+from tests.conftest import HoardServer, new_tenant
+
+
+def hoard_cli(server: HoardServer, token: str, *args: str, stdin: str | None = None
+              ) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HOARD_URL": server.url, "HOARD_TOKEN": token, "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "hoard", *args], env=env, input=stdin,
+                          capture_output=True, text=True, timeout=180, check=False)
+
+
+def as_json(proc: subprocess.CompletedProcess[str]) -> Any:
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_cli_lifecycle(hoard: HoardServer, admin: httpx.Client) -> None:
+    token = new_tenant(admin, f"cli-{os.getpid()}")
+    created = as_json(hoard_cli(hoard, token, "cluster", "create", "cli-db", "--size", "nano",
+                                "--wait", "-o", "json"))
+    try:
+        assert created["status"] == "ACTIVE"
+        listed = as_json(hoard_cli(hoard, token, "cluster", "list", "-o", "json"))
+        assert [c["name"] for c in listed] == ["cli-db"]
+        shown = as_json(hoard_cli(hoard, token, "cluster", "show", "cli-db", "-o", "json"))
+        assert shown["id"] == created["id"]
+        table = hoard_cli(hoard, token, "cluster", "list")
+        assert table.returncode == 0 and "cli-db" in table.stdout and "ACTIVE" in table.stdout
+        creds = as_json(hoard_cli(hoard, token, "cluster", "credentials", "cli-db", "-o", "json"))
+        assert creds["username"] == "admin" and creds["uri"].startswith("postgresql://")
+        # `hoard connect` execs psql with the credentials; psql reads SQL from stdin.
+        session = hoard_cli(hoard, token, "connect", "cli-db",
+                            stdin="SELECT 'tls=' || ssl FROM pg_stat_ssl "
+                                  "WHERE pid = pg_backend_pid();\n")
+        assert session.returncode == 0, session.stderr
+        assert "tls=true" in session.stdout
+    finally:
+        deleted = as_json(hoard_cli(hoard, token, "cluster", "delete", "cli-db", "--wait",
+                                    "-o", "json"))
+    assert deleted["status"] == "succeeded"
+    assert as_json(hoard_cli(hoard, token, "cluster", "list", "-o", "json")) == []
+
+
+def test_cli_reports_errors_readably(hoard: HoardServer, admin: httpx.Client) -> None:
+    token = new_tenant(admin, f"cli-err-{os.getpid()}")
+    bad = hoard_cli(hoard, token, "cluster", "create", "Bad_Name", "--size", "nano")
+    assert bad.returncode == 1
+    assert "Invalid input" in bad.stderr and "Bad_Name" in bad.stderr
+    missing = hoard_cli(hoard, token, "cluster", "show", "nope")
+    assert missing.returncode == 1 and "no cluster named 'nope'" in missing.stderr
+    denied = hoard_cli(hoard, "wrong-token", "cluster", "list")
+    assert denied.returncode == 1 and "Unauthorized" in denied.stderr
+
