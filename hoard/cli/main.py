@@ -3,6 +3,7 @@ the API (``HOARD_URL``, ``HOARD_TOKEN``), never to the store."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -30,6 +31,9 @@ def serve(
     from hoard.api.app import create_app
     from hoard.settings import Settings
 
+    # The store holds sealed passwords and token hashes: files Hoard creates are
+    # private unless made readable on purpose (the CA certificate, node dirs).
+    os.umask(0o077)
     overrides: dict[str, object] = {"host": host, "port": port}
     if state_dir is not None:
         overrides["state_dir"] = state_dir.resolve()
