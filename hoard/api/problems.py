@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hoard.domain.errors import HoardError
+from hoard.domain.errors import HoardError, Unauthorized
 
 MEDIA_TYPE = "application/problem+json"
 
@@ -27,7 +28,22 @@ def _field(loc: tuple[Any, ...]) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(HoardError)
     async def hoard_error(_: Request, exc: HoardError) -> JSONResponse:
-        return problem(exc.status, exc.title, exc.detail)
+        response = problem(exc.status, exc.title, exc.detail)
+        if isinstance(exc, Unauthorized):
+            response.headers["WWW-Authenticate"] = 'Bearer realm="hoard"'
+        return response
+
+    @app.middleware("http")
+    async def json_bodies_only(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        if request.method in ("POST", "PUT", "PATCH") and request.headers.get("content-length",
+                                                                             "0") != "0":
+            ctype = request.headers.get("content-type", "")
+            if ctype.split(";")[0].strip().lower() != "application/json":
+                return problem(415, "Unsupported media type",
+                               f"send the body as application/json, not {ctype or 'untyped'}")
+        return await call_next(request)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -41,5 +57,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and "parsing the body" in str(exc.detail):
+            # FastAPI's answer to a body it cannot even decode (not UTF-8).
+            return problem(400, "Malformed JSON", "the request body is not valid UTF-8 JSON")
         title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Error")
         return problem(exc.status_code, title, str(exc.detail))

@@ -1,7 +1,8 @@
 """PostgreSQL: stock Debian packages, one server process per node.
 
-The tenant's account is not a superuser: a superuser can run programs on the
-host (``COPY ... TO PROGRAM``), and tenants never touch the machine. Hoard
+The tenant's account is not a superuser and cannot create roles: either lets
+it run programs on the host (``COPY ... TO PROGRAM``, directly or by granting
+itself ``pg_execute_server_program``), and tenants never touch the machine. Hoard
 keeps its own superuser, ``hoard``, for management and health checks.
 """
 
@@ -162,7 +163,10 @@ class PostgreSQL(Engine):
             ).fetchone()
             verb = "ALTER" if exists else "CREATE"
             conn.execute(
-                sql.SQL(verb + " ROLE {} LOGIN CREATEDB CREATEROLE PASSWORD {}").format(
+                # No CREATEROLE: up to PostgreSQL 15 it lets a role grant itself
+                # pg_execute_server_program, i.e. shell access as the OS user.
+                # Roles are managed through Hoard's API instead.
+                sql.SQL(verb + " ROLE {} LOGIN CREATEDB NOCREATEROLE PASSWORD {}").format(
                     user, sql.Literal(ctx.admin.password)
                 )
             )
