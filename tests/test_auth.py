@@ -436,3 +436,11 @@ def test_tenant_listing_after_a_wrong_token_is_unchanged(hoard: HoardServer,
         assert_problem(response, 401)
     time.sleep(0.1)
     assert tenants["a"].get(f"/v2/clusters/{cluster_id}").json()["status"] == "ACTIVE"
+
+
+def test_authentication_comes_before_the_body_is_read(hoard: HoardServer) -> None:
+    """Without a valid token, a malformed or non-JSON body still answers 401."""
+    for content, ctype in ((b"{not json", "application/json"), (b"x=1", "text/plain")):
+        response = httpx.post(hoard.url + "/v2/clusters", content=content,
+                              headers={"Content-Type": ctype}, timeout=30)
+        assert response.status_code == 401, response.text

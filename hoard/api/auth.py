@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 
 from hoard.domain.errors import Forbidden, Unauthorized
@@ -29,7 +31,12 @@ class Principal:
             raise Forbidden("this call needs an admin token")
 
 
-def authenticate(request: Request) -> Principal:
+PUBLIC_PATHS = frozenset({"/v2", "/v2/ca.pem", "/v2/openapi.json", "/v2/docs"})
+_bearer = HTTPBearer(auto_error=False, description="A project or admin token")
+
+
+def identify(request: Request) -> Principal:
+    """The caller behind the request's bearer token, or Unauthorized."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -44,6 +51,15 @@ def authenticate(request: Request) -> Principal:
     if row is None:
         raise Unauthorized("the token is not valid")
     return Principal(project_id=row[0], is_admin=bool(row[1]))
+
+
+def authenticate(
+    request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
+    """Route dependency: the principal the auth middleware found (declared with
+    HTTPBearer so OpenAPI shows the scheme)."""
+    principal = getattr(request.state, "principal", None)
+    return principal if isinstance(principal, Principal) else identify(request)
 
 
 def bootstrap_admin(store: Store, settings: Settings) -> None:

@@ -8,8 +8,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from hoard.api.auth import PUBLIC_PATHS, identify
 from hoard.domain.errors import HoardError, Unauthorized
 
 MEDIA_TYPE = "application/problem+json"
@@ -43,6 +45,19 @@ def install(app: FastAPI) -> None:
             if ctype.split(";")[0].strip().lower() != "application/json":
                 return problem(415, "Unsupported media type",
                                f"send the body as application/json, not {ctype or 'untyped'}")
+        return await call_next(request)
+
+    @app.middleware("http")
+    async def authenticate_first(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        # Added last, so it runs first. Authenticate before FastAPI reads the body: a caller without a valid
+        # token learns nothing from how its payload would have been judged.
+        if request.url.path not in PUBLIC_PATHS:
+            try:
+                request.state.principal = await run_in_threadpool(identify, request)
+            except Unauthorized as exc:
+                return await hoard_error(request, exc)
         return await call_next(request)
 
     @app.exception_handler(RequestValidationError)
