@@ -51,8 +51,9 @@ def install(app: FastAPI) -> None:
     async def authenticate_first(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        # Added last, so it runs first. Authenticate before FastAPI reads the body: a caller without a valid
-        # token learns nothing from how its payload would have been judged.
+        # Added last, so it runs first. Authenticate before FastAPI reads the body:
+        # a caller without a valid token learns nothing from how its payload
+        # would have been judged.
         if request.url.path not in PUBLIC_PATHS:
             try:
                 request.state.principal = await run_in_threadpool(identify, request)
