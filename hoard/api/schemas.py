@@ -107,6 +107,11 @@ class ClusterPage(BaseModel):
     next: str | None = Field(description="URL of the next page, or null on the last page")
 
 
+class ConnectCommand(BaseModel):
+    argv: list[str]
+    env: dict[str, str] = Field(description="Set these in the client's environment")
+
+
 class CredentialsView(BaseModel):
     username: str
     password: str
@@ -114,7 +119,7 @@ class CredentialsView(BaseModel):
     port: int
     uri: str
     ca_cert_url: str
-    connect_command: list[str]
+    connect_command: ConnectCommand
 
 
 class ProjectView(BaseModel):

@@ -140,8 +140,11 @@ def connect(name: str) -> None:
         creds = client.get(f"/v2/clusters/{cluster['id']}/credentials")
     except ApiError as exc:
         fail(exc)
-    argv = creds["connect_command"]
+    command = creds["connect_command"]
+    argv = command["argv"]
     if shutil.which(argv[0]) is None:
         err_console.print(f"[red]error:[/red] {argv[0]} is not installed")
         raise typer.Exit(1)
-    os.execvp(argv[0], argv)  # noqa: S606 - replaces this process with the client
+    # Replace this process with the engine's own client; the password travels in
+    # its environment, not its argv (which any user can read in ps).
+    os.execvpe(argv[0], argv, {**os.environ, **command["env"]})  # noqa: S606

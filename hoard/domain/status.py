@@ -11,6 +11,8 @@ class ClusterStatus(StrEnum):
     DEGRADED = "DEGRADED"  # serving, or recovering, with some node unhealthy
     FAILED = "FAILED"  # the create failed; nothing was left behind
     DELETING = "DELETING"  # a delete workflow is running
+    STOPPED = "STOPPED"  # stopped on request; data kept, nothing serving
+    UPDATING = "UPDATING"  # a resize, reconfiguration or restart is running
 
 
 class NodeStatus(StrEnum):

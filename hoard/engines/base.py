@@ -3,15 +3,22 @@
 An engine never touches a machine directly. It describes files and commands,
 and a provider's :class:`NodeRunner` carries them out wherever the node lives
 (a local directory and a subprocess, or a pod volume and an exec).
+
+Optional abilities are small interfaces an engine also inherits
+(:class:`SqlAccounts`, :class:`AclAccounts`), never stub methods that raise
+"not supported": the API asks ``isinstance(engine, SqlAccounts)``.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from hoard.domain.catalog import Size
 from hoard.domain.nodes import NodeRunner, ProcessSpec
+
+ParamValue = int | bool | str
 
 
 @dataclass(frozen=True)
@@ -20,11 +27,12 @@ class Parameter:
 
     name: str
     type: str  # "integer" | "string" | "boolean" | "enum"
-    dynamic: bool
+    dynamic: bool  # applied live; otherwise the cluster needs a restart
     description: str
     minimum: int | None = None
     maximum: int | None = None
     allowed: tuple[str, ...] = ()
+    unit: str = ""
 
 
 @dataclass(frozen=True)
@@ -35,7 +43,7 @@ class Credentials:
 
 @dataclass(frozen=True)
 class NodeContext:
-    """What an engine knows about one node: its identity, size and secrets."""
+    """What an engine knows about one node: identity, size, secrets, parameters."""
 
     node_id: str
     version: str
@@ -44,6 +52,7 @@ class NodeContext:
     port: int
     service: Credentials  # Hoard's own management account
     admin: Credentials  # the tenant's account
+    parameters: Mapping[str, ParamValue] = field(default_factory=dict)  # validated
 
 
 @dataclass(frozen=True)
@@ -52,12 +61,20 @@ class Health:
     detail: str
 
 
+@dataclass(frozen=True)
+class ClientCommand:
+    """A client to run: secrets go in ``env``, not in argv (visible in ps)."""
+
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+
+
 class Engine(ABC):
     """One database engine. Subclasses live one per module in this package."""
 
     name: str
     display_name: str
-    default_port: int
+    client_binary: str  # what ``hoard connect`` runs
 
     @abstractmethod
     def versions(self) -> list[str]:
@@ -65,7 +82,17 @@ class Engine(ABC):
 
     @abstractmethod
     def parameters(self) -> list[Parameter]:
-        """Parameters a configuration may set."""
+        """Parameters a configuration may set, with their types and ranges."""
+
+    @abstractmethod
+    def settings(self, ctx: NodeContext) -> dict[str, str]:
+        """Effective tunable settings of a node: defaults derived from its size,
+        overridden by its configuration's parameters. Comparing two results tells
+        what a resize or a configuration change alters."""
+
+    @abstractmethod
+    def is_dynamic(self, setting: str) -> bool:
+        """Whether ``setting`` can change without a restart."""
 
     @abstractmethod
     def bootstrap(self, ctx: NodeContext, runner: NodeRunner) -> None:
@@ -73,10 +100,12 @@ class Engine(ABC):
         a half-finished one is thrown away and redone."""
 
     @abstractmethod
-    def configure(
-        self, ctx: NodeContext, runner: NodeRunner, tls_cert: bytes, tls_key: bytes
-    ) -> None:
-        """Write configuration and TLS files. Idempotent."""
+    def install_tls(self, runner: NodeRunner, cert_pem: bytes, key_pem: bytes) -> None:
+        """Write the node's TLS certificate and key where its config expects them."""
+
+    @abstractmethod
+    def configure(self, ctx: NodeContext, runner: NodeRunner) -> None:
+        """Write the configuration files for ``settings(ctx)``. Idempotent."""
 
     @abstractmethod
     def process(self, ctx: NodeContext, runner: NodeRunner) -> ProcessSpec:
@@ -88,12 +117,107 @@ class Engine(ABC):
 
     @abstractmethod
     def initialize(self, ctx: NodeContext, ca_file: str) -> None:
-        """Create the tenant's admin account and default database. Idempotent."""
+        """Create the tenant's admin account (and default database). Idempotent."""
+
+    @abstractmethod
+    def apply_live(self, ctx: NodeContext, ca_file: str, names: list[str]) -> None:
+        """Make the running server take the current value of each dynamic setting
+        in ``names`` (after ``configure`` wrote them to its files)."""
 
     @abstractmethod
     def connection_uri(self, host: str, port: int, creds: Credentials, ca_file: str) -> str:
-        """A URI the engine's own client accepts as-is, TLS verified against ``ca_file``."""
+        """A URI for the tenant's admin account, TLS verified against ``ca_file``."""
 
     @abstractmethod
-    def client_argv(self, uri: str) -> list[str]:
-        """The interactive client command for ``hoard connect``."""
+    def client_command(
+        self, host: str, port: int, creds: Credentials, ca_file: str
+    ) -> ClientCommand:
+        """The engine's interactive client, connected, for ``hoard connect``."""
+
+
+# --- optional abilities -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DatabaseInfo:
+    name: str
+    charset: str  # encoding (PostgreSQL) or character set (MariaDB)
+    collation: str
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    name: str
+    databases: list[str] = field(default_factory=list)  # SQL engines: full access to these
+    keys: list[str] = field(default_factory=list)  # Redis: key patterns
+    categories: list[str] = field(default_factory=list)  # Redis: command categories
+
+
+class SqlAccounts(ABC):
+    """Databases and users with per-database access (PostgreSQL, MariaDB).
+
+    Names reaching these methods were validated by the API (identifier rules,
+    reserved names); implementations still quote every identifier with the
+    driver's own quoting, never by string formatting.
+    """
+
+    reserved_databases: frozenset[str]
+    reserved_users: frozenset[str]
+
+    @abstractmethod
+    def charsets(self) -> list[str]:
+        """Character sets / encodings a database may be created with."""
+
+    @abstractmethod
+    def list_databases(self, ctx: NodeContext, ca_file: str) -> list[DatabaseInfo]: ...
+
+    @abstractmethod
+    def create_database(self, ctx: NodeContext, ca_file: str, name: str,
+                        charset: str | None, collation: str | None) -> None:
+        """Create unless it exists (idempotent); bad collation raises ValueError."""
+
+    @abstractmethod
+    def drop_database(self, ctx: NodeContext, ca_file: str, name: str) -> None:
+        """Drop if it exists (idempotent)."""
+
+    @abstractmethod
+    def list_users(self, ctx: NodeContext, ca_file: str) -> list[UserInfo]:
+        """Tenant-made users (not the admin or service accounts)."""
+
+    @abstractmethod
+    def create_user(self, ctx: NodeContext, ca_file: str, name: str, password: str) -> None:
+        """Create, or reset the password if it exists (idempotent)."""
+
+    @abstractmethod
+    def drop_user(self, ctx: NodeContext, ca_file: str, name: str) -> None: ...
+
+    @abstractmethod
+    def set_password(self, ctx: NodeContext, ca_file: str, name: str, password: str) -> None: ...
+
+    @abstractmethod
+    def grant(self, ctx: NodeContext, ca_file: str, user: str, database: str) -> None:
+        """Full access for ``user`` to ``database`` (idempotent)."""
+
+    @abstractmethod
+    def revoke(self, ctx: NodeContext, ca_file: str, user: str, database: str) -> None: ...
+
+
+class AclAccounts(ABC):
+    """ACL users limited to key patterns and command categories (Redis)."""
+
+    reserved_users: frozenset[str]
+    categories: frozenset[str]  # command categories a tenant user may be given
+
+    @abstractmethod
+    def list_users(self, ctx: NodeContext, ca_file: str) -> list[UserInfo]: ...
+
+    @abstractmethod
+    def create_user(self, ctx: NodeContext, ca_file: str, name: str, password: str,
+                    keys: list[str], categories: list[str]) -> None:
+        """Create or replace the user's rules (idempotent)."""
+
+    @abstractmethod
+    def drop_user(self, ctx: NodeContext, ca_file: str, name: str) -> None: ...
+
+    @abstractmethod
+    def set_password(self, ctx: NodeContext, ca_file: str, name: str, password: str) -> None: ...

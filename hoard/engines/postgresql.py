@@ -2,8 +2,9 @@
 
 The tenant's account is not a superuser and cannot create roles: either lets
 it run programs on the host (``COPY ... TO PROGRAM``, directly or by granting
-itself ``pg_execute_server_program``), and tenants never touch the machine. Hoard
-keeps its own superuser, ``hoard``, for management and health checks.
+itself ``pg_execute_server_program``), and tenants never touch the machine.
+Hoard keeps its own superuser, ``hoard``, for management and health checks;
+tenant users and databases are made through Hoard's API.
 """
 
 from __future__ import annotations
@@ -16,7 +17,17 @@ from psycopg import sql
 
 from hoard.domain.catalog import Size
 from hoard.domain.nodes import NodeRunner, ProcessSpec
-from hoard.engines.base import Credentials, Engine, Health, NodeContext, Parameter
+from hoard.engines.base import (
+    ClientCommand,
+    Credentials,
+    DatabaseInfo,
+    Engine,
+    Health,
+    NodeContext,
+    Parameter,
+    SqlAccounts,
+    UserInfo,
+)
 
 PG_ROOT = Path("/usr/lib/postgresql")
 DATA = PurePosixPath("data")
@@ -30,6 +41,30 @@ HBA = """\
 # Managed by Hoard. Only TLS connections with SCRAM passwords are accepted.
 hostssl all all all scram-sha-256
 """
+
+PARAMETERS = [
+    Parameter("max_connections", "integer", False, "Most concurrent connections", 10, 5000),
+    Parameter("shared_buffers", "integer", False, "Shared buffer cache", 16, 1048576, unit="MB"),
+    Parameter("work_mem", "integer", True, "Memory per sort or hash", 64, 2097151, unit="kB"),
+    Parameter("maintenance_work_mem", "integer", True, "Memory for VACUUM, CREATE INDEX",
+              1024, 2097151, unit="kB"),
+    Parameter("statement_timeout", "integer", True, "Abort statements after this long", 0,
+              2147483647, unit="ms"),
+    Parameter("idle_in_transaction_session_timeout", "integer", True,
+              "End sessions idle in a transaction this long", 0, 2147483647, unit="ms"),
+    Parameter("log_min_duration_statement", "integer", True,
+              "Log statements slower than this (-1 disables)", -1, 2147483647, unit="ms"),
+    Parameter("random_page_cost", "integer", True, "Planner cost of a random page read", 1, 100),
+    Parameter("jit", "boolean", True, "Just-in-time compilation of queries"),
+    Parameter("log_statement", "enum", True, "Which statements are logged",
+              allowed=("none", "ddl", "mod", "all")),
+    Parameter("default_transaction_isolation", "enum", True, "Isolation of new transactions",
+              allowed=("read committed", "repeatable read", "serializable")),
+]
+_PARAM_UNITS = {p.name: p.unit for p in PARAMETERS}
+# Settings Hoard derives from the size that are not tenant parameters.
+_STATIC_DERIVED = {"max_wal_size", "min_wal_size"}
+_KNOWN_STATIC = {p.name for p in PARAMETERS if not p.dynamic} | {"max_connections"}
 
 
 def memory_settings(size: Size) -> dict[str, str]:
@@ -52,28 +87,33 @@ def memory_settings(size: Size) -> dict[str, str]:
     }
 
 
-class PostgreSQL(Engine):
+def _render(name: str, value: int | bool | str) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value}{_PARAM_UNITS.get(name, '')}"
+
+
+class PostgreSQL(Engine, SqlAccounts):
     name = "postgresql"
     display_name = "PostgreSQL"
-    default_port = 5432
+    client_binary = "psql"
+    reserved_databases = frozenset({"postgres", "template0", "template1"})
+    reserved_users = frozenset({"hoard", "admin", "postgres", "public"})
 
     def versions(self) -> list[str]:
         found = [p.parent.parent.name for p in PG_ROOT.glob("*/bin/postgres")]
         return sorted(found, key=lambda v: int(v) if v.isdigit() else 0, reverse=True)
 
     def parameters(self) -> list[Parameter]:
-        return [
-            Parameter("max_connections", "integer", False, "Most concurrent connections", 10, 5000),
-            Parameter("work_mem", "integer", True, "Memory per sort or hash, in kB", 64, 2097151),
-            Parameter(
-                "statement_timeout", "integer", True, "Abort statements after this many ms", 0,
-                2147483647,
-            ),
-            Parameter(
-                "log_min_duration_statement", "integer", True,
-                "Log statements slower than this many ms (-1 disables)", -1, 2147483647,
-            ),
-        ]
+        return PARAMETERS
+
+    def settings(self, ctx: NodeContext) -> dict[str, str]:
+        values = memory_settings(ctx.size)
+        values.update({k: _render(k, v) for k, v in ctx.parameters.items()})
+        return values
+
+    def is_dynamic(self, setting: str) -> bool:
+        return setting not in _KNOWN_STATIC and setting not in _STATIC_DERIVED
 
     def _bin(self, version: str, tool: str) -> str:
         return str(PG_ROOT / version / "bin" / tool)
@@ -100,31 +140,31 @@ class PostgreSQL(Engine):
             runner.remove_tree(PWFILE.parent)
         runner.rename(DATA_INIT, DATA)
 
-    def configure(
-        self, ctx: NodeContext, runner: NodeRunner, tls_cert: bytes, tls_key: bytes
-    ) -> None:
-        runner.write_file(TLS_CERT, tls_cert, 0o644)
-        runner.write_file(TLS_KEY, tls_key, 0o600)
-        settings = {
-            "listen_addresses": f"'{ctx.host}'",
+    def install_tls(self, runner: NodeRunner, cert_pem: bytes, key_pem: bytes) -> None:
+        runner.write_file(TLS_CERT, cert_pem, 0o644)
+        runner.write_file(TLS_KEY, key_pem, 0o600)
+
+    def configure(self, ctx: NodeContext, runner: NodeRunner) -> None:
+        fixed = {
+            "listen_addresses": ctx.host,
             "port": str(ctx.port),
-            "unix_socket_directories": "''",
+            "unix_socket_directories": "",
             "ssl": "on",
-            "ssl_cert_file": f"'{runner.abspath(TLS_CERT)}'",
-            "ssl_key_file": f"'{runner.abspath(TLS_KEY)}'",
-            "ssl_min_protocol_version": "'TLSv1.2'",
-            "password_encryption": "'scram-sha-256'",
-            "hba_file": f"'{runner.abspath(DATA / 'pg_hba.conf')}'",
-            "log_destination": "'stderr'",
-            "log_line_prefix": "'%m [%p] %q%u@%d '",
-            "datestyle": "'iso, mdy'",
-            "timezone": "'UTC'",
-            "lc_messages": "'C.UTF-8'",
-            "default_text_search_config": "'pg_catalog.english'",
+            "ssl_cert_file": runner.abspath(TLS_CERT),
+            "ssl_key_file": runner.abspath(TLS_KEY),
+            "ssl_min_protocol_version": "TLSv1.2",
+            "password_encryption": "scram-sha-256",
+            "hba_file": runner.abspath(DATA / "pg_hba.conf"),
+            "log_destination": "stderr",
+            "log_line_prefix": "%m [%p] %q%u@%d ",
+            "datestyle": "iso, mdy",
+            "timezone": "UTC",
+            "lc_messages": "C.UTF-8",
+            "default_text_search_config": "pg_catalog.english",
         }
-        settings.update({k: f"'{v}'" for k, v in memory_settings(ctx.size).items()})
+        values = {**fixed, **self.settings(ctx)}
         conf = "# Managed by Hoard: changes here are overwritten.\n" + "".join(
-            f"{k} = {v}\n" for k, v in settings.items()
+            f"{k} = '{v}'\n" for k, v in values.items()
         )
         runner.write_file(DATA / "postgresql.conf", conf.encode())
         runner.write_file(DATA / "pg_hba.conf", HBA.encode())
@@ -137,7 +177,7 @@ class PostgreSQL(Engine):
         )
 
     def _connect(
-        self, ctx: NodeContext, ca_file: str, timeout: float, dbname: str = "postgres"
+        self, ctx: NodeContext, ca_file: str, timeout: float = 10, dbname: str = "postgres"
     ) -> psycopg.Connection:
         return psycopg.connect(
             host=ctx.host, port=ctx.port, user=ctx.service.user, password=ctx.service.password,
@@ -156,29 +196,13 @@ class PostgreSQL(Engine):
         return Health(True, f"accepting connections as {role}")
 
     def initialize(self, ctx: NodeContext, ca_file: str) -> None:
-        user = sql.Identifier(ctx.admin.user)
-        with self._connect(ctx, ca_file, 10) as conn:
-            exists = conn.execute(
-                "SELECT 1 FROM pg_roles WHERE rolname = %s", (ctx.admin.user,)
-            ).fetchone()
-            verb = "ALTER" if exists else "CREATE"
-            conn.execute(
-                # No CREATEROLE: up to PostgreSQL 15 it lets a role grant itself
-                # pg_execute_server_program, i.e. shell access as the OS user.
-                # Roles are managed through Hoard's API instead.
-                sql.SQL(verb + " ROLE {} LOGIN CREATEDB NOCREATEROLE PASSWORD {}").format(
-                    user, sql.Literal(ctx.admin.password)
-                )
-            )
-            has_db = conn.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", (APP_DATABASE,)
-            ).fetchone()
-            if not has_db:
-                conn.execute(
-                    sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                        sql.Identifier(APP_DATABASE), user
-                    )
-                )
+        self._ensure_role(ctx, ca_file, ctx.admin.user, ctx.admin.password, "CREATEDB")
+        self.create_database(ctx, ca_file, APP_DATABASE, None, None, owner=ctx.admin.user)
+
+    def apply_live(self, ctx: NodeContext, ca_file: str, names: list[str]) -> None:
+        # postgresql.conf already holds the new values: a reload makes them current.
+        with self._connect(ctx, ca_file) as conn:
+            conn.execute("SELECT pg_reload_conf()")
 
     def connection_uri(self, host: str, port: int, creds: Credentials, ca_file: str) -> str:
         return (
@@ -186,5 +210,122 @@ class PostgreSQL(Engine):
             f"?sslmode=verify-full&sslrootcert={ca_file}"
         )
 
-    def client_argv(self, uri: str) -> list[str]:
-        return ["psql", uri]
+    def client_command(
+        self, host: str, port: int, creds: Credentials, ca_file: str
+    ) -> ClientCommand:
+        return ClientCommand(
+            argv=["psql", f"host={host} port={port} user={creds.user} dbname={APP_DATABASE} "
+                          f"sslmode=verify-full sslrootcert={ca_file}"],
+            env={"PGPASSWORD": creds.password},
+        )
+
+    # --- SqlAccounts ------------------------------------------------------------
+
+    def _ensure_role(
+        self, ctx: NodeContext, ca_file: str, name: str, password: str, extra: str = ""
+    ) -> None:
+        with self._connect(ctx, ca_file) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            # No CREATEROLE, no SUPERUSER: see the module docstring.
+            conn.execute(
+                sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEROLE " + extra
+                        + " PASSWORD {}").format(sql.Identifier(name), sql.Literal(password))
+            )
+
+    def charsets(self) -> list[str]:
+        return ["UTF8", "LATIN1", "SQL_ASCII", "EUC_JP", "WIN1252"]
+
+    def list_databases(self, ctx: NodeContext, ca_file: str) -> list[DatabaseInfo]:
+        with self._connect(ctx, ca_file) as conn:
+            rows = conn.execute(
+                "SELECT datname, pg_encoding_to_char(encoding), datcollate FROM pg_database "
+                "WHERE NOT datistemplate AND datname <> 'postgres' ORDER BY datname"
+            ).fetchall()
+        return [DatabaseInfo(name, charset, collation) for name, charset, collation in rows]
+
+    def create_database(self, ctx: NodeContext, ca_file: str, name: str,
+                        charset: str | None, collation: str | None,
+                        owner: str | None = None) -> None:
+        with self._connect(ctx, ca_file) as conn:
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+                return
+            if collation is not None and not conn.execute(
+                "SELECT 1 FROM pg_collation WHERE collname = %s", (collation,)
+            ).fetchone():
+                raise ValueError(f"unknown collation {collation!r}")
+            parts: list[sql.Composable] = [sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0").format(
+                sql.Identifier(name), sql.Identifier(owner or ctx.admin.user))]
+            if charset:
+                parts.append(sql.SQL("ENCODING {}").format(sql.Literal(charset)))
+            if collation:
+                parts.append(sql.SQL("LC_COLLATE {0} LC_CTYPE {0}").format(
+                    sql.Literal(collation)))
+            elif charset and charset != "UTF8":
+                parts.append(sql.SQL("LC_COLLATE 'C' LC_CTYPE 'C'"))
+            conn.execute(sql.SQL(" ").join(parts))
+            # Only the owner (the tenant admin) and granted users may connect.
+            conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(
+                sql.Identifier(name)))
+
+    def drop_database(self, ctx: NodeContext, ca_file: str, name: str) -> None:
+        with self._connect(ctx, ca_file) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))
+
+    def list_users(self, ctx: NodeContext, ca_file: str) -> list[UserInfo]:
+        with self._connect(ctx, ca_file) as conn:
+            rows = conn.execute(
+                "SELECT r.rolname, COALESCE(array_agg(d.datname ORDER BY d.datname) "
+                "FILTER (WHERE d.datname IS NOT NULL), '{}') FROM pg_roles r "
+                "LEFT JOIN pg_database d ON NOT d.datistemplate AND d.datname <> 'postgres' "
+                "AND has_database_privilege(r.oid, d.oid, 'CREATE') "
+                "WHERE r.rolcanlogin AND r.rolname <> ALL(%s) GROUP BY r.rolname "
+                "ORDER BY r.rolname",
+                (sorted(self.reserved_users | {ctx.admin.user, ctx.service.user}),),
+            ).fetchall()
+        return [UserInfo(name=name, databases=list(dbs)) for name, dbs in rows]
+
+    def create_user(self, ctx: NodeContext, ca_file: str, name: str, password: str) -> None:
+        self._ensure_role(ctx, ca_file, name, password)
+
+    def drop_user(self, ctx: NodeContext, ca_file: str, name: str) -> None:
+        for db in self.list_databases(ctx, ca_file):
+            with self._connect(ctx, ca_file, dbname=db.name) as conn:
+                exists = conn.execute(
+                    "SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
+                if not exists:
+                    return
+                # Objects the user made pass to the database's owner.
+                conn.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(
+                    sql.Identifier(name), sql.Identifier(ctx.admin.user)))
+                conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+        with self._connect(ctx, ca_file) as conn:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+
+    def set_password(self, ctx: NodeContext, ca_file: str, name: str, password: str) -> None:
+        with self._connect(ctx, ca_file) as conn:
+            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                sql.Identifier(name), sql.Literal(password)))
+
+    def grant(self, ctx: NodeContext, ca_file: str, user: str, database: str) -> None:
+        with self._connect(ctx, ca_file) as conn:
+            conn.execute(sql.SQL("GRANT ALL ON DATABASE {} TO {}").format(
+                sql.Identifier(database), sql.Identifier(user)))
+        with self._connect(ctx, ca_file, dbname=database) as conn:
+            conn.execute(sql.SQL("GRANT ALL ON SCHEMA public TO {}").format(
+                sql.Identifier(user)))
+            conn.execute(sql.SQL("GRANT ALL ON ALL TABLES IN SCHEMA public TO {}").format(
+                sql.Identifier(user)))
+            conn.execute(sql.SQL("GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {}").format(
+                sql.Identifier(user)))
+
+    def revoke(self, ctx: NodeContext, ca_file: str, user: str, database: str) -> None:
+        with self._connect(ctx, ca_file, dbname=database) as conn:
+            for target in ("ALL TABLES IN SCHEMA public", "ALL SEQUENCES IN SCHEMA public",
+                           "SCHEMA public"):
+                conn.execute(sql.SQL("REVOKE ALL ON " + target + " FROM {}").format(
+                    sql.Identifier(user)))
+        with self._connect(ctx, ca_file) as conn:
+            conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM {}").format(
+                sql.Identifier(database), sql.Identifier(user)))

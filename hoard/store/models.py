@@ -57,16 +57,53 @@ class Cluster(Base):
     storage_gb: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16))
     status_reason: Mapped[str] = mapped_column(Text, default="")
+    configuration_id: Mapped[str | None] = mapped_column(
+        ForeignKey("configurations.id"), nullable=True
+    )
+    # Settings changed on disk that the running servers take only at a restart.
+    pending_restart: Mapped[list[str]] = mapped_column(JSON, default=list)
     admin_user: Mapped[str] = mapped_column(String(63))
     admin_password: Mapped[str] = mapped_column(Text)  # sealed with the secret key
     service_password: Mapped[str] = mapped_column(Text)  # Hoard's own superuser, sealed
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
+    configuration: Mapped[Configuration | None] = relationship(lazy="joined")
     nodes: Mapped[list[Node]] = relationship(
         back_populates="cluster", cascade="all, delete-orphan", order_by="Node.ordinal",
         lazy="selectin",
     )
+
+
+class Configuration(Base):
+    """A named set of engine parameters, validated against the engine's schema."""
+
+    __tablename__ = "configurations"
+    __table_args__ = (Index("uq_configurations_project_name", "project_id", "name", unique=True),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
+    name: Mapped[str] = mapped_column(String(63))
+    description: Mapped[str] = mapped_column(String(255), default="")
+    engine: Mapped[str] = mapped_column(String(32))
+    version: Mapped[str] = mapped_column(String(16))
+    values: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class Event(Base):
+    """One line of a cluster's history: what happened, and why it failed if it did."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_cluster", "cluster_id", "id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))  # e.g. operation.failed, node.restarted
+    message: Mapped[str] = mapped_column(Text)
+    operation_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class Node(Base):
@@ -102,6 +139,8 @@ class Operation(Base):
     progress: Mapped[int] = mapped_column(Integer, default=0)
     steps: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     error: Mapped[str] = mapped_column(Text, default="")
+    # HTTP status that describes a failure: 409 conflict, 422 invalid, 500 otherwise.
+    error_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)

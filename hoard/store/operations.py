@@ -7,11 +7,13 @@ from sqlalchemy.orm import Session
 
 from hoard.domain.status import OperationStatus
 from hoard.ids import new_id
-from hoard.store.models import Operation, utcnow
+from hoard.store import events
+from hoard.store.models import Cluster, Operation, utcnow
 
 
 def new_operation(
-    session: Session, project_id: str, cluster_id: str, kind: str, steps: list[str]
+    session: Session, project_id: str, cluster_id: str, kind: str, steps: list[str],
+    detail: str = "",
 ) -> Operation:
     op = Operation(
         id=new_id(), project_id=project_id, cluster_id=cluster_id, kind=kind,
@@ -19,6 +21,9 @@ def new_operation(
         steps=[{"name": s, "status": "pending"} for s in steps],
     )
     session.add(op)
+    if session.get(Cluster, cluster_id) is not None:
+        events.record(session, cluster_id, "operation.started",
+                      f"{kind} started{': ' + detail if detail else ''}", op.id)
     return op
 
 
@@ -38,19 +43,28 @@ def mark_step(session: Session, op_id: str, step: str, status: str, detail: str 
             if detail:
                 s["detail"] = detail
     op.steps = steps
-    done = sum(1 for s in steps if s["status"] == "done")
+    done = sum(1 for s in steps if s["status"] in ("done", "skipped"))
     op.progress = int(100 * done / len(steps)) if steps else 100
 
 
-def finish(session: Session, op_id: str, error: str = "") -> None:
+def finish(session: Session, op_id: str, error: str = "", error_status: int = 500) -> None:
+    """End an operation (once) and say so in its cluster's history."""
     op = session.get(Operation, op_id)
     if op is None or op.status != OperationStatus.RUNNING:
         return
     op.status = OperationStatus.FAILED if error else OperationStatus.SUCCEEDED
     op.error = error
+    op.error_status = error_status if error else None
     if not error:
         op.progress = 100
     op.finished_at = utcnow()
+    if op.cluster_id and session.get(Cluster, op.cluster_id) is not None:
+        if error:
+            events.record(session, op.cluster_id, "operation.failed",
+                          f"{op.kind} failed: {error}", op.id)
+        else:
+            events.record(session, op.cluster_id, "operation.succeeded",
+                          f"{op.kind} succeeded", op.id)
 
 
 def running_for(session: Session, cluster_id: str) -> Operation | None:

@@ -52,7 +52,8 @@ def bootstrap_nodes(op_id: str, cluster_id: str) -> None:
             runner = svc.provider.runner(node.id)
             engine.bootstrap(ctx, runner)
             cert = svc.ca.issue_server_cert(node.id, [node.host or "127.0.0.1", "localhost"])
-            engine.configure(ctx, runner, cert.cert_pem, cert.key_pem)
+            engine.install_tls(runner, cert.cert_pem, cert.key_pem)
+            engine.configure(ctx, runner)
 
 
 def wait_ready(cluster: models.Cluster, node: models.Node, timeout: float) -> None:

@@ -7,10 +7,11 @@ recorded in the workflow store and must stay plain data).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from hoard.domain.catalog import SIZES
-from hoard.engines.base import Credentials, Engine, NodeContext
+from hoard.engines.base import Credentials, Engine, NodeContext, ParamValue
 from hoard.engines.registry import ENGINES
 from hoard.providers.base import Provider
 from hoard.providers.local import LocalProvider
@@ -36,17 +37,30 @@ class Services:
     def ca_file(self) -> str:
         return str(self.ca.cert_path)
 
-    def node_context(self, cluster: models.Cluster, node: models.Node) -> NodeContext:
+    def node_context(
+        self, cluster: models.Cluster, node: models.Node, size: str | None = None,
+        parameters: Mapping[str, ParamValue] | None = None,
+    ) -> NodeContext:
+        """What the engine needs for ``node``; ``size`` and ``parameters`` override the
+        cluster's own (to compute the effect of a change before making it)."""
         assert node.host is not None and node.port is not None, "node is not placed yet"
+        if parameters is None:
+            parameters = dict(cluster.configuration.values) if cluster.configuration else {}
         return NodeContext(
             node_id=node.id,
             version=cluster.version,
-            size=SIZES[cluster.size],
+            size=SIZES[size or cluster.size],
             host=node.host,
             port=node.port,
             service=Credentials(SERVICE_USER, self.box.open(cluster.service_password)),
             admin=Credentials(cluster.admin_user, self.box.open(cluster.admin_password)),
+            parameters=parameters,
         )
+
+    def primary(self, cluster: models.Cluster) -> tuple[Engine, NodeContext]:
+        """The engine and the context of the node that takes writes."""
+        node = next(n for n in cluster.nodes if n.role == "primary")
+        return self.engines[cluster.engine], self.node_context(cluster, node)
 
 
 _services: Services | None = None

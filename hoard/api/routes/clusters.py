@@ -12,7 +12,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hoard.api.auth import Principal, authenticate
-from hoard.api.schemas import Accepted, ClusterCreate, ClusterPage, ClusterView, CredentialsView
+from hoard.api.schemas import (
+    Accepted,
+    ClusterCreate,
+    ClusterPage,
+    ClusterView,
+    ConnectCommand,
+    CredentialsView,
+)
 from hoard.api.views import cluster_view, operation_view
 from hoard.domain.catalog import SIZES
 from hoard.domain.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
@@ -214,8 +221,9 @@ def credentials(cluster_id: str, principal: Auth, request: Request) -> Credentia
         creds = Credentials(cluster.admin_user, svc.box.open(cluster.admin_password))
         engine = svc.engines[cluster.engine]
         uri = engine.connection_uri(primary.host, primary.port, creds, svc.ca_file)
+        client = engine.client_command(primary.host, primary.port, creds, svc.ca_file)
         return CredentialsView(
             username=creds.user, password=creds.password, host=primary.host,
             port=primary.port, uri=uri, ca_cert_url="/v2/ca.pem",
-            connect_command=engine.client_argv(uri),
+            connect_command=ConnectCommand(argv=client.argv, env=client.env),
         )

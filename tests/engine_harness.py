@@ -1,0 +1,77 @@
+"""Run one node of any engine directly on the local provider, without the API:
+for engine-level tests of bootstrap, TLS, health and accounts."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Any
+
+from hoard.domain.catalog import SIZES
+from hoard.engines.base import Credentials, Engine, NodeContext
+from hoard.providers.local import LocalProvider
+from hoard.security.ca import CertificateAuthority
+from hoard.security.secrets import generate_password
+from tests.conftest import make_state_dir
+
+
+@dataclass
+class RunningNode:
+    engine: Engine
+    ctx: NodeContext
+    provider: LocalProvider
+    ca_file: str
+
+    def restart(self, **changes: Any) -> None:
+        """Rewrite the configuration (with ``changes`` to the context) and restart."""
+        self.ctx = replace(self.ctx, **changes)
+        runner = self.provider.runner(self.ctx.node_id)
+        self.engine.configure(self.ctx, runner)
+        self.provider.stop(self.ctx.node_id)
+        self.provider.start(self.ctx.node_id, self.engine.process(self.ctx, runner))
+        wait_healthy(self)
+
+
+def wait_healthy(node: RunningNode, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        health = node.engine.health(node.ctx, node.ca_file, timeout=2)
+        if health.ok:
+            return
+        assert node.provider.is_running(node.ctx.node_id), health.detail
+        assert time.monotonic() < deadline, health.detail
+        time.sleep(0.05)
+
+
+@contextmanager
+def running_node(engine: Engine, size: str = "nano") -> Iterator[RunningNode]:
+    """Bootstrap, configure, start and initialize one node; destroy it afterwards."""
+    root = make_state_dir()
+    provider = LocalProvider(root / "nodes", "hoard-db")
+    ca = CertificateAuthority(root / "ca")
+    node_id = "node-" + root.name.rsplit("-", 1)[-1]
+    try:
+        placement = provider.place(node_id, set())
+        ctx = NodeContext(
+            node_id=node_id, version=engine.versions()[0], size=SIZES[size],
+            host=placement.host, port=placement.port,
+            service=Credentials("hoard", generate_password()),
+            admin=Credentials("admin", generate_password()),
+        )
+        runner = provider.runner(node_id)
+        provider.apply_limits(node_id, SIZES[size], 1)
+        engine.bootstrap(ctx, runner)
+        cert = ca.issue_server_cert(node_id, [placement.host, "localhost"])
+        engine.install_tls(runner, cert.cert_pem, cert.key_pem)
+        engine.configure(ctx, runner)
+        provider.start(node_id, engine.process(ctx, runner))
+        node = RunningNode(engine, ctx, provider, str(ca.cert_path))
+        wait_healthy(node)
+        engine.initialize(ctx, node.ca_file)
+        yield node
+    finally:
+        provider.destroy(node_id)
+        shutil.rmtree(root, ignore_errors=True)
