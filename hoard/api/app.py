@@ -13,7 +13,15 @@ from fastapi import FastAPI
 from hoard import __version__
 from hoard.api import metrics, problems
 from hoard.api.auth import bootstrap_admin
-from hoard.api.routes import catalog, clusters, operations, projects
+from hoard.api.routes import (
+    accounts,
+    catalog,
+    cluster_changes,
+    clusters,
+    configurations,
+    operations,
+    projects,
+)
 from hoard.settings import Settings
 from hoard.workflows import runtime
 from hoard.workflows.observer import Observer
@@ -47,7 +55,8 @@ def create_app(settings: Settings, run_workers: bool = True) -> FastAPI:
     )
     problems.install(app)
     metrics.install(app)
-    for module in (clusters, operations, catalog, projects):
+    for module in (clusters, cluster_changes, accounts, configurations, operations, catalog,
+                   projects):
         app.include_router(module.router)
 
     @app.get("/v2", tags=["meta"])

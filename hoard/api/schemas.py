@@ -79,6 +79,9 @@ class ClusterView(BaseModel):
     storage_gb: int
     status: str
     status_reason: str
+    configuration_id: str | None
+    pending_restart: list[str] = Field(
+        description="Settings written but waiting for POST /actions/restart")
     endpoints: list[Endpoint]
     members: list[NodeView]
     created_at: dt.datetime
@@ -93,6 +96,7 @@ class OperationView(BaseModel):
     progress: int
     steps: list[dict[str, Any]]
     error: str
+    error_status: int | None
     created_at: dt.datetime
     finished_at: dt.datetime | None
 
@@ -135,3 +139,86 @@ class TokenView(BaseModel):
     project_id: str
     description: str
     token: str = Field(description="Shown only here, once; stored hashed")
+
+
+class ClusterPatch(Strict):
+    """Fields to change; only those present change. ``configuration_id: null`` detaches."""
+
+    size: str | None = None
+    storage_gb: int | None = Field(None, ge=MIN_STORAGE_GB, le=MAX_STORAGE_GB)
+    configuration_id: str | None = None
+
+
+class OwnerUser(Strict):
+    name: str
+
+
+class DatabaseCreate(Strict):
+    name: str
+    charset: str | None = Field(None, max_length=32, description="Encoding / character set")
+    collation: str | None = Field(None, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    user: OwnerUser | None = Field(None, description="Also create this user with full access")
+
+
+class DatabaseView(BaseModel):
+    name: str
+    charset: str
+    collation: str
+
+
+class UserCreate(Strict):
+    name: str
+    databases: list[str] = Field(default_factory=list, max_length=100,
+                                 description="SQL engines: databases to grant full access to")
+    keys: list[str] = Field(default_factory=list, max_length=50,
+                            description="Redis: key patterns the user may touch")
+    categories: list[str] = Field(default_factory=list, max_length=30,
+                                  description="Redis: command categories, e.g. read, write")
+
+
+class UserView(BaseModel):
+    name: str
+    databases: list[str] = []
+    keys: list[str] = []
+    categories: list[str] = []
+    password: str | None = Field(default=None, description="Only in the answer that set it")
+
+
+class ConfigurationCreate(Strict):
+    name: str
+    engine: str
+    version: str | None = None
+    description: str = Field("", max_length=255)
+    values: dict[str, int | bool | str] = Field(default_factory=dict, max_length=200)
+
+    _name = field_validator("name")(_check_name)
+
+
+class ConfigurationUpdate(Strict):
+    values: dict[str, int | bool | str] = Field(max_length=200)
+    description: str | None = Field(None, max_length=255)
+
+
+class ConfigurationView(BaseModel):
+    id: str
+    name: str
+    engine: str
+    version: str
+    description: str
+    values: dict[str, Any]
+    clusters: list[str] = Field(description="Ids of the clusters it is attached to")
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class EventView(BaseModel):
+    id: str
+    kind: str
+    message: str
+    operation_id: str | None
+    created_at: dt.datetime
+
+
+class EventPage(BaseModel):
+    events: list[EventView]
+    next: str | None

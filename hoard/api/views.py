@@ -14,7 +14,7 @@ def cluster_view(cluster: Cluster) -> ClusterView:
         NodeView(
             id=n.id, ordinal=n.ordinal, role=n.role, status=n.status,
             status_reason=n.status_reason, provider=n.provider, host=n.host, port=n.port,
-            limits=dict(n.limits or {}), observed_at=_utc(n.observed_at),
+            limits=dict(n.limits or {}), observed_at=utc(n.observed_at),
         )
         for n in cluster.nodes
     ]
@@ -26,17 +26,19 @@ def cluster_view(cluster: Cluster) -> ClusterView:
     return ClusterView(
         id=cluster.id, name=cluster.name, engine=cluster.engine, version=cluster.version,
         size=cluster.size, nodes=cluster.node_count, storage_gb=cluster.storage_gb,
-        status=cluster.status, status_reason=cluster.status_reason, endpoints=endpoints,
-        members=members, created_at=_utc(cluster.created_at),
-        updated_at=_utc(cluster.updated_at),
+        status=cluster.status, status_reason=cluster.status_reason,
+        configuration_id=cluster.configuration_id,
+        pending_restart=list(cluster.pending_restart or []), endpoints=endpoints,
+        members=members, created_at=utc(cluster.created_at),
+        updated_at=utc(cluster.updated_at),
     )
 
 
 @overload
-def _utc(value: dt.datetime) -> dt.datetime: ...
+def utc(value: dt.datetime) -> dt.datetime: ...
 @overload
-def _utc(value: None) -> None: ...
-def _utc(value: dt.datetime | None) -> dt.datetime | None:
+def utc(value: None) -> None: ...
+def utc(value: dt.datetime | None) -> dt.datetime | None:
     """The store keeps naive UTC; the API says so explicitly."""
     return value.replace(tzinfo=dt.UTC) if value is not None else None
 
@@ -45,5 +47,6 @@ def operation_view(op: Operation) -> OperationView:
     return OperationView(
         id=op.id, kind=op.kind, cluster_id=op.cluster_id, status=op.status,
         progress=op.progress, steps=list(op.steps), error=op.error,
-        created_at=_utc(op.created_at), finished_at=_utc(op.finished_at),
+        error_status=op.error_status,
+        created_at=utc(op.created_at), finished_at=utc(op.finished_at),
     )

@@ -254,8 +254,10 @@ class PostgreSQL(Engine, SqlAccounts):
                 "SELECT 1 FROM pg_collation WHERE collname = %s", (collation,)
             ).fetchone():
                 raise ValueError(f"unknown collation {collation!r}")
-            parts: list[sql.Composable] = [sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0").format(
-                sql.Identifier(name), sql.Identifier(owner or ctx.admin.user))]
+            create = sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0")
+            parts: list[sql.Composable] = [
+                create.format(sql.Identifier(name), sql.Identifier(owner or ctx.admin.user))
+            ]
             if charset:
                 parts.append(sql.SQL("ENCODING {}").format(sql.Literal(charset)))
             if collation:

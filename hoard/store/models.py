@@ -138,6 +138,8 @@ class Operation(Base):
     status: Mapped[str] = mapped_column(String(16))
     progress: Mapped[int] = mapped_column(Integer, default=0)
     steps: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # The workflow's input besides ids (secrets in it are sealed).
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     error: Mapped[str] = mapped_column(Text, default="")
     # HTTP status that describes a failure: 409 conflict, 422 invalid, 500 otherwise.
     error_status: Mapped[int | None] = mapped_column(Integer, nullable=True)

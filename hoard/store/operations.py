@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -13,11 +15,11 @@ from hoard.store.models import Cluster, Operation, utcnow
 
 def new_operation(
     session: Session, project_id: str, cluster_id: str, kind: str, steps: list[str],
-    detail: str = "",
+    detail: str = "", params: dict[str, Any] | None = None,
 ) -> Operation:
     op = Operation(
         id=new_id(), project_id=project_id, cluster_id=cluster_id, kind=kind,
-        status=OperationStatus.RUNNING, progress=0, error="",
+        status=OperationStatus.RUNNING, progress=0, error="", params=params or {},
         steps=[{"name": s, "status": "pending"} for s in steps],
     )
     session.add(op)

@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from hoard.domain.catalog import SIZES
 from hoard.domain.status import ClusterStatus, NodeStatus
+from hoard.engines.base import NodeContext
 from hoard.store import models, operations
 from hoard.workflows.services import services
 from hoard.workflows.steps import load_cluster, recorded, short_reason
@@ -56,11 +57,13 @@ def bootstrap_nodes(op_id: str, cluster_id: str) -> None:
             engine.configure(ctx, runner)
 
 
-def wait_ready(cluster: models.Cluster, node: models.Node, timeout: float) -> None:
+def wait_ready(
+    cluster: models.Cluster, node: models.Node, timeout: float, ctx: NodeContext | None = None
+) -> None:
     """Poll the node over its own protocol until it answers, or fail with the reason."""
     svc = services()
     engine = svc.engines[cluster.engine]
-    ctx = svc.node_context(cluster, node)
+    ctx = ctx or svc.node_context(cluster, node)
     deadline = time.monotonic() + timeout
     delay = 0.01
     while True:

@@ -10,6 +10,7 @@ pending workflows at launch is built in.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from dbos import DBOS, DBOSConfig, SetWorkflowID
@@ -18,13 +19,8 @@ from hoard import __version__
 from hoard.domain.status import OperationStatus
 from hoard.settings import Settings
 from hoard.store import models
-from hoard.workflows import cluster_create, cluster_delete
+from hoard.workflows import accounts, cluster_create, cluster_delete, cluster_update
 from hoard.workflows.services import services
-
-WORKFLOWS: dict[str, Any] = {
-    "create": cluster_create.create_cluster,
-    "delete": cluster_delete.delete_cluster,
-}
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +45,32 @@ def shutdown() -> None:
     DBOS.destroy(workflow_completion_timeout_sec=0)
 
 
-def start(kind: str, op_id: str, cluster_id: str) -> None:
+def start(op: models.Operation) -> None:
     """Start the workflow for an operation. The workflow id is the operation id, so
-    starting it twice is harmless: DBOS returns the existing one."""
-    with SetWorkflowID(op_id):
-        DBOS.start_workflow(WORKFLOWS[kind], op_id, cluster_id)
+    the same operation never runs twice."""
+    if op.cluster_id is None:
+        raise ValueError(f"operation {op.id} has no cluster")
+    target, args = _workflow(op.kind, op.id, op.cluster_id, dict(op.params))
+    with SetWorkflowID(op.id):
+        DBOS.start_workflow(target, *args)
+
+
+def _workflow(
+    kind: str, op_id: str, cluster_id: str, params: dict[str, Any]
+) -> tuple[Callable[..., None], tuple[Any, ...]]:
+    """The registered workflow function for an operation of ``kind``, and its arguments."""
+    if kind in accounts.PLANS:
+        return accounts.account_change, (op_id, cluster_id, kind, params)
+    if kind == "update":
+        return cluster_update.update_cluster, (op_id, cluster_id, params)
+    simple: dict[str, Callable[..., None]] = {
+        "create": cluster_create.create_cluster,
+        "delete": cluster_delete.delete_cluster,
+        "restart": cluster_update.restart_cluster,
+        "stop": cluster_update.stop_cluster,
+        "start": cluster_update.start_cluster,
+    }
+    return simple[kind], (op_id, cluster_id)
 
 
 def resume_unstarted() -> None:
@@ -64,6 +81,6 @@ def resume_unstarted() -> None:
             models.Operation.status == OperationStatus.RUNNING
         ).all()
     for op in pending:
-        if op.cluster_id and op.kind in WORKFLOWS and DBOS.get_workflow_status(op.id) is None:
+        if DBOS.get_workflow_status(op.id) is None:
             log.info("starting workflow for recorded operation %s", op.id)
-            start(op.kind, op.id, op.cluster_id)
+            start(op)

@@ -9,26 +9,40 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from hoard.api.auth import Principal, authenticate
 from hoard.domain.catalog import SIZES
+from hoard.domain.errors import NotFound
+from hoard.engines.base import AclAccounts, Engine, SqlAccounts
 
 router = APIRouter(prefix="/v2", tags=["catalog"])
 Auth = Annotated[Principal, Depends(authenticate)]
 
 
+def _engine_view(e: Engine) -> dict[str, Any]:
+    versions = e.versions()
+    return {
+        "name": e.name,
+        "display_name": e.display_name,
+        "versions": versions,
+        "default_version": versions[0] if versions else None,
+        "abilities": [name for name, ability in (("databases", SqlAccounts),
+                                                 ("users", SqlAccounts | AclAccounts))
+                      if isinstance(e, ability)],
+        "parameters": [asdict(p) for p in e.parameters()],
+    }
+
+
 @router.get("/engines")
 def list_engines(_: Auth, request: Request) -> dict[str, Any]:
+    """Engines, their versions and the parameter schema configurations are checked against."""
     engines = request.app.state.services.engines
-    return {
-        "engines": [
-            {
-                "name": e.name,
-                "display_name": e.display_name,
-                "versions": e.versions(),
-                "default_version": (e.versions() or [None])[0],
-                "parameters": [asdict(p) for p in e.parameters()],
-            }
-            for e in engines.values()
-        ]
-    }
+    return {"engines": [_engine_view(e) for e in engines.values()]}
+
+
+@router.get("/engines/{name}")
+def show_engine(name: str, _: Auth, request: Request) -> dict[str, Any]:
+    engine = request.app.state.services.engines.get(name)
+    if engine is None:
+        raise NotFound(f"no engine {name!r}")
+    return _engine_view(engine)
 
 
 @router.get("/sizes")

@@ -7,11 +7,12 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
+from hoard.api import changes
 from hoard.api.auth import Principal, authenticate
+from hoard.api.changes import get_cluster
 from hoard.api.schemas import (
     Accepted,
     ClusterCreate,
@@ -22,7 +23,7 @@ from hoard.api.schemas import (
 )
 from hoard.api.views import cluster_view, operation_view
 from hoard.domain.catalog import SIZES
-from hoard.domain.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
+from hoard.domain.errors import Conflict, InvalidInput
 from hoard.domain.status import ClusterStatus, NodeStatus
 from hoard.engines.base import Credentials
 from hoard.ids import new_id
@@ -45,14 +46,6 @@ def _services(request: Request) -> Services:
     return services
 
 
-def _get_cluster(s: Session, principal: Principal, cluster_id: str) -> Cluster:
-    cluster = s.get(Cluster, cluster_id)
-    # Another project's cluster answers exactly like a missing one.
-    if cluster is None or cluster.project_id != principal.project_id:
-        raise NotFound(f"no cluster {cluster_id!r} in this project")
-    return cluster
-
-
 def _resolve_version(svc: Services, body: ClusterCreate) -> str:
     engine = svc.engines.get(body.engine)
     if engine is None:
@@ -71,28 +64,6 @@ def _resolve_version(svc: Services, body: ClusterCreate) -> str:
     return body.version
 
 
-def _check_quota(s: Session, project: Project, body: ClusterCreate) -> None:
-    count, nodes, storage = s.execute(
-        select(
-            func.count(Cluster.id),
-            func.coalesce(func.sum(Cluster.node_count), 0),
-            func.coalesce(func.sum(Cluster.node_count * Cluster.storage_gb), 0),
-        ).where(Cluster.project_id == project.id)
-    ).one()
-    wanted_storage = body.nodes * body.storage_gb
-    if count + 1 > project.quota_clusters:
-        raise QuotaExceeded(f"cluster quota reached: {count} of {project.quota_clusters} used")
-    if nodes + body.nodes > project.quota_nodes:
-        raise QuotaExceeded(
-            f"node quota exceeded: {nodes} of {project.quota_nodes} used, {body.nodes} asked"
-        )
-    if storage + wanted_storage > project.quota_storage_gb:
-        raise QuotaExceeded(
-            f"storage quota exceeded: {storage} of {project.quota_storage_gb} GB used, "
-            f"{wanted_storage} GB asked"
-        )
-
-
 @router.post("", status_code=202, response_model=Accepted)
 def create_cluster(body: ClusterCreate, principal: Auth, request: Request) -> Accepted:
     """Start building a cluster; poll the returned operation to follow it."""
@@ -108,7 +79,8 @@ def create_cluster(body: ClusterCreate, principal: Auth, request: Request) -> Ac
                 Cluster.project_id == project.id, Cluster.name == body.name
             )):
                 raise Conflict(f"a cluster named {body.name!r} already exists in this project")
-            _check_quota(s, project, body)
+            changes.check_quota(s, project, clusters=1, nodes=body.nodes,
+                                 storage_gb=body.nodes * body.storage_gb)
             cluster = Cluster(
                 id=new_id(), project_id=project.id, name=body.name, engine=body.engine,
                 version=version, size=body.size, node_count=body.nodes,
@@ -131,7 +103,7 @@ def create_cluster(body: ClusterCreate, principal: Auth, request: Request) -> Ac
             accepted = Accepted(cluster=cluster_view(cluster), operation=operation_view(op))
     except IntegrityError:
         raise Conflict(f"a cluster named {body.name!r} already exists in this project") from None
-    runtime.start("create", op.id, cluster.id)
+    runtime.start(op)
     return accepted
 
 
@@ -180,29 +152,17 @@ def list_clusters(
 @router.get("/{cluster_id}", response_model=ClusterView)
 def show_cluster(cluster_id: str, principal: Auth, request: Request) -> ClusterView:
     with _services(request).store.session() as s:
-        return cluster_view(_get_cluster(s, principal, cluster_id))
+        return cluster_view(get_cluster(s, principal, cluster_id))
 
 
 @router.delete("/{cluster_id}", status_code=202, response_model=Accepted)
 def delete_cluster(cluster_id: str, principal: Auth, request: Request) -> Accepted:
     """Stop and remove every node, then the cluster."""
     svc = _services(request)
-    with svc.store.session() as s:
-        cluster = _get_cluster(s, principal, cluster_id)
-        if cluster.status == ClusterStatus.BUILDING:
-            raise Conflict("the cluster is being built; delete it once its create operation ends")
-        running = operations.running_for(s, cluster.id)
-        if running is not None:
-            raise Conflict(f"operation {running.id} ({running.kind}) is already running")
-        cluster.status = ClusterStatus.DELETING
-        cluster.status_reason = ""
-        op = operations.new_operation(
-            s, principal.project_id, cluster.id, "delete", cluster_delete.STEPS
-        )
-        s.flush()
-        accepted = Accepted(cluster=cluster_view(cluster), operation=operation_view(op))
-    runtime.start("delete", op.id, cluster_id)
-    return accepted
+    # BUILDING is left out: a create ends (ACTIVE or FAILED) before a delete starts.
+    allowed = set(ClusterStatus) - {ClusterStatus.BUILDING}
+    return changes.begin(svc, principal, cluster_id, "delete", cluster_delete.STEPS,
+                         allowed, ClusterStatus.DELETING)
 
 
 @router.get("/{cluster_id}/credentials", response_model=CredentialsView)
@@ -210,7 +170,7 @@ def credentials(cluster_id: str, principal: Auth, request: Request) -> Credentia
     """The tenant's admin account and a URI that works as-is with the engine's client."""
     svc = _services(request)
     with svc.store.session() as s:
-        cluster = _get_cluster(s, principal, cluster_id)
+        cluster = get_cluster(s, principal, cluster_id)
         primary = cluster.nodes[0] if cluster.nodes else None
         if cluster.status not in (ClusterStatus.ACTIVE, ClusterStatus.DEGRADED) or (
             primary is None or primary.host is None or primary.port is None

@@ -5,29 +5,24 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hoard.api.auth import Principal, authenticate
+from hoard.api.changes import usage
 from hoard.api.schemas import ProjectCreate, ProjectView, Quotas, TokenCreate, TokenView
 from hoard.domain.errors import Conflict, NotFound
 from hoard.ids import new_id
 from hoard.security.tokens import generate_token, hash_token
-from hoard.store.models import Cluster, Project, Token
+from hoard.store.models import Project, Token
 
 router = APIRouter(prefix="/v2/projects", tags=["projects"])
 Auth = Annotated[Principal, Depends(authenticate)]
 
 
 def _view(s: Session, p: Project) -> ProjectView:
-    count, nodes, storage = s.execute(
-        select(
-            func.count(Cluster.id),
-            func.coalesce(func.sum(Cluster.node_count), 0),
-            func.coalesce(func.sum(Cluster.node_count * Cluster.storage_gb), 0),
-        ).where(Cluster.project_id == p.id)
-    ).one()
+    count, nodes, storage = usage(s, p.id)
     return ProjectView(
         id=p.id, name=p.name, created_at=p.created_at,
         quotas=Quotas(clusters=p.quota_clusters, nodes=p.quota_nodes,

@@ -47,6 +47,7 @@ def upgrade() -> None:
 
     with op.batch_alter_table('operations', schema=None) as batch_op:
         batch_op.add_column(sa.Column('error_status', sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column('params', sa.JSON(), nullable=False, server_default='{}'))
 
     with op.batch_alter_table('clusters', schema=None) as batch_op:
         batch_op.add_column(sa.Column('configuration_id', sa.String(length=36), nullable=True))
@@ -57,6 +58,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table('operations', schema=None) as batch_op:
+        batch_op.drop_column('params')
         batch_op.drop_column('error_status')
 
     with op.batch_alter_table('clusters', schema=None) as batch_op:

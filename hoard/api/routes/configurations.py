@@ -1,0 +1,132 @@
+"""/v2/configurations: named parameter sets for one engine version, validated
+against the engine's parameter schema, attached to clusters with PATCH.
+
+A configuration attached to a cluster cannot be edited or deleted: what a
+cluster runs with must not change under it. Make a new one and attach it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from hoard.api.auth import Principal, authenticate
+from hoard.api.schemas import ConfigurationCreate, ConfigurationUpdate, ConfigurationView
+from hoard.api.views import utc
+from hoard.domain import parameters
+from hoard.domain.errors import Conflict, InvalidInput, NotFound
+from hoard.ids import new_id
+from hoard.store.models import Cluster, Configuration
+from hoard.workflows.services import Services
+
+router = APIRouter(prefix="/v2/configurations", tags=["configurations"])
+Auth = Annotated[Principal, Depends(authenticate)]
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def _view(s: Session, c: Configuration) -> ConfigurationView:
+    clusters = list(s.scalars(select(Cluster.id).where(Cluster.configuration_id == c.id)))
+    return ConfigurationView(
+        id=c.id, name=c.name, engine=c.engine, version=c.version, description=c.description,
+        values=dict(c.values), clusters=clusters, created_at=utc(c.created_at),
+        updated_at=utc(c.updated_at),
+    )
+
+
+def _get(s: Session, principal: Principal, config_id: str) -> Configuration:
+    config = s.get(Configuration, config_id)
+    if config is None or config.project_id != principal.project_id:
+        raise NotFound(f"no configuration {config_id!r} in this project")
+    return config
+
+
+@router.post("", status_code=201, response_model=ConfigurationView)
+def create_configuration(body: ConfigurationCreate, principal: Auth, request: Request
+                         ) -> ConfigurationView:
+    svc = _services(request)
+    engine = svc.engines.get(body.engine)
+    if engine is None:
+        raise InvalidInput(f"unknown engine {body.engine!r}; available: "
+                           f"{', '.join(sorted(svc.engines))}")
+    versions = engine.versions()
+    version = body.version or (versions[0] if versions else "")
+    if version not in versions:
+        raise InvalidInput(f"unknown {engine.name} version {version!r}; available: "
+                           f"{', '.join(versions)}")
+    values = parameters.validate(engine.parameters(), body.values)
+    try:
+        with svc.store.session() as s:
+            config = Configuration(id=new_id(), project_id=principal.project_id, name=body.name,
+                                   description=body.description, engine=engine.name,
+                                   version=version, values=values)
+            s.add(config)
+            s.flush()
+            return _view(s, config)
+    except IntegrityError:
+        raise Conflict(f"a configuration named {body.name!r} already exists") from None
+
+
+@router.get("", response_model=dict[str, list[ConfigurationView] | str | None])
+def list_configurations(
+    principal: Auth, request: Request,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    marker: Annotated[str | None, Query()] = None,
+) -> dict[str, list[ConfigurationView] | str | None]:
+    if marker is not None:
+        try:
+            uuid.UUID(marker)
+        except ValueError:
+            raise InvalidInput(f"marker {marker!r} is not a configuration id") from None
+    with _services(request).store.session() as s:
+        query = select(Configuration).where(Configuration.project_id == principal.project_id)
+        if marker:
+            query = query.where(Configuration.id > marker)
+        rows = list(s.scalars(query.order_by(Configuration.id).limit(limit + 1)))
+        views = [_view(s, c) for c in rows[:limit]]
+    next_url = (f"/v2/configurations?limit={limit}&marker={views[-1].id}"
+                if len(rows) > limit else None)
+    return {"configurations": views, "next": next_url}
+
+
+@router.get("/{config_id}", response_model=ConfigurationView)
+def show_configuration(config_id: str, principal: Auth, request: Request) -> ConfigurationView:
+    with _services(request).store.session() as s:
+        return _view(s, _get(s, principal, config_id))
+
+
+@router.patch("/{config_id}", response_model=ConfigurationView)
+def update_configuration(config_id: str, body: ConfigurationUpdate, principal: Auth,
+                         request: Request) -> ConfigurationView:
+    svc = _services(request)
+    with svc.store.session() as s:
+        config = _get(s, principal, config_id)
+        if _view(s, config).clusters:
+            raise Conflict("the configuration is attached to clusters; create a new one and "
+                           "attach it instead")
+        config.values = parameters.validate(svc.engines[config.engine].parameters(),
+                                            body.values)
+        if body.description is not None:
+            config.description = body.description
+        s.flush()
+        return _view(s, config)
+
+
+@router.delete("/{config_id}", status_code=204, response_class=Response)
+def delete_configuration(config_id: str, principal: Auth, request: Request) -> Response:
+    with _services(request).store.session() as s:
+        config = _get(s, principal, config_id)
+        attached = _view(s, config).clusters
+        if attached:
+            raise Conflict(f"the configuration is attached to {len(attached)} cluster(s); "
+                           "detach it first")
+        s.delete(config)
+    return Response(status_code=204)

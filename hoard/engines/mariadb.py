@@ -1,0 +1,457 @@
+"""MariaDB: stock Debian packages, one ``mariadbd`` per node.
+
+Accounts:
+
+- Hoard's own account (``hoard``) holds every privilege, for management and
+  health checks. It is made during bootstrap, where ``root`` and any other
+  initial account are dropped, so no password-less or socket account exists.
+- The tenant's admin gets every *database-level* privilege on the pattern
+  ``%`` (all databases, present and future), so it can create databases and
+  manage their data, and no global privilege at all: not FILE (host files),
+  SUPER, SHUTDOWN, PROCESS, RELOAD, CREATE USER or GRANT OPTION. Data
+  privileges on ``*.*`` would let it rewrite ``mysql.global_priv`` or
+  ``mysql.plugin`` and become a superuser at the next restart, so the system
+  schemas get an explicit, harmless grant (SHOW VIEW) that MariaDB matches
+  before the ``%`` pattern (the most specific database entry wins).
+- Tenant users are made through Hoard's API with full access to the databases
+  they are granted.
+
+Every connection must use TLS (``require_secure_transport``), and the server
+opens no Unix socket.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+import signal
+import subprocess
+from pathlib import PurePosixPath
+from typing import Any
+from urllib.parse import quote
+
+import pymysql
+
+from hoard.domain.catalog import Size
+from hoard.domain.nodes import NodeRunner, ProcessSpec
+from hoard.engines.base import (
+    ClientCommand,
+    Credentials,
+    DatabaseInfo,
+    Engine,
+    Health,
+    NodeContext,
+    Parameter,
+    ParamValue,
+    SqlAccounts,
+    UserInfo,
+)
+
+MARIADBD = "/usr/sbin/mariadbd"
+INSTALL_DB = "/usr/bin/mariadb-install-db"
+DATA = PurePosixPath("data")
+DATA_INIT = PurePosixPath("data.init")
+DONE = DATA / "mysql_upgrade_info"  # written by mariadb-install-db when it succeeded
+CONF = PurePosixPath("conf/my.cnf")
+TMP = PurePosixPath("tmp")
+TLS_CERT = PurePosixPath("tls/server.crt")
+TLS_KEY = PurePosixPath("tls/server.key")
+BOOTSTRAP_SQL = PurePosixPath("bootstrap/accounts.sql")
+APP_DATABASE = "app"
+SYSTEM_SCHEMAS = ("mysql", "sys", "performance_schema")
+# Management sessions: a known SQL mode whatever the tenant configured. With
+# NO_AUTO_CREATE_USER, GRANT never creates a password-less user by accident.
+SESSION_SQL_MODE = "STRICT_ALL_TABLES,NO_AUTO_CREATE_USER,NO_ENGINE_SUBSTITUTION"
+DEFAULT_SQL_MODE = ("STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_AUTO_CREATE_USER,"
+                    "NO_ENGINE_SUBSTITUTION")
+
+PARAMETERS = [
+    Parameter("max_connections", "integer", True, "Most concurrent connections", 10, 5000),
+    Parameter("innodb_buffer_pool_size", "integer", True,
+              "InnoDB page cache (resized online)", 32, 1048576, unit="MB"),
+    Parameter("max_allowed_packet", "integer", True, "Largest packet or row", 1, 1024,
+              unit="MB"),
+    Parameter("tmp_table_size", "integer", True,
+              "In-memory temporary tables (also sets max_heap_table_size)", 1, 4096, unit="MB"),
+    Parameter("wait_timeout", "integer", True, "Close idle connections after this long",
+              60, 31536000, unit="s"),
+    Parameter("long_query_time", "integer", True, "Slow log threshold", 0, 3600, unit="s"),
+    Parameter("slow_query_log", "boolean", True, "Log slow queries to the server's log file"),
+    Parameter("innodb_flush_log_at_trx_commit", "enum", True,
+              "1: flush the redo log at each commit; 2: write at commit, flush each second; "
+              "0: write and flush each second", allowed=("1", "2", "0")),
+    Parameter("tx_isolation", "enum", True, "Isolation of new transactions",
+              allowed=("REPEATABLE-READ", "READ-COMMITTED", "SERIALIZABLE",
+                       "READ-UNCOMMITTED")),
+    Parameter("sql_mode", "enum", True, "SQL mode of new sessions",
+              allowed=(DEFAULT_SQL_MODE, "TRADITIONAL", "ANSI,STRICT_TRANS_TABLES",
+                       "NO_ENGINE_SUBSTITUTION")),
+    Parameter("performance_schema", "boolean", False,
+              "Performance Schema instrumentation (costs memory; off below 1 GB)"),
+]
+_PARAMS = {p.name: p for p in PARAMETERS}
+_SUFFIX = {"MB": "M"}
+# Settings (tenant or derived) a running 10.11 server can change with SET GLOBAL.
+_DYNAMIC = frozenset({p.name for p in PARAMETERS if p.dynamic} | {
+    "max_heap_table_size", "key_buffer_size", "table_open_cache", "innodb_log_file_size"})
+_SIZED = re.compile(r"(\d+)([KMG]?)")
+
+
+def memory_settings(size: Size) -> dict[str, str]:
+    """Settings derived from the node's size. Below 1 GB everything stays small
+    (no Performance Schema) so the server fits a 256 MB memory limit."""
+    mem = size.memory_mb
+    tiny = mem < 1024
+    pool = max(64, mem * (50 if mem < 4096 else 60) // 100)
+    heap = min(256, max(16, mem // 32))
+    return {
+        "innodb_buffer_pool_size": f"{pool}M",
+        "innodb_log_file_size": f"{min(2048, max(32, mem // 4))}M",
+        "innodb_log_buffer_size": f"{min(64, max(8, mem // 64))}M",
+        "max_connections": "50" if tiny else "150" if mem < 8192 else "400",
+        "tmp_table_size": f"{heap}M",
+        "max_heap_table_size": f"{heap}M",
+        "key_buffer_size": f"{min(128, max(8, mem // 64))}M",
+        "aria_pagecache_buffer_size": f"{min(128, max(16, mem // 16))}M",
+        "table_open_cache": "400" if tiny else "2000",
+        "performance_schema": "OFF" if tiny else "ON",
+    }
+
+
+def _render(name: str, value: ParamValue) -> str:
+    if isinstance(value, bool):
+        return "ON" if value else "OFF"
+    unit = _PARAMS[name].unit if name in _PARAMS else ""
+    return f"{value}{_SUFFIX.get(unit, '')}"
+
+
+def _cnf(value: str) -> str:
+    if re.fullmatch(r"[A-Za-z0-9_.,:/+-]*", value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _ident(name: str) -> str:
+    """A backtick-quoted identifier. Statements always go through PyMySQL's
+    parameter formatting (``_run``), so ``%`` is doubled here too."""
+    if "\x00" in name:
+        raise ValueError("identifiers cannot contain NUL")
+    return "`" + name.replace("`", "``").replace("%", "%%") + "`"
+
+
+def _escape_wild(name: str) -> str:
+    """A database name as a grant pattern, where ``_`` and ``%`` are wildcards."""
+    return name.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%")
+
+
+def _db_pattern(name: str) -> str:
+    return _ident(_escape_wild(name))
+
+
+def _unpattern(pattern: str) -> str:
+    return re.sub(r"\\(.)", r"\1", pattern)
+
+
+def _native_hash(password: str) -> str:
+    """The mysql_native_password hash, so the bootstrap file holds no plain password."""
+    stage1 = hashlib.sha1(password.encode()).digest()  # noqa: S324 - the protocol's own hash
+    return "*" + hashlib.sha1(stage1).hexdigest().upper()  # noqa: S324
+
+
+def _sql_string(value: str) -> str:
+    """A string literal for the bootstrap file (no connection to escape with)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
+
+
+def _run(conn: Any, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Execute with PyMySQL's escaping of ``args``; identifiers come from ``_ident``."""
+    with conn.cursor() as cur:
+        cur.execute(sql, args)
+        return list(cur.fetchall())
+
+
+@functools.cache
+def _installed_version() -> str | None:
+    try:
+        out = subprocess.run([MARIADBD, "--version"], capture_output=True, text=True,
+                             timeout=10, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    found = re.search(r"Ver (\d+)\.(\d+)\.", out)
+    return f"{found[1]}.{found[2]}" if found else None
+
+
+class MariaDB(Engine, SqlAccounts):
+    name = "mariadb"
+    display_name = "MariaDB"
+    client_binary = "mariadb"
+    reserved_databases = frozenset({"mysql", "information_schema", "performance_schema", "sys"})
+    reserved_users = frozenset({"root", "hoard", "admin", "mariadb.sys", "mysql", "PUBLIC"})
+
+    def versions(self) -> list[str]:
+        version = _installed_version()
+        return [version] if version else []
+
+    def parameters(self) -> list[Parameter]:
+        return PARAMETERS
+
+    def settings(self, ctx: NodeContext) -> dict[str, str]:
+        values = memory_settings(ctx.size)
+        for name, value in ctx.parameters.items():
+            values[name] = _render(name, value)
+            if name == "tmp_table_size":  # the in-memory limit is the smaller of the two
+                values["max_heap_table_size"] = values[name]
+        return values
+
+    def is_dynamic(self, setting: str) -> bool:
+        return setting in _DYNAMIC
+
+    def bootstrap(self, ctx: NodeContext, runner: NodeRunner) -> None:
+        """``mariadb-install-db`` writes the system tables into a scratch directory
+        that is renamed when complete, and runs the account SQL (``--extra-file``)
+        in that same bootstrap: either everything exists, published by the
+        rename, or nothing does and the next attempt starts over. An init file
+        read at the first real start would instead run again at every start, or
+        need a record of whether it already ran, and keep a secret on disk."""
+        if runner.exists(DONE):
+            runner.remove_tree(BOOTSTRAP_SQL.parent)
+            return
+        runner.remove_tree(DATA_INIT)
+        user = f"{_sql_string(ctx.service.user)}@'%'"
+        accounts = "\n".join([
+            "FLUSH PRIVILEGES;",  # loads the grant tables, so account statements work
+            "DROP USER IF EXISTS 'root'@'localhost', 'root'@'127.0.0.1', 'root'@'::1', "
+            "''@'localhost';",
+            "EXECUTE IMMEDIATE CONCAT('DROP USER IF EXISTS root@', QUOTE(@@hostname), "
+            "', ''''@', QUOTE(@@hostname));",
+            f"CREATE USER {user} IDENTIFIED BY PASSWORD "
+            f"'{_native_hash(ctx.service.password)}' REQUIRE SSL;",
+            f"GRANT ALL PRIVILEGES ON *.* TO {user} WITH GRANT OPTION;",
+            "",
+        ])
+        runner.write_file(BOOTSTRAP_SQL, accounts.encode())
+        try:
+            runner.run([
+                INSTALL_DB, "--no-defaults",
+                f"--datadir={runner.abspath(DATA_INIT)}",
+                "--auth-root-authentication-method=normal",  # dropped by the extra file
+                "--skip-test-db", "--skip-name-resolve",
+                f"--extra-file={runner.abspath(BOOTSTRAP_SQL)}",
+                f"--innodb-log-file-size={self.settings(ctx)['innodb_log_file_size']}",
+            ])
+        finally:
+            runner.remove_tree(BOOTSTRAP_SQL.parent)
+        runner.rename(DATA_INIT, DATA)
+
+    def install_tls(self, runner: NodeRunner, cert_pem: bytes, key_pem: bytes) -> None:
+        runner.write_file(TLS_CERT, cert_pem, 0o644)
+        runner.write_file(TLS_KEY, key_pem, 0o600)
+
+    def configure(self, ctx: NodeContext, runner: NodeRunner) -> None:
+        runner.write_file(TMP / ".keep", b"")  # makes the directory
+        fixed = {
+            "datadir": runner.abspath(DATA),
+            "pid-file": runner.abspath(DATA / "mariadbd.pid"),
+            "tmpdir": runner.abspath(TMP),
+            "socket": "",  # no Unix socket: every client comes over TCP and TLS
+            "bind-address": ctx.host,
+            "port": str(ctx.port),
+            "skip-name-resolve": "ON",
+            "host_cache_size": "0",  # failed logins never block an address (Hoard's own)
+            "symbolic-links": "OFF",
+            "require_secure_transport": "ON",
+            "ssl_cert": runner.abspath(TLS_CERT),
+            "ssl_key": runner.abspath(TLS_KEY),
+            "tls_version": "TLSv1.2,TLSv1.3",
+            "character-set-server": "utf8mb4",
+            "collation-server": "utf8mb4_unicode_ci",
+            "slow_query_log_file": runner.abspath(DATA / "slow.log"),
+            "default_time_zone": "+00:00",
+        }  # no log_error: errors go to stderr, which the provider keeps
+        values = {**fixed, **self.settings(ctx)}
+        conf = "# Managed by Hoard: changes here are overwritten.\n[mariadbd]\n" + "".join(
+            f"{k} = {_cnf(v)}\n" for k, v in values.items()
+        )
+        runner.write_file(CONF, conf.encode(), 0o644)
+
+    def process(self, ctx: NodeContext, runner: NodeRunner) -> ProcessSpec:
+        return ProcessSpec(
+            argv=[MARIADBD, f"--defaults-file={runner.abspath(CONF)}"],
+            stop_signal=signal.SIGTERM,  # clean shutdown: close clients, flush InnoDB
+            stop_timeout=60.0,
+        )
+
+    def _connect(self, ctx: NodeContext, ca_file: str, timeout: float = 10) -> Any:
+        return pymysql.connect(
+            host=ctx.host, port=ctx.port, user=ctx.service.user,
+            password=ctx.service.password, ssl_ca=ca_file, ssl_verify_identity=True,
+            connect_timeout=max(1, int(timeout)), read_timeout=max(30, int(timeout)),
+            write_timeout=max(30, int(timeout)), autocommit=True, charset="utf8mb4",
+            sql_mode=SESSION_SQL_MODE, program_name="hoard",
+        )
+
+    def health(self, ctx: NodeContext, ca_file: str, timeout: float = 3.0) -> Health:
+        try:
+            with self._connect(ctx, ca_file, timeout) as conn:
+                rows = _run(conn, "SELECT @@global.read_only")
+        except (pymysql.MySQLError, OSError) as exc:
+            text = str(exc.args[-1] if exc.args else exc) or "unreachable"
+            return Health(False, text.strip().splitlines()[0])
+        role = "replica" if rows and rows[0][0] else "primary"
+        return Health(True, f"accepting connections as {role}")
+
+    def initialize(self, ctx: NodeContext, ca_file: str) -> None:
+        self.create_user(ctx, ca_file, ctx.admin.user, ctx.admin.password)
+        with self._connect(ctx, ca_file) as conn:
+            account = (ctx.admin.user, "%")
+            # See the module docstring: every database but the system ones, no global privilege.
+            for schema in SYSTEM_SCHEMAS:
+                _run(conn, f"GRANT SHOW VIEW ON {_db_pattern(schema)}.* TO %s@%s", account)
+            _run(conn, "GRANT ALL PRIVILEGES ON `%%`.* TO %s@%s", account)
+        self.create_database(ctx, ca_file, APP_DATABASE, "utf8mb4", "utf8mb4_unicode_ci")
+
+    def apply_live(self, ctx: NodeContext, ca_file: str, names: list[str]) -> None:
+        values = self.settings(ctx)
+        with self._connect(ctx, ca_file) as conn:
+            for name in names:
+                if name not in _DYNAMIC:
+                    raise ValueError(f"{name} cannot change while the server runs")
+                # A setting no longer configured goes back to the server's default.
+                value = values.get(name)
+                literal = "DEFAULT" if value is None else self._sql_value(name, value)
+                _run(conn, f"SET GLOBAL {name} = {literal}")
+
+    @staticmethod
+    def _sql_value(name: str, value: str) -> str:
+        """Only integers (with a K/M/G suffix), ON/OFF and the schema's enum
+        values reach SET GLOBAL; anything else is refused."""
+        sized = _SIZED.fullmatch(value)
+        if sized:
+            return str(int(sized[1]) * 1024 ** " KMG".index(sized[2] or " "))
+        if value in ("ON", "OFF"):
+            return value
+        if name in _PARAMS and value in _PARAMS[name].allowed:
+            return _sql_string(value)
+        raise ValueError(f"unexpected value for {name}: {value!r}")
+
+    def connection_uri(self, host: str, port: int, creds: Credentials, ca_file: str) -> str:
+        """``mysql://user:password@host:port/app?ssl_ca=<ca file>&ssl_verify_identity=true``:
+        the query names are PyMySQL's (and SQLAlchemy's ``mysql+pymysql``) TLS
+        arguments; the server certificate is verified against the CA and the host."""
+        return (
+            f"mysql://{quote(creds.user, safe='')}:{quote(creds.password, safe='')}"
+            f"@{host}:{port}/{APP_DATABASE}?ssl_ca={quote(ca_file)}&ssl_verify_identity=true"
+        )
+
+    def client_command(
+        self, host: str, port: int, creds: Credentials, ca_file: str
+    ) -> ClientCommand:
+        return ClientCommand(
+            argv=["mariadb", "--host", host, "--port", str(port), "--user", creds.user,
+                  "--ssl-ca", ca_file, "--ssl-verify-server-cert", APP_DATABASE],
+            env={"MYSQL_PWD": creds.password},
+        )
+
+    # --- SqlAccounts ------------------------------------------------------------
+
+    def charsets(self) -> list[str]:
+        return ["utf8mb4", "utf8mb3", "latin1", "ascii", "binary"]
+
+    def _check_database(self, name: str) -> None:
+        if name.lower() in self.reserved_databases:
+            raise ValueError(f"{name!r} is a system database")
+
+    def list_databases(self, ctx: NodeContext, ca_file: str) -> list[DatabaseInfo]:
+        with self._connect(ctx, ca_file) as conn:
+            rows = _run(conn,
+                "SELECT SCHEMA_NAME, DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME "
+                "FROM information_schema.SCHEMATA ORDER BY SCHEMA_NAME")
+        return [DatabaseInfo(name, charset, collation) for name, charset, collation in rows
+                if name.lower() not in self.reserved_databases]
+
+    def create_database(self, ctx: NodeContext, ca_file: str, name: str,
+                        charset: str | None, collation: str | None) -> None:
+        self._check_database(name)
+        with self._connect(ctx, ca_file) as conn:
+            if charset is not None and not _run(
+                conn, "SELECT 1 FROM information_schema.CHARACTER_SETS "
+                      "WHERE CHARACTER_SET_NAME = %s", (charset,)):
+                raise ValueError(f"unknown character set {charset!r}")
+            if collation is not None:
+                found = _run(conn, "SELECT CHARACTER_SET_NAME FROM information_schema.COLLATIONS "
+                                   "WHERE COLLATION_NAME = %s", (collation,))
+                if not found:
+                    raise ValueError(f"unknown collation {collation!r}")
+                if charset is not None and found[0][0] != charset:
+                    raise ValueError(f"collation {collation!r} is for character set "
+                                     f"{found[0][0]!r}, not {charset!r}")
+            sql = f"CREATE DATABASE IF NOT EXISTS {_ident(name)}"
+            args: tuple[str, ...] = ()
+            if charset is not None:
+                sql += " CHARACTER SET %s"
+                args += (charset,)
+            if collation is not None:
+                sql += " COLLATE %s"
+                args += (collation,)
+            _run(conn, sql, args)
+
+    def drop_database(self, ctx: NodeContext, ca_file: str, name: str) -> None:
+        self._check_database(name)
+        with self._connect(ctx, ca_file) as conn:
+            _run(conn, f"DROP DATABASE IF EXISTS {_ident(name)}")
+            # Grants outlive a database in MariaDB: a new one of that name starts clean.
+            for (user,) in _run(conn, "SELECT User FROM mysql.db WHERE Host = '%%' AND Db = %s",
+                                (_escape_wild(name),)):
+                self._revoke(conn, user, name)
+
+    def list_users(self, ctx: NodeContext, ca_file: str) -> list[UserInfo]:
+        hidden = sorted(self.reserved_users | {ctx.admin.user, ctx.service.user, ""})
+        marks = ", ".join(["%s"] * len(hidden))
+        with self._connect(ctx, ca_file) as conn:
+            users = _run(conn, "SELECT User FROM mysql.user WHERE Host = '%%' AND is_role = 'N' "
+                               f"AND User NOT IN ({marks}) ORDER BY User", tuple(hidden))
+            grants = _run(conn, "SELECT User, Db FROM mysql.db WHERE Host = '%%' ORDER BY Db")
+        return [UserInfo(name=user, databases=sorted(_unpattern(db) for u, db in grants
+                                                     if u == user))
+                for (user,) in users]
+
+    def create_user(self, ctx: NodeContext, ca_file: str, name: str, password: str) -> None:
+        with self._connect(ctx, ca_file) as conn:
+            _run(conn, "CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s REQUIRE SSL",
+                 (name, "%", password))
+            _run(conn, "ALTER USER %s@%s IDENTIFIED BY %s REQUIRE SSL", (name, "%", password))
+
+    def drop_user(self, ctx: NodeContext, ca_file: str, name: str) -> None:
+        with self._connect(ctx, ca_file) as conn:
+            _run(conn, "DROP USER IF EXISTS %s@%s", (name, "%"))
+            self._kill_sessions(conn, name)
+
+    def set_password(self, ctx: NodeContext, ca_file: str, name: str, password: str) -> None:
+        with self._connect(ctx, ca_file) as conn:
+            _run(conn, "ALTER USER %s@%s IDENTIFIED BY %s", (name, "%", password))
+
+    def grant(self, ctx: NodeContext, ca_file: str, user: str, database: str) -> None:
+        self._check_database(database)
+        with self._connect(ctx, ca_file) as conn:
+            _run(conn, f"GRANT ALL PRIVILEGES ON {_db_pattern(database)}.* TO %s@%s",
+                 (user, "%"))
+
+    def revoke(self, ctx: NodeContext, ca_file: str, user: str, database: str) -> None:
+        self._check_database(database)
+        with self._connect(ctx, ca_file) as conn:
+            self._revoke(conn, user, database)
+
+    def _revoke(self, conn: Any, user: str, database: str) -> None:
+        try:
+            _run(conn, f"REVOKE ALL PRIVILEGES ON {_db_pattern(database)}.* FROM %s@%s",
+                 (user, "%"))
+        except pymysql.MySQLError as exc:
+            if exc.args[0] not in (1141, 1269):  # no such grant: already revoked
+                raise
+        # A session keeps the rights of the database it is using: end them.
+        self._kill_sessions(conn, user)
+
+    @staticmethod
+    def _kill_sessions(conn: Any, user: str) -> None:
+        _run(conn, "KILL CONNECTION USER %s@%s", (user, "%"))

@@ -1,0 +1,356 @@
+"""Redis: the stock Debian package, one TLS-only server process per node.
+
+Accounts are Redis ACL users kept in an ACL file beside the data (so
+``ACL SAVE`` persists them), passwords only as SHA-256 hashes. The ``default``
+user is disabled. Hoard's own user, ``hoard``, may run everything; the
+tenant's admin may run every command except those that reach the host or the
+server's configuration (``@admin``: CONFIG, SHUTDOWN, REPLICAOF, ACL changes,
+MONITOR, DEBUG, MODULE, SAVE...; ``@dangerous``: also MIGRATE, which connects
+out, and RESTORE, which loads raw payloads), given back the harmless
+``@dangerous`` ones it needs: FLUSHDB, FLUSHALL, KEYS, INFO, SORT, SWAPDB.
+The DEBUG and MODULE commands and the protected configs (``dir``...) are also
+switched off in the server, for every user. Tenant users get key patterns and
+command categories, never ``@admin`` or ``@dangerous``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import signal
+import subprocess
+from functools import cache
+from pathlib import PurePosixPath
+from typing import Any
+from urllib.parse import quote
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from hoard.domain.errors import NotFound
+from hoard.domain.nodes import NodeRunner, ProcessSpec
+from hoard.engines.base import (
+    AclAccounts,
+    ClientCommand,
+    Credentials,
+    Engine,
+    Health,
+    NodeContext,
+    Parameter,
+    ParamValue,
+    UserInfo,
+)
+
+REDIS_SERVER = "/usr/bin/redis-server"
+DATA = PurePosixPath("data")  # everything the server writes: AOF, RDB, ACL file
+ACL_FILE = DATA / "users.acl"
+CONF = PurePosixPath("conf/redis.conf")  # everything Hoard writes
+TLS_CERT = PurePosixPath("tls/server.crt")
+TLS_KEY = PurePosixPath("tls/server.key")
+
+DEFAULT_RULES = ("off", "resetpass", "resetkeys", "resetchannels", "-@all")
+SERVICE_RULES = ("on", "~*", "&*", "+@all")
+ADMIN_RULES = ("on", "~*", "&*", "+@all", "-@admin", "-@dangerous",
+               "+flushdb", "+flushall", "+keys", "+info", "+sort", "+sort_ro", "+swapdb")
+TENANT_DENY = ("-@admin", "-@dangerous")
+
+PARAMETERS = [
+    Parameter("maxmemory", "integer", True, "Memory for data; at the limit, maxmemory-policy "
+              "applies (at most the size's memory)", 16, 1048576, unit="MB"),
+    Parameter("maxmemory-policy", "enum", True, "What happens when maxmemory is reached",
+              allowed=("noeviction", "allkeys-lru", "allkeys-lfu", "volatile-lru",
+                       "volatile-lfu", "allkeys-random", "volatile-random", "volatile-ttl")),
+    Parameter("maxclients", "integer", True, "Most concurrent connections", 16, 50000),
+    Parameter("timeout", "integer", True, "Close connections idle this long (0 never)",
+              0, 31536000, unit="s"),
+    Parameter("appendonly", "boolean", True, "Log every write to the append-only file"),
+    Parameter("appendfsync", "enum", True, "How often the append-only file is flushed to disk",
+              allowed=("always", "everysec", "no")),
+    Parameter("slowlog-log-slower-than", "integer", True,
+              "Log commands slower than this (-1 disables)", -1, 60000000, unit="us"),
+    Parameter("slowlog-max-len", "integer", True, "Entries kept in the slow log", 0, 100000),
+    Parameter("databases", "integer", False, "Number of logical databases", 1, 64),
+    Parameter("io-threads", "integer", False, "Threads for network I/O", 1, 8),
+]
+_STATIC = {p.name for p in PARAMETERS if not p.dynamic}
+_RESTRICTED = re.compile(r"[!#-&*-~]{1,256}")  # printable ASCII but space, quotes, ( and )
+_RULE_PREFIXES = tuple("><#!+-&%~@(")  # would read as another ACL rule
+_USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_NO_RETRY = Retry(NoBackoff(), 0)  # callers retry whole steps; fail fast here
+
+
+def size_settings(memory_mb: int) -> dict[str, str]:
+    """Defaults for a node of ``memory_mb``: 25% is left for the copy-on-write
+    of background saves and rewrites, so the cgroup limit is not hit."""
+    return {
+        "maxmemory": f"{max(16, memory_mb * 3 // 4)}mb",
+        "maxmemory-policy": "noeviction",
+        "maxclients": "1000" if memory_mb < 1024 else "10000",
+        "timeout": "0",
+        "appendonly": "yes",
+        "appendfsync": "everysec",
+        "save": "3600 1 300 100 60 10000",
+        "slowlog-log-slower-than": "10000",
+        "slowlog-max-len": "128",
+        "databases": "16",
+        "io-threads": "1",
+    }
+
+
+def _render(name: str, value: ParamValue, memory_mb: int) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if name == "maxmemory":  # a larger value would get the server killed by the cgroup
+        return f"{min(int(value), memory_mb)}mb"
+    return str(value)
+
+
+def _conf_value(value: str) -> str:
+    if value and re.fullmatch(r"[A-Za-z0-9_./:-]+", value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _hashed(password: str) -> str:
+    if not password:
+        raise ValueError("empty password")
+    return "#" + hashlib.sha256(password.encode()).hexdigest()
+
+
+def _check_pattern(pattern: str) -> str:
+    # The ACL file is split on spaces and quotes when loaded, so a pattern that
+    # has them, or that starts like a rule, would add rules at the next start.
+    if not _RESTRICTED.fullmatch(pattern) or pattern.startswith(_RULE_PREFIXES):
+        raise ValueError(f"bad key pattern {pattern!r}")
+    return pattern
+
+
+@cache
+def _installed_versions() -> tuple[str, ...]:
+    try:
+        out = subprocess.run([REDIS_SERVER, "--version"], capture_output=True, text=True,
+                             timeout=10, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    found = re.search(r"\bv=(\d+)\.(\d+)", out)
+    return (f"{found[1]}.{found[2]}",) if found else ()
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class Redis(Engine, AclAccounts):
+    name = "redis"
+    display_name = "Redis"
+    client_binary = "redis-cli"
+    reserved_users = frozenset({"default", "hoard", "admin"})
+    categories = frozenset({
+        "read", "write", "keyspace", "string", "list", "set", "sortedset", "hash", "stream",
+        "pubsub", "bitmap", "hyperloglog", "geo", "blocking", "transaction", "connection",
+        "fast", "slow", "scripting",
+    })
+
+    def versions(self) -> list[str]:
+        return list(_installed_versions())
+
+    def parameters(self) -> list[Parameter]:
+        return PARAMETERS
+
+    def settings(self, ctx: NodeContext) -> dict[str, str]:
+        mem = ctx.size.memory_mb
+        values = size_settings(mem)
+        values.update({k: _render(k, v, mem) for k, v in ctx.parameters.items()})
+        return values
+
+    def is_dynamic(self, setting: str) -> bool:
+        return setting not in _STATIC
+
+    def bootstrap(self, ctx: NodeContext, runner: NodeRunner) -> None:
+        if runner.exists(ACL_FILE):
+            return
+        # One atomic write (it also makes the data directory, 0700): either the
+        # users are all there or the file is not.
+        text = (
+            f"user default {' '.join(DEFAULT_RULES)}\n"
+            f"user {ctx.service.user} {' '.join(SERVICE_RULES)} {_hashed(ctx.service.password)}\n"
+            f"user {ctx.admin.user} {' '.join(ADMIN_RULES)} {_hashed(ctx.admin.password)}\n"
+        )
+        runner.write_file(ACL_FILE, text.encode(), 0o600)
+
+    def install_tls(self, runner: NodeRunner, cert_pem: bytes, key_pem: bytes) -> None:
+        runner.write_file(TLS_CERT, cert_pem, 0o644)
+        runner.write_file(TLS_KEY, key_pem, 0o600)
+
+    def configure(self, ctx: NodeContext, runner: NodeRunner) -> None:
+        fixed = {
+            "daemonize": "no",
+            "supervised": "no",
+            "bind": ctx.host,
+            "protected-mode": "yes",
+            "port": "0",  # no plaintext listener, and no unixsocket either
+            "tls-port": str(ctx.port),
+            "tls-cert-file": runner.abspath(TLS_CERT),
+            "tls-key-file": runner.abspath(TLS_KEY),
+            "tls-auth-clients": "no",  # clients prove themselves with ACL passwords
+            "tls-protocols": "TLSv1.2 TLSv1.3",
+            "tls-prefer-server-ciphers": "yes",
+            "dir": runner.abspath(DATA),
+            "aclfile": runner.abspath(ACL_FILE),
+            "logfile": "",  # stdout, which the provider keeps
+            "loglevel": "notice",
+            "always-show-logo": "no",
+            "enable-protected-configs": "no",
+            "enable-debug-command": "no",
+            "enable-module-command": "no",
+            "tcp-keepalive": "300",
+        }
+        values = {**fixed, **self.settings(ctx)}
+        conf = "# Managed by Hoard: changes here are overwritten.\n" + "".join(
+            f"{k} {_conf_value(v)}\n" for k, v in values.items()
+        )
+        runner.write_file(CONF, conf.encode())
+
+    def process(self, ctx: NodeContext, runner: NodeRunner) -> ProcessSpec:
+        return ProcessSpec(
+            argv=[REDIS_SERVER, runner.abspath(CONF)],
+            stop_signal=signal.SIGTERM,  # flush the AOF, save the RDB, exit
+            stop_timeout=30.0,
+        )
+
+    def _connect(self, ctx: NodeContext, ca_file: str, timeout: float = 10) -> redis.Redis:
+        return redis.Redis(
+            host=ctx.host, port=ctx.port, username=ctx.service.user,
+            password=ctx.service.password, ssl=True, ssl_ca_certs=ca_file,
+            ssl_cert_reqs="required", ssl_check_hostname=True,
+            socket_connect_timeout=timeout, socket_timeout=timeout, retry=_NO_RETRY,
+            decode_responses=True, client_name="hoard",
+        )
+
+    def health(self, ctx: NodeContext, ca_file: str, timeout: float = 3.0) -> Health:
+        try:
+            with self._connect(ctx, ca_file, timeout) as client:
+                client.ping()
+                role: Any = client.execute_command("ROLE")
+        except (redis.RedisError, OSError, ValueError) as exc:
+            return Health(False, _first_line(exc))
+        kind = "primary" if role and role[0] == "master" else "replica"
+        return Health(True, f"accepting connections as {kind}")
+
+    def initialize(self, ctx: NodeContext, ca_file: str) -> None:
+        # bootstrap wrote these users; setting them again makes the end state
+        # right whatever the file held (an older password, say).
+        with self._connect(ctx, ca_file) as client:
+            client.execute_command("ACL", "SETUSER", "default", "reset", *DEFAULT_RULES)
+            client.execute_command("ACL", "SETUSER", ctx.admin.user, "reset", *ADMIN_RULES,
+                                   _hashed(ctx.admin.password))
+            client.execute_command("ACL", "SAVE")
+
+    def apply_live(self, ctx: NodeContext, ca_file: str, names: list[str]) -> None:
+        # CONFIG SET only: the file is Hoard's (configure wrote it), no CONFIG REWRITE.
+        values = self.settings(ctx)
+        args = [x for n in names if n in values and self.is_dynamic(n) for x in (n, values[n])]
+        if args:
+            with self._connect(ctx, ca_file) as client:
+                client.execute_command("CONFIG", "SET", *args)  # all or nothing
+
+    def connection_uri(self, host: str, port: int, creds: Credentials, ca_file: str) -> str:
+        netloc = f"[{host}]" if ":" in host else host
+        return (
+            f"rediss://{quote(creds.user, safe='')}:{quote(creds.password, safe='')}"
+            f"@{netloc}:{port}/0?ssl_ca_certs={quote(ca_file)}"
+        )
+
+    def client_command(
+        self, host: str, port: int, creds: Credentials, ca_file: str
+    ) -> ClientCommand:
+        return ClientCommand(
+            argv=["redis-cli", "-h", host, "-p", str(port), "--user", creds.user,
+                  "--tls", "--cacert", ca_file],
+            env={"REDISCLI_AUTH": creds.password},
+        )
+
+    # --- AclAccounts ------------------------------------------------------------
+
+    def _tenant_user(self, ctx: NodeContext, name: str) -> str:
+        if (not _USER_NAME.fullmatch(name) or name in self.reserved_users
+                or name in (ctx.admin.user, ctx.service.user)):
+            raise ValueError(f"user name {name!r} is reserved or not allowed")
+        return name
+
+    def _category_members(self, client: redis.Redis) -> dict[str, set[str]]:
+        pipe = client.pipeline(transaction=False)
+        names = sorted(self.categories | {"admin", "dangerous"})
+        for cat in names:
+            pipe.execute_command("ACL", "CAT", cat)
+        return {cat: set(cmds) for cat, cmds in zip(names, pipe.execute(), strict=True)}
+
+    def list_users(self, ctx: NodeContext, ca_file: str) -> list[UserInfo]:
+        """Tenant users, their key patterns, and each tenant category they hold
+        in full. Redis 7.0 keeps only the resulting command set, not the rules
+        given, so a user made with read and write also shows string, hash..."""
+        hidden = self.reserved_users | {ctx.admin.user, ctx.service.user}
+        with self._connect(ctx, ca_file) as client:
+            members = self._category_members(client)
+            pipe = client.pipeline(transaction=False)
+            names = sorted(set(client.execute_command("ACL", "USERS")) - hidden)
+            for name in names:
+                pipe.execute_command("ACL", "GETUSER", name)
+            replies = pipe.execute()
+        denied = members.pop("admin") | members.pop("dangerous")
+        everything = set().union(*members.values(), denied)
+        users = []
+        for name, reply in zip(names, replies, strict=True):
+            info = dict(zip(reply[::2], reply[1::2], strict=True))
+            allowed = _allowed_commands(str(info["commands"]), members, everything)
+            cats = [c for c, cmds in sorted(members.items()) if cmds - denied <= allowed]
+            keys = [k.split("~", 1)[1] for k in str(info["keys"]).split() if "~" in k]
+            users.append(UserInfo(name=name, keys=keys, categories=cats))
+        return users
+
+    def create_user(self, ctx: NodeContext, ca_file: str, name: str, password: str,
+                    keys: list[str], categories: list[str]) -> None:
+        self._tenant_user(ctx, name)
+        for cat in categories:
+            if cat not in self.categories:
+                raise ValueError(f"unknown or forbidden command category {cat!r}")
+        patterns = [_check_pattern(p) for p in keys]
+        # Channels follow the key patterns: the user's one namespace.
+        rules = ["reset", "on", _hashed(password), *(f"~{p}" for p in patterns),
+                 *(f"&{p}" for p in patterns), *(f"+@{c}" for c in categories), *TENANT_DENY]
+        with self._connect(ctx, ca_file) as client:
+            client.execute_command("ACL", "SETUSER", name, *rules)
+            client.execute_command("ACL", "SAVE")
+
+    def drop_user(self, ctx: NodeContext, ca_file: str, name: str) -> None:
+        self._tenant_user(ctx, name)
+        with self._connect(ctx, ca_file) as client:
+            client.execute_command("ACL", "DELUSER", name)  # also ends its connections
+            client.execute_command("ACL", "SAVE")
+
+    def set_password(self, ctx: NodeContext, ca_file: str, name: str, password: str) -> None:
+        self._tenant_user(ctx, name)
+        rule = _hashed(password)
+        with self._connect(ctx, ca_file) as client:
+            if client.execute_command("ACL", "GETUSER", name) is None:
+                raise NotFound(f"no user {name!r}")  # SETUSER would create one
+            client.execute_command("ACL", "SETUSER", name, "resetpass", rule)
+            client.execute_command("ACL", "SAVE")
+
+
+def _allowed_commands(rules: str, members: dict[str, set[str]], everything: set[str]) -> set[str]:
+    """Replay a user's command rules as ACL GETUSER describes them (``-@all
+    +@string +get -sort +memory|usage``) over the known command names."""
+    allowed: set[str] = set()
+    for rule in rules.split():
+        sign, target = rule[0], rule[1:]
+        if target == "@all":
+            names = everything
+        elif target.startswith("@"):
+            names = members.get(target[1:], set())
+        else:
+            names = {n for n in everything if n == target or n.startswith(target + "|")}
+        allowed = allowed | names if sign == "+" else allowed - names
+    return allowed

@@ -1,0 +1,264 @@
+"""Change a running cluster: resize, reconfigure, restart, stop, start.
+
+A change is planned by comparing the engine's effective settings before and
+after it. Dynamic settings are applied live; settings that need a restart are
+applied at once by a resize ("restart only when needed") and left pending by a
+configuration change, which shows them in the cluster's ``pending_restart``
+until ``POST /actions/restart``. A failed change puts the old settings back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dbos import DBOS
+
+from hoard.domain.catalog import SIZES
+from hoard.domain.status import ClusterStatus, NodeStatus
+from hoard.store import events, models, operations
+from hoard.workflows.cluster_create import wait_ready
+from hoard.workflows.services import services
+from hoard.workflows.steps import load_cluster, recorded, short_reason
+
+UPDATE_STEPS = ["apply settings", "restart", "record"]
+RESTART_STEPS = ["restart"]
+STOP_STEPS = ["stop"]
+START_STEPS = ["start"]
+READY_TIMEOUT = 120.0
+
+
+def _target(cluster: models.Cluster, changes: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Size and parameters the cluster will have once ``changes`` are made."""
+    size = changes.get("size") or cluster.size
+    if "configuration_id" in changes:
+        config_id = changes["configuration_id"]
+        if config_id is None:
+            return size, {}
+        with services().store.session() as s:
+            config = s.get(models.Configuration, config_id)
+            return size, dict(config.values) if config else {}
+    return size, dict(cluster.configuration.values) if cluster.configuration else {}
+
+
+def _configure_all(cluster: models.Cluster, size: str, params: dict[str, Any]) -> list[str]:
+    """Write the settings for (size, params) to every node, apply the dynamic ones
+    live, and return the settings that still need a restart."""
+    svc = services()
+    engine = svc.engines[cluster.engine]
+    pending: set[str] = set()
+    for node in cluster.nodes:
+        before = engine.settings(svc.node_context(cluster, node))
+        ctx = svc.node_context(cluster, node, size=size, parameters=params)
+        after = engine.settings(ctx)
+        changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+        engine.configure(ctx, svc.provider.runner(node.id))
+        live = [k for k in changed if engine.is_dynamic(k)]
+        if live and svc.provider.is_running(node.id):
+            engine.apply_live(ctx, svc.ca_file, live)
+        pending.update(k for k in changed if not engine.is_dynamic(k))
+    return sorted(pending)
+
+
+def _restart_nodes(cluster: models.Cluster, size: str, params: dict[str, Any]) -> None:
+    svc = services()
+    engine = svc.engines[cluster.engine]
+    for node in cluster.nodes:
+        ctx = svc.node_context(cluster, node, size=size, parameters=params)
+        runner = svc.provider.runner(node.id)
+        svc.provider.stop(node.id)
+        svc.provider.start(node.id, engine.process(ctx, runner))
+        wait_ready(cluster, node, READY_TIMEOUT, ctx)
+
+
+def _set_status(cluster_id: str, status: ClusterStatus, **fields: Any) -> None:
+    with services().store.session() as s:
+        cluster = s.get(models.Cluster, cluster_id)
+        if cluster is None:
+            return
+        cluster.status = status
+        cluster.status_reason = ""
+        for key, value in fields.items():
+            setattr(cluster, key, value)
+        node_status = NodeStatus.STOPPED if status == ClusterStatus.STOPPED else (
+            NodeStatus.HEALTHY)
+        for node in cluster.nodes:
+            node.status, node.status_reason = node_status, ""
+
+
+@DBOS.step()
+def apply_settings(op_id: str, cluster_id: str, changes: dict[str, Any]) -> list[str]:
+    """Limits and settings for the new size and parameters; returns restart-only names."""
+    svc = services()
+    with recorded(op_id, "apply settings"):
+        cluster = load_cluster(cluster_id)
+        assert cluster is not None
+        size, params = _target(cluster, changes)
+        storage = changes.get("storage_gb") or cluster.storage_gb
+        for node in cluster.nodes:
+            limits = svc.provider.apply_limits(node.id, SIZES[size], storage)
+            with svc.store.session() as s:
+                row = s.get(models.Node, node.id)
+                if row is not None:
+                    row.limits = limits
+        return _configure_all(cluster, size, params)
+
+
+@DBOS.step()
+def restart_for_update(op_id: str, cluster_id: str, changes: dict[str, Any],
+                       pending: list[str]) -> None:
+    svc = services()
+    with recorded(op_id, "restart"):
+        cluster = load_cluster(cluster_id)
+        assert cluster is not None
+        size, params = _target(cluster, changes)
+        _restart_nodes(cluster, size, params)
+        with svc.store.session() as s:
+            events.record(s, cluster_id, "cluster.restarted",
+                          f"restarted to apply {', '.join(pending)}", op_id)
+
+
+@DBOS.step()
+def record_update(op_id: str, cluster_id: str, changes: dict[str, Any],
+                  pending: list[str]) -> None:
+    svc = services()
+    with recorded(op_id, "record"):
+        cluster = load_cluster(cluster_id)
+        assert cluster is not None
+        fields = {k: v for k, v in changes.items() if k in ("size", "storage_gb",
+                                                            "configuration_id")}
+        fields["pending_restart"] = pending
+        _set_status(cluster_id, ClusterStatus.ACTIVE, **fields)
+        if pending:
+            with svc.store.session() as s:
+                events.record(s, cluster_id, "cluster.restart_required",
+                              f"restart required to apply {', '.join(pending)}", op_id)
+    with svc.store.session() as s:
+        operations.finish(s, op_id)
+
+
+@DBOS.step()
+def revert_update(op_id: str, cluster_id: str, reason: str) -> None:
+    """Put the recorded (old) settings and limits back, then fail the operation."""
+    svc = services()
+    cluster = load_cluster(cluster_id)
+    try:
+        if cluster is not None:
+            size, params = _target(cluster, {})
+            for node in cluster.nodes:
+                svc.provider.apply_limits(node.id, SIZES[size], cluster.storage_gb)
+            _configure_all(cluster, size, params)
+    finally:
+        _set_status(cluster_id, ClusterStatus.ACTIVE)
+        with svc.store.session() as s:
+            operations.finish(s, op_id, error=reason)
+
+
+@DBOS.workflow()
+def update_cluster(op_id: str, cluster_id: str, changes: dict[str, Any]) -> None:
+    try:
+        pending = apply_settings(op_id, cluster_id, changes)
+        if "size" in changes and pending:
+            # A restart applies everything on disk, earlier pending settings too.
+            restart_for_update(op_id, cluster_id, changes, pending)
+            pending = []
+        else:
+            skip_step(op_id, "restart")
+            pending = sorted(set(pending) | set(pending_settings(cluster_id)))
+        record_update(op_id, cluster_id, changes, pending)
+    except Exception as exc:
+        revert_update(op_id, cluster_id, short_reason(exc))
+
+
+@DBOS.step()
+def skip_step(op_id: str, step: str) -> None:
+    with services().store.session() as s:
+        operations.mark_step(s, op_id, step, "skipped")
+
+
+@DBOS.step()
+def pending_settings(cluster_id: str) -> list[str]:
+    """Settings already waiting for a restart (a second change adds to them)."""
+    cluster = load_cluster(cluster_id)
+    return list(cluster.pending_restart) if cluster else []
+
+
+# --- restart, stop, start -------------------------------------------------------
+
+
+@DBOS.step()
+def restart_step(op_id: str, cluster_id: str) -> None:
+    with recorded(op_id, "restart"):
+        cluster = load_cluster(cluster_id)
+        assert cluster is not None
+        size, params = _target(cluster, {})
+        _restart_nodes(cluster, size, params)
+        _set_status(cluster_id, ClusterStatus.ACTIVE, pending_restart=[])
+    with services().store.session() as s:
+        operations.finish(s, op_id)
+
+
+@DBOS.step()
+def stop_step(op_id: str, cluster_id: str) -> None:
+    svc = services()
+    with recorded(op_id, "stop"):
+        cluster = load_cluster(cluster_id)
+        assert cluster is not None
+        for node in cluster.nodes:
+            svc.provider.stop(node.id)
+        _set_status(cluster_id, ClusterStatus.STOPPED)
+    with svc.store.session() as s:
+        operations.finish(s, op_id)
+
+
+@DBOS.step()
+def start_step(op_id: str, cluster_id: str) -> None:
+    svc = services()
+    with recorded(op_id, "start"):
+        cluster = load_cluster(cluster_id)
+        assert cluster is not None
+        engine = svc.engines[cluster.engine]
+        for node in cluster.nodes:
+            ctx = svc.node_context(cluster, node)
+            runner = svc.provider.runner(node.id)
+            engine.configure(ctx, runner)
+            svc.provider.start(node.id, engine.process(ctx, runner))
+        for node in cluster.nodes:
+            wait_ready(cluster, node, READY_TIMEOUT)
+        _set_status(cluster_id, ClusterStatus.ACTIVE, pending_restart=[])
+    with svc.store.session() as s:
+        operations.finish(s, op_id)
+
+
+@DBOS.step()
+def action_failed(op_id: str, cluster_id: str, reason: str, status: str) -> None:
+    """A restart/stop/start that failed: say so; the observer takes over the status."""
+    with services().store.session() as s:
+        cluster = s.get(models.Cluster, cluster_id)
+        if cluster is not None:
+            cluster.status = status
+            cluster.status_reason = reason
+        operations.finish(s, op_id, error=reason)
+
+
+@DBOS.workflow()
+def restart_cluster(op_id: str, cluster_id: str) -> None:
+    try:
+        restart_step(op_id, cluster_id)
+    except Exception as exc:
+        action_failed(op_id, cluster_id, short_reason(exc), ClusterStatus.DEGRADED)
+
+
+@DBOS.workflow()
+def stop_cluster(op_id: str, cluster_id: str) -> None:
+    try:
+        stop_step(op_id, cluster_id)
+    except Exception as exc:
+        action_failed(op_id, cluster_id, short_reason(exc), ClusterStatus.DEGRADED)
+
+
+@DBOS.workflow()
+def start_cluster(op_id: str, cluster_id: str) -> None:
+    try:
+        start_step(op_id, cluster_id)
+    except Exception as exc:
+        action_failed(op_id, cluster_id, short_reason(exc), ClusterStatus.DEGRADED)
