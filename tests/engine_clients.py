@@ -1,0 +1,106 @@
+"""Each engine's own client library, behind three small functions, so one
+conformance suite can drive every engine: connect with the URI Hoard returns,
+write and read, and read a setting's current value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse
+
+import psycopg
+
+
+@dataclass(frozen=True)
+class Probe:
+    dynamic: tuple[str, Any, str]  # parameter, value to set, value the server then shows
+    restart: tuple[str, Any, str]
+    memory_setting: str  # a setting derived from the size
+
+
+def _parts(uri: str) -> tuple[Any, dict[str, list[str]]]:
+    parsed = urlparse(uri)
+    return parsed, parse_qs(parsed.query)
+
+
+def write_read(engine: str, uri: str, user: str | None = None, password: str | None = None,
+               database: str | None = None, key: str = "hoard:probe") -> str:
+    """Write a value and read it back, as the URI's account or ``user``/``password``."""
+    if engine == "postgresql":
+        params: dict[str, Any] = {}
+        if user:
+            params.update(user=user, password=password)
+        if database:
+            params["dbname"] = database
+        with psycopg.connect(uri, connect_timeout=10, **params) as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS probe (k text PRIMARY KEY, v text)")
+            conn.execute("INSERT INTO probe VALUES (%s, 'ok') ON CONFLICT (k) DO UPDATE "
+                         "SET v = 'ok'", (key,))
+            row = conn.execute("SELECT v FROM probe WHERE k = %s", (key,)).fetchone()
+            return str(row[0]) if row else ""
+    if engine == "mariadb":
+        import pymysql
+
+        parsed, query = _parts(uri)
+        conn = pymysql.connect(
+            host=parsed.hostname, port=parsed.port, user=user or unquote(parsed.username),
+            password=password or unquote(parsed.password),
+            database=database or parsed.path.lstrip("/"),
+            ssl={"ca": query["ssl_ca"][0]}, ssl_verify_cert=True, ssl_verify_identity=True,
+            connect_timeout=10, autocommit=True,
+        )
+        with conn, conn.cursor() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS probe (k VARCHAR(64) PRIMARY KEY, v TEXT)")
+            cur.execute("REPLACE INTO probe VALUES (%s, 'ok')", (key,))
+            cur.execute("SELECT v FROM probe WHERE k = %s", (key,))
+            row = cur.fetchone()
+            return str(row[0]) if row else ""
+    if engine == "redis":
+        import redis
+
+        client = redis.Redis.from_url(uri, socket_timeout=10)
+        if user:
+            parsed, query = _parts(uri)
+            client = redis.Redis(host=parsed.hostname, port=parsed.port, username=user,
+                                 password=password, ssl=True,
+                                 ssl_ca_certs=query["ssl_ca_certs"][0], socket_timeout=10)
+        with client:
+            client.set(key, "ok")
+            value = client.get(key)
+            return value.decode() if value else ""
+    raise AssertionError(f"no client for {engine}")
+
+
+def show(engine: str, uri: str, setting: str) -> str:
+    """The running server's current value of ``setting``, as the tenant admin sees it."""
+    if engine == "postgresql":
+        with psycopg.connect(uri, connect_timeout=10) as conn:
+            row = conn.execute("SELECT current_setting(%s)", (setting,)).fetchone()
+            return str(row[0]) if row else ""
+    if engine == "mariadb":
+        import pymysql
+
+        parsed, query = _parts(uri)
+        conn = pymysql.connect(
+            host=parsed.hostname, port=parsed.port, user=unquote(parsed.username),
+            password=unquote(parsed.password), ssl={"ca": query["ssl_ca"][0]},
+            ssl_verify_cert=True, connect_timeout=10)
+        with conn, conn.cursor() as cur:
+            cur.execute("SHOW GLOBAL VARIABLES LIKE %s", (setting,))
+            row = cur.fetchone()
+            return str(row[1]) if row else ""
+    if engine == "redis":
+        import redis
+
+        with redis.Redis.from_url(uri, socket_timeout=10) as client:
+            # CONFIG is an admin command the tenant cannot run; INFO shows what matters.
+            info = client.info("all")
+            return str(info.get(setting.replace("-", "_"), ""))
+    raise AssertionError(f"no client for {engine}")
+
+
+PROBES: dict[str, Probe] = {
+    "postgresql": Probe(dynamic=("work_mem", 8192, "8MB"),
+                        restart=("max_connections", 77, "77"),
+                        memory_setting="shared_buffers"),
+}
