@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
     db_os_user: str = "hoard-db"
+    # Local node storage: "loop" (a filesystem per node, sized to storage_gb),
+    # "directory" (size observed only), or "auto" (loop where the host allows).
+    local_volumes: str = "auto"
     worker_id: str = "local"
     observe_interval: float = 2.0
     default_quota_clusters: int = 10

@@ -149,7 +149,7 @@ def create_cluster(client: httpx.Client, name: str, **fields: Any) -> dict[str, 
     response = client.post("/v2/clusters", json=body)
     assert response.status_code == 202, response.text
     op = wait_operation(client, response.json()["operation"]["id"])
-    assert op["status"] == "succeeded", op
+    assert op["status"] == "succeeded", (op["error"], op["steps"])
     return dict(client.get(f"/v2/clusters/{response.json()['cluster']['id']}").json())
 
 
@@ -157,4 +157,4 @@ def delete_cluster(client: httpx.Client, cluster_id: str) -> None:
     response = client.delete(f"/v2/clusters/{cluster_id}")
     assert response.status_code == 202, response.text
     op = wait_operation(client, response.json()["operation"]["id"])
-    assert op["status"] == "succeeded", op
+    assert op["status"] == "succeeded", (op["error"], op["steps"])

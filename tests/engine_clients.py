@@ -93,7 +93,16 @@ def show(engine: str, uri: str, setting: str) -> str:
         import redis
 
         with redis.Redis.from_url(uri, socket_timeout=10) as client:
-            # CONFIG is an admin command the tenant cannot run; INFO shows what matters.
+            if setting == "databases":  # not in INFO: count the selectable ones
+                count = 0
+                while count < 64:
+                    try:
+                        client.execute_command("SELECT", count)
+                    except redis.ResponseError:
+                        break
+                    count += 1
+                return str(count)
+            # CONFIG is an admin command the tenant cannot run; INFO shows the rest.
             info = client.info("all")
             return str(info.get(setting.replace("-", "_"), ""))
     raise AssertionError(f"no client for {engine}")
@@ -103,4 +112,7 @@ PROBES: dict[str, Probe] = {
     "postgresql": Probe(dynamic=("work_mem", 8192, "8MB"),
                         restart=("max_connections", 77, "77"),
                         memory_setting="shared_buffers"),
+    "redis": Probe(dynamic=("maxmemory-policy", "allkeys-lru", "allkeys-lru"),
+                   restart=("databases", 32, "32"),
+                   memory_setting="maxmemory"),
 }

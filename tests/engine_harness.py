@@ -3,6 +3,7 @@ for engine-level tests of bootstrap, TLS, health and accounts."""
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import time
 from collections.abc import Iterator
@@ -52,9 +53,9 @@ def running_node(engine: Engine, size: str = "nano") -> Iterator[RunningNode]:
     root = make_state_dir()
     provider = LocalProvider(root / "nodes", "hoard-db")
     ca = CertificateAuthority(root / "ca")
-    node_id = "node-" + root.name.rsplit("-", 1)[-1]
+    node_id = "node-" + secrets.token_hex(4)
     try:
-        placement = provider.place(node_id, set())
+        placement = provider.place(node_id, set(), 1)
         ctx = NodeContext(
             node_id=node_id, version=engine.versions()[0], size=SIZES[size],
             host=placement.host, port=placement.port,

@@ -24,7 +24,7 @@ from tests.conftest import (
     wait_operation,
 )
 from tests.engine_clients import PROBES, show, write_read
-from tests.test_lifecycle import assert_no_debris
+from tests.test_lifecycle import assert_no_debris, filesystem_gb
 
 ENGINE_NAMES = [name for name in ENGINES if name in PROBES]
 INJECTIONS = ["x; drop table t", "a'b", 'a"b', "`x`", "Robert');--", "a b", "../x", "",
@@ -61,7 +61,7 @@ def run(client: httpx.Client, method: str, path: str, **kwargs: Any) -> dict[str
     assert response.status_code in (200, 201, 202), response.text
     body = response.json()
     op = wait_operation(client, body["operation"]["id"])
-    assert op["status"] == "succeeded", op
+    assert op["status"] == "succeeded", (op["error"], op["steps"])
     return dict(body)
 
 
@@ -191,7 +191,8 @@ def test_configuration_dynamic_and_restart_required(
     assert tenant.delete(f"/v2/configurations/{config_id}").status_code == 204
 
 
-def test_resize(tenant: httpx.Client, engine: str, cluster: dict[str, Any]) -> None:
+def test_resize(tenant: httpx.Client, engine: str, cluster: dict[str, Any],
+                hoard: HoardServer) -> None:
     setting = PROBES[engine].memory_setting
     uri = uri_of(tenant, cluster)
     before = show(engine, uri, setting)
@@ -205,6 +206,8 @@ def test_resize(tenant: httpx.Client, engine: str, cluster: dict[str, Any]) -> N
     state = current(tenant, cluster)
     assert (state["size"], state["storage_gb"], state["status"]) == ("small", 20, "ACTIVE")
     assert state["members"][0]["limits"]["memory"].startswith("1024 MiB")
+    if "enforced (" in state["members"][0]["limits"]["storage"]:
+        assert 19 < filesystem_gb(hoard, state["members"][0]["id"]) <= 20
     assert show(engine, uri, setting) != before
     assert write_read(engine, uri) == "ok"
 

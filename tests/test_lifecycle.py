@@ -48,9 +48,18 @@ def port_is_free(port: int) -> bool:
     return True
 
 
+def filesystem_gb(server: HoardServer, node_id: str) -> float:
+    """Size of the filesystem holding a node's data."""
+    st = os.statvfs(server.state_dir / "nodes" / node_id)
+    return st.f_blocks * st.f_frsize / 1024**3
+
+
 def assert_no_debris(server: HoardServer, node_ids: list[str], ports: list[int]) -> None:
+    mounts = Path("/proc/mounts").read_text()
     for node_id in node_ids:
         assert not (server.state_dir / "nodes" / node_id).exists()
+        assert not (server.state_dir / "volumes" / f"{node_id}.img").exists()
+        assert node_id not in mounts
         assert not Path(f"/sys/fs/cgroup/memory/hoard/{node_id}").exists()
     for port in ports:
         assert port_is_free(port), f"port {port} still in use"
@@ -65,6 +74,8 @@ def test_create_connect_delete(admin: httpx.Client, hoard: HoardServer) -> None:
         assert cluster["endpoints"] == [{"role": "read-write", "host": "127.0.0.1",
                                          "port": node["port"]}]
         assert set(node["limits"]) == {"cpu", "memory", "storage"}
+        if "enforced (" in node["limits"]["storage"]:  # a filesystem of the asked size
+            assert 9 < filesystem_gb(hoard, node["id"]) <= 10
         with connect(admin, cluster["id"]) as conn:
             conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
             conn.execute("INSERT INTO t VALUES (1, 'hello')")

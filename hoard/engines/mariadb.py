@@ -88,7 +88,9 @@ PARAMETERS = [
               allowed=(DEFAULT_SQL_MODE, "TRADITIONAL", "ANSI,STRICT_TRANS_TABLES",
                        "NO_ENGINE_SUBSTITUTION")),
     Parameter("performance_schema", "boolean", False,
-              "Performance Schema instrumentation (costs memory; off below 1 GB)"),
+              "Performance Schema (about 100 MB, taken from the buffer pool; off below 1 GB)"),
+    Parameter("thread_handling", "enum", False, "A thread per connection, or a thread pool",
+              allowed=("one-thread-per-connection", "pool-of-threads")),
 ]
 _PARAMS = {p.name: p for p in PARAMETERS}
 _SUFFIX = {"MB": "M"}
@@ -98,12 +100,14 @@ _DYNAMIC = frozenset({p.name for p in PARAMETERS if p.dynamic} | {
 _SIZED = re.compile(r"(\d+)([KMG]?)")
 
 
-def memory_settings(size: Size) -> dict[str, str]:
-    """Settings derived from the node's size. Below 1 GB everything stays small
-    (no Performance Schema) so the server fits a 256 MB memory limit."""
+def memory_settings(size: Size, performance_schema: bool | None = None) -> dict[str, str]:
+    """Settings derived from the node's size. The Performance Schema (on from
+    1 GB) takes about 100 MB whatever the size, so the buffer pool gives that
+    up while it is on; below 1 GB everything stays small to fit 256 MB."""
     mem = size.memory_mb
     tiny = mem < 1024
-    pool = max(64, mem * (50 if mem < 4096 else 60) // 100)
+    pfs = not tiny if performance_schema is None else performance_schema
+    pool = max(64, (mem - (100 if pfs else 0)) * (50 if mem < 4096 else 60) // 100)
     heap = min(256, max(16, mem // 32))
     return {
         "innodb_buffer_pool_size": f"{pool}M",
@@ -115,7 +119,7 @@ def memory_settings(size: Size) -> dict[str, str]:
         "key_buffer_size": f"{min(128, max(8, mem // 64))}M",
         "aria_pagecache_buffer_size": f"{min(128, max(16, mem // 16))}M",
         "table_open_cache": "400" if tiny else "2000",
-        "performance_schema": "OFF" if tiny else "ON",
+        "performance_schema": "ON" if pfs else "OFF",
     }
 
 
@@ -197,7 +201,8 @@ class MariaDB(Engine, SqlAccounts):
         return PARAMETERS
 
     def settings(self, ctx: NodeContext) -> dict[str, str]:
-        values = memory_settings(ctx.size)
+        pfs = ctx.parameters.get("performance_schema")
+        values = memory_settings(ctx.size, None if pfs is None else bool(pfs))
         for name, value in ctx.parameters.items():
             values[name] = _render(name, value)
             if name == "tmp_table_size":  # the in-memory limit is the smaller of the two
@@ -314,6 +319,12 @@ class MariaDB(Engine, SqlAccounts):
     def apply_live(self, ctx: NodeContext, ca_file: str, names: list[str]) -> None:
         values = self.settings(ctx)
         with self._connect(ctx, ca_file) as conn:
+            if "innodb_buffer_pool_size" in names:
+                running = _run(conn, "SELECT @@global.performance_schema")[0][0]
+                if ("ON" if running else "OFF") != values["performance_schema"]:
+                    # The pool makes room for the Performance Schema, which changes only
+                    # at the restart to come: the pool waits for it too (my.cnf has it).
+                    names = [n for n in names if n != "innodb_buffer_pool_size"]
             for name in names:
                 if name not in _DYNAMIC:
                     raise ValueError(f"{name} cannot change while the server runs")

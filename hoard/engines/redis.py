@@ -10,7 +10,9 @@ out, and RESTORE, which loads raw payloads), given back the harmless
 ``@dangerous`` ones it needs: FLUSHDB, FLUSHALL, KEYS, INFO, SORT, SWAPDB.
 The DEBUG and MODULE commands and the protected configs (``dir``...) are also
 switched off in the server, for every user. Tenant users get key patterns and
-command categories, never ``@admin`` or ``@dangerous``.
+command categories, never ``@admin`` or ``@dangerous``. As everywhere in Redis,
+key patterns limit the keys a user reads and writes, not the names SCAN and
+RANDOMKEY show.
 """
 
 from __future__ import annotations
@@ -107,6 +109,8 @@ def _render(name: str, value: ParamValue, memory_mb: int) -> str:
 
 
 def _conf_value(value: str) -> str:
+    if any(ord(c) < 32 for c in value):  # a newline would start another directive
+        raise ValueError(f"control character in configuration value {value!r}")
     if value and re.fullmatch(r"[A-Za-z0-9_./:-]+", value):
         return value
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -299,13 +303,17 @@ class Redis(Engine, AclAccounts):
             for name in names:
                 pipe.execute_command("ACL", "GETUSER", name)
             replies = pipe.execute()
-        denied = members.pop("admin") | members.pop("dangerous")
-        everything = set().union(*members.values(), denied)
+        denied = members["admin"] | members["dangerous"]
+        everything = set().union(*members.values())
         users = []
         for name, reply in zip(names, replies, strict=True):
             info = dict(zip(reply[::2], reply[1::2], strict=True))
             allowed = _allowed_commands(str(info["commands"]), members, everything)
-            cats = [c for c, cmds in sorted(members.items()) if cmds - denied <= allowed]
+            # Without @scripting, create_user also took FUNCTION LOAD... out of @write.
+            off = denied if members["scripting"] - denied <= allowed else (
+                denied | members["scripting"])
+            cats = [c for c in sorted(self.categories)
+                    if members[c] - off and members[c] - off <= allowed]
             keys = [k.split("~", 1)[1] for k in str(info["keys"]).split() if "~" in k]
             users.append(UserInfo(name=name, keys=keys, categories=cats))
         return users
@@ -317,9 +325,12 @@ class Redis(Engine, AclAccounts):
             if cat not in self.categories:
                 raise ValueError(f"unknown or forbidden command category {cat!r}")
         patterns = [_check_pattern(p) for p in keys]
-        # Channels follow the key patterns: the user's one namespace.
+        # Channels follow the key patterns: the user's one namespace. FUNCTION
+        # LOAD/FLUSH/DELETE are in @write too but touch every user's functions,
+        # so they come only with @scripting.
+        deny = TENANT_DENY if "scripting" in categories else (*TENANT_DENY, "-@scripting")
         rules = ["reset", "on", _hashed(password), *(f"~{p}" for p in patterns),
-                 *(f"&{p}" for p in patterns), *(f"+@{c}" for c in categories), *TENANT_DENY]
+                 *(f"&{p}" for p in patterns), *(f"+@{c}" for c in categories), *deny]
         with self._connect(ctx, ca_file) as client:
             client.execute_command("ACL", "SETUSER", name, *rules)
             client.execute_command("ACL", "SAVE")

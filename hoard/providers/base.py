@@ -22,8 +22,13 @@ class Provider(ABC):
     name: str
 
     @abstractmethod
-    def place(self, node_id: str, taken_ports: set[int]) -> Placement:
+    def place(self, node_id: str, taken_ports: set[int], storage_gb: int) -> Placement:
         """Reserve an address and storage for a node. Idempotent per node id."""
+
+    @abstractmethod
+    def grow_storage(self, node_id: str, storage_gb: int) -> bool:
+        """Grow the node's storage. False if the node must be stopped first (then
+        nothing was done)."""
 
     @abstractmethod
     def runner(self, node_id: str) -> NodeRunner:

@@ -28,6 +28,7 @@ from pathlib import Path, PurePosixPath
 from hoard.domain.catalog import Size
 from hoard.domain.nodes import ProcessSpec
 from hoard.providers import cgroups
+from hoard.providers import volumes as volume_fs
 from hoard.providers.base import Placement, Provider
 
 LAUNCHER = 'for p in $HOARD_CGROUP_PROCS; do echo $$ > "$p" || exit 97; done; exec "$@"'
@@ -174,12 +175,21 @@ class LocalRunner:
 class LocalProvider(Provider):
     name = "local"
 
-    def __init__(self, nodes_dir: Path, os_user: str) -> None:
+    def __init__(self, nodes_dir: Path, os_user: str, volumes: str = "auto") -> None:
+        """``volumes``: "loop" (a filesystem per node, sized to its storage),
+        "directory" (plain directories, size observed only) or "auto"."""
         self.nodes_dir = nodes_dir
+        self.volumes_dir = nodes_dir.parent / "volumes"
         self.user = OSUser(os_user)
         nodes_dir.mkdir(parents=True, exist_ok=True)
         nodes_dir.chmod(0o755)
         self._check_traversable(nodes_dir)
+        if volumes == "directory":
+            self.use_volumes, self.volume_note = False, "HOARD_LOCAL_VOLUMES=directory"
+        else:
+            self.use_volumes, self.volume_note = volume_fs.supported()
+            if volumes == "loop" and not self.use_volumes:
+                raise RuntimeError(f"HOARD_LOCAL_VOLUMES=loop, but {self.volume_note}")
 
     def _check_traversable(self, path: Path) -> None:
         for parent in [path, *path.parents]:
@@ -195,11 +205,18 @@ class LocalProvider(Provider):
             raise ValueError(f"bad node id {node_id!r}")
         return self.nodes_dir / node_id
 
-    def place(self, node_id: str, taken_ports: set[int]) -> Placement:
+    def _image(self, node_id: str) -> Path:
+        return self.volumes_dir / f"{node_id}.img"
+
+    def place(self, node_id: str, taken_ports: set[int], storage_gb: int) -> Placement:
         root = self._dir(node_id)
         if not root.exists():
             root.mkdir(mode=0o700)
-            self.user.chown(root)
+        if self.use_volumes:
+            self.volumes_dir.mkdir(mode=0o700, exist_ok=True)
+            volume_fs.ensure(self._image(node_id), root, storage_gb)
+            root.chmod(0o700)
+        self.user.chown(root)
         while True:
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
                 sock.bind(("127.0.0.1", 0))
@@ -213,13 +230,21 @@ class LocalProvider(Provider):
     def apply_limits(self, node_id: str, size: Size, storage_gb: int) -> dict[str, str]:
         result = cgroups.apply(node_id, size.cpus, size.memory_mb)
         self._write_json(node_id, "cgroups.json", {"procs": result.procs_files})
-        report = {
+        storage = (f"enforced ({self.volume_note})" if self.use_volumes else
+                   f"observed and reported, not enforced: {self.volume_note}")
+        return {
             "cpu": f"{size.cpus:g} CPU, {result.report['cpu']}",
             "memory": f"{size.memory_mb} MiB, {result.report['memory']}",
-            "storage": f"{storage_gb} GB, observed and reported; the local provider "
-            "does not enforce a filesystem size",
+            "storage": f"{storage_gb} GB, {storage}",
         }
-        return report
+
+    def grow_storage(self, node_id: str, storage_gb: int) -> bool:
+        if not self.use_volumes:
+            return True  # nothing to grow: the size is a quota figure only
+        if self.is_running(node_id):
+            return False
+        volume_fs.grow(self._image(node_id), self._dir(node_id), storage_gb)
+        return True
 
     def _write_json(self, node_id: str, name: str, data: dict) -> None:
         path = self._dir(node_id) / name
@@ -299,10 +324,15 @@ class LocalProvider(Provider):
             (self._dir(node_id) / "process.json").unlink()
 
     def destroy(self, node_id: str) -> None:
-        if self._dir(node_id).exists():
+        root = self._dir(node_id)
+        if root.exists():
             self.stop(node_id)
-            shutil.rmtree(self._dir(node_id), ignore_errors=True)
+            volume_fs.remove(self._image(node_id), root)
+            shutil.rmtree(root, ignore_errors=True)
         cgroups.remove(node_id)
 
     def node_ids(self) -> set[str]:
-        return {p.name for p in self.nodes_dir.iterdir() if p.is_dir()}
+        found = {p.name for p in self.nodes_dir.iterdir() if p.is_dir()}
+        if self.volumes_dir.exists():
+            found |= {p.stem for p in self.volumes_dir.glob("*.img")}
+        return found

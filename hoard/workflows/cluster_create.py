@@ -32,8 +32,8 @@ def place_nodes(op_id: str, cluster_id: str) -> None:
         assert cluster is not None
         taken = {p for p in s.scalars(select(models.Node.port)) if p is not None}
         for node in cluster.nodes:
+            placement = svc.provider.place(node.id, taken, cluster.storage_gb)
             if node.port is None:
-                placement = svc.provider.place(node.id, taken)
                 node.host, node.port = placement.host, placement.port
                 taken.add(placement.port)
             node.limits = svc.provider.apply_limits(

@@ -70,6 +70,26 @@ def _restart_nodes(cluster: models.Cluster, size: str, params: dict[str, Any]) -
         wait_ready(cluster, node, READY_TIMEOUT, ctx)
 
 
+def _grow_storage(cluster: models.Cluster, storage_gb: int) -> None:
+    """Grow each node's storage, stopping it around the growth where the provider
+    cannot grow a live filesystem."""
+    svc = services()
+    engine = svc.engines[cluster.engine]
+    for node in cluster.nodes:
+        if svc.provider.grow_storage(node.id, storage_gb):
+            continue
+        ctx = svc.node_context(cluster, node)
+        svc.provider.stop(node.id)
+        if not svc.provider.grow_storage(node.id, storage_gb):
+            raise RuntimeError(f"node {node.ordinal}: storage cannot grow")
+        svc.provider.start(node.id, engine.process(ctx, svc.provider.runner(node.id)))
+        wait_ready(cluster, node, READY_TIMEOUT, ctx)
+        with svc.store.session() as s:
+            events.record(s, cluster.id, "node.storage_grown",
+                          f"node {node.ordinal}: storage grown to {storage_gb} GB "
+                          "(restarted for it)")
+
+
 def _set_status(cluster_id: str, status: ClusterStatus, **fields: Any) -> None:
     with services().store.session() as s:
         cluster = s.get(models.Cluster, cluster_id)
@@ -94,6 +114,8 @@ def apply_settings(op_id: str, cluster_id: str, changes: dict[str, Any]) -> list
         assert cluster is not None
         size, params = _target(cluster, changes)
         storage = changes.get("storage_gb") or cluster.storage_gb
+        if "storage_gb" in changes:
+            _grow_storage(cluster, storage)
         for node in cluster.nodes:
             limits = svc.provider.apply_limits(node.id, SIZES[size], storage)
             with svc.store.session() as s:

@@ -73,7 +73,7 @@ def build(settings: Settings) -> Services:
     settings.state_dir.chmod(0o755)
     migrate(settings.store_url)
     key = load_or_create_key(settings.state_dir / "secret.key", settings.secret_key)
-    provider = LocalProvider(settings.nodes_dir, settings.db_os_user)
+    provider = LocalProvider(settings.nodes_dir, settings.db_os_user, settings.local_volumes)
     _services = Services(
         settings=settings,
         store=Store(settings.store_url),
