@@ -46,6 +46,15 @@ def test_cli_lifecycle(hoard: HoardServer, admin: httpx.Client) -> None:
                                   "WHERE pid = pg_backend_pid();\n")
         assert session.returncode == 0, session.stderr
         assert "tls=true" in session.stdout
+        stopped = as_json(hoard_cli(hoard, token, "cluster", "stop", "cli-db", "-o", "json"))
+        assert stopped["status"] == "STOPPED"
+        resized = as_json(hoard_cli(hoard, token, "cluster", "resize", "cli-db",
+                                    "--storage-gb", "12", "-o", "json"))
+        assert resized["storage_gb"] == 12
+        started = as_json(hoard_cli(hoard, token, "cluster", "start", "cli-db", "-o", "json"))
+        assert started["status"] == "ACTIVE"
+        history = hoard_cli(hoard, token, "cluster", "events", "cli-db")
+        assert "stop succeeded" in history.stdout and "start succeeded" in history.stdout
     finally:
         deleted = as_json(hoard_cli(hoard, token, "cluster", "delete", "cli-db", "--wait",
                                     "-o", "json"))

@@ -37,7 +37,7 @@ def follow(client: Client, op: dict[str, Any], quiet: bool) -> dict[str, Any]:
 @app.command("create")
 def create(
     name: str,
-    engine: Annotated[str, typer.Option(help="postgresql")] = "postgresql",
+    engine: Annotated[str, typer.Option(help="postgresql, mariadb or redis")] = "postgresql",
     size: Annotated[str, typer.Option(help="A size from GET /v2/sizes")] = "small",
     version: Annotated[str | None, typer.Option(help="Engine version (default: newest)")] = None,
     nodes: Annotated[int, typer.Option(help="Number of nodes")] = 1,
@@ -148,3 +148,76 @@ def connect(name: str) -> None:
     # Replace this process with the engine's own client; the password travels in
     # its environment, not its argv (which any user can read in ps).
     os.execvpe(argv[0], argv, {**os.environ, **command["env"]})  # noqa: S606
+
+
+def _change(client: Client, name: str, method: str, suffix: str, body: dict[str, Any] | None,
+            output: Format) -> None:
+    """Start a change on a cluster and follow its operation to the end."""
+    try:
+        cluster = client.find_cluster(name)
+        accepted = client.request(method, f"/v2/clusters/{cluster['id']}{suffix}", json=body)
+        op = follow(client, accepted["operation"], output == Format.json)
+        result = client.get(f"/v2/clusters/{cluster['id']}")
+    except ApiError as exc:
+        fail(exc)
+    emit(result, output, cluster_table)
+    if op["status"] == "failed":
+        err_console.print(f"[red]{op['kind']} failed:[/red] {op['error']}")
+        raise typer.Exit(1)
+
+
+@app.command("resize")
+def resize(
+    name: str,
+    size: Annotated[str | None, typer.Option(help="New size")] = None,
+    storage_gb: Annotated[int | None, typer.Option("--storage-gb", help="New storage")] = None,
+    output: Output = Format.table,
+) -> None:
+    """Change a cluster's size or grow its storage (restarts only when needed)."""
+    body = {k: v for k, v in {"size": size, "storage_gb": storage_gb}.items() if v is not None}
+    _change(Client(), name, "PATCH", "", body, output)
+
+
+@app.command("configure")
+def configure(
+    name: str,
+    configuration: Annotated[str | None, typer.Argument(help="Configuration id; none detaches")
+                             ] = None,
+    output: Output = Format.table,
+) -> None:
+    """Attach a configuration to a cluster (or detach with no id)."""
+    _change(Client(), name, "PATCH", "", {"configuration_id": configuration}, output)
+
+
+@app.command("restart")
+def restart(name: str, output: Output = Format.table) -> None:
+    """Restart a cluster's servers (applies settings waiting for a restart)."""
+    _change(Client(), name, "POST", "/actions/restart", None, output)
+
+
+@app.command("stop")
+def stop(name: str, output: Output = Format.table) -> None:
+    """Stop a cluster's servers; data is kept."""
+    _change(Client(), name, "POST", "/actions/stop", None, output)
+
+
+@app.command("start")
+def start(name: str, output: Output = Format.table) -> None:
+    """Start a stopped cluster."""
+    _change(Client(), name, "POST", "/actions/start", None, output)
+
+
+@app.command("events")
+def events(name: str, output: Output = Format.table) -> None:
+    """What happened to a cluster, oldest first."""
+    client = Client()
+    try:
+        cluster = client.find_cluster(name)
+        page = client.get(f"/v2/clusters/{cluster['id']}/events?limit=1000")
+    except ApiError as exc:
+        fail(exc)
+    if output == Format.json:
+        emit(page["events"], output)
+    else:
+        for event in page["events"]:
+            typer.echo(f"{event['created_at']}  {event['kind']:<26} {event['message']}")

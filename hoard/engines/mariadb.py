@@ -77,7 +77,7 @@ PARAMETERS = [
     Parameter("wait_timeout", "integer", True, "Close idle connections after this long",
               60, 31536000, unit="s"),
     Parameter("long_query_time", "integer", True, "Slow log threshold", 0, 3600, unit="s"),
-    Parameter("slow_query_log", "boolean", True, "Log slow queries to the server's log file"),
+    Parameter("slow_query_log", "boolean", True, "Log slow queries (to data/slow.log)"),
     Parameter("innodb_flush_log_at_trx_commit", "enum", True,
               "1: flush the redo log at each commit; 2: write at commit, flush each second; "
               "0: write and flush each second", allowed=("1", "2", "0")),
@@ -168,7 +168,7 @@ def _sql_string(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
 
 
-def _run(conn: Any, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+def _run(conn: pymysql.Connection, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     """Execute with PyMySQL's escaping of ``args``; identifiers come from ``_ident``."""
     with conn.cursor() as cur:
         cur.execute(sql, args)
@@ -226,10 +226,11 @@ class MariaDB(Engine, SqlAccounts):
         user = f"{_sql_string(ctx.service.user)}@'%'"
         accounts = "\n".join([
             "FLUSH PRIVILEGES;",  # loads the grant tables, so account statements work
-            "DROP USER IF EXISTS 'root'@'localhost', 'root'@'127.0.0.1', 'root'@'::1', "
-            "''@'localhost';",
-            "EXECUTE IMMEDIATE CONCAT('DROP USER IF EXISTS root@', QUOTE(@@hostname), "
-            "', ''''@', QUOTE(@@hostname));",
+            # Every root, anonymous or other initial account goes (on one line: the
+            # bootstrap reader ends a statement at a line ending in ";").
+            "FOR a IN (SELECT User, Host FROM mysql.global_priv WHERE User <> 'mariadb.sys') "
+            "DO EXECUTE IMMEDIATE CONCAT('DROP USER ', QUOTE(a.User), '@', QUOTE(a.Host)); "
+            "END FOR;",
             f"CREATE USER {user} IDENTIFIED BY PASSWORD "
             f"'{_native_hash(ctx.service.password)}' REQUIRE SSL;",
             f"GRANT ALL PRIVILEGES ON *.* TO {user} WITH GRANT OPTION;",
@@ -278,7 +279,7 @@ class MariaDB(Engine, SqlAccounts):
         conf = "# Managed by Hoard: changes here are overwritten.\n[mariadbd]\n" + "".join(
             f"{k} = {_cnf(v)}\n" for k, v in values.items()
         )
-        runner.write_file(CONF, conf.encode(), 0o644)
+        runner.write_file(CONF, conf.encode())
 
     def process(self, ctx: NodeContext, runner: NodeRunner) -> ProcessSpec:
         return ProcessSpec(
@@ -287,20 +288,21 @@ class MariaDB(Engine, SqlAccounts):
             stop_timeout=60.0,
         )
 
-    def _connect(self, ctx: NodeContext, ca_file: str, timeout: float = 10) -> Any:
+    def _connect(self, ctx: NodeContext, ca_file: str, timeout: float = 10,
+                 io_timeout: float | None = None) -> pymysql.Connection:
         return pymysql.connect(
             host=ctx.host, port=ctx.port, user=ctx.service.user,
             password=ctx.service.password, ssl_ca=ca_file, ssl_verify_identity=True,
-            connect_timeout=max(1, int(timeout)), read_timeout=max(30, int(timeout)),
-            write_timeout=max(30, int(timeout)), autocommit=True, charset="utf8mb4",
-            sql_mode=SESSION_SQL_MODE, program_name="hoard",
+            connect_timeout=timeout, read_timeout=io_timeout, write_timeout=io_timeout,
+            autocommit=True, charset="utf8mb4", sql_mode=SESSION_SQL_MODE,
+            program_name="hoard",
         )
 
     def health(self, ctx: NodeContext, ca_file: str, timeout: float = 3.0) -> Health:
         try:
-            with self._connect(ctx, ca_file, timeout) as conn:
+            with self._connect(ctx, ca_file, timeout, io_timeout=timeout) as conn:
                 rows = _run(conn, "SELECT @@global.read_only")
-        except (pymysql.MySQLError, OSError) as exc:
+        except Exception as exc:  # a probe reports, never raises
             text = str(exc.args[-1] if exc.args else exc) or "unreachable"
             return Health(False, text.strip().splitlines()[0])
         role = "replica" if rows and rows[0][0] else "primary"
@@ -330,21 +332,17 @@ class MariaDB(Engine, SqlAccounts):
                     raise ValueError(f"{name} cannot change while the server runs")
                 # A setting no longer configured goes back to the server's default.
                 value = values.get(name)
-                literal = "DEFAULT" if value is None else self._sql_value(name, value)
-                _run(conn, f"SET GLOBAL {name} = {literal}")
-
-    @staticmethod
-    def _sql_value(name: str, value: str) -> str:
-        """Only integers (with a K/M/G suffix), ON/OFF and the schema's enum
-        values reach SET GLOBAL; anything else is refused."""
-        sized = _SIZED.fullmatch(value)
-        if sized:
-            return str(int(sized[1]) * 1024 ** " KMG".index(sized[2] or " "))
-        if value in ("ON", "OFF"):
-            return value
-        if name in _PARAMS and value in _PARAMS[name].allowed:
-            return _sql_string(value)
-        raise ValueError(f"unexpected value for {name}: {value!r}")
+                if value is None:
+                    _run(conn, f"SET GLOBAL {name} = DEFAULT")
+                elif sized := _SIZED.fullmatch(value):
+                    number = int(sized[1]) * 1024 ** " KMG".index(sized[2] or " ")
+                    _run(conn, f"SET GLOBAL {name} = {number}")
+                elif value in ("ON", "OFF"):
+                    _run(conn, f"SET GLOBAL {name} = {value}")
+                elif name in _PARAMS and value in _PARAMS[name].allowed:
+                    _run(conn, f"SET GLOBAL {name} = %s", (value,))
+                else:  # only integers, ON/OFF and the schema's enum values get this far
+                    raise ValueError(f"unexpected value for {name}: {value!r}")
 
     def connection_uri(self, host: str, port: int, creds: Credentials, ca_file: str) -> str:
         """``mysql://user:password@host:port/app?ssl_ca=<ca file>&ssl_verify_identity=true``:
@@ -453,7 +451,7 @@ class MariaDB(Engine, SqlAccounts):
         with self._connect(ctx, ca_file) as conn:
             self._revoke(conn, user, database)
 
-    def _revoke(self, conn: Any, user: str, database: str) -> None:
+    def _revoke(self, conn: pymysql.Connection, user: str, database: str) -> None:
         try:
             _run(conn, f"REVOKE ALL PRIVILEGES ON {_db_pattern(database)}.* FROM %s@%s",
                  (user, "%"))
@@ -464,5 +462,5 @@ class MariaDB(Engine, SqlAccounts):
         self._kill_sessions(conn, user)
 
     @staticmethod
-    def _kill_sessions(conn: Any, user: str) -> None:
+    def _kill_sessions(conn: pymysql.Connection, user: str) -> None:
         _run(conn, "KILL CONNECTION USER %s@%s", (user, "%"))

@@ -77,7 +77,7 @@ def _grow_storage(cluster: models.Cluster, storage_gb: int) -> None:
     engine = svc.engines[cluster.engine]
     for node in cluster.nodes:
         if svc.provider.grow_storage(node.id, storage_gb):
-            continue
+            continue  # grown in place, or the node is stopped anyway
         ctx = svc.node_context(cluster, node)
         svc.provider.stop(node.id)
         if not svc.provider.grow_storage(node.id, storage_gb):
@@ -88,6 +88,19 @@ def _grow_storage(cluster: models.Cluster, storage_gb: int) -> None:
             events.record(s, cluster.id, "node.storage_grown",
                           f"node {node.ordinal}: storage grown to {storage_gb} GB "
                           "(restarted for it)")
+
+
+def _settled(cluster: models.Cluster) -> ClusterStatus:
+    """Where a change leaves a cluster: STOPPED if none of its servers runs (a
+    stopped cluster stays stopped), else ACTIVE (the observer refines it)."""
+    running = any(services().provider.is_running(n.id) for n in cluster.nodes)
+    return ClusterStatus.ACTIVE if running else ClusterStatus.STOPPED
+
+
+@DBOS.step()
+def is_stopped(cluster_id: str) -> bool:
+    cluster = load_cluster(cluster_id)
+    return cluster is not None and _settled(cluster) == ClusterStatus.STOPPED
 
 
 def _set_status(cluster_id: str, status: ClusterStatus, **fields: Any) -> None:
@@ -149,7 +162,7 @@ def record_update(op_id: str, cluster_id: str, changes: dict[str, Any],
         fields = {k: v for k, v in changes.items() if k in ("size", "storage_gb",
                                                             "configuration_id")}
         fields["pending_restart"] = pending
-        _set_status(cluster_id, ClusterStatus.ACTIVE, **fields)
+        _set_status(cluster_id, _settled(cluster), **fields)
         if pending:
             with svc.store.session() as s:
                 events.record(s, cluster_id, "cluster.restart_required",
@@ -170,7 +183,8 @@ def revert_update(op_id: str, cluster_id: str, reason: str) -> None:
                 svc.provider.apply_limits(node.id, SIZES[size], cluster.storage_gb)
             _configure_all(cluster, size, params)
     finally:
-        _set_status(cluster_id, ClusterStatus.ACTIVE)
+        if cluster is not None:
+            _set_status(cluster_id, _settled(cluster))
         with svc.store.session() as s:
             operations.finish(s, op_id, error=reason)
 
@@ -179,7 +193,7 @@ def revert_update(op_id: str, cluster_id: str, reason: str) -> None:
 def update_cluster(op_id: str, cluster_id: str, changes: dict[str, Any]) -> None:
     try:
         pending = apply_settings(op_id, cluster_id, changes)
-        if "size" in changes and pending:
+        if "size" in changes and pending and not is_stopped(cluster_id):
             # A restart applies everything on disk, earlier pending settings too.
             restart_for_update(op_id, cluster_id, changes, pending)
             pending = []

@@ -72,8 +72,10 @@ def update_cluster(
     if not params:
         raise InvalidInput("nothing to change: the cluster already has these values")
     detail = ", ".join(f"{k}={v}" for k, v in params.items())
+    # A stopped cluster can be changed too: the new settings apply when it starts.
     return changes.begin(svc, principal, cluster_id, "update", cluster_update.UPDATE_STEPS,
-                         RUNNING, ClusterStatus.UPDATING, params=params, detail=detail)
+                         (*RUNNING, ClusterStatus.STOPPED), ClusterStatus.UPDATING,
+                         params=params, detail=detail)
 
 
 @router.post("/{cluster_id}/actions/{action}", status_code=202, response_model=Accepted)
