@@ -24,6 +24,7 @@ from tests.conftest import (
     wait_operation,
 )
 from tests.engine_clients import PROBES, show, write_read
+from tests.test_cli import hoard_cli
 from tests.test_lifecycle import assert_no_debris, filesystem_gb
 
 ENGINE_NAMES = [name for name in ENGINES if name in PROBES]
@@ -37,9 +38,13 @@ def engine(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="module")
-def tenant(hoard: HoardServer, admin: httpx.Client) -> Iterator[httpx.Client]:
-    token = new_tenant(admin, f"conform-{os.getpid()}")
-    with hoard.client(token) as client:
+def tenant_token(admin: httpx.Client) -> str:
+    return new_tenant(admin, f"conform-{os.getpid()}")
+
+
+@pytest.fixture(scope="module")
+def tenant(hoard: HoardServer, tenant_token: str) -> Iterator[httpx.Client]:
+    with hoard.client(tenant_token) as client:
         yield client
 
 
@@ -75,6 +80,22 @@ def test_connect_write_read(tenant: httpx.Client, engine: str, cluster: dict[str
     creds = tenant.get(f"/v2/clusters/{cluster['id']}/credentials").json()
     assert creds["connect_command"]["argv"][0] == ENGINES[engine].client_binary
     assert creds["password"] not in " ".join(creds["connect_command"]["argv"])
+
+
+CLIENT_SESSIONS = {  # what to type into each engine's own client, and what it answers
+    "postgresql": ("SELECT 'conn=' || 1;\n", "conn=1"),
+    "mariadb": ("SELECT CONCAT('conn=', 1);\n", "conn=1"),
+    "redis": ("PING\n", "PONG"),
+}
+
+
+def test_hoard_connect_opens_the_engine_client(
+    hoard: HoardServer, tenant_token: str, engine: str, cluster: dict[str, Any]
+) -> None:
+    typed, answer = CLIENT_SESSIONS[engine]
+    session = hoard_cli(hoard, tenant_token, "connect", cluster["name"], stdin=typed)
+    assert session.returncode == 0, session.stderr
+    assert answer in session.stdout
 
 
 def test_accounts(tenant: httpx.Client, engine: str, cluster: dict[str, Any]) -> None:
