@@ -46,7 +46,7 @@ def write_read(engine: str, uri: str, user: str | None = None, password: str | N
             host=parsed.hostname, port=parsed.port, user=user or unquote(parsed.username),
             password=password or unquote(parsed.password),
             database=database or parsed.path.lstrip("/"),
-            ssl={"ca": query["ssl_ca"][0]}, ssl_verify_cert=True, ssl_verify_identity=True,
+            ssl_ca=query["ssl_ca"][0], ssl_verify_identity=True,
             connect_timeout=10, autocommit=True,
         )
         with conn, conn.cursor() as cur:
@@ -83,8 +83,8 @@ def show(engine: str, uri: str, setting: str) -> str:
         parsed, query = _parts(uri)
         conn = pymysql.connect(
             host=parsed.hostname, port=parsed.port, user=unquote(parsed.username),
-            password=unquote(parsed.password), ssl={"ca": query["ssl_ca"][0]},
-            ssl_verify_cert=True, connect_timeout=10)
+            password=unquote(parsed.password), ssl_ca=query["ssl_ca"][0],
+            ssl_verify_identity=True, connect_timeout=10)
         with conn, conn.cursor() as cur:
             cur.execute("SHOW GLOBAL VARIABLES LIKE %s", (setting,))
             row = cur.fetchone()
@@ -112,6 +112,9 @@ PROBES: dict[str, Probe] = {
     "postgresql": Probe(dynamic=("work_mem", 8192, "8MB"),
                         restart=("max_connections", 77, "77"),
                         memory_setting="shared_buffers"),
+    "mariadb": Probe(dynamic=("max_connections", 77, "77"),
+                     restart=("thread_handling", "pool-of-threads", "pool-of-threads"),
+                     memory_setting="innodb_buffer_pool_size"),
     "redis": Probe(dynamic=("maxmemory-policy", "allkeys-lru", "allkeys-lru"),
                    restart=("databases", 32, "32"),
                    memory_setting="maxmemory"),

@@ -40,7 +40,9 @@ def connect(client: httpx.Client, cluster_id: str) -> psycopg.Connection:
 
 
 def port_is_free(port: int) -> bool:
+    """No process listens on the port (connections in TIME_WAIT do not count)."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

@@ -303,8 +303,8 @@ class MariaDB(Engine, SqlAccounts):
             with self._connect(ctx, ca_file, timeout, io_timeout=timeout) as conn:
                 rows = _run(conn, "SELECT @@global.read_only")
         except Exception as exc:  # a probe reports, never raises
-            text = str(exc.args[-1] if exc.args else exc) or "unreachable"
-            return Health(False, text.strip().splitlines()[0])
+            lines = str(exc.args[-1] if exc.args else exc).strip().splitlines()
+            return Health(False, lines[0] if lines else "unreachable")
         role = "replica" if rows and rows[0][0] else "primary"
         return Health(True, f"accepting connections as {role}")
 
@@ -345,9 +345,10 @@ class MariaDB(Engine, SqlAccounts):
                     raise ValueError(f"unexpected value for {name}: {value!r}")
 
     def connection_uri(self, host: str, port: int, creds: Credentials, ca_file: str) -> str:
-        """``mysql://user:password@host:port/app?ssl_ca=<ca file>&ssl_verify_identity=true``:
-        the query names are PyMySQL's (and SQLAlchemy's ``mysql+pymysql``) TLS
-        arguments; the server certificate is verified against the CA and the host."""
+        """``mysql://user:password@host:port/app?ssl_ca=<ca file>&ssl_verify_identity=true``,
+        user, password and path percent-encoded. The query names are PyMySQL's
+        ``connect()`` arguments: verify the server's certificate against the CA
+        file and its name against the host."""
         return (
             f"mysql://{quote(creds.user, safe='')}:{quote(creds.password, safe='')}"
             f"@{host}:{port}/{APP_DATABASE}?ssl_ca={quote(ca_file)}&ssl_verify_identity=true"

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from hoard.domain.errors import InvalidInput
 from hoard.engines.base import Engine
+from hoard.engines.mariadb import MariaDB
 from hoard.engines.postgresql import PostgreSQL
 from hoard.engines.redis import Redis
 
-ENGINES: dict[str, Engine] = {e.name: e for e in (PostgreSQL(), Redis())}
+ENGINES: dict[str, Engine] = {e.name: e for e in (PostgreSQL(), MariaDB(), Redis())}
 
 
 def get_engine(name: str) -> Engine:
