@@ -131,7 +131,7 @@ BAD_NAMES = ["", "A", "1abc", "abc_def", "a" * 64, "abc;drop table", "../etc", "
 
 def _bad_bodies() -> list[Any]:
     cases: list[Any] = [
-        pytest.param({**VALID, "engine": "mariadb"}, ["mariadb", "available", "postgresql"],
+        pytest.param({**VALID, "engine": "oracle"}, ["oracle", "available", "postgresql"],
                      id="unknown-engine"),
         pytest.param({**VALID, "engine": ""}, ["available", "postgresql"], id="empty-engine"),
         pytest.param({**VALID, "version": "99"}, ["99", "version", "available"],

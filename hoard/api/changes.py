@@ -37,7 +37,9 @@ class OperationFailed(HoardError):
 
 def get_cluster(s: Session, principal: Principal, cluster_id: str, lock: bool = False
                 ) -> Cluster:
-    cluster = s.get(Cluster, cluster_id, with_for_update=lock)
+    # Lock only the cluster row: PostgreSQL refuses FOR UPDATE on the outer-joined
+    # configuration that is loaded with it.
+    cluster = s.get(Cluster, cluster_id, with_for_update={"of": Cluster} if lock else None)
     # Another project's cluster answers exactly like a missing one.
     if cluster is None or cluster.project_id != principal.project_id:
         raise NotFound(f"no cluster {cluster_id!r} in this project")
