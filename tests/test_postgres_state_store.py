@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import create_cluster, delete_cluster, hoard_server
+from tests.conftest import create_cluster, delete_cluster, hoard_server, wait_operation
 from tests.pgserver import postgres_store
 from tests.test_lifecycle import connect
 
@@ -16,4 +16,13 @@ def test_create_and_delete_with_postgresql_state_store() -> None:
                 assert conn.execute("SELECT 1").fetchone() == (1,)
             listed = client.get("/v2/clusters").json()["clusters"]
             assert [c["name"] for c in listed] == ["on-pg"]
+            # Changes lock the cluster row: exercise that path on PostgreSQL too.
+            base = f"/v2/clusters/{cluster['id']}"
+            for method, path, body in (("PATCH", base, {"storage_gb": 11}),
+                                       ("POST", f"{base}/actions/restart", None),
+                                       ("POST", f"{base}/databases", {"name": "shop"})):
+                response = client.request(method, path, json=body)
+                assert response.status_code in (201, 202), response.text
+                op = wait_operation(client, response.json()["operation"]["id"])
+                assert op["status"] == "succeeded", op["error"]
             delete_cluster(client, cluster["id"])
