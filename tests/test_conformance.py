@@ -124,6 +124,10 @@ def test_accounts(tenant: httpx.Client, engine: str, cluster: dict[str, Any]) ->
             write_read(engine, uri, "clerk", password, database="shop")
         run(tenant, "PUT", f"{base}/users/clerk/databases/shop")
         assert write_read(engine, uri, "clerk", password, database="shop") == "ok"
+        plain = run(tenant, "POST", f"{base}/databases", json={"name": "plain"})
+        assert plain["user"] is None
+        assert write_read(engine, uri, database="plain") == "ok"  # the admin reaches it
+        run(tenant, "DELETE", f"{base}/databases/plain")
     rotated = run(tenant, "POST", f"{base}/users/{made['user']['name']}/actions/rotate-password")
     new_password = rotated["user"]["password"]
     assert new_password != password

@@ -24,5 +24,5 @@ def test_create_and_delete_with_postgresql_state_store() -> None:
                 response = client.request(method, path, json=body)
                 assert response.status_code in (201, 202), response.text
                 op = wait_operation(client, response.json()["operation"]["id"])
-                assert op["status"] == "succeeded", op["error"]
+                assert op["status"] == "succeeded", (method, path, op["error"])
             delete_cluster(client, cluster["id"])

@@ -50,6 +50,7 @@ def _target(cluster_id: str) -> tuple[Engine, NodeContext, str]:
 
 
 def _user_name(action: str, spec: dict[str, Any]) -> str:
+    """The user an account step acts on (a database create names it under "user")."""
     return str(spec["user"]["name"] if action == "database.create" else spec["name"])
 
 
@@ -79,15 +80,6 @@ def _check(engine: Engine, ctx: NodeContext, ca: str, action: str, spec: dict[st
             raise NotFound(f"no database {spec['database']!r}")
 
 
-def _do(step: str, action: str, spec: dict[str, Any]) -> tuple[str, ...]:
-    """Arguments naming what ``step`` acts on, for the engine call and its undo."""
-    if step in ("create database", "drop database"):
-        return (spec["name"],)
-    if step in ("create user", "drop user", "set password"):
-        return (_user_name(action, spec),)
-    return ()
-
-
 @DBOS.step()
 def run_step(op_id: str, cluster_id: str, action: str, step: str, spec: dict[str, Any]) -> None:
     box = services().box
@@ -103,7 +95,6 @@ def run_step(op_id: str, cluster_id: str, action: str, step: str, spec: dict[str
 
 def _sql_step(engine: SqlAccounts, ctx: NodeContext, ca: str, action: str, step: str,
               spec: dict[str, Any], unseal: Any) -> None:
-    user = _user_name(action, spec) if action != "database.delete" else ""
     if step == "create database":
         try:
             engine.create_database(ctx, ca, spec["name"], spec.get("charset"),
@@ -114,18 +105,18 @@ def _sql_step(engine: SqlAccounts, ctx: NodeContext, ca: str, action: str, step:
         engine.drop_database(ctx, ca, spec["name"])
     elif step == "create user":
         password = spec["user"]["password"] if action == "database.create" else spec["password"]
-        engine.create_user(ctx, ca, user, unseal(password))
+        engine.create_user(ctx, ca, _user_name(action, spec), unseal(password))
     elif step == "drop user":
-        engine.drop_user(ctx, ca, user)
+        engine.drop_user(ctx, ca, _user_name(action, spec))
     elif step == "set password":
-        engine.set_password(ctx, ca, user, unseal(spec["password"]))
+        engine.set_password(ctx, ca, _user_name(action, spec), unseal(spec["password"]))
     elif step == "grant access":
         targets = [spec["name"]] if action == "database.create" else spec.get(
             "databases") or [spec["database"]]
         for db in targets:
-            engine.grant(ctx, ca, user, db)
+            engine.grant(ctx, ca, _user_name(action, spec), db)
     elif step == "revoke access":
-        engine.revoke(ctx, ca, user, spec["database"])
+        engine.revoke(ctx, ca, _user_name(action, spec), spec["database"])
 
 
 def _acl_step(engine: AclAccounts, ctx: NodeContext, ca: str, step: str,
