@@ -43,6 +43,7 @@ class Cluster(Base):
     __tablename__ = "clusters"
     __table_args__ = (
         Index("uq_clusters_project_name", "project_id", "name", unique=True),
+        Index("ix_clusters_project_id", "project_id", "id"),  # the keyset list
         Index("ix_clusters_project_status", "project_id", "status", "id"),
         Index("ix_clusters_project_engine", "project_id", "engine", "id"),
     )
@@ -108,7 +109,10 @@ class Event(Base):
 
 class Node(Base):
     __tablename__ = "nodes"
-    __table_args__ = (Index("uq_nodes_host_port", "host", "port", unique=True),)
+    __table_args__ = (
+        Index("uq_nodes_host_port", "host", "port", unique=True),
+        Index("ix_nodes_cluster", "cluster_id"),  # loading a page's nodes
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"))
