@@ -4,6 +4,7 @@ run, and the way it reaches a node's files and tools wherever the node lives."""
 from __future__ import annotations
 
 import signal
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Protocol
@@ -33,8 +34,29 @@ class NodeRunner(Protocol):
 
     def rename(self, src: PurePosixPath, dst: PurePosixPath) -> None: ...
 
-    def run(self, argv: list[str], timeout: float = 300.0) -> str:
-        """Run a tool as the database OS user; return its output, raise on failure."""
+    def run(self, argv: list[str], timeout: float = 300.0,
+            env: dict[str, str] | None = None) -> str:
+        """Run a tool as the database OS user; return its output, raise on failure.
+        Secrets go in ``env``, never in argv."""
+        ...
+
+    def stream(self, argv: list[str], env: dict[str, str] | None = None) -> Iterator[bytes]:
+        """Run a tool and yield its stdout in chunks (bounded memory); raise after
+        the last chunk if it failed, so a consumer never mistakes a cut-short
+        stream for a whole one."""
+        ...
+
+    def feed(self, argv: list[str], chunks: Iterable[bytes],
+             env: dict[str, str] | None = None, timeout: float = 3600.0) -> str:
+        """Run a tool with ``chunks`` streamed to its stdin; return its output."""
+        ...
+
+    def list_dir(self, path: PurePosixPath) -> list[str]:
+        """Names in a directory, sorted; empty if it does not exist."""
+        ...
+
+    def read_stream(self, path: PurePosixPath) -> Iterator[bytes]:
+        """A file's bytes in chunks."""
         ...
 
     def abspath(self, path: PurePosixPath) -> str:

@@ -12,7 +12,8 @@ Optional abilities are small interfaces an engine also inherits
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import PurePosixPath
 from dataclasses import dataclass, field
 
 from hoard.domain.catalog import Size
@@ -221,3 +222,47 @@ class AclAccounts(ABC):
 
     @abstractmethod
     def set_password(self, ctx: NodeContext, ca_file: str, name: str, password: str) -> None: ...
+
+
+class Backups(ABC):
+    """Consistent full backups with the engine's own tool, continuous archiving of
+    its change log (where it has one) and restore, to a point in time where the
+    log allows. Hoard moves the bytes (encrypted, checksummed) between the node
+    and the backup store; the engine only produces and consumes them.
+
+    Restore happens before a new node's first start (``restore``), and is
+    finished after it (``finish_restore``): PostgreSQL replays WAL and promotes,
+    MariaDB replays binlogs up to the target time.
+    """
+
+    log_kind: str  # "wal", "binlog", or "" when there is no continuous log
+
+    @abstractmethod
+    def backup(self, ctx: NodeContext, ca_file: str, runner: NodeRunner,
+               meta: dict[str, str]) -> Iterator[bytes]:
+        """Stream one consistent full backup. Fill ``meta`` (e.g. the log position
+        the backup starts from) by the time the stream ends; raise at the end if
+        the tool failed."""
+
+    @abstractmethod
+    def rotate_log(self, ctx: NodeContext, ca_file: str) -> None:
+        """Close the current log file so it can be archived (no-op without a log)."""
+
+    @abstractmethod
+    def closed_logs(self, runner: NodeRunner) -> list[PurePosixPath]:
+        """Archived log files waiting to be shipped, oldest first (paths relative to
+        the node volume). Hoard ships each one, then removes it."""
+
+    @abstractmethod
+    def restore(self, ctx: NodeContext, runner: NodeRunner, backup: Iterable[bytes],
+                meta: Mapping[str, str], logs: list[tuple[str, Iterable[bytes]]],
+                target: str | None) -> None:
+        """Lay down a new node's data from ``backup``, and stage ``logs`` (name,
+        bytes; oldest first) to replay up to ``target`` (an ISO-8601 UTC time;
+        None: the end of the backup). Runs before the node's first start."""
+
+    @abstractmethod
+    def finish_restore(self, ctx: NodeContext, ca_file: str, runner: NodeRunner,
+                       target: str | None) -> None:
+        """After the first start: complete recovery and return once the node is
+        writable and holds exactly the data up to ``target``."""

@@ -22,7 +22,9 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 
 from hoard.domain.catalog import Size
@@ -35,8 +37,16 @@ LAUNCHER = 'for p in $HOARD_CGROUP_PROCS; do echo $$ > "$p" || exit 97; done; ex
 SAFE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
 
 
+CHUNK = 1 << 20
+
+
 class ToolFailed(RuntimeError):
     pass
+
+
+def _failed(argv: list[str], code: int, output: str) -> ToolFailed:
+    tail = output.strip().splitlines()[-5:]
+    return ToolFailed(f"{Path(argv[0]).name} exited {code}: " + " | ".join(tail))
 
 
 def _proc_start_time(pid: int) -> tuple[str, int] | None:
@@ -161,15 +171,67 @@ class LocalRunner:
     def rename(self, src: PurePosixPath, dst: PurePosixPath) -> None:
         self._path(src).rename(self._path(dst))
 
-    def run(self, argv: list[str], timeout: float = 300.0) -> str:
+    def run(self, argv: list[str], timeout: float = 300.0,
+            env: dict[str, str] | None = None) -> str:
         proc = subprocess.run(
-            self.user.wrap(argv, pdeathsig=True), cwd=self.root, env=SAFE_ENV,
+            self.user.wrap(argv, pdeathsig=True), cwd=self.root, env={**SAFE_ENV, **(env or {})},
             capture_output=True, text=True, timeout=timeout, check=False,
         )
         if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-            raise ToolFailed(f"{Path(argv[0]).name} exited {proc.returncode}: " + " | ".join(tail))
+            raise _failed(argv, proc.returncode, proc.stderr or proc.stdout)
         return proc.stdout
+
+    def stream(self, argv: list[str], env: dict[str, str] | None = None) -> Iterator[bytes]:
+        with tempfile.TemporaryFile() as errors:
+            proc = subprocess.Popen(
+                self.user.wrap(argv, pdeathsig=True), cwd=self.root,
+                env={**SAFE_ENV, **(env or {})}, stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=errors,
+            )
+            assert proc.stdout is not None
+            try:
+                while chunk := proc.stdout.read(CHUNK):
+                    yield chunk
+            finally:
+                if proc.poll() is None and not proc.stdout.closed:
+                    proc.stdout.close()
+                code = proc.wait()
+            if code != 0:
+                errors.seek(0)
+                raise _failed(argv, code, errors.read().decode(errors="replace"))
+
+    def feed(self, argv: list[str], chunks: Iterable[bytes],
+             env: dict[str, str] | None = None, timeout: float = 3600.0) -> str:
+        with tempfile.TemporaryFile() as out:
+            proc = subprocess.Popen(
+                self.user.wrap(argv, pdeathsig=True), cwd=self.root,
+                env={**SAFE_ENV, **(env or {})}, stdin=subprocess.PIPE, stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+            assert proc.stdin is not None
+            try:
+                for chunk in chunks:
+                    proc.stdin.write(chunk)
+            except BrokenPipeError:
+                pass  # the tool stopped reading; its exit code says why
+            finally:
+                with contextlib.suppress(BrokenPipeError):
+                    proc.stdin.close()
+            code = proc.wait(timeout=timeout)
+            out.seek(0)
+            output = out.read().decode(errors="replace")
+        if code != 0:
+            raise _failed(argv, code, output)
+        return output
+
+    def list_dir(self, path: PurePosixPath) -> list[str]:
+        target = self._path(path)
+        return sorted(p.name for p in target.iterdir()) if target.is_dir() else []
+
+    def read_stream(self, path: PurePosixPath) -> Iterator[bytes]:
+        with open(self._path(path), "rb") as fh:
+            while chunk := fh.read(CHUNK):
+                yield chunk
 
 
 class LocalProvider(Provider):
