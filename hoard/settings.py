@@ -41,6 +41,17 @@ class Settings(BaseSettings):
     default_quota_nodes: int = 20
     default_quota_storage_gb: int = 200
     log_level: str = "INFO"
+    # Where backups go: file:///abs/dir (default: <state>/backups) or
+    # s3://bucket/prefix?endpoint=https://...&region=... (keys: HOARD_S3_ACCESS_KEY/..._SECRET_KEY)
+    backup_url: str | None = None
+    # Longest a backup's snapshot may take before it is abandoned (never an endless hang).
+    backup_timeout: float = 3600.0
+    # How often change logs are shipped, and the longest a log file stays open
+    # (the lag of the point-in-time window).
+    archive_interval: float = 5.0
+    archive_rotate_seconds: float = 60.0
+    # How often backup schedules and retention are looked at.
+    schedule_interval: float = 30.0
     # Testing knob: the named workflow step fails, to exercise compensation.
     fail_step: str | None = None
 
@@ -60,6 +71,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.store_url.replace("postgresql+psycopg://", "postgresql://", 1)
         return f"sqlite:///{self.state_dir / 'workflows.sqlite'}"
+
+    @property
+    def backup_store_url(self) -> str:
+        return self.backup_url or f"file://{self.state_dir / 'backups'}"
 
     @property
     def nodes_dir(self) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -26,6 +26,8 @@ class Project(Base):
     quota_clusters: Mapped[int] = mapped_column(Integer)
     quota_nodes: Mapped[int] = mapped_column(Integer)
     quota_storage_gb: Mapped[int] = mapped_column(Integer)
+    # The project's backup data key, sealed; made at its first backup.
+    backup_key: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -63,6 +65,8 @@ class Cluster(Base):
     )
     # Settings changed on disk that the running servers take only at a restart.
     pending_restart: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # {"cron": "0 3 * * *", "keep_last": 7, "keep_days": 30}, or None.
+    backup_schedule: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     admin_user: Mapped[str] = mapped_column(String(63))
     admin_password: Mapped[str] = mapped_column(Text)  # sealed with the secret key
     service_password: Mapped[str] = mapped_column(Text)  # Hoard's own superuser, sealed
@@ -105,6 +109,56 @@ class Event(Base):
     message: Mapped[str] = mapped_column(Text)
     operation_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Backup(Base):
+    """A full backup in the backup store. Outlives its cluster until retention
+    removes it, so it keeps what a restore needs: engine, version, accounts."""
+
+    __tablename__ = "backups"
+    __table_args__ = (
+        Index("ix_backups_project", "project_id", "id"),
+        Index("ix_backups_cluster", "cluster_id", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
+    cluster_id: Mapped[str] = mapped_column(String(36))  # no FK: the cluster may be gone
+    cluster_name: Mapped[str] = mapped_column(String(63))
+    engine: Mapped[str] = mapped_column(String(32))
+    version: Mapped[str] = mapped_column(String(16))
+    storage_gb: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))  # full
+    reason: Mapped[str] = mapped_column(String(16))  # manual, scheduled, final
+    status: Mapped[str] = mapped_column(String(16))  # creating, available, failed
+    error: Mapped[str] = mapped_column(Text, default="")
+    object_key: Mapped[str] = mapped_column(String(512))
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    sha256: Mapped[str] = mapped_column(String(64), default="")
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    admin_user: Mapped[str] = mapped_column(String(63))
+    admin_password: Mapped[str] = mapped_column(Text)  # sealed, as in the cluster
+    service_password: Mapped[str] = mapped_column(Text)
+    keep_last: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    keep_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class ArchivedLog(Base):
+    """One shipped change-log file (WAL segment, binlog) of a cluster."""
+
+    __tablename__ = "archived_logs"
+    __table_args__ = (Index("uq_archived_logs_name", "cluster_id", "name", unique=True),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    cluster_id: Mapped[str] = mapped_column(String(36))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
+    name: Mapped[str] = mapped_column(String(255))
+    object_key: Mapped[str] = mapped_column(String(512))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    archived_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class Node(Base):

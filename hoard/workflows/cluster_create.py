@@ -9,18 +9,22 @@ FAILED with the reason, and nothing half-made is left behind.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from dbos import DBOS
 from sqlalchemy import select
 
 from hoard.domain.catalog import SIZES
 from hoard.domain.status import ClusterStatus, NodeStatus
-from hoard.engines.base import NodeContext
+from hoard.engines.base import Backups, NodeContext
 from hoard.store import models, operations
+from hoard.workflows.backups import restore_inputs
 from hoard.workflows.services import services
 from hoard.workflows.steps import load_cluster, recorded, short_reason
 
 STEPS = ["place nodes", "bootstrap", "start", "create admin account", "activate"]
+RESTORE_STEPS = ["place nodes", "restore data", "start", "finish restore",
+                 "create admin account", "activate"]
 READY_TIMEOUT = 120.0
 
 
@@ -49,12 +53,54 @@ def bootstrap_nodes(op_id: str, cluster_id: str) -> None:
         assert cluster is not None
         engine = svc.engines[cluster.engine]
         for node in cluster.nodes:
-            ctx = svc.node_context(cluster, node)
-            runner = svc.provider.runner(node.id)
-            engine.bootstrap(ctx, runner)
-            cert = svc.ca.issue_server_cert(node.id, [node.host or "127.0.0.1", "localhost"])
-            engine.install_tls(runner, cert.cert_pem, cert.key_pem)
-            engine.configure(ctx, runner)
+            engine.bootstrap(svc.node_context(cluster, node), svc.provider.runner(node.id))
+            _install_config(cluster, node)
+
+
+def _install_config(cluster: models.Cluster, node: models.Node) -> None:
+    """TLS certificate and configuration files for a node (after its data exists)."""
+    svc = services()
+    engine = svc.engines[cluster.engine]
+    runner = svc.provider.runner(node.id)
+    cert = svc.ca.issue_server_cert(node.id, [node.host or "127.0.0.1", "localhost"])
+    engine.install_tls(runner, cert.cert_pem, cert.key_pem)
+    engine.configure(svc.node_context(cluster, node), runner)
+
+
+@DBOS.step()
+def read_params(op_id: str) -> dict[str, Any]:
+    with services().store.session() as s:
+        op = s.get(models.Operation, op_id)
+        return dict(op.params) if op else {}
+
+
+@DBOS.step()
+def restore_nodes(op_id: str, cluster_id: str, restore: dict[str, Any]) -> None:
+    """Lay down each node's data from the backup (and logs up to the target time)."""
+    svc = services()
+    with recorded(op_id, "restore data"):
+        cluster = load_cluster(cluster_id)
+        assert cluster is not None
+        engine = svc.engines[cluster.engine]
+        assert isinstance(engine, Backups)
+        for node in cluster.nodes:
+            backup, meta, logs = restore_inputs(svc, restore["backup_id"], restore.get("time"))
+            engine.restore(svc.node_context(cluster, node), svc.provider.runner(node.id),
+                           backup, meta, logs, restore.get("time"))
+            _install_config(cluster, node)
+
+
+@DBOS.step()
+def finish_restore(op_id: str, cluster_id: str, restore: dict[str, Any]) -> None:
+    svc = services()
+    with recorded(op_id, "finish restore"):
+        cluster = load_cluster(cluster_id)
+        assert cluster is not None
+        engine = svc.engines[cluster.engine]
+        assert isinstance(engine, Backups)
+        for node in cluster.nodes:
+            engine.finish_restore(svc.node_context(cluster, node), svc.ca_file,
+                                  svc.provider.runner(node.id), restore.get("time"))
 
 
 def wait_ready(
@@ -141,9 +187,15 @@ def compensate(op_id: str, cluster_id: str, reason: str) -> None:
 @DBOS.workflow()
 def create_cluster(op_id: str, cluster_id: str) -> None:
     try:
+        restore = read_params(op_id).get("restore")
         place_nodes(op_id, cluster_id)
-        bootstrap_nodes(op_id, cluster_id)
+        if restore:
+            restore_nodes(op_id, cluster_id, restore)
+        else:
+            bootstrap_nodes(op_id, cluster_id)
         start_nodes(op_id, cluster_id)
+        if restore:
+            finish_restore(op_id, cluster_id, restore)
         create_admin(op_id, cluster_id)
         activate(op_id, cluster_id)
     except Exception as exc:

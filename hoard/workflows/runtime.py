@@ -19,7 +19,7 @@ from hoard import __version__
 from hoard.domain.status import OperationStatus
 from hoard.settings import Settings
 from hoard.store import models
-from hoard.workflows import accounts, cluster_create, cluster_delete, cluster_update
+from hoard.workflows import accounts, backups, cluster_create, cluster_delete, cluster_update
 from hoard.workflows.services import services
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,8 @@ def _workflow(
         return accounts.account_change, (op_id, cluster_id, kind, params)
     if kind == "update":
         return cluster_update.update_cluster, (op_id, cluster_id, params)
+    if kind == "backup":
+        return backups.backup_cluster, (op_id, cluster_id, params["backup_id"])
     simple: dict[str, Callable[..., None]] = {
         "create": cluster_create.create_cluster,
         "delete": cluster_delete.delete_cluster,

@@ -7,9 +7,13 @@ recorded in the workflow store and must stay plain data).
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from hoard.backups.crypto import new_data_key
+from hoard.backups.pipeline import store_from_url
+from hoard.backups.store import BackupStore
 from hoard.domain.catalog import SIZES
 from hoard.engines.base import Credentials, Engine, NodeContext, ParamValue
 from hoard.engines.registry import ENGINES
@@ -32,6 +36,7 @@ class Services:
     box: SecretBox
     provider: Provider
     engines: dict[str, Engine]
+    backup_store: BackupStore
 
     @property
     def ca_file(self) -> str:
@@ -57,6 +62,15 @@ class Services:
             parameters=parameters,
         )
 
+    def data_key(self, project_id: str) -> bytes:
+        """The project's backup data key, made (and stored sealed) on first use."""
+        with self.store.session() as s:
+            project = s.get(models.Project, project_id, with_for_update=True)
+            assert project is not None
+            if project.backup_key is None:
+                project.backup_key = self.box.seal(base64.b64encode(new_data_key()).decode())
+            return base64.b64decode(self.box.open(project.backup_key))
+
     def primary(self, cluster: models.Cluster) -> tuple[Engine, NodeContext]:
         """The engine and the context of the node that takes writes."""
         node = next(n for n in cluster.nodes if n.role == "primary")
@@ -81,6 +95,7 @@ def build(settings: Settings) -> Services:
         box=SecretBox(key),
         provider=provider,
         engines=ENGINES,
+        backup_store=store_from_url(settings.backup_store_url),
     )
     return _services
 

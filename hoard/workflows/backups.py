@@ -1,0 +1,157 @@
+"""Backups: taking one (a durable workflow), and finding what a restore needs.
+
+Bytes go from the engine's own tool, through encryption and a checksum, to the
+backup store, streamed; nothing holds a whole backup in memory. A backup that
+fails leaves no object and says why.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterable, Iterator
+
+from dbos import DBOS
+from sqlalchemy import select
+
+from hoard.backups.pipeline import download, upload
+from hoard.domain.errors import InvalidInput
+from hoard.engines.base import Backups
+from hoard.store import events, models, operations
+from hoard.workflows.services import Services, services
+from hoard.workflows.steps import load_cluster, recorded, short_reason
+
+BACKUP_STEPS = ["snapshot and upload"]
+GB = 1024**3
+
+
+def backup_key(project_id: str, cluster_id: str, backup_id: str) -> str:
+    return f"{project_id}/{cluster_id}/backups/{backup_id}.enc"
+
+
+def log_key(project_id: str, cluster_id: str, name: str) -> str:
+    return f"{project_id}/{cluster_id}/logs/{name}.enc"
+
+
+def bounded(chunks: Iterable[bytes], seconds: float) -> Iterator[bytes]:
+    """Pass chunks through, but give up (closing the tool) after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    for chunk in chunks:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the backup took longer than {seconds:.0f} s and was abandoned "
+                               "(HOARD_BACKUP_TIMEOUT)")
+        yield chunk
+
+
+def run_backup(svc: Services, cluster: models.Cluster, backup_id: str) -> None:
+    """Stream a full backup of the cluster's primary into the store; record it."""
+    engine, ctx = svc.primary(cluster)
+    if not isinstance(engine, Backups):
+        raise InvalidInput(f"{engine.display_name} clusters cannot be backed up")
+    with svc.store.session() as s:
+        backup = s.get(models.Backup, backup_id)
+        assert backup is not None
+        key, project_id = backup.object_key, backup.project_id
+    node = next(n for n in cluster.nodes if n.role == "primary")
+    meta: dict[str, str] = {}
+    stream = engine.backup(ctx, svc.ca_file, svc.provider.runner(node.id), meta)
+    result = upload(svc.backup_store, key, bounded(stream, svc.settings.backup_timeout),
+                    svc.data_key(project_id), size_hint=cluster.storage_gb * GB)
+    with svc.store.session() as s:
+        backup = s.get(models.Backup, backup_id)
+        assert backup is not None
+        backup.status, backup.size_bytes, backup.sha256 = "available", result["size"], result[
+            "sha256"]
+        backup.meta, backup.finished_at = meta, models.utcnow()
+        if cluster.id:
+            events.record(s, cluster.id, "backup.taken",
+                          f"backup {backup_id} taken ({result['size']} bytes)")
+
+
+def mark_failed(svc: Services, backup_id: str, reason: str) -> None:
+    with svc.store.session() as s:
+        backup = s.get(models.Backup, backup_id)
+        if backup is None:
+            return
+        svc.backup_store.delete(backup.object_key)
+        backup.status, backup.error = "failed", reason
+
+
+@DBOS.step()
+def take_backup(op_id: str, cluster_id: str, backup_id: str) -> None:
+    with recorded(op_id, "snapshot and upload"):
+        cluster = load_cluster(cluster_id)
+        assert cluster is not None
+        run_backup(services(), cluster, backup_id)
+    with services().store.session() as s:
+        operations.finish(s, op_id)
+
+
+@DBOS.step()
+def backup_failed(op_id: str, backup_id: str, reason: str) -> None:
+    svc = services()
+    mark_failed(svc, backup_id, reason)
+    with svc.store.session() as s:
+        operations.finish(s, op_id, error=reason)
+
+
+@DBOS.workflow()
+def backup_cluster(op_id: str, cluster_id: str, backup_id: str) -> None:
+    try:
+        take_backup(op_id, cluster_id, backup_id)
+    except Exception as exc:
+        backup_failed(op_id, backup_id, short_reason(exc))
+
+
+# --- what a restore reads --------------------------------------------------------
+
+
+def restore_inputs(
+    svc: Services, backup_id: str, target: str | None
+) -> tuple[Iterator[bytes], dict[str, str], list[tuple[str, Iterable[bytes]]]]:
+    """The backup's plaintext stream, its meta, and the logs to replay after it."""
+    with svc.store.session() as s:
+        backup = s.get(models.Backup, backup_id)
+        assert backup is not None
+        logs = list(s.scalars(
+            select(models.ArchivedLog)
+            .where(models.ArchivedLog.cluster_id == backup.cluster_id,
+                   models.ArchivedLog.archived_at >= backup.created_at)
+            .order_by(models.ArchivedLog.name)))
+    key = svc.data_key(backup.project_id)
+    if target is not None:
+        limit = dt.datetime.fromisoformat(target).astimezone(dt.UTC).replace(tzinfo=None)
+        needed = []
+        for log in logs:
+            needed.append(log)
+            if log.archived_at >= limit:
+                break  # this file was closed after the target: it holds the target
+        logs = needed
+    streams: list[tuple[str, Iterable[bytes]]] = [
+        (log.name, download(svc.backup_store, log.object_key, key, log.sha256)) for log in logs
+    ]
+    return (download(svc.backup_store, backup.object_key, key, backup.sha256),
+            dict(backup.meta), streams)
+
+
+def window(svc: Services, cluster_id: str) -> tuple[dt.datetime, dt.datetime] | None:
+    """(earliest, latest) restorable time of a cluster, or None without backups."""
+    from sqlalchemy import func
+
+    with svc.store.session() as s:
+        earliest = s.scalar(select(func.min(models.Backup.finished_at)).where(
+            models.Backup.cluster_id == cluster_id, models.Backup.status == "available"))
+        if earliest is None:
+            return None
+        latest = s.scalar(select(func.max(models.ArchivedLog.archived_at)).where(
+            models.ArchivedLog.cluster_id == cluster_id))
+    return earliest, max(latest or earliest, earliest)
+
+
+def backup_for(svc: Services, cluster_id: str, target: dt.datetime) -> str | None:
+    """The newest available backup that finished before ``target``."""
+    with svc.store.session() as s:
+        return s.scalar(select(models.Backup.id).where(
+            models.Backup.cluster_id == cluster_id, models.Backup.status == "available",
+            models.Backup.finished_at <= target).order_by(models.Backup.finished_at.desc())
+            .limit(1))
