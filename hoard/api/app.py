@@ -24,7 +24,9 @@ from hoard.api.routes import (
 )
 from hoard.settings import Settings
 from hoard.workflows import runtime
-from hoard.workflows.observer import Observer
+from hoard.workflows.archiver import archiver
+from hoard.workflows.observer import observer
+from hoard.workflows.scheduler import scheduler
 from hoard.workflows.services import build
 
 
@@ -34,14 +36,17 @@ def create_app(settings: Settings, run_workers: bool = True) -> FastAPI:
         services = build(settings)
         bootstrap_admin(services.store, settings)
         app.state.services = services
-        observer = Observer(settings.observe_interval)
+        loops = [observer(settings.observe_interval), archiver(settings.archive_interval),
+                 scheduler(settings.schedule_interval)]
         # DBOS refuses blocking calls on an event-loop thread; give it a plain one.
         if run_workers:
             await asyncio.to_thread(runtime.launch, settings)
-            observer.start()
+            for loop in loops:
+                loop.start()
         yield
         if run_workers:
-            observer.stop()
+            for loop in loops:
+                loop.stop()
             await asyncio.to_thread(runtime.shutdown)
 
     app = FastAPI(

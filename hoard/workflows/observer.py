@@ -8,12 +8,12 @@ timeouts, and clusters under an operation are left to their workflow.
 from __future__ import annotations
 
 import logging
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from hoard.domain.status import ClusterStatus, NodeStatus
 from hoard.store import models
+from hoard.workflows.loops import Loop
 from hoard.workflows.services import services
 
 log = logging.getLogger(__name__)
@@ -86,25 +86,7 @@ def observe_once(pool: ThreadPoolExecutor) -> int:
     return len(futures)
 
 
-class Observer:
-    """Runs :func:`observe_once` every ``interval`` seconds on a daemon thread."""
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="hoard-observer", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="observe") as pool:
-            while not self._stop.wait(self.interval):
-                try:
-                    observe_once(pool)
-                except Exception:
-                    log.exception("observer pass failed")
+def observer(interval: float) -> Loop:
+    """The observer loop, with a small pool so one slow node cannot stall the rest."""
+    pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="observe")
+    return Loop("observer", interval, lambda: observe_once(pool))

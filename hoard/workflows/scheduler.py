@@ -1,0 +1,131 @@
+"""Backup schedules and retention, looked at every ``HOARD_SCHEDULE_INTERVAL``.
+
+A due schedule starts an ordinary backup operation. Retention keeps, per
+cluster (live or deleted), the newest ``keep_last`` backups and those younger
+than ``keep_days`` — both limits apply — and drops archived logs older than
+the oldest backup kept, since nothing can replay them any more.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import defaultdict
+
+from croniter import croniter
+from sqlalchemy import func, select
+
+from hoard.domain.status import ClusterStatus
+from hoard.ids import new_id
+from hoard.store import models, operations
+from hoard.workflows import backups, runtime
+from hoard.workflows.loops import Loop
+from hoard.workflows.services import services
+
+log = logging.getLogger(__name__)
+
+
+def new_backup(cluster: models.Cluster, reason: str) -> models.Backup:
+    """A backup row for ``cluster`` (status creating), carrying what a restore needs."""
+    schedule = cluster.backup_schedule or {}
+    backup_id = new_id()
+    return models.Backup(
+        id=backup_id, project_id=cluster.project_id, cluster_id=cluster.id,
+        cluster_name=cluster.name, engine=cluster.engine, version=cluster.version,
+        storage_gb=cluster.storage_gb, kind="full", reason=reason, status="creating",
+        object_key=backups.backup_key(cluster.project_id, cluster.id, backup_id),
+        admin_user=cluster.admin_user, admin_password=cluster.admin_password,
+        service_password=cluster.service_password, meta={},
+        keep_last=schedule.get("keep_last"), keep_days=schedule.get("keep_days"),
+    )
+
+
+def due_backups(now: dt.datetime) -> int:
+    """Start a backup for every cluster whose schedule has come round."""
+    svc = services()
+    started = 0
+    with svc.store.session() as s:
+        clusters = list(s.scalars(select(models.Cluster).where(
+            models.Cluster.backup_schedule.isnot(None),
+            models.Cluster.status.in_((ClusterStatus.ACTIVE, ClusterStatus.DEGRADED)))))
+    for cluster in clusters:
+        schedule = cluster.backup_schedule or {}
+        with svc.store.session() as s:
+            last = s.scalar(select(func.max(models.Backup.created_at)).where(
+                models.Backup.cluster_id == cluster.id, models.Backup.reason == "scheduled"))
+            since = last or cluster.updated_at
+            if croniter(schedule["cron"], since).get_next(dt.datetime) > now:
+                continue
+            if operations.running_for(s, cluster.id) is not None:
+                continue  # next pass
+            backup = new_backup(cluster, "scheduled")
+            s.add(backup)
+            op = operations.new_operation(s, cluster.project_id, cluster.id, "backup",
+                                          backups.BACKUP_STEPS, detail="scheduled",
+                                          params={"backup_id": backup.id})
+            s.flush()
+        runtime.start(op)
+        started += 1
+    return started
+
+
+def apply_retention(now: dt.datetime) -> int:
+    """Delete backups past their retention; return how many went."""
+    svc = services()
+    with svc.store.session() as s:
+        rows = list(s.scalars(select(models.Backup).where(models.Backup.status == "available")
+                              .order_by(models.Backup.created_at.desc())))
+        schedules: dict[str, dict[str, int] | None] = {
+            cid: sched for cid, sched in s.execute(
+                select(models.Cluster.id, models.Cluster.backup_schedule))}
+    by_cluster: dict[str, list[models.Backup]] = defaultdict(list)
+    for row in rows:
+        by_cluster[row.cluster_id].append(row)
+    removed = 0
+    for cluster_id, kept in by_cluster.items():
+        policy = schedules.get(cluster_id) or {}
+        keep_last = policy.get("keep_last", kept[0].keep_last)
+        keep_days = policy.get("keep_days", kept[0].keep_days)
+        doomed = [b for i, b in enumerate(kept)
+                  if (keep_last is not None and i >= keep_last)
+                  or (keep_days is not None and i > 0
+                      and b.created_at < now - dt.timedelta(days=keep_days))]
+        for backup in doomed:
+            delete_backup(backup.id)
+            removed += 1
+        survivors = [b for b in kept if b not in doomed]
+        if survivors:
+            prune_logs(cluster_id, survivors[-1].created_at)
+    return removed
+
+
+def delete_backup(backup_id: str) -> None:
+    svc = services()
+    with svc.store.session() as s:
+        backup = s.get(models.Backup, backup_id)
+        if backup is None:
+            return
+        svc.backup_store.delete(backup.object_key)
+        s.delete(backup)
+
+
+def prune_logs(cluster_id: str, before: dt.datetime) -> None:
+    """Archived logs older than the oldest kept backup can no longer be replayed."""
+    svc = services()
+    with svc.store.session() as s:
+        old = list(s.scalars(select(models.ArchivedLog).where(
+            models.ArchivedLog.cluster_id == cluster_id,
+            models.ArchivedLog.archived_at < before)))
+        for row in old:
+            svc.backup_store.delete(row.object_key)
+            s.delete(row)
+
+
+def schedule_once() -> None:
+    now = models.utcnow()
+    due_backups(now)
+    apply_retention(now)
+
+
+def scheduler(interval: float) -> Loop:
+    return Loop("scheduler", interval, schedule_once)
