@@ -15,6 +15,7 @@ from hoard.api import metrics, problems
 from hoard.api.auth import bootstrap_admin
 from hoard.api.routes import (
     accounts,
+    backups,
     catalog,
     cluster_changes,
     clusters,
@@ -60,8 +61,8 @@ def create_app(settings: Settings, run_workers: bool = True) -> FastAPI:
     )
     problems.install(app)
     metrics.install(app)
-    for module in (clusters, cluster_changes, accounts, configurations, operations, catalog,
-                   projects):
+    for module in (clusters, cluster_changes, accounts, backups, configurations, operations,
+                   catalog, projects):
         app.include_router(module.router)
 
     @app.get("/v2", tags=["meta"])

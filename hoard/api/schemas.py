@@ -29,6 +29,7 @@ class ClusterCreate(Strict):
     size: str = Field(description="A size from GET /v2/sizes")
     nodes: int = Field(1, ge=1, le=1, description="Nodes; 1 is a standalone instance")
     storage_gb: int = Field(10, ge=MIN_STORAGE_GB, le=MAX_STORAGE_GB)
+    restore: RestoreSpec | None = Field(None, description="Make the cluster from a backup")
 
     _name = field_validator("name")(_check_name)
 
@@ -222,3 +223,54 @@ class EventView(BaseModel):
 class EventPage(BaseModel):
     events: list[EventView]
     next: str | None
+
+
+class RestoreSpec(Strict):
+    """Restore from a backup, or from a cluster's backups and logs at a time."""
+
+    backup_id: str | None = None
+    cluster_id: str | None = None
+    time: dt.datetime | None = Field(None, description="ISO-8601 with a time zone; with "
+                                     "cluster_id: restore to this second")
+
+
+class BackupView(BaseModel):
+    id: str
+    cluster_id: str
+    cluster_name: str
+    engine: str
+    version: str
+    kind: str
+    reason: str
+    status: str
+    error: str
+    size_bytes: int
+    sha256: str
+    created_at: dt.datetime
+    finished_at: dt.datetime | None
+
+
+class BackupAccepted(BaseModel):
+    backup: BackupView
+    operation: OperationView
+
+
+class BackupSchedule(Strict):
+    cron: str = Field(max_length=100, description="When to back up, e.g. '0 3 * * *' (UTC)")
+    keep_last: int = Field(7, ge=1, le=1000, description="Backups to keep, newest first")
+    keep_days: int | None = Field(None, ge=1, le=3650, description="Drop backups older than")
+
+
+class Window(BaseModel):
+    earliest: dt.datetime
+    latest: dt.datetime
+
+
+class BackupPage(BaseModel):
+    backups: list[BackupView]
+    next: str | None
+    restorable: Window | None = Field(
+        None, description="With cluster_id: the times that cluster can be restored to")
+
+
+ClusterCreate.model_rebuild()

@@ -9,11 +9,13 @@ from typing import Annotated
 
 import typer
 
-from hoard.cli import clusters, projects
+from hoard.cli import backups, clusters, projects
 
 app = typer.Typer(help="Hoard: databases as a service.", no_args_is_help=True)
 app.add_typer(clusters.app, name="cluster", help="Create, list, show and delete clusters.")
 app.add_typer(projects.app, name="project", help="Projects and their tokens (admin).")
+app.add_typer(backups.app, name="backup", help="Take, list, show and delete backups.")
+clusters.app.command("restore")(backups.restore)
 app.command("connect")(clusters.connect)
 
 

@@ -47,14 +47,13 @@ from hoard.engines.base import (
     SqlAccounts,
     UserInfo,
 )
+from hoard.engines.mariadb_backup import BINLOG_DIR, DATA, TMP, MariaDBBackups, binlog_settings
 
 MARIADBD = "/usr/sbin/mariadbd"
 INSTALL_DB = "/usr/bin/mariadb-install-db"
-DATA = PurePosixPath("data")
 DATA_INIT = PurePosixPath("data.init")
 DONE = DATA / "mysql_upgrade_info"  # written by mariadb-install-db when it succeeded
 CONF = PurePosixPath("conf/my.cnf")
-TMP = PurePosixPath("tmp")
 TLS_CERT = PurePosixPath("tls/server.crt")
 TLS_KEY = PurePosixPath("tls/server.key")
 BOOTSTRAP_SQL = PurePosixPath("bootstrap/accounts.sql")
@@ -186,7 +185,7 @@ def _installed_version() -> str | None:
     return f"{found[1]}.{found[2]}" if found else None
 
 
-class MariaDB(Engine, SqlAccounts):
+class MariaDB(Engine, SqlAccounts, MariaDBBackups):
     name = "mariadb"
     display_name = "MariaDB"
     client_binary = "mariadb"
@@ -256,6 +255,7 @@ class MariaDB(Engine, SqlAccounts):
 
     def configure(self, ctx: NodeContext, runner: NodeRunner) -> None:
         runner.write_file(TMP / ".keep", b"")  # makes the directory
+        runner.write_file(BINLOG_DIR / ".keep", b"")
         fixed = {
             "datadir": runner.abspath(DATA),
             "pid-file": runner.abspath(DATA / "mariadbd.pid"),
@@ -274,6 +274,7 @@ class MariaDB(Engine, SqlAccounts):
             "collation-server": "utf8mb4_unicode_ci",
             "slow_query_log_file": runner.abspath(DATA / "slow.log"),
             "default_time_zone": "+00:00",
+            **binlog_settings(ctx.node_id, runner),  # archived by Hoard (Backups)
         }  # no log_error: errors go to stderr, which the provider keeps
         values = {**fixed, **self.settings(ctx)}
         conf = "# Managed by Hoard: changes here are overwritten.\n[mariadbd]\n" + "".join(

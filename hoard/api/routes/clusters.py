@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from hoard.api import changes
 from hoard.api.auth import Principal, authenticate
 from hoard.api.changes import get_cluster
+from hoard.api.routes.backups import plan_restore
 from hoard.api.schemas import (
     Accepted,
     ClusterCreate,
@@ -31,6 +32,7 @@ from hoard.security.secrets import generate_password
 from hoard.store import operations
 from hoard.store.models import Cluster, Node, Project
 from hoard.workflows import cluster_create, cluster_delete, runtime
+from hoard.workflows.scheduler import delete_backup, new_backup
 from hoard.workflows.services import Services
 
 router = APIRouter(prefix="/v2/clusters", tags=["clusters"])
@@ -71,6 +73,12 @@ def create_cluster(body: ClusterCreate, principal: Auth, request: Request) -> Ac
     version = _resolve_version(svc, body)
     if body.size not in SIZES:
         raise InvalidInput(f"unknown size {body.size!r}; available: {', '.join(SIZES)}")
+    restore = plan_restore(svc, principal, body) if body.restore else None
+    # A restored cluster keeps the accounts (and passwords) its backup holds.
+    admin_user = restore["admin_user"] if restore else ADMIN_USER
+    admin_password = restore["admin_password"] if restore else svc.box.seal(generate_password())
+    service_password = (restore["service_password"] if restore
+                        else svc.box.seal(generate_password()))
     try:
         with _create_lock, svc.store.session() as s:
             project = s.get(Project, principal.project_id, with_for_update=True)
@@ -83,11 +91,10 @@ def create_cluster(body: ClusterCreate, principal: Auth, request: Request) -> Ac
                                  storage_gb=body.nodes * body.storage_gb)
             cluster = Cluster(
                 id=new_id(), project_id=project.id, name=body.name, engine=body.engine,
-                version=version, size=body.size, node_count=body.nodes,
-                storage_gb=body.storage_gb, status=ClusterStatus.BUILDING, status_reason="",
-                admin_user=ADMIN_USER,
-                admin_password=svc.box.seal(generate_password()),
-                service_password=svc.box.seal(generate_password()),
+                version=restore["version"] if restore else version, size=body.size,
+                node_count=body.nodes, storage_gb=body.storage_gb,
+                status=ClusterStatus.BUILDING, status_reason="", admin_user=admin_user,
+                admin_password=admin_password, service_password=service_password,
             )
             cluster.nodes = [
                 Node(id=new_id(), ordinal=i, role="primary" if i == 0 else "replica",
@@ -96,9 +103,11 @@ def create_cluster(body: ClusterCreate, principal: Auth, request: Request) -> Ac
                 for i in range(body.nodes)
             ]
             s.add(cluster)
-            op = operations.new_operation(
-                s, project.id, cluster.id, "create", cluster_create.STEPS
-            )
+            steps = cluster_create.RESTORE_STEPS if restore else cluster_create.STEPS
+            params = {"restore": {"backup_id": restore["backup_id"], "time": restore["time"]}
+                      } if restore else {}
+            op = operations.new_operation(s, project.id, cluster.id, "create", steps,
+                                          params=params)
             s.flush()
             accepted = Accepted(cluster=cluster_view(cluster), operation=operation_view(op))
     except IntegrityError:
@@ -156,13 +165,32 @@ def show_cluster(cluster_id: str, principal: Auth, request: Request) -> ClusterV
 
 
 @router.delete("/{cluster_id}", status_code=202, response_model=Accepted)
-def delete_cluster(cluster_id: str, principal: Auth, request: Request) -> Accepted:
-    """Stop and remove every node, then the cluster."""
+def delete_cluster(
+    cluster_id: str, principal: Auth, request: Request,
+    final_backup: Annotated[bool, Query(description="Back up first; if that fails, "
+                                                     "nothing is deleted")] = False,
+) -> Accepted:
+    """Stop and remove every node, then the cluster. Its backups stay until their
+    retention removes them."""
     svc = _services(request)
     # BUILDING is left out: a create ends (ACTIVE or FAILED) before a delete starts.
     allowed = set(ClusterStatus) - {ClusterStatus.BUILDING}
-    return changes.begin(svc, principal, cluster_id, "delete", cluster_delete.STEPS,
-                         allowed, ClusterStatus.DELETING)
+    if not final_backup:
+        return changes.begin(svc, principal, cluster_id, "delete", cluster_delete.STEPS,
+                             allowed, ClusterStatus.DELETING)
+    with svc.store.session() as s:
+        cluster = get_cluster(s, principal, cluster_id)
+        if cluster.status not in (ClusterStatus.ACTIVE, ClusterStatus.DEGRADED):
+            raise Conflict(f"a final backup needs the cluster running; it is {cluster.status}")
+        backup = new_backup(cluster, "final")
+        s.add(backup)
+    try:
+        return changes.begin(svc, principal, cluster_id, "delete",
+                             cluster_delete.FINAL_BACKUP_STEPS, allowed, ClusterStatus.DELETING,
+                             params={"final_backup_id": backup.id}, detail="with final backup")
+    except Exception:
+        delete_backup(backup.id)
+        raise
 
 
 @router.get("/{cluster_id}/credentials", response_model=CredentialsView)

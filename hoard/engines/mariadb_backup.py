@@ -1,0 +1,241 @@
+"""MariaDB backups: full backups with ``mariadb-backup``, binlog archiving and
+point-in-time restore. Mixed into :class:`hoard.engines.mariadb.MariaDB`.
+
+- Every node writes a row-based binary log to ``binlog/`` (see ``binlog_settings``).
+  Hoard ships closed files and removes them; the server never expires any itself,
+  so a file is never lost before it is shipped.
+- ``backup`` streams ``mariadb-backup --backup --stream=xbstream``; its position in
+  the binlog goes into the meta (``binlog_file``, ``binlog_pos``, ``binlog_gtid``).
+- ``restore`` extracts and prepares the stream in a scratch directory, stages the
+  logs beside it with a plan, and publishes the data directory with one rename.
+  ``finish_restore`` replays the staged binlogs from the backup's position through
+  ``mariadb-binlog | mariadb``, up to the target.
+
+Target times: ISO-8601, ``Z`` or any offset (``datetime.isoformat()`` of an aware
+UTC datetime is what Hoard passes); a time without an offset is taken as UTC. The
+binlog stamps each event with the whole second its statement started, so the
+target is truncated to the second: the restore holds every transaction stamped
+before that second and none stamped at or after it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
+
+from hoard.domain.nodes import NodeRunner
+from hoard.engines.base import Backups, NodeContext
+
+if TYPE_CHECKING:
+    import pymysql
+
+MARIADB_BACKUP = "/usr/bin/mariadb-backup"
+MBSTREAM = "/usr/bin/mbstream"
+MARIADB_BINLOG = "/usr/bin/mariadb-binlog"
+MARIADB_CLIENT = "/usr/bin/mariadb"
+FORMAT = "mariadb-backup-xbstream"
+
+DATA = PurePosixPath("data")
+TMP = PurePosixPath("tmp")
+BINLOG_DIR = PurePosixPath("binlog")
+BINLOG = BINLOG_DIR / "binlog"  # the server's log_bin basename
+TLS_CA = PurePosixPath("tls/ca.crt")  # Hoard's CA, for the tools' own connections
+BACKUP_WORK = PurePosixPath("backup.work")  # the tool's scratch and credentials
+RESTORE_WORK = PurePosixPath("restore.work")  # the backup, extracted and prepared
+STAGED = PurePosixPath("restore_binlog")  # logs to replay, and the plan
+PLAN = STAGED / "plan.json"
+REPLAYING = STAGED / "replaying.json"  # the plan, while its replay runs
+LOG_NAME = re.compile(r"binlog\.(\d{6,})")
+# Written by mariadb-backup after every data file, so a stream cut short misses them.
+BACKUP_FILES = ("xtrabackup_checkpoints", "xtrabackup_info", "xtrabackup_binlog_info",
+                "backup-my.cnf")
+
+
+def binlog_settings(node_id: str, runner: NodeRunner) -> dict[str, str]:
+    """What the server's configuration needs for archiving."""
+    digest = hashlib.sha256(node_id.encode()).digest()
+    return {
+        "log_bin": runner.abspath(BINLOG),
+        "log_bin_index": runner.abspath(BINLOG_DIR / "binlog.index"),
+        "binlog_format": "ROW",
+        "server_id": str(int.from_bytes(digest[:4], "big") % 4294967294 + 1),
+        "sync_binlog": "1",
+        "expire_logs_days": "0",  # Hoard removes each file once it is shipped
+        "max_binlog_size": "64M",
+    }
+
+
+def _utc(value: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"not an ISO-8601 time: {value!r}") from None
+    return (when.replace(tzinfo=UTC) if when.tzinfo is None else when).astimezone(UTC)
+
+
+def _option(value: str) -> str:
+    """A value for an option file, quoted."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _log_number(name: str) -> int:
+    found = LOG_NAME.fullmatch(name)
+    if not found:
+        raise ValueError(f"not a binlog file name: {name!r}")
+    return int(found[1])
+
+
+def _binlog_info(text: str) -> tuple[str, int, str]:
+    """``xtrabackup_binlog_info``: file, position and GTID, tab-separated."""
+    fields = text.split()
+    if len(fields) < 2 or not LOG_NAME.fullmatch(fields[0]) or not fields[1].isdigit():
+        raise ValueError(f"unexpected binlog position in the backup: {text.strip()!r}")
+    return fields[0], int(fields[1]), fields[2] if len(fields) > 2 else ""
+
+
+class MariaDBBackups(Backups):
+    log_kind = "binlog"
+
+    if TYPE_CHECKING:
+        def _connect(self, ctx: NodeContext, ca_file: str, timeout: float = 10,
+                     io_timeout: float | None = None) -> pymysql.Connection: ...
+
+    @staticmethod
+    def _install_ca(runner: NodeRunner, ca_file: str) -> str:
+        """Hoard's CA in the node's volume, where tools running beside it can read it."""
+        with open(ca_file, "rb") as fh:
+            runner.write_file(TLS_CA, fh.read(), 0o644)
+        return runner.abspath(TLS_CA)
+
+    def _read(self, runner: NodeRunner, path: PurePosixPath) -> str:
+        return b"".join(runner.read_stream(path)).decode()
+
+    def backup(self, ctx: NodeContext, ca_file: str, runner: NodeRunner,
+               meta: dict[str, str]) -> Iterator[bytes]:
+        """The stream holds the data files, the redo log written while they were
+        copied and the binlog position they are consistent with. The tool takes
+        no password from its environment, so it reads the account from an option
+        file (0600, in the node's volume) removed when the stream ends."""
+        runner.remove_tree(BACKUP_WORK)
+        options = BACKUP_WORK / "client.cnf"
+        runner.write_file(options, (
+            "[mariadb-backup]\n"
+            f"user = {_option(ctx.service.user)}\n"
+            f"password = {_option(ctx.service.password)}\n"
+        ).encode())
+        info = BACKUP_WORK / "info"
+        runner.write_file(info / ".keep", b"")
+        argv = [
+            MARIADB_BACKUP, f"--defaults-file={runner.abspath(options)}", "--backup",
+            "--stream=xbstream", f"--datadir={runner.abspath(DATA)}",
+            f"--target-dir={runner.abspath(BACKUP_WORK)}",
+            f"--extra-lsndir={runner.abspath(info)}", f"--tmpdir={runner.abspath(TMP)}",
+            f"--host={ctx.host}", f"--port={ctx.port}",
+            f"--ssl-ca={self._install_ca(runner, ca_file)}", "--ssl-verify-server-cert",
+        ]
+        try:
+            yield from runner.stream(argv)
+            found = re.search(r"filename '([^']+)', position '(\d+)'(?:, GTID of the last "
+                              r"change '([^']*)')?", self._read(runner, info / "xtrabackup_info"))
+        finally:
+            runner.remove_tree(BACKUP_WORK)
+        meta.update({"format": FORMAT, "version": ctx.version,
+                     "end_time": datetime.now(UTC).isoformat()})
+        if found:
+            meta.update({"binlog_file": found[1], "binlog_pos": found[2],
+                         "binlog_gtid": found[3] or ""})
+
+    def rotate_log(self, ctx: NodeContext, ca_file: str) -> None:
+        with self._connect(ctx, ca_file) as conn, conn.cursor() as cur:
+            cur.execute("FLUSH BINARY LOGS")
+
+    def closed_logs(self, runner: NodeRunner) -> list[PurePosixPath]:
+        """Every binlog file but the newest, which the server is writing."""
+        names = sorted((n for n in runner.list_dir(BINLOG_DIR) if LOG_NAME.fullmatch(n)),
+                       key=_log_number)
+        return [BINLOG_DIR / name for name in names[:-1]]
+
+    def restore(self, ctx: NodeContext, runner: NodeRunner, backup: Iterable[bytes],
+                meta: Mapping[str, str], logs: list[tuple[str, Iterable[bytes]]],
+                target: str | None) -> None:
+        """Extracts and prepares the backup in a scratch directory, stages the logs
+        from the backup's binlog file on (earlier ones are skipped; a gap is an
+        error) and publishes ``data`` by renaming the scratch directory: either a
+        complete restore exists, or none and the next attempt starts over."""
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"not a MariaDB backup: format {meta.get('format')!r}")
+        if meta.get("version") != ctx.version:
+            raise ValueError(f"the backup is of MariaDB {meta.get('version')}, "
+                             f"this node runs {ctx.version}")
+        if target is not None and _utc(target) < _utc(meta["end_time"]):
+            raise ValueError(f"target {target} is before the backup ended "
+                             f"({meta['end_time']}): restore from an earlier backup")
+        names = [name for name, _ in logs]
+        numbers = [_log_number(name) for name in names]
+        if runner.exists(DATA):
+            return  # published by the rename below: a complete restore
+        runner.remove_tree(RESTORE_WORK)
+        runner.remove_tree(STAGED)
+        try:
+            work = runner.abspath(RESTORE_WORK)
+            runner.write_file(RESTORE_WORK / ".keep", b"")
+            runner.feed([MBSTREAM, "-x", "-C", work], backup)
+            missing = [f for f in BACKUP_FILES if not runner.exists(RESTORE_WORK / f)]
+            if missing:
+                raise ValueError("the backup is incomplete (no " + ", ".join(missing) + ")")
+            runner.run([MARIADB_BACKUP, "--prepare", f"--target-dir={work}",
+                        f"--tmpdir={work}"], timeout=3600)
+            file, position, gtid = _binlog_info(
+                self._read(runner, RESTORE_WORK / "xtrabackup_binlog_info"))
+            first = _log_number(file)
+            replay: list[str] = []
+            for (name, chunks), number in zip(logs, numbers, strict=True):
+                if number < first:
+                    continue  # before the backup
+                expected = first + len(replay)
+                if number != expected:
+                    raise ValueError(f"binlog file {name} given, binlog.{expected:06d} expected "
+                                     "(the logs must follow on from the backup, without gaps)")
+                runner.feed(["sh", "-c", 'cat > "$0"', runner.abspath(STAGED / name)], chunks)
+                replay.append(name)
+            plan = {"file": file, "position": position, "gtid": gtid, "replay": replay,
+                    "target": target}
+            runner.write_file(PLAN, json.dumps(plan).encode())
+            runner.remove_tree(RESTORE_WORK / ".keep")
+            runner.rename(RESTORE_WORK, DATA)
+        except BaseException:
+            runner.remove_tree(RESTORE_WORK)
+            runner.remove_tree(STAGED)
+            raise
+
+    def finish_restore(self, ctx: NodeContext, ca_file: str, runner: NodeRunner,
+                       target: str | None) -> None:
+        """Replays the staged binlogs, the first from the backup's position, up to
+        ``target``. An interrupted replay cannot be resumed (part of it is
+        applied): it raises, and the node must be restored again."""
+        if runner.exists(REPLAYING):
+            raise RuntimeError("an earlier binlog replay on this node was interrupted; "
+                               "restore a new node")
+        if not runner.exists(PLAN):
+            return  # nothing staged, or already replayed
+        plan = json.loads(self._read(runner, PLAN))
+        if plan["replay"]:
+            runner.rename(PLAN, REPLAYING)
+            argv = [MARIADB_BINLOG, "--no-defaults", f"--start-position={plan['position']}"]
+            if target is not None:
+                stop = _utc(target).strftime("%Y-%m-%d %H:%M:%S")
+                argv.append(f"--stop-datetime={stop}")
+            argv += [runner.abspath(STAGED / name) for name in plan["replay"]]
+            client = [MARIADB_CLIENT, "--no-defaults", "--binary-mode", "--batch",
+                      f"--host={ctx.host}", f"--port={ctx.port}", f"--user={ctx.service.user}",
+                      f"--ssl-ca={self._install_ca(runner, ca_file)}",
+                      "--ssl-verify-server-cert"]
+            # TZ: mariadb-binlog reads --stop-datetime in its own time zone.
+            runner.feed(client, runner.stream(argv, env={"TZ": "UTC"}),
+                        env={"MYSQL_PWD": ctx.service.password})
+        runner.remove_tree(STAGED)
