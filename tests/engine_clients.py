@@ -119,3 +119,27 @@ PROBES: dict[str, Probe] = {
                    restart=("databases", 32, "32"),
                    memory_setting="maxmemory"),
 }
+
+
+def keys(engine: str, uri: str) -> set[str]:
+    """Every key written by ``write_read`` (rows of the probe table, or Redis keys)."""
+    if engine == "postgresql":
+        with psycopg.connect(uri, connect_timeout=10) as conn:
+            return {str(r[0]) for r in conn.execute("SELECT k FROM probe").fetchall()}
+    if engine == "mariadb":
+        import pymysql
+
+        parsed, query = _parts(uri)
+        conn = pymysql.connect(
+            host=parsed.hostname, port=parsed.port, user=unquote(parsed.username),
+            password=unquote(parsed.password), database=parsed.path.lstrip("/"),
+            ssl_ca=query["ssl_ca"][0], ssl_verify_identity=True, connect_timeout=10)
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT k FROM probe")
+            return {str(r[0]) for r in cur.fetchall()}
+    if engine == "redis":
+        import redis
+
+        with redis.Redis.from_url(uri, socket_timeout=10) as client:
+            return {k.decode() for k in client.keys("*")}
+    raise AssertionError(f"no client for {engine}")

@@ -230,8 +230,9 @@ class RestoreSpec(Strict):
 
     backup_id: str | None = None
     cluster_id: str | None = None
-    time: dt.datetime | None = Field(None, description="ISO-8601 with a time zone; with "
-                                     "cluster_id: restore to this second")
+    # Not strict: JSON carries times as ISO-8601 strings.
+    time: dt.datetime | None = Field(None, strict=False, description="ISO-8601 with a time "
+                                     "zone; with cluster_id: restore to this second")
 
 
 class BackupView(BaseModel):

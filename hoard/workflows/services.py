@@ -11,6 +11,8 @@ import base64
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from sqlalchemy import select, update
+
 from hoard.backups.crypto import new_data_key
 from hoard.backups.pipeline import store_from_url
 from hoard.backups.store import BackupStore
@@ -63,13 +65,21 @@ class Services:
         )
 
     def data_key(self, project_id: str) -> bytes:
-        """The project's backup data key, made (and stored sealed) on first use."""
+        """The project's backup data key, made (and stored sealed) on first use.
+
+        Two first uses may race (the archiver and a backup): the conditional
+        UPDATE lets exactly one key in, and both then read the one stored."""
         with self.store.session() as s:
-            project = s.get(models.Project, project_id, with_for_update=True)
-            assert project is not None
-            if project.backup_key is None:
-                project.backup_key = self.box.seal(base64.b64encode(new_data_key()).decode())
-            return base64.b64decode(self.box.open(project.backup_key))
+            s.execute(
+                update(models.Project)
+                .where(models.Project.id == project_id, models.Project.backup_key.is_(None))
+                .values(backup_key=self.box.seal(base64.b64encode(new_data_key()).decode()))
+            )
+        with self.store.session() as s:
+            sealed = s.scalar(select(models.Project.backup_key)
+                              .where(models.Project.id == project_id))
+        assert sealed is not None
+        return base64.b64decode(self.box.open(sealed))
 
     def primary(self, cluster: models.Cluster) -> tuple[Engine, NodeContext]:
         """The engine and the context of the node that takes writes."""
