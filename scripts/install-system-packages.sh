@@ -6,6 +6,7 @@ set -euo pipefail
 PACKAGES=(
   postgresql-15 postgresql-client-15   # the PostgreSQL engine, psql, pgbench
   mariadb-server mariadb-client        # the MariaDB engine and its client
+  mariadb-backup                       # MariaDB physical backups (mbstream too)
   redis-server redis-tools             # the Redis engine, redis-cli, redis-benchmark
   util-linux passwd                    # setpriv (drop privileges), useradd
   python3-venv                         # the virtualenv for Hoard itself

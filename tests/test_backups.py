@@ -224,3 +224,19 @@ def test_backup_store_files_are_private(server: HoardServer) -> None:
         mode = os.stat(path).st_mode & 0o777
         assert mode & 0o077 == 0, (path, oct(mode))
     assert Path(root).exists()
+
+
+def test_a_backup_that_takes_too_long_is_abandoned_and_says_so() -> None:
+    engine = BACKUP_ENGINES[0]
+    with hoard_server({"HOARD_BACKUP_TIMEOUT": "0.000001"}) as slow, slow.client() as c:
+        source = create_cluster(c, "slowpoke", engine=engine)
+        response = c.post(f"/v2/clusters/{source['id']}/backups")
+        op = wait_operation(c, response.json()["operation"]["id"])
+        assert op["status"] == "failed" and "HOARD_BACKUP_TIMEOUT" in op["error"]
+        failed = c.get(f"/v2/backups/{response.json()['backup']['id']}").json()
+        assert failed["status"] == "failed" and "abandoned" in failed["error"]
+        stored = list((slow.state_dir / "backups").rglob("*.enc")) if (
+            slow.state_dir / "backups").exists() else []
+        assert stored == []  # nothing half-written stays in the store
+        assert c.get(f"/v2/clusters/{source['id']}").json()["status"] == "ACTIVE"
+        delete_cluster(c, source["id"])

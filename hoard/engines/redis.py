@@ -13,6 +13,11 @@ switched off in the server, for every user. Tenant users get key patterns and
 command categories, never ``@admin`` or ``@dangerous``. As everywhere in Redis,
 key patterns limit the keys a user reads and writes, not the names SCAN and
 RANDOMKEY show.
+
+Backups are RDB snapshots with the tenant's ACL users beside them (see
+``redis_backup``); a restore lays the RDB down where the first start loads it:
+as the AOF's base file when ``appendonly`` is on (Redis 7 would otherwise
+ignore a lone ``dump.rdb`` and start empty), else as ``dump.rdb``.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import hashlib
 import re
 import signal
 import subprocess
+from collections.abc import Iterable, Iterator, Mapping
 from functools import cache
 from pathlib import PurePosixPath
 from typing import Any
@@ -32,8 +38,10 @@ from redis.retry import Retry
 
 from hoard.domain.errors import NotFound
 from hoard.domain.nodes import NodeRunner, ProcessSpec
+from hoard.engines import redis_backup as rb
 from hoard.engines.base import (
     AclAccounts,
+    Backups,
     ClientCommand,
     Credentials,
     Engine,
@@ -45,8 +53,15 @@ from hoard.engines.base import (
 )
 
 REDIS_SERVER = "/usr/bin/redis-server"
+REDIS_CLI = "/usr/bin/redis-cli"
 DATA = PurePosixPath("data")  # everything the server writes: AOF, RDB, ACL file
 ACL_FILE = DATA / "users.acl"
+RDB_FILE = DATA / "dump.rdb"
+AOF_DIR = DATA / "appendonlydir"
+AOF_NAME = "appendonly.aof"  # the AOF's files are named after it
+AOF_MANIFEST = AOF_DIR / f"{AOF_NAME}.manifest"
+AOF_BASE = AOF_DIR / f"{AOF_NAME}.1.base.rdb"
+RESTORING = PurePosixPath("restore")  # a restore's scratch space, until finish_restore
 CONF = PurePosixPath("conf/redis.conf")  # everything Hoard writes
 TLS_CERT = PurePosixPath("tls/server.crt")
 TLS_KEY = PurePosixPath("tls/server.key")
@@ -146,7 +161,7 @@ def _first_line(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-class Redis(Engine, AclAccounts):
+class Redis(Engine, AclAccounts, Backups):
     name = "redis"
     display_name = "Redis"
     client_binary = "redis-cli"
@@ -156,6 +171,10 @@ class Redis(Engine, AclAccounts):
         "pubsub", "bitmap", "hyperloglog", "geo", "blocking", "transaction", "connection",
         "fast", "slow", "scripting",
     })
+    log_kind = ""
+    snapshot_wait = 300.0  # longest wait for a running background save or rewrite, in s
+    snapshot_timeout = 3600.0  # longest a snapshot may take, fork to last byte
+    restore_wait = 600.0  # longest a restored node may take to load its data
 
     def versions(self) -> list[str]:
         return list(_installed_versions())
@@ -175,14 +194,22 @@ class Redis(Engine, AclAccounts):
     def bootstrap(self, ctx: NodeContext, runner: NodeRunner) -> None:
         if runner.exists(ACL_FILE):
             return
+        self._write_acl(ctx, runner, [])
+
+    def _write_acl(self, ctx: NodeContext, runner: NodeRunner, tenant: list[str]) -> None:
         # One atomic write (it also makes the data directory, 0700): either the
         # users are all there or the file is not.
         text = (
             f"user default {' '.join(DEFAULT_RULES)}\n"
             f"user {ctx.service.user} {' '.join(SERVICE_RULES)} {_hashed(ctx.service.password)}\n"
             f"user {ctx.admin.user} {' '.join(ADMIN_RULES)} {_hashed(ctx.admin.password)}\n"
+            + "".join(line + "\n" for line in rb.tenant_lines(tenant, self._hidden(ctx)))
         )
         runner.write_file(ACL_FILE, text.encode(), 0o600)
+
+    def _hidden(self, ctx: NodeContext) -> frozenset[str]:
+        """Users that are not the tenant's to list or manage."""
+        return self.reserved_users | {ctx.admin.user, ctx.service.user}
 
     def install_tls(self, runner: NodeRunner, cert_pem: bytes, key_pem: bytes) -> None:
         runner.write_file(TLS_CERT, cert_pem, 0o644)
@@ -202,6 +229,10 @@ class Redis(Engine, AclAccounts):
             "tls-protocols": "TLSv1.2 TLSv1.3",
             "tls-prefer-server-ciphers": "yes",
             "dir": runner.abspath(DATA),
+            "dbfilename": RDB_FILE.name,  # these three: where restore puts the data
+            "appenddirname": AOF_DIR.name,
+            "appendfilename": AOF_NAME,
+            "repl-diskless-sync-delay": "0",  # a backup's snapshot starts at once
             "aclfile": runner.abspath(ACL_FILE),
             "logfile": "",  # stdout, which the provider keeps
             "loglevel": "notice",
@@ -295,7 +326,7 @@ class Redis(Engine, AclAccounts):
         """Tenant users, their key patterns, and each tenant category they hold
         in full. Redis 7.0 keeps only the resulting command set, not the rules
         given, so a user made with read and write also shows string, hash..."""
-        hidden = self.reserved_users | {ctx.admin.user, ctx.service.user}
+        hidden = self._hidden(ctx)
         with self._connect(ctx, ca_file) as client:
             members = self._category_members(client)
             pipe = client.pipeline(transaction=False)
@@ -349,6 +380,93 @@ class Redis(Engine, AclAccounts):
                 raise NotFound(f"no user {name!r}")  # SETUSER would create one
             client.execute_command("ACL", "SETUSER", name, "resetpass", rule)
             client.execute_command("ACL", "SAVE")
+
+    # --- Backups ----------------------------------------------------------------
+
+    def backup(self, ctx: NodeContext, ca_file: str, runner: NodeRunner,
+               meta: dict[str, str]) -> Iterator[bytes]:
+        """The tenant's ACL users, then an RDB snapshot (see ``redis_backup``).
+        The snapshot waits at most ``snapshot_wait`` for a background save or
+        AOF rewrite to end (the server forks one child at a time), and takes at
+        most ``snapshot_timeout`` in all. meta: format, redis_version, keys and
+        expires (INFO keyspace just before the snapshot), end_time (when it was
+        taken, UTC)."""
+        with self._connect(ctx, ca_file) as client:
+            rb.wait_persistence(client, rb.idle, self.snapshot_wait,
+                                "no snapshot: a background save or AOF rewrite was still running")
+            users = rb.tenant_lines(client.execute_command("ACL", "LIST"), self._hidden(ctx))
+            version = str(client.info("server")["redis_version"])
+            keyspace: Any = client.info("keyspace")
+        dbs = [v for k, v in keyspace.items() if k.startswith("db") and isinstance(v, dict)]
+        meta.update(format=rb.FORMAT, redis_version=version,
+                    keys=str(sum(int(db["keys"]) for db in dbs)),
+                    expires=str(sum(int(db["expires"]) for db in dbs)))
+        argv = ["timeout", "--kill-after=5", f"{self.snapshot_timeout:g}", REDIS_CLI,
+                "--tls", "--cacert", ca_file, "-h", ctx.host, "-p", str(ctx.port),
+                "--user", ctx.service.user, "--rdb", "-"]  # SYNC: the server forks
+        yield rb.header(users)
+        snapshot = runner.stream(argv, env={"REDISCLI_AUTH": ctx.service.password})
+        yield from rb.rdb_only(rb.timed(snapshot, self.snapshot_timeout, meta))
+
+    def rotate_log(self, ctx: NodeContext, ca_file: str) -> None:
+        return None  # no log: the AOF is the server's own, rewritten rather than closed
+
+    def closed_logs(self, runner: NodeRunner) -> list[PurePosixPath]:
+        return []
+
+    def restore(self, ctx: NodeContext, runner: NodeRunner, backup: Iterable[bytes],
+                meta: Mapping[str, str], logs: list[tuple[str, Iterable[bytes]]],
+                target: str | None) -> None:
+        """Check the RDB whole (redis-check-rdb) before it goes where the first
+        start loads it; the ACL file, written last, marks a finished restore
+        (kept if run again, like a finished bootstrap): the admin's and Hoard's
+        users from ``ctx``, the tenant's users from the backup."""
+        if target is not None:
+            raise ValueError("Redis restores only whole backups: no point-in-time log")
+        if logs:
+            raise ValueError("Redis has no log to replay")
+        if meta.get("format") != rb.FORMAT:
+            raise ValueError(f"not a Redis backup Hoard can restore ({meta.get('format')!r})")
+        if runner.exists(ACL_FILE):
+            return
+        runner.remove_tree(DATA)  # a half-finished restore or bootstrap
+        runner.remove_tree(RESTORING)
+        lines, rdb = rb.split(backup)
+        users = rb.tenant_lines(lines, self._hidden(ctx))
+        staged = RESTORING / "backup.rdb"
+        runner.write_file(staged, b"")  # the directory, as the database user
+        runner.feed(["sh", "-c", 'exec cat > "$0"', runner.abspath(staged)], rb.rdb_only(rdb))
+        keys = rb.check_rdb(runner, staged)
+        runner.write_file(RESTORING / "keys", str(keys).encode())  # for finish_restore
+        if self.settings(ctx)["appendonly"] == "yes":
+            runner.write_file(AOF_MANIFEST, f"file {AOF_BASE.name} seq 1 type b\n".encode())
+            runner.rename(staged, AOF_BASE)
+        else:
+            runner.write_file(RDB_FILE, b"")  # the data directory
+            runner.rename(staged, RDB_FILE)
+        self._write_acl(ctx, runner, users)
+
+    def finish_restore(self, ctx: NodeContext, ca_file: str, runner: NodeRunner,
+                       target: str | None) -> None:
+        """Wait (at most ``restore_wait``) until the data is loaded and no AOF
+        rewrite is pending, and check the server loaded every key of the backup."""
+        if target is not None:
+            raise ValueError("Redis restores only whole backups: no point-in-time log")
+        with self._connect(ctx, ca_file) as client:
+            info = rb.wait_persistence(
+                client, lambda i: not (i["loading"] or i.get("async_loading")
+                                       or i["aof_rewrite_in_progress"]
+                                       or i["aof_rewrite_scheduled"]),
+                self.restore_wait, "the restored node was still loading its data")
+        expected_file = RESTORING / "keys"
+        if runner.exists(expected_file) and "rdb_last_load_keys_loaded" in info:
+            expected = int(b"".join(runner.read_stream(expected_file)))
+            loaded = int(info["rdb_last_load_keys_loaded"]) + int(
+                info["rdb_last_load_keys_expired"])  # dropped at load: expired since
+            if loaded != expected:
+                raise RuntimeError(f"the restored node loaded {loaded} keys at its start, "
+                                   f"the backup holds {expected}")
+        runner.remove_tree(RESTORING)
 
 
 def _allowed_commands(rules: str, members: dict[str, set[str]], everything: set[str]) -> set[str]:

@@ -166,7 +166,13 @@ class LocalRunner:
             self.user.chown(d)
 
     def remove_tree(self, path: PurePosixPath) -> None:
-        shutil.rmtree(self._path(path), ignore_errors=True)
+        """Remove a file or a directory tree; missing is fine."""
+        target = self._path(path)
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                target.unlink()
 
     def rename(self, src: PurePosixPath, dst: PurePosixPath) -> None:
         self._path(src).rename(self._path(dst))
