@@ -240,3 +240,27 @@ def test_a_backup_that_takes_too_long_is_abandoned_and_says_so() -> None:
         assert stored == []  # nothing half-written stays in the store
         assert c.get(f"/v2/clusters/{source['id']}").json()["status"] == "ACTIVE"
         delete_cluster(c, source["id"])
+
+
+def test_cli_backup_and_restore(server: HoardServer, client: httpx.Client) -> None:
+    from tests.conftest import ADMIN_TOKEN
+    from tests.test_cli import as_json, hoard_cli
+
+    engine = BACKUP_ENGINES[0]
+    source = create_cluster(client, "cli-src", engine=engine)
+    put(engine, uri(client, source["id"]), "cli-row")
+    made = as_json(hoard_cli(server, ADMIN_TOKEN, "backup", "create", "cli-src", "--wait",
+                             "-o", "json"))
+    assert made["status"] == "available"
+    listed = as_json(hoard_cli(server, ADMIN_TOKEN, "backup", "list", "--cluster-id",
+                               source["id"], "-o", "json"))
+    assert [b["id"] for b in listed] == [made["id"]]
+    copy = as_json(hoard_cli(server, ADMIN_TOKEN, "cluster", "restore", "cli-copy", "--backup",
+                             made["id"], "--engine", engine, "--size", "nano", "-o", "json"))
+    assert copy["status"] == "ACTIVE"
+    assert keys(engine, uri(client, copy["id"])) == {"cli-row"}
+    delete_cluster(client, copy["id"])
+    delete_cluster(client, source["id"])
+    gone = hoard_cli(server, ADMIN_TOKEN, "backup", "delete", made["id"])
+    assert gone.returncode == 0, gone.stderr
+    assert client.get(f"/v2/backups/{made['id']}").status_code == 404
