@@ -40,6 +40,13 @@ def new_backup(cluster: models.Cluster, reason: str) -> models.Backup:
     )
 
 
+def is_due(cron: str, since: dt.datetime, now: dt.datetime) -> bool:
+    """Whether the schedule fired between ``since`` (the last scheduled backup, or
+    when the schedule was set) and ``now``. A missed run fires once, not once
+    per missed slot."""
+    return bool(croniter(cron, since).get_next(dt.datetime) <= now)
+
+
 def due_backups(now: dt.datetime) -> int:
     """Start a backup for every cluster whose schedule has come round."""
     svc = services()
@@ -54,7 +61,7 @@ def due_backups(now: dt.datetime) -> int:
             last = s.scalar(select(func.max(models.Backup.created_at)).where(
                 models.Backup.cluster_id == cluster.id, models.Backup.reason == "scheduled"))
             since = last or cluster.updated_at
-            if croniter(schedule["cron"], since).get_next(dt.datetime) > now:
+            if not is_due(schedule["cron"], since, now):
                 continue
             if operations.running_for(s, cluster.id) is not None:
                 continue  # next pass
