@@ -259,7 +259,8 @@ class Backups(ABC):
                 target: str | None) -> None:
         """Lay down a new node's data from ``backup``, and stage ``logs`` (name,
         bytes; oldest first) to replay up to ``target`` (an ISO-8601 UTC time;
-        None: the end of the backup). Runs before the node's first start."""
+        None: the end of the given logs, or the backup alone without logs).
+        Runs before the node's first start."""
 
     @abstractmethod
     def finish_restore(self, ctx: NodeContext, ca_file: str, runner: NodeRunner,

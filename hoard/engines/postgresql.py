@@ -5,6 +5,9 @@ it run programs on the host (``COPY ... TO PROGRAM``, directly or by granting
 itself ``pg_execute_server_program``), and tenants never touch the machine.
 Hoard keeps its own superuser, ``hoard``, for management and health checks;
 tenant users and databases are made through Hoard's API.
+
+Backups, WAL archiving and point-in-time restore live in
+:mod:`hoard.engines.postgresql_backup` and are mixed in here.
 """
 
 from __future__ import annotations
@@ -28,9 +31,16 @@ from hoard.engines.base import (
     SqlAccounts,
     UserInfo,
 )
+from hoard.engines.postgresql_backup import (
+    DATA,
+    RECOVERY_CONF,
+    PostgreSQLBackups,
+    archive_settings,
+    conf_value,
+    ensure_archive_dir,
+)
 
 PG_ROOT = Path("/usr/lib/postgresql")
-DATA = PurePosixPath("data")
 DATA_INIT = PurePosixPath("data.init")
 TLS_CERT = PurePosixPath("tls/server.crt")
 TLS_KEY = PurePosixPath("tls/server.key")
@@ -39,6 +49,8 @@ APP_DATABASE = "app"
 
 HBA = """\
 # Managed by Hoard. Only TLS connections with SCRAM passwords are accepted.
+# Replication connections (pg_basebackup) only for Hoard's own account.
+hostssl replication "{service}" all scram-sha-256
 hostssl all all all scram-sha-256
 """
 
@@ -93,7 +105,7 @@ def _render(name: str, value: int | bool | str) -> str:
     return f"{value}{_PARAM_UNITS.get(name, '')}"
 
 
-class PostgreSQL(Engine, SqlAccounts):
+class PostgreSQL(Engine, SqlAccounts, PostgreSQLBackups):
     name = "postgresql"
     display_name = "PostgreSQL"
     client_binary = "psql"
@@ -119,6 +131,7 @@ class PostgreSQL(Engine, SqlAccounts):
         return str(PG_ROOT / version / "bin" / tool)
 
     def bootstrap(self, ctx: NodeContext, runner: NodeRunner) -> None:
+        ensure_archive_dir(runner)
         if runner.exists(DATA / "PG_VERSION"):
             return
         # initdb writes into a scratch directory that is renamed when complete,
@@ -162,12 +175,15 @@ class PostgreSQL(Engine, SqlAccounts):
             "lc_messages": "C.UTF-8",
             "default_text_search_config": "pg_catalog.english",
         }
-        values = {**fixed, **self.settings(ctx)}
+        values = {**fixed, **archive_settings(runner), **self.settings(ctx)}
+        ensure_archive_dir(runner)
         conf = "# Managed by Hoard: changes here are overwritten.\n" + "".join(
-            f"{k} = '{v}'\n" for k, v in values.items()
+            f"{k} = {conf_value(v)}\n" for k, v in values.items()
         )
+        # Last, so it wins: recovery settings while a restored node replays WAL.
+        conf += f"include_if_exists = {conf_value(runner.abspath(RECOVERY_CONF))}\n"
         runner.write_file(DATA / "postgresql.conf", conf.encode())
-        runner.write_file(DATA / "pg_hba.conf", HBA.encode())
+        runner.write_file(DATA / "pg_hba.conf", HBA.format(service=ctx.service.user).encode())
 
     def process(self, ctx: NodeContext, runner: NodeRunner) -> ProcessSpec:
         return ProcessSpec(
