@@ -47,7 +47,14 @@ from hoard.engines.base import (
     SqlAccounts,
     UserInfo,
 )
-from hoard.engines.mariadb_backup import BINLOG_DIR, DATA, TMP, MariaDBBackups, binlog_settings
+from hoard.engines.mariadb_backup import (
+    BINLOG_DIR,
+    DATA,
+    RESTORED,
+    TMP,
+    MariaDBBackups,
+    binlog_settings,
+)
 
 MARIADBD = "/usr/sbin/mariadbd"
 INSTALL_DB = "/usr/bin/mariadb-install-db"
@@ -218,7 +225,7 @@ class MariaDB(Engine, SqlAccounts, MariaDBBackups):
         rename, or nothing does and the next attempt starts over. An init file
         read at the first real start would instead run again at every start, or
         need a record of whether it already ran, and keep a secret on disk."""
-        if runner.exists(DONE):
+        if runner.exists(DONE) or runner.exists(RESTORED):
             runner.remove_tree(BOOTSTRAP_SQL.parent)
             return
         runner.remove_tree(DATA_INIT)

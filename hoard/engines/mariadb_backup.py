@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
@@ -50,10 +51,13 @@ RESTORE_WORK = PurePosixPath("restore.work")  # the backup, extracted and prepar
 STAGED = PurePosixPath("restore_binlog")  # logs to replay, and the plan
 PLAN = STAGED / "plan.json"
 REPLAYING = STAGED / "replaying.json"  # the plan, while its replay runs
+MAX_PACKET = 1 << 30  # the largest max_allowed_packet there is
+CHECKPOINT_WAIT = 30.0  # seconds
 LOG_NAME = re.compile(r"binlog\.(\d{6,})")
-# Written by mariadb-backup after every data file, so a stream cut short misses them.
-BACKUP_FILES = ("xtrabackup_checkpoints", "xtrabackup_info", "xtrabackup_binlog_info",
-                "backup-my.cnf")
+# Streamed by mariadb-backup after every data file, so a stream cut short misses them
+# (and xtrabackup_binlog_info, when the server had its binlog on).
+BACKUP_FILES = ("xtrabackup_checkpoints", "backup-my.cnf", "xtrabackup_info")
+RESTORED = DATA / "xtrabackup_info"  # data laid down by a restore
 
 
 def binlog_settings(node_id: str, runner: NodeRunner) -> dict[str, str]:
@@ -67,6 +71,9 @@ def binlog_settings(node_id: str, runner: NodeRunner) -> dict[str, str]:
         "sync_binlog": "1",
         "expire_logs_days": "0",  # Hoard removes each file once it is shipped
         "max_binlog_size": "64M",
+        # Events over 256 bytes are compressed (zlib): less of the node's disk, and
+        # smaller archives (Hoard encrypts them, after which nothing compresses).
+        "log_bin_compress": "ON",
     }
 
 
@@ -151,8 +158,36 @@ class MariaDBBackups(Backups):
                          "binlog_gtid": found[3] or ""})
 
     def rotate_log(self, ctx: NodeContext, ca_file: str) -> None:
+        """Starts a new binlog file, then waits until the server's binlog checkpoint
+        names it: until then crash recovery may still need the closed files, which
+        Hoard removes once shipped. The checkpoint follows the next durable redo log
+        write: flushing the engine logs makes that at once, except with
+        ``innodb_flush_log_at_trx_commit`` 0 or 2 (within a second then)."""
         with self._connect(ctx, ca_file) as conn, conn.cursor() as cur:
             cur.execute("FLUSH BINARY LOGS")
+            cur.execute("FLUSH ENGINE LOGS")
+            cur.execute("SHOW MASTER STATUS")
+            row = cur.fetchone()
+            if row is None:
+                return  # the binlog is off (until the server restarts with this config)
+            closed_before = _log_number(row[0])
+            file, position, deadline = str(row[0]), 4, time.monotonic() + CHECKPOINT_WAIT
+            while True:  # read the new file's events as they come, a page at a time
+                cur.execute("SHOW BINLOG EVENTS IN %s FROM %s LIMIT 1000", (file, position))
+                events = cur.fetchall()
+                if any(e[2] == "Binlog_checkpoint" and LOG_NAME.fullmatch(e[5])
+                       and _log_number(e[5]) >= closed_before for e in events):
+                    return
+                position = int(events[-1][4]) if events else position
+                rotated = [e[5].split(";")[0] for e in events if e[2] == "Rotate"]
+                if rotated:  # full already: the checkpoint comes in the next file
+                    file, position = rotated[-1], 4
+                elif len(events) < 1000:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"the server has not checkpointed {row[0]} after "
+                                           f"{CHECKPOINT_WAIT:g} s: the closed binlogs are "
+                                           "still needed for its crash recovery")
+                    time.sleep(0.02)
 
     def closed_logs(self, runner: NodeRunner) -> list[PurePosixPath]:
         """Every binlog file but the newest, which the server is writing."""
@@ -175,23 +210,30 @@ class MariaDBBackups(Backups):
         if target is not None and _utc(target) < _utc(meta["end_time"]):
             raise ValueError(f"target {target} is before the backup ended "
                              f"({meta['end_time']}): restore from an earlier backup")
-        names = [name for name, _ in logs]
-        numbers = [_log_number(name) for name in names]
-        if runner.exists(DATA):
+        numbers = [_log_number(name) for name, _ in logs]
+        if runner.exists(RESTORED):
             return  # published by the rename below: a complete restore
+        if runner.exists(DATA):
+            raise RuntimeError("this node already has data of its own")
         runner.remove_tree(RESTORE_WORK)
         runner.remove_tree(STAGED)
         try:
             work = runner.abspath(RESTORE_WORK)
-            runner.write_file(RESTORE_WORK / ".keep", b"")
+            runner.run(["mkdir", "-m", "700", "--", work, runner.abspath(STAGED)])
             runner.feed([MBSTREAM, "-x", "-C", work], backup)
             missing = [f for f in BACKUP_FILES if not runner.exists(RESTORE_WORK / f)]
             if missing:
                 raise ValueError("the backup is incomplete (no " + ", ".join(missing) + ")")
             runner.run([MARIADB_BACKUP, "--prepare", f"--target-dir={work}",
                         f"--tmpdir={work}"], timeout=3600)
-            file, position, gtid = _binlog_info(
-                self._read(runner, RESTORE_WORK / "xtrabackup_binlog_info"))
+            if runner.exists(RESTORE_WORK / "xtrabackup_binlog_info"):
+                file, position, gtid = _binlog_info(
+                    self._read(runner, RESTORE_WORK / "xtrabackup_binlog_info"))
+            elif logs:
+                raise ValueError("the backup has no binlog position (binary logging was off): "
+                                 "logs cannot be replayed after it")
+            else:
+                file, position, gtid = "binlog.000000", 4, ""
             first = _log_number(file)
             replay: list[str] = []
             for (name, chunks), number in zip(logs, numbers, strict=True):
@@ -206,7 +248,6 @@ class MariaDBBackups(Backups):
             plan = {"file": file, "position": position, "gtid": gtid, "replay": replay,
                     "target": target}
             runner.write_file(PLAN, json.dumps(plan).encode())
-            runner.remove_tree(RESTORE_WORK / ".keep")
             runner.rename(RESTORE_WORK, DATA)
         except BaseException:
             runner.remove_tree(RESTORE_WORK)
@@ -225,17 +266,27 @@ class MariaDBBackups(Backups):
             return  # nothing staged, or already replayed
         plan = json.loads(self._read(runner, PLAN))
         if plan["replay"]:
-            runner.rename(PLAN, REPLAYING)
             argv = [MARIADB_BINLOG, "--no-defaults", f"--start-position={plan['position']}"]
             if target is not None:
                 stop = _utc(target).strftime("%Y-%m-%d %H:%M:%S")
                 argv.append(f"--stop-datetime={stop}")
             argv += [runner.abspath(STAGED / name) for name in plan["replay"]]
             client = [MARIADB_CLIENT, "--no-defaults", "--binary-mode", "--batch",
-                      f"--host={ctx.host}", f"--port={ctx.port}", f"--user={ctx.service.user}",
+                      f"--max-allowed-packet={MAX_PACKET}", f"--host={ctx.host}",
+                      f"--port={ctx.port}", f"--user={ctx.service.user}",
                       f"--ssl-ca={self._install_ca(runner, ca_file)}",
                       "--ssl-verify-server-cert"]
-            # TZ: mariadb-binlog reads --stop-datetime in its own time zone.
-            runner.feed(client, runner.stream(argv, env={"TZ": "UTC"}),
-                        env={"MYSQL_PWD": ctx.service.password})
+            # A row event as large as the source allowed, once in base64, can exceed
+            # this node's limit (the same setting): lift it for the replay's session.
+            with self._connect(ctx, ca_file) as conn, conn.cursor() as cur:
+                cur.execute("SELECT @@global.max_allowed_packet")
+                packet = int(cur.fetchone()[0])
+                cur.execute(f"SET GLOBAL max_allowed_packet = {MAX_PACKET}")
+                runner.rename(PLAN, REPLAYING)  # from here on, a retry would apply twice
+                try:
+                    # TZ: mariadb-binlog reads --stop-datetime in its own time zone.
+                    runner.feed(client, runner.stream(argv, env={"TZ": "UTC"}),
+                                env={"MYSQL_PWD": ctx.service.password})
+                finally:
+                    cur.execute(f"SET GLOBAL max_allowed_packet = {packet}")
         runner.remove_tree(STAGED)
