@@ -52,8 +52,10 @@ class Settings(BaseSettings):
     archive_rotate_seconds: float = 60.0
     # How often backup schedules and retention are looked at.
     schedule_interval: float = 30.0
-    # Testing knob: the named workflow step fails, to exercise compensation.
+    # Testing knobs: the named workflow step fails (to exercise compensation), or
+    # pauses after its work and before it is recorded (to crash Hoard there).
     fail_step: str | None = None
+    pause_step: str | None = None
 
     @cached_property
     def store_url(self) -> str:

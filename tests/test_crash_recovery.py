@@ -31,12 +31,13 @@ def parent(pid: int) -> int:
 
 
 def kill_during(server: HoardServer, client: httpx.Client, op_id: str, step: str) -> None:
-    """Poll the operation and kill -9 Hoard as soon as ``step`` is running."""
+    """Poll the operation and kill -9 Hoard once ``step`` has done its work but
+    before it is recorded done (the step pauses there under HOARD_PAUSE_STEP)."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         op = client.get(f"/v2/operations/{op_id}").json()
-        states = {s["name"]: s["status"] for s in op["steps"]}
-        if states.get(step) == "running" or op["status"] != "running":
+        paused = {s["name"] for s in op["steps"] if "paused" in s.get("detail", "")}
+        if step in paused or op["status"] != "running":
             break
         time.sleep(0.005)
     assert op["status"] == "running", f"the create ended before {step!r} could be interrupted"
@@ -45,7 +46,9 @@ def kill_during(server: HoardServer, client: httpx.Client, op_id: str, step: str
 
 @pytest.mark.parametrize("step", ["bootstrap", "start", None])
 def test_kill9_mid_create_then_restart(step: str | None) -> None:
-    with hoard_server() as server, server.client() as client:
+    # The step pauses after its work, before it is recorded: the worst moment to die.
+    pause = {"HOARD_PAUSE_STEP": step} if step else {}
+    with hoard_server(pause) as server, server.client() as client:
         accepted = client.post("/v2/clusters", json={
             "name": "phoenix", "engine": "postgresql", "size": "nano"}).json()
         op_id, cluster_id = accepted["operation"]["id"], accepted["cluster"]["id"]
@@ -53,6 +56,7 @@ def test_kill9_mid_create_then_restart(step: str | None) -> None:
             server.kill9()  # right after the API accepted it
         else:
             kill_during(server, client, op_id, step)
+        server.env.pop("HOARD_PAUSE_STEP", None)
         server.start()
         op = wait_operation(client, op_id)
         assert op["status"] == "succeeded", op

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -29,6 +30,10 @@ def recorded(op_id: str, step: str) -> Iterator[None]:
         with store.session() as s:
             operations.mark_step(s, op_id, step, "failed", str(exc))
         raise
+    if svc.settings.pause_step == step:
+        with store.session() as s:
+            operations.mark_step(s, op_id, step, "running", "paused (HOARD_PAUSE_STEP)")
+        time.sleep(3)
     with store.session() as s:
         operations.mark_step(s, op_id, step, "done")
 
