@@ -127,16 +127,25 @@ def wait_ready(
 
 @DBOS.step()
 def start_nodes(op_id: str, cluster_id: str) -> None:
-    svc = services()
     with recorded(op_id, "start"):
         cluster = load_cluster(cluster_id)
         assert cluster is not None
-        engine = svc.engines[cluster.engine]
-        for node in cluster.nodes:
-            runner = svc.provider.runner(node.id)
-            svc.provider.start(node.id, engine.process(svc.node_context(cluster, node), runner))
-        for node in cluster.nodes:
-            wait_ready(cluster, node, READY_TIMEOUT)
+        start_all(cluster)
+
+
+def start_all(cluster: models.Cluster, configure: bool = False) -> None:
+    """Start every node that is not running (optionally rewriting its files first),
+    then wait until each answers."""
+    svc = services()
+    engine = svc.engines[cluster.engine]
+    for node in cluster.nodes:
+        ctx = svc.node_context(cluster, node)
+        runner = svc.provider.runner(node.id)
+        if configure:
+            engine.configure(ctx, runner)
+        svc.provider.start(node.id, engine.process(ctx, runner))
+    for node in cluster.nodes:
+        wait_ready(cluster, node, READY_TIMEOUT)
 
 
 @DBOS.step()

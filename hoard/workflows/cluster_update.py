@@ -16,15 +16,11 @@ from dbos import DBOS
 from hoard.domain.catalog import SIZES
 from hoard.domain.status import ClusterStatus, NodeStatus
 from hoard.store import events, models, operations
-from hoard.workflows.cluster_create import wait_ready
+from hoard.workflows.cluster_create import READY_TIMEOUT, start_all, wait_ready
 from hoard.workflows.services import services
 from hoard.workflows.steps import load_cluster, recorded, short_reason
 
 UPDATE_STEPS = ["apply settings", "restart", "record"]
-RESTART_STEPS = ["restart"]
-STOP_STEPS = ["stop"]
-START_STEPS = ["start"]
-READY_TIMEOUT = 120.0
 
 
 def _target(cluster: models.Cluster, changes: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -221,80 +217,51 @@ def pending_settings(cluster_id: str) -> list[str]:
 # --- restart, stop, start -------------------------------------------------------
 
 
+def _restart(cluster: models.Cluster) -> None:
+    size, params = _target(cluster, {})
+    _restart_nodes(cluster, size, params)
+    _set_status(cluster.id, ClusterStatus.ACTIVE, pending_restart=[])
+
+
+def _stop(cluster: models.Cluster) -> None:
+    for node in cluster.nodes:
+        services().provider.stop(node.id)
+    _set_status(cluster.id, ClusterStatus.STOPPED)
+
+
+def _start(cluster: models.Cluster) -> None:
+    # Files are written again first: settings changed while stopped apply now.
+    start_all(cluster, configure=True)
+    _set_status(cluster.id, ClusterStatus.ACTIVE, pending_restart=[])
+
+
+ACTIONS = {"restart": _restart, "stop": _stop, "start": _start}
+
+
 @DBOS.step()
-def restart_step(op_id: str, cluster_id: str) -> None:
-    with recorded(op_id, "restart"):
+def action_step(op_id: str, cluster_id: str, action: str) -> None:
+    with recorded(op_id, action):
         cluster = load_cluster(cluster_id)
         assert cluster is not None
-        size, params = _target(cluster, {})
-        _restart_nodes(cluster, size, params)
-        _set_status(cluster_id, ClusterStatus.ACTIVE, pending_restart=[])
+        ACTIONS[action](cluster)
     with services().store.session() as s:
         operations.finish(s, op_id)
 
 
 @DBOS.step()
-def stop_step(op_id: str, cluster_id: str) -> None:
-    svc = services()
-    with recorded(op_id, "stop"):
-        cluster = load_cluster(cluster_id)
-        assert cluster is not None
-        for node in cluster.nodes:
-            svc.provider.stop(node.id)
-        _set_status(cluster_id, ClusterStatus.STOPPED)
-    with svc.store.session() as s:
-        operations.finish(s, op_id)
-
-
-@DBOS.step()
-def start_step(op_id: str, cluster_id: str) -> None:
-    svc = services()
-    with recorded(op_id, "start"):
-        cluster = load_cluster(cluster_id)
-        assert cluster is not None
-        engine = svc.engines[cluster.engine]
-        for node in cluster.nodes:
-            ctx = svc.node_context(cluster, node)
-            runner = svc.provider.runner(node.id)
-            engine.configure(ctx, runner)
-            svc.provider.start(node.id, engine.process(ctx, runner))
-        for node in cluster.nodes:
-            wait_ready(cluster, node, READY_TIMEOUT)
-        _set_status(cluster_id, ClusterStatus.ACTIVE, pending_restart=[])
-    with svc.store.session() as s:
-        operations.finish(s, op_id)
-
-
-@DBOS.step()
-def action_failed(op_id: str, cluster_id: str, reason: str, status: str) -> None:
+def action_failed(op_id: str, cluster_id: str, reason: str) -> None:
     """A restart/stop/start that failed: say so; the observer takes over the status."""
     with services().store.session() as s:
         cluster = s.get(models.Cluster, cluster_id)
         if cluster is not None:
-            cluster.status = status
+            cluster.status = ClusterStatus.DEGRADED
             cluster.status_reason = reason
         operations.finish(s, op_id, error=reason)
 
 
 @DBOS.workflow()
-def restart_cluster(op_id: str, cluster_id: str) -> None:
+def cluster_action(op_id: str, cluster_id: str, action: str) -> None:
     try:
-        restart_step(op_id, cluster_id)
+        action_step(op_id, cluster_id, action)
     except Exception as exc:
-        action_failed(op_id, cluster_id, short_reason(exc), ClusterStatus.DEGRADED)
-
-
-@DBOS.workflow()
-def stop_cluster(op_id: str, cluster_id: str) -> None:
-    try:
-        stop_step(op_id, cluster_id)
-    except Exception as exc:
-        action_failed(op_id, cluster_id, short_reason(exc), ClusterStatus.DEGRADED)
-
-
-@DBOS.workflow()
-def start_cluster(op_id: str, cluster_id: str) -> None:
-    try:
-        start_step(op_id, cluster_id)
-    except Exception as exc:
-        action_failed(op_id, cluster_id, short_reason(exc), ClusterStatus.DEGRADED)
+        action_failed(op_id, cluster_id, short_reason(exc))

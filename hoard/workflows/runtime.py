@@ -65,12 +65,11 @@ def _workflow(
         return cluster_update.update_cluster, (op_id, cluster_id, params)
     if kind == "backup":
         return backups.backup_cluster, (op_id, cluster_id, params["backup_id"])
+    if kind in cluster_update.ACTIONS:
+        return cluster_update.cluster_action, (op_id, cluster_id, kind)
     simple: dict[str, Callable[..., None]] = {
         "create": cluster_create.create_cluster,
         "delete": cluster_delete.delete_cluster,
-        "restart": cluster_update.restart_cluster,
-        "stop": cluster_update.stop_cluster,
-        "start": cluster_update.start_cluster,
     }
     return simple[kind], (op_id, cluster_id)
 

@@ -84,13 +84,8 @@ def cluster_action(
     request: Request,
 ) -> Accepted:
     """Restart (applies pending settings), stop (data kept) or start a cluster."""
-    plans = {
-        "restart": (cluster_update.RESTART_STEPS, RUNNING),
-        "stop": (cluster_update.STOP_STEPS, RUNNING),
-        "start": (cluster_update.START_STEPS, (ClusterStatus.STOPPED,)),
-    }
-    steps, allowed = plans[action]
-    return changes.begin(_services(request), principal, cluster_id, action, steps, allowed,
+    allowed = (ClusterStatus.STOPPED,) if action == "start" else RUNNING
+    return changes.begin(_services(request), principal, cluster_id, action, [action], allowed,
                          ClusterStatus.UPDATING)
 
 
