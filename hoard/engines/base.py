@@ -20,6 +20,9 @@ from hoard.domain.catalog import Size
 from hoard.domain.nodes import NodeRunner, ProcessSpec
 
 ParamValue = int | bool | str
+# Where every engine keeps its node's TLS certificate and key (volume-relative).
+TLS_CERT = PurePosixPath("tls/server.crt")
+TLS_KEY = PurePosixPath("tls/server.key")
 
 
 @dataclass(frozen=True)
@@ -100,9 +103,10 @@ class Engine(ABC):
         """Create the node's data files. Idempotent: a finished bootstrap is kept,
         a half-finished one is thrown away and redone."""
 
-    @abstractmethod
     def install_tls(self, runner: NodeRunner, cert_pem: bytes, key_pem: bytes) -> None:
-        """Write the node's TLS certificate and key where its config expects them."""
+        """Write the node's TLS certificate and key where ``configure`` points to."""
+        runner.write_file(TLS_CERT, cert_pem, 0o644)
+        runner.write_file(TLS_KEY, key_pem, 0o600)
 
     @abstractmethod
     def configure(self, ctx: NodeContext, runner: NodeRunner) -> None:

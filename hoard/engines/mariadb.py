@@ -36,6 +36,8 @@ import pymysql
 from hoard.domain.catalog import Size
 from hoard.domain.nodes import NodeRunner, ProcessSpec
 from hoard.engines.base import (
+    TLS_CERT,
+    TLS_KEY,
     ClientCommand,
     Credentials,
     DatabaseInfo,
@@ -61,8 +63,6 @@ INSTALL_DB = "/usr/bin/mariadb-install-db"
 DATA_INIT = PurePosixPath("data.init")
 DONE = DATA / "mysql_upgrade_info"  # written by mariadb-install-db when it succeeded
 CONF = PurePosixPath("conf/my.cnf")
-TLS_CERT = PurePosixPath("tls/server.crt")
-TLS_KEY = PurePosixPath("tls/server.key")
 BOOTSTRAP_SQL = PurePosixPath("bootstrap/accounts.sql")
 APP_DATABASE = "app"
 SYSTEM_SCHEMAS = ("mysql", "sys", "performance_schema")
@@ -255,10 +255,6 @@ class MariaDB(Engine, SqlAccounts, MariaDBBackups):
         finally:
             runner.remove_tree(BOOTSTRAP_SQL.parent)
         runner.rename(DATA_INIT, DATA)
-
-    def install_tls(self, runner: NodeRunner, cert_pem: bytes, key_pem: bytes) -> None:
-        runner.write_file(TLS_CERT, cert_pem, 0o644)
-        runner.write_file(TLS_KEY, key_pem, 0o600)
 
     def configure(self, ctx: NodeContext, runner: NodeRunner) -> None:
         runner.write_file(TMP / ".keep", b"")  # makes the directory

@@ -21,6 +21,8 @@ from psycopg import sql
 from hoard.domain.catalog import Size
 from hoard.domain.nodes import NodeRunner, ProcessSpec
 from hoard.engines.base import (
+    TLS_CERT,
+    TLS_KEY,
     ClientCommand,
     Credentials,
     DatabaseInfo,
@@ -42,8 +44,6 @@ from hoard.engines.postgresql_backup import (
 
 PG_ROOT = Path("/usr/lib/postgresql")
 DATA_INIT = PurePosixPath("data.init")
-TLS_CERT = PurePosixPath("tls/server.crt")
-TLS_KEY = PurePosixPath("tls/server.key")
 PWFILE = PurePosixPath("bootstrap/pwfile")
 APP_DATABASE = "app"
 
@@ -152,10 +152,6 @@ class PostgreSQL(Engine, SqlAccounts, PostgreSQLBackups):
         finally:
             runner.remove_tree(PWFILE.parent)
         runner.rename(DATA_INIT, DATA)
-
-    def install_tls(self, runner: NodeRunner, cert_pem: bytes, key_pem: bytes) -> None:
-        runner.write_file(TLS_CERT, cert_pem, 0o644)
-        runner.write_file(TLS_KEY, key_pem, 0o600)
 
     def configure(self, ctx: NodeContext, runner: NodeRunner) -> None:
         fixed = {

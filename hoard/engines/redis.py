@@ -40,6 +40,8 @@ from hoard.domain.errors import NotFound
 from hoard.domain.nodes import NodeRunner, ProcessSpec
 from hoard.engines import redis_backup as rb
 from hoard.engines.base import (
+    TLS_CERT,
+    TLS_KEY,
     AclAccounts,
     Backups,
     ClientCommand,
@@ -63,8 +65,6 @@ AOF_MANIFEST = AOF_DIR / f"{AOF_NAME}.manifest"
 AOF_BASE = AOF_DIR / f"{AOF_NAME}.1.base.rdb"
 RESTORING = PurePosixPath("restore")  # a restore's scratch space, until finish_restore
 CONF = PurePosixPath("conf/redis.conf")  # everything Hoard writes
-TLS_CERT = PurePosixPath("tls/server.crt")
-TLS_KEY = PurePosixPath("tls/server.key")
 
 DEFAULT_RULES = ("off", "resetpass", "resetkeys", "resetchannels", "-@all")
 SERVICE_RULES = ("on", "~*", "&*", "+@all")
@@ -210,10 +210,6 @@ class Redis(Engine, AclAccounts, Backups):
     def _hidden(self, ctx: NodeContext) -> frozenset[str]:
         """Users that are not the tenant's to list or manage."""
         return self.reserved_users | {ctx.admin.user, ctx.service.user}
-
-    def install_tls(self, runner: NodeRunner, cert_pem: bytes, key_pem: bytes) -> None:
-        runner.write_file(TLS_CERT, cert_pem, 0o644)
-        runner.write_file(TLS_KEY, key_pem, 0o600)
 
     def configure(self, ctx: NodeContext, runner: NodeRunner) -> None:
         fixed = {
