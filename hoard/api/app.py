@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from hoard import __version__
 from hoard.api import metrics, problems
 from hoard.api.auth import bootstrap_admin
+from hoard.api.gate import Gate
 from hoard.api.routes import (
     accounts,
     backups,
@@ -60,7 +61,7 @@ def create_app(settings: Settings, run_workers: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
-    metrics.install(app)
+    app.add_middleware(Gate, metrics=metrics.install(app))
     for module in (clusters, cluster_changes, accounts, backups, configurations, operations,
                    catalog, projects):
         app.include_router(module.router)

@@ -1,13 +1,14 @@
-"""Prometheus metrics at /metrics (admin token): request rates and latencies, and
+"""Prometheus metrics at /metrics (admin token): request rates and latencies (counted
+by the gate), and
 cluster and operation counts read from the store at scrape time."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
@@ -49,26 +50,27 @@ class StoreCollector(Collector):
         yield running
 
 
-def install(app: FastAPI) -> None:
+@dataclass
+class ApiMetrics:
+    """The API's request counters (fed by the gate) and its registry."""
+
+    registry: CollectorRegistry
+    requests: Counter
+    latency: Histogram
+
+
+def install(app: FastAPI) -> ApiMetrics:
+    """Serve /metrics (admin token) and return the counters the gate feeds."""
     registry = CollectorRegistry()
-    requests = Counter("hoard_http_requests", "API requests", ["method", "route", "status"],
-                       registry=registry)
-    latency = Histogram("hoard_http_request_seconds", "API request latency",
-                        ["method", "route"], registry=registry)
+    found = ApiMetrics(
+        registry=registry,
+        requests=Counter("hoard_http_requests", "API requests", ["method", "route", "status"],
+                         registry=registry),
+        latency=Histogram("hoard_http_request_seconds", "API request latency",
+                          ["method", "route"], registry=registry),
+    )
     registry.register(StoreCollector(lambda: getattr(app.state, "services", None) and
                                      app.state.services.store))
-
-    @app.middleware("http")
-    async def measure(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        latency.labels(request.method, route).observe(time.perf_counter() - start)
-        requests.labels(request.method, route, str(response.status_code)).inc()
-        return response
-
     router = APIRouter(tags=["meta"])
 
     @router.get("/metrics", response_class=Response)
@@ -77,3 +79,4 @@ def install(app: FastAPI) -> None:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(router)
+    return found

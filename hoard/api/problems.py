@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hoard.api.auth import PUBLIC_PATHS, identify
 from hoard.domain.errors import HoardError, Unauthorized
 
 MEDIA_TYPE = "application/problem+json"
@@ -22,6 +19,13 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE)
 
 
+def unauthorized(exc: Unauthorized) -> JSONResponse:
+    """401 with the challenge RFC 9110 asks for."""
+    response = problem(exc.status, exc.title, exc.detail)
+    response.headers["WWW-Authenticate"] = 'Bearer realm="hoard"'
+    return response
+
+
 def _field(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or "body"
@@ -30,36 +34,9 @@ def _field(loc: tuple[Any, ...]) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(HoardError)
     async def hoard_error(_: Request, exc: HoardError) -> JSONResponse:
-        response = problem(exc.status, exc.title, exc.detail)
         if isinstance(exc, Unauthorized):
-            response.headers["WWW-Authenticate"] = 'Bearer realm="hoard"'
-        return response
-
-    @app.middleware("http")
-    async def json_bodies_only(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        if request.method in ("POST", "PUT", "PATCH") and request.headers.get("content-length",
-                                                                             "0") != "0":
-            ctype = request.headers.get("content-type", "")
-            if ctype.split(";")[0].strip().lower() != "application/json":
-                return problem(415, "Unsupported media type",
-                               f"send the body as application/json, not {ctype or 'untyped'}")
-        return await call_next(request)
-
-    @app.middleware("http")
-    async def authenticate_first(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        # Added last, so it runs first. Authenticate before FastAPI reads the body:
-        # a caller without a valid token learns nothing from how its payload
-        # would have been judged.
-        if request.url.path not in PUBLIC_PATHS:
-            try:
-                request.state.principal = await run_in_threadpool(identify, request)
-            except Unauthorized as exc:
-                return await hoard_error(request, exc)
-        return await call_next(request)
+            return unauthorized(exc)
+        return problem(exc.status, exc.title, exc.detail)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
