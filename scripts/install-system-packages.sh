@@ -9,6 +9,8 @@ PACKAGES=(
   mariadb-backup                       # MariaDB physical backups (mbstream too)
   redis-server redis-tools             # the Redis engine, redis-cli, redis-benchmark
   util-linux passwd                    # setpriv (drop privileges), useradd
+  e2fsprogs mount                      # a sized filesystem per node (mkfs.ext4, loop mounts)
+  tar diffutils coreutils              # tools the backup code runs beside the data
   python3-venv                         # the virtualenv for Hoard itself
   ca-certificates
 )
