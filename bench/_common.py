@@ -43,6 +43,15 @@ def make_state_dir(prefix: str) -> Path:
     return path
 
 
+def load_note() -> str:
+    """Revision, CPU count and load average, so a busy machine shows in the results."""
+    rev = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+                         capture_output=True, text=True, check=False).stdout.strip()
+    one, five, _ = os.getloadavg()
+    return (f"{time.strftime('%H:%M:%S')} hoard {rev or 'unknown'}, {os.cpu_count()} CPUs, "
+            f"load average {one:.2f} (1 min) {five:.2f} (5 min)")
+
+
 def median(values: list[float]) -> float:
     return float(statistics.median(values))
 
@@ -213,7 +222,9 @@ class ForegroundServer:
             self.proc.wait()
 
 
-def wait_connectable(conninfo: str, timeout: float = 120) -> None:
+def wait_connectable(conninfo: str, proc: subprocess.Popen[bytes] | None = None,
+                     timeout: float = 120) -> None:
+    """Connect until it works; fail early if the server process exited."""
     import psycopg
 
     deadline = time.monotonic() + timeout
@@ -222,6 +233,6 @@ def wait_connectable(conninfo: str, timeout: float = 120) -> None:
             psycopg.connect(conninfo, connect_timeout=2).close()
             return
         except psycopg.OperationalError:
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or (proc is not None and proc.poll() is not None):
                 raise
             time.sleep(0.05)

@@ -22,6 +22,7 @@ from _common import (
     Hoard,
     delete_cluster,
     free_port,
+    load_note,
     make_state_dir,
     median,
     owned_dir,
@@ -104,6 +105,7 @@ def main() -> None:
     if args.trials < 5:
         parser.error("--trials must be at least 5")
 
+    print("start: " + load_note(), flush=True)
     state_dir = make_state_dir("hoard-bench-provision-")
     raw_base = make_state_dir("hoard-bench-raw-")
     hoard = Hoard(state_dir)
@@ -135,6 +137,7 @@ def main() -> None:
         teardown(hoard, state_dir)
         shutil.rmtree(raw_base, ignore_errors=True)
 
+    print("end:   " + load_note())
     h, r = median(hoard_times), median(raw_times)
     print(f"\ncreate -> connectable, median of {args.trials} trials (size {args.size}):")
     print(f"  hoard {h * 1000:8.0f} ms   (min {min(hoard_times) * 1000:.0f}, "

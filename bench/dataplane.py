@@ -1,0 +1,213 @@
+"""pgbench TPS on a Hoard-made PostgreSQL cluster versus a stock Debian-style
+server given the same CPU and memory cgroup limits, alternating over rounds.
+
+Why: Hoard derives its postgresql.conf from the node size; the issue's target
+is that this is never slower than the stock defaults (hoard/stock >= 1.0).
+Both targets are reached over TLS on 127.0.0.1 with SCRAM passwords.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import psycopg
+from _common import (
+    PG_BIN,
+    ForegroundServer,
+    Hoard,
+    create_cluster,
+    free_port,
+    load_note,
+    make_state_dir,
+    median,
+    owned_dir,
+    run_as_db_user,
+    teardown,
+    wait_connectable,
+)
+
+from hoard.domain.catalog import SIZES
+from hoard.providers import cgroups, volumes
+
+STOCK_USER = "bench"
+# What Debian's pg_createcluster adds to initdb's postgresql.conf (ports and paths
+# adapted); initdb's own file already holds shared_buffers = 128MB,
+# max_connections = 100, max_wal_size = 1GB and the other defaults.
+DEBIAN_CONF = """
+listen_addresses = '127.0.0.1'
+port = {port}
+unix_socket_directories = '{root}'
+ssl = on
+ssl_cert_file = '{root}/server.crt'
+ssl_key_file = '{root}/server.key'
+log_line_prefix = '%m [%p] %q%u@%d '
+cluster_name = '15/bench'
+"""
+
+
+def start_stock(root: Path, group: str, cpus: float, memory_mb: int) -> tuple[ForegroundServer,
+                                                                              str, str]:
+    """initdb as pg_createcluster does, a self-signed cert, start inside cgroups."""
+    password = secrets.token_urlsafe(18)
+    pwfile = root / "pwfile"
+    pwfile.write_text(password + "\n")
+    shutil.chown(pwfile, "hoard-db", "hoard-db")
+    data = root / "data"
+    run_as_db_user([str(PG_BIN / "initdb"), "-D", str(data), f"--username={STOCK_USER}",
+                    f"--pwfile={pwfile}", "--auth-local=peer", "--auth-host=scram-sha-256",
+                    "--encoding=UTF8"], cwd=root)
+    pwfile.unlink()
+    subprocess.run(["openssl", "req", "-new", "-x509", "-days", "2", "-nodes",
+                    "-newkey", "rsa:2048", "-subj", "/CN=127.0.0.1",
+                    "-keyout", str(root / "server.key"), "-out", str(root / "server.crt")],
+                   check=True, capture_output=True)
+    for name in ("server.key", "server.crt"):
+        shutil.chown(root / name, "hoard-db", "hoard-db")
+        os.chmod(root / name, 0o600 if name.endswith(".key") else 0o644)
+    port = free_port()
+    with open(data / "postgresql.conf", "a") as conf:
+        conf.write(DEBIAN_CONF.format(port=port, root=root))
+    limits = cgroups.apply(group, cpus, memory_mb)
+    server = ForegroundServer(data, limits.procs_files)
+    server.start()
+    base = f"host=127.0.0.1 port={port} user={STOCK_USER} password={password} sslmode=require"
+    try:
+        wait_connectable(base + " dbname=postgres", server.proc)
+        with psycopg.connect(base + " dbname=postgres", autocommit=True) as conn:
+            conn.execute("CREATE DATABASE app")
+    except BaseException:
+        server.stop()  # the caller never sees this server, so stop it here
+        raise
+    return server, base + " dbname=app", f"{limits.report}"
+
+
+def stock_root(base: Path, storage_gb: int | None) -> Path:
+    """The stock server's directory: on an ext4 loop volume like Hoard's nodes
+    (hoard.providers.volumes) when ``storage_gb`` is given, else a plain directory."""
+    root = base / "pg"
+    if storage_gb is None:
+        return owned_dir(root)
+    volumes.ensure(base / "pg.img", root, storage_gb)
+    shutil.chown(root, "hoard-db", "hoard-db")
+    root.chmod(0o700)
+    return root
+
+
+def pgbench(conninfo: str, argv: list[str], timeout: float) -> str:
+    proc = subprocess.run([str(PG_BIN / "pgbench"), *argv, conninfo], capture_output=True,
+                          text=True, timeout=timeout, check=False,
+                          env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+    if proc.returncode != 0:
+        raise RuntimeError(f"pgbench {argv} failed: {proc.stderr.strip()[-2000:]}")
+    return proc.stdout
+
+
+def run_tps(conninfo: str, args: argparse.Namespace, seconds: int) -> tuple[float, float]:
+    argv = ["-c", str(args.clients), "-j", str(args.jobs), "-T", str(seconds),
+            "-M", args.protocol, *(["-n"] if args.no_vacuum else [])]
+    out = pgbench(conninfo, argv, timeout=seconds + 300)
+    tps = re.search(r"tps = ([0-9.]+) \(without initial", out)
+    lat = re.search(r"latency average = ([0-9.]+) ms", out)
+    if not tps or not lat:
+        raise RuntimeError("unexpected pgbench output:\n" + out)
+    return float(tps.group(1)), float(lat.group(1))
+
+
+def server_cgroups(pid: int) -> str:
+    lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    return ", ".join(line.split(":", 2)[2] for line in lines
+                     if any(c in line.split(":")[1].split(",") for c in ("cpu", "memory")))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="small", choices=sorted(SIZES))
+    parser.add_argument("--scale", type=int, default=20, help="pgbench -i -s")
+    parser.add_argument("--clients", type=int, default=8, help="pgbench -c")
+    parser.add_argument("--jobs", type=int, default=2, help="pgbench -j")
+    parser.add_argument("--duration", type=int, default=30, help="pgbench -T, seconds")
+    parser.add_argument("--protocol", default="prepared", help="pgbench -M")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (>= 3)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed seconds per target")
+    parser.add_argument("--no-vacuum", action="store_true", help="pgbench -n")
+    parser.add_argument("--stock-storage", choices=["same", "plain"], default="same",
+                        help="same: a loop volume like Hoard's node when it has one")
+    args = parser.parse_args()
+    if args.rounds < 3:
+        parser.error("--rounds must be at least 3")
+    size = SIZES[args.size]
+
+    print("start: " + load_note(), flush=True)
+    state_dir = make_state_dir("hoard-bench-dataplane-")
+    stock_base = make_state_dir("hoard-bench-stock-")
+    group = "bench-stock-" + secrets.token_hex(4)
+    hoard = Hoard(state_dir)
+    stock: ForegroundServer | None = None
+    results: dict[str, list[tuple[float, float]]] = {"hoard": [], "stock": []}
+    try:
+        hoard.start()
+        with hoard.client() as client:
+            cluster_id = create_cluster(client, "bench", args.size)
+            view = client.get(f"/v2/clusters/{cluster_id}").json()
+            uri = client.get(f"/v2/clusters/{cluster_id}/credentials").json()["uri"]
+        node_dir = state_dir / "nodes" / view["members"][0]["id"]
+        on_volume = os.path.ismount(node_dir) and args.stock_storage == "same"
+        stock, stock_dsn, stock_limits = start_stock(
+            stock_root(stock_base, view["storage_gb"] if on_volume else None), group,
+            size.cpus, size.memory_mb)
+        targets = {"hoard": uri, "stock": stock_dsn}
+        hoard_pid = int(json.loads((node_dir / "process.json").read_text())["pid"])
+        print(f"size {args.size}: {size.cpus:g} CPU, {size.memory_mb} MiB")
+        print(f"  hoard limits: {view['members'][0]['limits']}")
+        print(f"  hoard server cgroups: {server_cgroups(hoard_pid)}")
+        print(f"  hoard data on a loop volume: {os.path.ismount(node_dir)}; "
+              f"stock data on a loop volume: {on_volume}")
+        print(f"  stock limits: {stock_limits}")
+        assert stock.proc is not None
+        print(f"  stock server cgroups: {server_cgroups(stock.proc.pid)}", flush=True)
+        for dsn in targets.values():
+            pgbench(dsn, ["-i", "-q", "-s", str(args.scale)], timeout=1800)
+            if args.warmup:
+                run_tps(dsn, args, args.warmup)
+        for r in range(args.rounds):
+            order = ["hoard", "stock"] if r % 2 == 0 else ["stock", "hoard"]
+            for name in order:
+                tps, lat = run_tps(targets[name], args, args.duration)
+                results[name].append((tps, lat))
+                print(f"round {r} {time.strftime('%H:%M:%S')}: {name:5} {tps:9.1f} tps  "
+                      f"latency {lat:.2f} ms", flush=True)
+    finally:
+        try:
+            if stock is not None:
+                stock.stop()
+            cgroups.remove(group)
+            volumes.remove(stock_base / "pg.img", stock_base / "pg")
+            shutil.rmtree(stock_base, ignore_errors=True)
+        finally:
+            teardown(hoard, state_dir)
+
+    print("end:   " + load_note())
+    h = median([t for t, _ in results["hoard"]])
+    s = median([t for t, _ in results["stock"]])
+    print(f"\npgbench -c {args.clients} -j {args.jobs} -T {args.duration} -M {args.protocol}, "
+          f"scale {args.scale}, {args.rounds} rounds, size {args.size}:")
+    for name, value in (("hoard", h), ("stock", s)):
+        lat = median([x for _, x in results[name]])
+        print(f"  {name:5} median {value:9.1f} tps   latency median {lat:.2f} ms")
+    verdict = "met" if h / s >= 1.0 else "MISSED"
+    print(f"  ratio hoard/stock = {h / s:.2f}  (target >= 1.0: {verdict})")
+    paired = median([a[0] / b[0] for a, b in zip(results["hoard"], results["stock"],
+                                                  strict=True)])
+    print(f"  median of per-round ratios = {paired:.2f}  (each round runs both back to back)")
+
+
+if __name__ == "__main__":
+    main()
