@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -35,22 +36,39 @@ PUBLIC_PATHS = frozenset({"/v2", "/v2/ca.pem", "/v2/openapi.json", "/v2/docs"})
 _bearer = HTTPBearer(auto_error=False, description="A project or admin token")
 
 
+# Valid tokens are remembered briefly: the lookup is most of a cheap request's
+# cost. Only valid ones, so a wrong token always costs a lookup; a token removed
+# from the store stops working within CACHE_SECONDS.
+CACHE_SECONDS = 5.0
+_CACHE_MAX = 10_000
+_known: dict[str, tuple[float, Principal]] = {}
+
+
 def identify(request: Request) -> Principal:
     """The caller behind the request's bearer token, or Unauthorized."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("send 'Authorization: Bearer <token>'")
+    digest = hash_token(token.strip())
+    now = time.monotonic()
+    cached = _known.get(digest)
+    if cached is not None and cached[0] > now:
+        return cached[1]
     store: Store = request.app.state.services.store
     with store.session() as s:
         row = s.execute(
             select(Project.id, Project.is_admin)
             .join(Token, Token.project_id == Project.id)
-            .where(Token.token_hash == hash_token(token.strip()))
+            .where(Token.token_hash == digest)
         ).first()
     if row is None:
         raise Unauthorized("the token is not valid")
-    return Principal(project_id=row[0], is_admin=bool(row[1]))
+    principal = Principal(project_id=row[0], is_admin=bool(row[1]))
+    if len(_known) >= _CACHE_MAX:
+        _known.clear()
+    _known[digest] = (now + CACHE_SECONDS, principal)
+    return principal
 
 
 def authenticate(
