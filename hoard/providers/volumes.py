@@ -98,7 +98,3 @@ def remove(image: Path, mountpoint: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         image.unlink()
 
-
-def usage_bytes(mountpoint: Path) -> int:
-    st = os.statvfs(mountpoint)
-    return (st.f_blocks - st.f_bfree) * st.f_frsize

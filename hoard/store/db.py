@@ -53,7 +53,3 @@ class Store:
         """A unit of work: commits on success, rolls back on error."""
         with self._sessions() as session, session.begin():
             yield session
-
-    @property
-    def is_postgresql(self) -> bool:
-        return self.engine.dialect.name == "postgresql"
