@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 GB = 1024**3
@@ -92,9 +93,18 @@ def grow(image: Path, mountpoint: Path, size_gb: int) -> None:
 
 
 def remove(image: Path, mountpoint: Path) -> None:
-    """Unmount and delete the filesystem. Idempotent."""
-    if is_mounted(mountpoint):
-        _check(["umount", str(mountpoint)])
+    """Unmount and delete the filesystem. Idempotent.
+
+    A reader that still has a file open (the log archiver finishing a file, a
+    backup tool on its way out) makes the unmount "busy" for a moment: retry
+    briefly, then detach lazily; the kernel frees the device when the last file
+    closes, and nothing can open a new one under the gone mountpoint."""
+    for _ in range(20):
+        if not is_mounted(mountpoint) or _run(["umount", str(mountpoint)]).returncode == 0:
+            break
+        time.sleep(0.1)
+    else:
+        _check(["umount", "--lazy", str(mountpoint)])
     with contextlib.suppress(FileNotFoundError):
         image.unlink()
 
