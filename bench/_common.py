@@ -117,9 +117,11 @@ def wait_operation(client: httpx.Client, op_id: str, poll: float = 0.02,
     raise TimeoutError(f"operation {op_id} still running after {timeout}s")
 
 
-def create_cluster(client: httpx.Client, name: str, size: str) -> str:
-    """Create a PostgreSQL cluster, wait for it, return its id."""
-    response = client.post("/v2/clusters", json={"name": name, "engine": "postgresql",
+def create_cluster(client: httpx.Client, name: str, size: str,
+                   engine: str = "postgresql") -> str:
+    """Create a cluster (PostgreSQL unless ``engine`` says otherwise), wait for it,
+    return its id."""
+    response = client.post("/v2/clusters", json={"name": name, "engine": engine,
                                                  "size": size})
     response.raise_for_status()
     wait_operation(client, response.json()["operation"]["id"])

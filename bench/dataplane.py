@@ -1,9 +1,10 @@
-"""pgbench TPS on a Hoard-made PostgreSQL cluster versus a stock Debian-style
-server given the same CPU and memory cgroup limits, alternating over rounds.
+"""Throughput on a Hoard-made cluster versus a stock Debian-style server given
+the same CPU and memory cgroup limits, alternating over rounds: pgbench
+(PostgreSQL), mariadb-slap (MariaDB), redis-benchmark (Redis).
 
-Why: Hoard derives its postgresql.conf from the node size; the issue's target
-is that this is never slower than the stock defaults (hoard/stock >= 1.0).
-Both targets are reached over TLS on 127.0.0.1 with SCRAM passwords.
+Why: Hoard derives each engine's configuration from the node size; the issue's
+target is that this is never slower than the stock defaults (hoard/stock >= 1.0).
+Both targets are reached over TLS on 127.0.0.1 with passwords.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from _common import (
     teardown,
     wait_connectable,
 )
+from _engines import ENGINES, Server, stock_mariadb, stock_redis, uri_parts
+from _loads import load_mariadb, measure
 
 from hoard.domain.catalog import SIZES
 from hoard.providers import cgroups, volumes
@@ -89,13 +92,13 @@ def start_stock(root: Path, group: str, cpus: float, memory_mb: int) -> tuple[Fo
     return server, base + " dbname=app", f"{limits.report}"
 
 
-def stock_root(base: Path, storage_gb: int | None) -> Path:
+def stock_root(base: Path, storage_gb: int | None, name: str = "pg") -> Path:
     """The stock server's directory: on an ext4 loop volume like Hoard's nodes
     (hoard.providers.volumes) when ``storage_gb`` is given, else a plain directory."""
-    root = base / "pg"
+    root = base / name
     if storage_gb is None:
         return owned_dir(root)
-    volumes.ensure(base / "pg.img", root, storage_gb)
+    volumes.ensure(base / f"{name}.img", root, storage_gb)
     shutil.chown(root, "hoard-db", "hoard-db")
     root.chmod(0o700)
     return root
@@ -127,24 +130,8 @@ def server_cgroups(pid: int) -> str:
                      if any(c in line.split(":")[1].split(",") for c in ("cpu", "memory")))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", default="small", choices=sorted(SIZES))
-    parser.add_argument("--scale", type=int, default=20, help="pgbench -i -s")
-    parser.add_argument("--clients", type=int, default=8, help="pgbench -c")
-    parser.add_argument("--jobs", type=int, default=2, help="pgbench -j")
-    parser.add_argument("--duration", type=int, default=30, help="pgbench -T, seconds")
-    parser.add_argument("--protocol", default="prepared", help="pgbench -M")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (>= 3)")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed seconds per target")
-    parser.add_argument("--no-vacuum", action="store_true", help="pgbench -n")
-    parser.add_argument("--stock-storage", choices=["same", "plain"], default="same",
-                        help="same: a loop volume like Hoard's node when it has one")
-    args = parser.parse_args()
-    if args.rounds < 3:
-        parser.error("--rounds must be at least 3")
+def run_postgresql(args: argparse.Namespace) -> None:
     size = SIZES[args.size]
-
     print("start: " + load_note(), flush=True)
     state_dir = make_state_dir("hoard-bench-dataplane-")
     stock_base = make_state_dir("hoard-bench-stock-")
@@ -155,7 +142,7 @@ def main() -> None:
     try:
         hoard.start()
         with hoard.client() as client:
-            cluster_id = create_cluster(client, "bench", args.size)
+            cluster_id = create_cluster(client, "bench", args.size, "postgresql")
             view = client.get(f"/v2/clusters/{cluster_id}").json()
             uri = client.get(f"/v2/clusters/{cluster_id}/credentials").json()["uri"]
         node_dir = state_dir / "nodes" / view["members"][0]["id"]
@@ -207,6 +194,110 @@ def main() -> None:
     paired = median([a[0] / b[0] for a, b in zip(results["hoard"], results["stock"],
                                                   strict=True)])
     print(f"  median of per-round ratios = {paired:.2f}  (each round runs both back to back)")
+
+
+def run_other(engine: str, args: argparse.Namespace) -> None:
+    """MariaDB or Redis: Hoard's cluster and a stock server in the same limits."""
+    size = SIZES[args.size]
+    print(f"start ({engine}): " + load_note(), flush=True)
+    state_dir = make_state_dir(f"hoard-bench-dataplane-{engine}-")
+    stock_base = make_state_dir("hoard-bench-stock-")
+    group = "bench-stock-" + secrets.token_hex(4)
+    hoard = Hoard(state_dir)
+    stock: Server | None = None
+    results: dict[str, list[dict[str, float]]] = {"hoard": [], "stock": []}
+    try:
+        hoard.start()
+        with hoard.client() as client:
+            cluster_id = create_cluster(client, "bench", args.size, engine)
+            view = client.get(f"/v2/clusters/{cluster_id}").json()
+            uri = client.get(f"/v2/clusters/{cluster_id}/credentials").json()["uri"]
+        node_dir = state_dir / "nodes" / view["members"][0]["id"]
+        on_volume = os.path.ismount(node_dir) and args.stock_storage == "same"
+        root = stock_root(stock_base, view["storage_gb"] if on_volume else None, engine)
+        limits = cgroups.apply(group, size.cpus, size.memory_mb)
+        if engine == "mariadb":
+            stock, stock_target = stock_mariadb(root, limits.procs_files,
+                                                args.mariadb_stock_binlog == "yes")
+        else:
+            stock, stock_target = stock_redis(root, limits.procs_files,
+                                              args.redis_stock_aof == "yes")
+        targets = {"hoard": uri_parts(uri), "stock": stock_target}
+        hoard_pid = int(json.loads((node_dir / "process.json").read_text())["pid"])
+        assert stock.proc is not None
+        print(f"size {args.size}: {size.cpus:g} CPU, {size.memory_mb} MiB; hoard limits "
+              f"{view['members'][0]['limits']}; stock limits {limits.report}")
+        print(f"  hoard server cgroups: {server_cgroups(hoard_pid)}")
+        print(f"  stock server cgroups: {server_cgroups(stock.proc.pid)}")
+        print(f"  loop volumes: hoard {os.path.ismount(node_dir)}, stock {on_volume}")
+        print(f"  stock binary log: {args.mariadb_stock_binlog}" if engine == "mariadb" else
+              f"  stock appendonly: {args.redis_stock_aof} (appendfsync everysec)", flush=True)
+        for name, target in targets.items():
+            if engine == "mariadb":
+                took = load_mariadb(target, args.mariadb_rows)
+                print(f"  {name}: loaded {args.mariadb_rows} rows in {took:.1f} s", flush=True)
+            measure(engine, target, args, warm=True)
+        for r in range(args.rounds):
+            for name in ["hoard", "stock"] if r % 2 == 0 else ["stock", "hoard"]:
+                got = measure(engine, targets[name], args)
+                results[name].append(got)
+                shown = "  ".join(f"{k} {v:9.1f}" for k, v in got.items())
+                print(f"round {r} {time.strftime('%H:%M:%S')}: {name:5} {shown}", flush=True)
+    finally:
+        try:
+            if stock is not None:
+                stock.stop()
+            cgroups.remove(group)
+            volumes.remove(stock_base / f"{engine}.img", stock_base / engine)
+            shutil.rmtree(stock_base, ignore_errors=True)
+        finally:
+            teardown(hoard, state_dir)
+
+    print("end:   " + load_note())
+    what = (f"mariadb-slap -c {args.slap_concurrency}, {args.slap_queries} statements, "
+            f"{args.mariadb_rows} rows" if engine == "mariadb" else
+            f"redis-benchmark {args.redis_args}")
+    print(f"\n{engine}: {what}, {args.rounds} rounds, size {args.size}:")
+    for metric in results["hoard"][0]:
+        h = median([x[metric] for x in results["hoard"]])
+        s = median([x[metric] for x in results["stock"]])
+        paired = median([a[metric] / b[metric] for a, b in zip(results["hoard"],
+                                                               results["stock"], strict=True)])
+        verdict = "met" if h / s >= 1.0 else "MISSED"
+        print(f"  {metric:14} hoard {h:10.1f}  stock {s:10.1f}  ratio {h / s:.2f} "
+              f"(per-round median {paired:.2f}; target >= 1.0: {verdict})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--engine", choices=[*ENGINES, "all"], default="all")
+    parser.add_argument("--size", default="small", choices=sorted(SIZES))
+    parser.add_argument("--scale", type=int, default=20, help="pgbench -i -s")
+    parser.add_argument("--clients", type=int, default=8, help="pgbench -c")
+    parser.add_argument("--jobs", type=int, default=2, help="pgbench -j")
+    parser.add_argument("--duration", type=int, default=30, help="pgbench -T, seconds")
+    parser.add_argument("--protocol", default="prepared", help="pgbench -M")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (>= 3)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed pgbench seconds")
+    parser.add_argument("--no-vacuum", action="store_true", help="pgbench -n")
+    parser.add_argument("--mariadb-rows", type=int, default=1_000_000)
+    parser.add_argument("--slap-concurrency", type=int, default=8)
+    parser.add_argument("--slap-queries", type=int, default=60_000, help="statements in all")
+    parser.add_argument("--mariadb-stock-binlog", choices=["yes", "no"], default="no",
+                        help="yes: a binary log like Hoard's (sync_binlog 1); no: Debian's")
+    parser.add_argument("--redis-args", default="-t set,get -n 200000 -c 50 -P 1 --threads 2")
+    parser.add_argument("--redis-stock-aof", choices=["yes", "no"], default="yes",
+                        help="yes: like Hoard's; no: Debian's default (appendonly no)")
+    parser.add_argument("--stock-storage", choices=["same", "plain"], default="same",
+                        help="same: a loop volume like Hoard's node when it has one")
+    args = parser.parse_args()
+    if args.rounds < 3:
+        parser.error("--rounds must be at least 3")
+    for engine in ENGINES if args.engine == "all" else [args.engine]:
+        if engine == "postgresql":
+            run_postgresql(args)
+        else:
+            run_other(engine, args)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
-"""Create-to-connectable time: a PostgreSQL cluster through Hoard's API versus
-``initdb`` + ``pg_ctl start`` + a first connection by hand, in the same run.
+"""Create-to-connectable time: a cluster through Hoard's API versus the same
+engine's server made by hand, in the same run: ``initdb`` + ``pg_ctl start``
+(PostgreSQL), ``mariadb-install-db`` + ``mariadbd`` (MariaDB), ``redis-server``
+(Redis), each up to a first connection.
 
 Why: the issue's target is that Hoard adds at most 50% on top of what an
 operator typing the commands would wait (hoard/raw <= 1.5).
@@ -30,6 +32,7 @@ from _common import (
     teardown,
     wait_operation,
 )
+from _engines import ENGINES, RAW_TRIALS, connect_once
 
 
 def step_durations(op: dict) -> dict[str, float]:
@@ -43,10 +46,12 @@ def step_durations(op: dict) -> dict[str, float]:
     return out
 
 
-def hoard_trial(client: httpx.Client, name: str, size: str) -> tuple[float, dict[str, float]]:
-    """POST, poll the operation every 20 ms, fetch credentials, connect once."""
+def hoard_trial(client: httpx.Client, engine: str, name: str,
+                size: str) -> tuple[float, dict[str, float]]:
+    """POST, poll the operation every 20 ms, fetch credentials, connect once
+    with the engine's client library over TLS."""
     t0 = time.perf_counter()
-    response = client.post("/v2/clusters", json={"name": name, "engine": "postgresql",
+    response = client.post("/v2/clusters", json={"name": name, "engine": engine,
                                                  "size": size})
     response.raise_for_status()
     cluster_id = response.json()["cluster"]["id"]
@@ -54,7 +59,7 @@ def hoard_trial(client: httpx.Client, name: str, size: str) -> tuple[float, dict
     t_op = time.perf_counter()
     creds = client.get(f"/v2/clusters/{cluster_id}/credentials")
     creds.raise_for_status()
-    psycopg.connect(creds.json()["uri"], connect_timeout=10).close()
+    connect_once(engine, creds.json()["uri"])
     elapsed = time.perf_counter() - t0
     parts = {"POST -> operation succeeded": t_op - t0,
              "credentials + connect": elapsed - (t_op - t0)}
@@ -63,7 +68,7 @@ def hoard_trial(client: httpx.Client, name: str, size: str) -> tuple[float, dict
     return elapsed, parts
 
 
-def raw_trial(base: Path, index: int) -> tuple[float, dict[str, float]]:
+def raw_postgresql(base: Path, index: int) -> tuple[float, dict[str, float]]:
     """initdb, pg_ctl -w start, connect once; as the database OS user."""
     trial = owned_dir(base / f"raw-{index}")
     data = trial / "data"
@@ -96,58 +101,67 @@ def summarize(label: str, parts: list[dict[str, float]]) -> None:
         print(f"    {label:5} {key:28} median {median(values) * 1000:8.0f} ms")
 
 
+def bench_engine(client: httpx.Client, engine: str, raw_base: Path,
+                 args: argparse.Namespace) -> float:
+    """Warm-up and timed trials of one engine, alternating which side goes first."""
+    raw_trial = raw_postgresql if engine == "postgresql" else RAW_TRIALS[engine]
+    times: dict[str, list[float]] = {"hoard": [], "raw": []}
+    parts: dict[str, list[dict[str, float]]] = {"hoard": [], "raw": []}
+    for i in range(args.warmup + args.trials):
+        timed = i >= args.warmup
+        # Alternate which side goes first so drift hits both equally.
+        for side in ("hoard", "raw") if i % 2 == 0 else ("raw", "hoard"):
+            if side == "hoard":
+                elapsed, part = hoard_trial(client, engine, f"bench-{engine}-{i}", args.size)
+            else:
+                elapsed, part = raw_trial(raw_base, i)
+            if timed:
+                times[side].append(elapsed)
+                parts[side].append(part)
+            tag = "" if timed else " (warm-up)"
+            print(f"{engine} trial {i}: {side:5} {elapsed * 1000:7.0f} ms{tag}", flush=True)
+    h, r = median(times["hoard"]), median(times["raw"])
+    print(f"\n{engine}: create -> connectable, median of {args.trials} trials "
+          f"(size {args.size}):")
+    for side, value in (("hoard", h), ("raw", r)):
+        print(f"  {side:5} {value * 1000:8.0f} ms   (min {min(times[side]) * 1000:.0f}, "
+              f"max {max(times[side]) * 1000:.0f})")
+        summarize(side, parts[side])
+    verdict = "met" if h / r <= 1.5 else "MISSED"
+    print(f"  {engine} ratio hoard/raw = {h / r:.2f}  (target <= 1.5: {verdict})\n",
+          flush=True)
+    return h / r
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--engine", choices=[*ENGINES, "all"], default="all")
     parser.add_argument("--trials", type=int, default=7, help="timed trials (>= 5)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed trials of each first")
     parser.add_argument("--size", default="small", help="Hoard size (default small)")
     args = parser.parse_args()
     if args.trials < 5:
         parser.error("--trials must be at least 5")
+    engines = list(ENGINES) if args.engine == "all" else [args.engine]
 
     print("start: " + load_note(), flush=True)
     state_dir = make_state_dir("hoard-bench-provision-")
     raw_base = make_state_dir("hoard-bench-raw-")
     hoard = Hoard(state_dir)
-    hoard_times: list[float] = []
-    raw_times: list[float] = []
-    hoard_parts: list[dict[str, float]] = []
-    raw_parts: list[dict[str, float]] = []
+    ratios: dict[str, float] = {}
     try:
         hoard.start()
         with hoard.client() as client:
-            for i in range(args.warmup + args.trials):
-                timed = i >= args.warmup
-                # Alternate which side goes first so drift hits both equally.
-                order = ("hoard", "raw") if i % 2 == 0 else ("raw", "hoard")
-                for side in order:
-                    if side == "hoard":
-                        elapsed, parts = hoard_trial(client, f"bench-{i}", args.size)
-                        if timed:
-                            hoard_times.append(elapsed)
-                            hoard_parts.append(parts)
-                    else:
-                        elapsed, parts = raw_trial(raw_base, i)
-                        if timed:
-                            raw_times.append(elapsed)
-                            raw_parts.append(parts)
-                    tag = "" if timed else " (warm-up)"
-                    print(f"trial {i}: {side:5} {elapsed * 1000:7.0f} ms{tag}", flush=True)
+            for engine in engines:
+                ratios[engine] = bench_engine(client, engine, raw_base, args)
     finally:
         teardown(hoard, state_dir)
         shutil.rmtree(raw_base, ignore_errors=True)
 
     print("end:   " + load_note())
-    h, r = median(hoard_times), median(raw_times)
-    print(f"\ncreate -> connectable, median of {args.trials} trials (size {args.size}):")
-    print(f"  hoard {h * 1000:8.0f} ms   (min {min(hoard_times) * 1000:.0f}, "
-          f"max {max(hoard_times) * 1000:.0f})")
-    summarize("hoard", hoard_parts)
-    print(f"  raw   {r * 1000:8.0f} ms   (min {min(raw_times) * 1000:.0f}, "
-          f"max {max(raw_times) * 1000:.0f})")
-    summarize("raw", raw_parts)
-    verdict = "met" if h / r <= 1.5 else "MISSED"
-    print(f"  ratio hoard/raw = {h / r:.2f}  (target <= 1.5: {verdict})")
+    for engine, ratio in ratios.items():
+        verdict = "met" if ratio <= 1.5 else "MISSED"
+        print(f"  {engine:10} hoard/raw = {ratio:.2f}  (target <= 1.5: {verdict})")
 
 
 if __name__ == "__main__":

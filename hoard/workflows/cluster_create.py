@@ -122,7 +122,7 @@ def wait_ready(
             raise TimeoutError(f"node {node.ordinal} not ready after {timeout:.0f}s: "
                                f"{health.detail}")
         time.sleep(delay)
-        delay = min(delay * 1.5, 0.25)
+        delay = min(delay * 1.5, 0.05)
 
 
 @DBOS.step()
