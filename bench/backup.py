@@ -1,0 +1,376 @@
+"""Backup and restore throughput: Hoard's whole path against the engine's tool alone.
+
+Hoard backup: POST /v2/clusters/{id}/backups until the operation succeeds (tool
+stream, AES-256-GCM, SHA-256, fsynced file in the local backup store, workflow).
+Hoard restore: POST /v2/clusters {"restore": {"backup_id"}} until it succeeds
+(place, download + verify + decrypt into the tool's restore, start, finish, admin).
+Raw backup: the same tool with Hoard's arguments and service account, run by hand
+as the database OS user against the same server, stdout straight into a file in
+the same state directory, then fsynced (as Hoard's store does). Raw restore: the
+tool work Hoard's restore runs, from that plain file into a scratch directory on
+the source node's volume (loop-mounted ext4, like a restored node's), starting
+nothing: tar -x + pg_verifybackup; mbstream -x + mariadb-backup --prepare; the RDB
+written + redis-check-rdb. Throughput = plaintext stream size (the raw tool's
+bytes, which Hoard encrypts) / seconds, MB = 10^6 bytes; ratio = Hoard / raw,
+target >= 0.9. Sides alternate; each starts checkpointed, archiver drained, synced.
+
+    .venv/bin/python bench/backup.py [--engine postgresql|mariadb|redis|all] [--gb 1] [--trials 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import httpx
+from _common import Hoard, as_db_user, load_note, make_state_dir, median, owned_dir, teardown
+
+from hoard.security.secrets import SecretBox
+from hoard.store import models
+from hoard.store.db import Store
+from hoard.workflows.services import SERVICE_USER
+
+ENGINES = ("postgresql", "mariadb", "redis")
+MB, ROW, BATCH = 1e6, 1024, 65536
+TOOL_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+SIZE_SQL = {"postgresql": "SELECT sum(pg_database_size(datname)) FROM pg_database "
+                          "WHERE datallowconn",
+            "mariadb": "SELECT SUM(file_size) FROM information_schema.innodb_sys_tablespaces"}
+
+
+class Target:
+    """A cluster's one node, as the raw tools reach it (Hoard's service account)."""
+
+    def __init__(self, hoard: Hoard, client: httpx.Client, cluster_id: str, ca: str) -> None:
+        box = SecretBox((hoard.state_dir / "secret.key").read_bytes().strip())
+        store = Store(f"sqlite:///{hoard.state_dir / 'state.sqlite'}")
+        with store.session() as s:
+            cluster = s.get(models.Cluster, cluster_id)
+            assert cluster is not None
+            node = cluster.nodes[0]
+            self.node_id, self.host, self.port = node.id, str(node.host), int(node.port or 0)
+            self.password, self.version = box.open(cluster.service_password), cluster.version
+        store.engine.dispose()
+        self.cluster_id, self.ca = cluster_id, ca
+        self.dir = hoard.state_dir / "nodes" / self.node_id
+        self.uri = str(client.get(f"/v2/clusters/{cluster_id}/credentials").json()["uri"])
+
+
+def timed(client: httpx.Client, method: str, url: str, body: dict[str, Any] | None = None,
+          timeout: float = 1800) -> tuple[float, dict[str, Any], dict[str, float]]:
+    """Seconds from the request until its operation succeeded, the response, and
+    when (seconds from the start) each step was first seen done."""
+    start = time.monotonic()
+    response = client.request(method, url, json=body)
+    response.raise_for_status()
+    op_id, done = response.json()["operation"]["id"], {}
+    while (now := time.monotonic() - start) < timeout:
+        op = client.get(f"/v2/operations/{op_id}").json()
+        for step in op["steps"]:
+            if step["status"] in ("done", "skipped"):
+                done.setdefault(step["name"], now)
+        if op["status"] != "running":
+            if op["status"] != "succeeded":
+                raise RuntimeError(f"{method} {url}: {op['status']}: {op['error']}")
+            return now, response.json(), done
+        time.sleep(0.02)
+    raise TimeoutError(f"{method} {url} still running after {timeout:.0f} s")
+
+
+def tool(argv: list[str], cwd: Path, stdin: Any = None, stdout: Any = None,
+         env: dict[str, str] | None = None) -> None:
+    proc = subprocess.run(as_db_user(argv), cwd=cwd, stdin=stdin, env={**TOOL_ENV, **(env or {})},
+                          stdout=stdout or subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          timeout=1800, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{argv[0]} failed: {proc.stderr.decode(errors='replace')[-2000:]}")
+
+
+# --- per engine: connect, load, quiesce, raw backup, raw restore ---------------------------
+
+
+def pg_bin(t: Target, name: str) -> str:
+    return f"/usr/lib/postgresql/{t.version}/bin/{name}"
+
+
+def connect(engine: str, t: Target, tenant: bool = False) -> Any:
+    """A client as Hoard's service account, or (``tenant``) as the URI's account."""
+    parsed = urlparse(t.uri)
+    user, password = ((unquote(parsed.username or ""), unquote(parsed.password or ""))
+                      if tenant else (SERVICE_USER, t.password))
+    if engine == "postgresql":
+        import psycopg
+
+        return psycopg.connect(host=t.host, port=t.port, user=user, password=password,
+                               dbname="postgres", sslmode="verify-full", sslrootcert=t.ca,
+                               autocommit=True, connect_timeout=10)
+    if engine == "mariadb":
+        import pymysql
+
+        return pymysql.connect(host=t.host, port=t.port, user=user, password=password,
+                               database=parsed.path.lstrip("/") if tenant else None,
+                               ssl_ca=t.ca, ssl_verify_identity=True, autocommit=True,
+                               connect_timeout=10, read_timeout=1800)
+    import redis
+
+    return redis.Redis(host=t.host, port=t.port, username=user, password=password, ssl=True,
+                       ssl_ca_certs=t.ca, socket_timeout=60)
+
+
+def load(engine: str, t: Target, gb: float) -> int:
+    """~``gb`` GiB of data as the tenant; returns what the engine then reports holding."""
+    rows = int(gb * 2**30 / ROW)
+    if engine == "postgresql":  # pgbench's tables, generated server-side; ~68 per GB
+        subprocess.run([pg_bin(t, "pgbench"), "-i", "-q", "-I", "dtGvp",
+                        "-s", str(max(1, round(68 * gb))), t.uri],
+                       check=True, capture_output=True, timeout=3600)
+    elif engine == "mariadb":  # 64k random 1 KiB rows per transaction
+        with connect(engine, t, tenant=True) as conn, conn.cursor() as cur:
+            cur.execute("CREATE TABLE bench (id BIGINT AUTO_INCREMENT PRIMARY KEY, "
+                        "v VARBINARY(1024)) ENGINE=InnoDB")
+            for _ in range(max(1, rows // BATCH)):
+                cur.execute(f"INSERT INTO bench (v) SELECT RANDOM_BYTES({ROW}) "
+                            f"FROM seq_1_to_{BATCH}")
+    else:  # 1 KiB incompressible strings, pipelined
+        block = os.urandom(1 << 20)
+        with connect(engine, t, tenant=True) as client:
+            for first in range(0, rows, 2000):
+                pipe = client.pipeline(transaction=False)
+                for i in range(first, min(rows, first + 2000)):
+                    offset = (i * 4099) % (len(block) - ROW)
+                    pipe.set(f"k:{i}", block[offset:offset + ROW])
+                pipe.execute()
+        with connect(engine, t) as client:
+            return int(client.info("memory")["used_memory_dataset"])
+    with connect(engine, t) as conn, conn.cursor() as cur:
+        cur.execute(SIZE_SQL[engine])
+        return int(cur.fetchone()[0])
+
+
+def quiesce(engine: str, t: Target, timeout: float = 900) -> None:
+    """Checkpoint; wait until Hoard's archiver has shipped every closed log and no
+    background save runs; sync: neither side pays for the other's leftovers."""
+    if engine == "postgresql":
+        with connect(engine, t) as conn:
+            conn.execute("CHECKPOINT")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if engine == "postgresql":
+            busy = (any((t.dir / "data/pg_wal/archive_status").glob("*.ready"))
+                    or any((t.dir / "archive").iterdir()))
+        elif engine == "mariadb":
+            busy = sum(p.name[7:].isdigit() for p in (t.dir / "binlog").glob("binlog.*")) > 1
+        else:
+            with connect(engine, t) as client:
+                info = client.info("persistence")
+            busy = any(int(info.get(k, 0)) for k in (
+                "rdb_bgsave_in_progress", "aof_rewrite_in_progress", "aof_rewrite_scheduled"))
+        if not busy:
+            os.sync()
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"{engine}: the log archiver did not catch up in {timeout:.0f} s")
+
+
+def raw_backup(engine: str, t: Target, raw: Path, out: Path) -> float:
+    env: dict[str, str] = {}
+    if engine == "postgresql":
+        conninfo = (f"host={t.host} port={t.port} user={SERVICE_USER} sslmode=verify-full "
+                    f"sslrootcert={t.ca} application_name=raw-backup")
+        argv = [pg_bin(t, "pg_basebackup"), "-d", conninfo, "-D", "-", "-F", "tar", "-X",
+                "fetch", "--checkpoint=fast", "--no-password", "--label=raw"]
+        env = {"PGPASSWORD": t.password}
+    elif engine == "mariadb":
+        (raw / "client.cnf").write_text(
+            f'[mariadb-backup]\nuser = "{SERVICE_USER}"\npassword = "{t.password}"\n')
+        shutil.chown(raw / "client.cnf", "hoard-db", "hoard-db")
+        shutil.rmtree(raw / "work", ignore_errors=True)
+        argv = ["/usr/bin/mariadb-backup", f"--defaults-file={raw / 'client.cnf'}", "--backup",
+                "--stream=xbstream", f"--datadir={t.dir / 'data'}",
+                f"--target-dir={owned_dir(raw / 'work')}", f"--extra-lsndir={raw / 'work/info'}",
+                f"--tmpdir={t.dir / 'tmp'}", f"--host={t.host}", f"--port={t.port}",
+                f"--ssl-ca={t.ca}", "--ssl-verify-server-cert"]
+    else:
+        argv = ["/usr/bin/redis-cli", "--tls", "--cacert", t.ca, "-h", t.host, "-p",
+                str(t.port), "--user", SERVICE_USER, "--rdb", "-"]
+        env = {"REDISCLI_AUTH": t.password}
+    start = time.monotonic()
+    with open(out, "wb") as fh:
+        tool(argv, t.dir, stdout=fh, env=env)
+        os.fsync(fh.fileno())
+    return time.monotonic() - start
+
+
+def raw_restore(engine: str, t: Target, backup: Path) -> float:
+    scratch = t.dir / "bench.restore"
+    shutil.rmtree(scratch, ignore_errors=True)
+    start = time.monotonic()
+    owned_dir(scratch)
+    with open(backup, "rb") as fh:
+        if engine == "postgresql":
+            tool(["tar", "-x", "-f", "-", "-C", str(scratch)], t.dir, stdin=fh)
+            tool([pg_bin(t, "pg_verifybackup"), "--quiet", str(scratch)], t.dir)
+        elif engine == "mariadb":
+            tool(["/usr/bin/mbstream", "-x", "-C", str(scratch)], t.dir, stdin=fh)
+            tool(["/usr/bin/mariadb-backup", "--prepare", f"--target-dir={scratch}",
+                  f"--tmpdir={scratch}"], t.dir)
+        else:
+            rdb = str(scratch / "dump.rdb")
+            tool(["sh", "-c", 'exec cat > "$0"', rdb], t.dir, stdin=fh)
+            tool(["/usr/bin/redis-check-rdb", rdb], t.dir)
+    seconds = time.monotonic() - start
+    shutil.rmtree(scratch, ignore_errors=True)
+    return seconds
+
+
+# --- the run -------------------------------------------------------------------------------
+
+
+def rss_kb(pid: int, field: str, reset: bool = False) -> int:
+    """VmRSS or VmHWM of a process, in kB; ``reset`` first resets its peak (clear_refs 5)."""
+    if reset:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return next(int(line.split()[1]) for line in lines if line.startswith(field + ":"))
+
+
+def delete(client: httpx.Client, cluster_id: str, r: dict[str, Any]) -> None:
+    """Delete a cluster; retry once a delete whose unmount found the volume busy
+    (counted and reported: a Hoard race, see the report)."""
+    try:
+        timed(client, "DELETE", f"/v2/clusters/{cluster_id}")
+    except RuntimeError as exc:
+        if "target is busy" not in str(exc):
+            raise
+        r["busy"] += 1
+        time.sleep(1)
+        timed(client, "DELETE", f"/v2/clusters/{cluster_id}")
+
+
+def bench_engine(engine: str, hoard: Hoard, client: httpx.Client, gb: float, trials: int,
+                 ca: str, raw: Path) -> dict[str, Any]:
+    pid = hoard.proc.pid if hoard.proc else 0
+    spec = {"engine": engine, "size": "medium", "storage_gb": max(8, int(gb * 6) + 2)}
+    _, made, _ = timed(client, "POST", "/v2/clusters", {"name": f"bench-{engine}", **spec})
+    t = Target(hoard, client, made["cluster"]["id"], ca)
+    started = time.monotonic()
+    r: dict[str, Any] = {"engine_bytes": load(engine, t, gb), "steps": {}, "busy": 0}
+    quiesce(engine, t)
+    r["load_s"] = time.monotonic() - started
+    for key in ("hb", "rb", "hr", "rr", "stored", "plain", "rss_b", "rss_r", "data_step"):
+        r[key] = []
+    state: dict[str, Any] = {}
+
+    def alternate(trial: int, raw_side: Callable[[], None], hoard_side: Callable[[], None],
+                  rss: str) -> None:
+        for side in (raw_side, hoard_side)[::1 if trial % 2 == 0 else -1]:
+            quiesce(engine, t)
+            base = rss_kb(pid, "VmRSS", reset=True)
+            side()
+            if side is hoard_side:
+                r[rss].append(rss_kb(pid, "VmHWM") - base)
+
+    def hoard_backup() -> None:
+        seconds, body, _ = timed(client, "POST", f"/v2/clusters/{t.cluster_id}/backups")
+        r["hb"].append(seconds)
+        state["backup"] = body["backup"]["id"]
+        r["stored"].append(client.get(f"/v2/backups/{state['backup']}").json()["size_bytes"])
+
+    def hoard_restore() -> None:
+        seconds, body, done = timed(client, "POST", "/v2/clusters", {
+            "name": f"restored-{engine}-{len(r['hr'])}", **spec,
+            "restore": {"backup_id": state["backup"]}})
+        r["hr"].append(seconds)
+        r["data_step"].append(done["restore data"] - done["place nodes"])
+        # Each step's own seconds: when it was seen done minus when the one before was.
+        for name, at, before in zip(done, done.values(), [0.0, *done.values()], strict=False):
+            r["steps"].setdefault(name, []).append(at - before)
+        delete(client, body["cluster"]["id"], r)
+
+    def tool_backup() -> None:
+        r["rb"].append(raw_backup(engine, t, raw, state["out"]))
+        r["plain"].append(state["out"].stat().st_size)
+
+    def tool_restore() -> None:
+        r["rr"].append(raw_restore(engine, t, state["out"]))
+
+    for trial in range(trials):
+        state["out"] = raw / f"{engine}.{trial}.raw"
+        alternate(trial, tool_backup, hoard_backup, "rss_b")
+        alternate(trial, tool_restore, hoard_restore, "rss_r")
+        client.delete(f"/v2/backups/{state['backup']}").raise_for_status()
+        state["out"].unlink()
+    delete(client, t.cluster_id, r)
+    return r
+
+
+def report(engine: str, r: dict[str, Any]) -> str:
+    mb = median(r["plain"]) / MB
+    b = {k: median(r[k]) for k in ("hb", "rb", "hr", "rr", "data_step")}
+    ratios = (b["rb"] / b["hb"], b["rr"] / b["hr"], b["rr"] / b["data_step"])
+    print(f"{engine}: {mb:,.0f} MB plaintext stream (engine reports {r['engine_bytes'] / MB:,.0f}"
+          f" MB; Hoard's object {median(r['stored']) / MB:,.0f} MB); loaded and drained in "
+          f"{r['load_s']:.0f} s")
+    for what, h, w, ratio in (("backup", "hb", "rb", ratios[0]), ("restore", "hr", "rr",
+                                                                  ratios[1])):
+        print(f"  {what:<8} hoard {b[h]:6.2f} s {mb / b[h]:6.1f} MB/s | raw {b[w]:6.2f} s "
+              f"{mb / b[w]:6.1f} MB/s | ratio {ratio:.2f} (target >= 0.9 "
+              f"{'met' if ratio >= 0.9 else 'NOT met'})")
+    steps = ", ".join(f"{k} {median(v):.2f}" for k, v in r["steps"].items())
+    print(f"  restore-data step alone {b['data_step']:.2f} s, ratio {ratios[2]:.2f}; "
+          f"restore steps (median s): {steps}")
+    print(f"  Hoard peak RSS growth (VmHWM after clear_refs, max of trials): backup "
+          f"{max(r['rss_b']) / 1024:.0f} MiB, restore {max(r['rss_r']) / 1024:.0f} MiB")
+    if r["busy"]:
+        print(f"  WARNING: {r['busy']} delete(s) failed 'umount: target is busy', retried")
+    print("  trials (s): " + "; ".join(f"{name} " + " ".join(f"{v:.2f}" for v in r[k]) for k, name
+                                      in (("hb", "hoard backup"), ("rb", "raw backup"),
+                                          ("hr", "hoard restore"), ("rr", "raw restore"))),
+          flush=True)
+    return (f"| {engine} | {mb:,.0f} | {mb / b['hb']:.0f} | {mb / b['rb']:.0f} | "
+            f"{ratios[0]:.2f} | {mb / b['hr']:.0f} | {mb / b['rr']:.0f} | {ratios[1]:.2f} | "
+            f"{ratios[2]:.2f} | {max(r['rss_b']) / 1024:.0f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--engine", choices=[*ENGINES, "all"], default="all")
+    parser.add_argument("--gb", type=float, default=1.0)
+    parser.add_argument("--trials", type=int, default=3)
+    args = parser.parse_args()
+    print(load_note())
+    state = make_state_dir("hoard-bench-backup-")
+    hoard: Hoard | None = None
+    rows: list[str] = []
+    try:
+        hoard = Hoard(state, {"HOARD_ARCHIVE_INTERVAL": "1"})
+        hoard.start()
+        raw = owned_dir(state / "raw")
+        shutil.copyfile(state / "ca" / "ca.pem", raw / "ca.crt")
+        (raw / "ca.crt").chmod(0o644)
+        with hoard.client() as client:
+            for engine in ENGINES if args.engine == "all" else (args.engine,):
+                rows.append(report(engine, bench_engine(engine, hoard, client, args.gb,
+                                                        args.trials, str(raw / "ca.crt"), raw)))
+    except BaseException:
+        if hoard is not None and hoard.log.exists():
+            print("hoard serve log, last lines:\n" + hoard.log.read_text()[-4000:])
+        raise
+    finally:
+        teardown(hoard, state)
+    print(f"\n--gb {args.gb:g} --trials {args.trials}: MB/s = 10^6 bytes of plaintext stream "
+          "per second, medians; ratio = Hoard throughput / raw\n\n| engine | MB | backup Hoard "
+          "MB/s | raw MB/s | ratio | restore Hoard MB/s | raw MB/s | ratio | ratio, restore-data "
+          "step | Hoard RSS growth MiB |\n|---|---|---|---|---|---|---|---|---|---|")
+    print("\n".join(rows) + "\n" + load_note())
+
+
+if __name__ == "__main__":
+    main()
