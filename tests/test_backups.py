@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from hoard.engines.base import Backups
+from hoard.engines.base import Backups, IncrementalBackups
 from hoard.engines.registry import ENGINES
 from tests.conftest import (
     HoardServer,
@@ -264,3 +264,45 @@ def test_cli_backup_and_restore(server: HoardServer, client: httpx.Client) -> No
     gone = hoard_cli(server, ADMIN_TOKEN, "backup", "delete", made["id"])
     assert gone.returncode == 0, gone.stderr
     assert client.get(f"/v2/backups/{made['id']}").status_code == 404
+
+
+INCREMENTAL_ENGINES = [name for name, e in ENGINES.items()
+                       if isinstance(e, IncrementalBackups)]
+
+
+@pytest.mark.parametrize("engine", INCREMENTAL_ENGINES)
+def test_incremental_backups_restore_as_a_chain(client: httpx.Client, engine: str) -> None:
+    source = create_cluster(client, f"inc-{engine}", engine=engine)
+    base = f"/v2/clusters/{source['id']}/backups"
+    refused = client.post(base, json={"kind": "incremental"})
+    assert refused.status_code == 422 and "full backup first" in refused.json()["detail"]
+    put(engine, uri(client, source["id"]), "full1")
+    full = backup(client, source["id"])
+    put(engine, uri(client, source["id"]), "inc1")
+    response = client.post(base, json={"kind": "incremental"})
+    assert response.status_code == 202, response.text
+    op = wait_operation(client, response.json()["operation"]["id"])
+    assert op["status"] == "succeeded", op["error"]
+    inc = client.get(f"/v2/backups/{response.json()['backup']['id']}").json()
+    assert (inc["kind"], inc["parent_id"]) == ("incremental", full["id"])
+    put(engine, uri(client, source["id"]), "late")
+    assert client.delete(f"/v2/backups/{full['id']}").status_code == 409  # inc needs it
+    copy = restore(client, f"inc-copy-{engine}", engine, {"backup_id": inc["id"]})
+    try:
+        assert keys(engine, uri(client, copy["id"])) == {"full1", "inc1"}
+    finally:
+        delete_cluster(client, copy["id"])
+        delete_cluster(client, source["id"])
+    assert client.delete(f"/v2/backups/{inc['id']}").status_code == 204
+    assert client.delete(f"/v2/backups/{full['id']}").status_code == 204
+
+
+def test_engines_without_incremental_backups_say_so(client: httpx.Client) -> None:
+    engine = next(n for n in BACKUP_ENGINES if n not in INCREMENTAL_ENGINES)
+    source = create_cluster(client, "no-inc", engine=engine)
+    backup(client, source["id"])
+    refused = client.post(f"/v2/clusters/{source['id']}/backups", json={"kind": "incremental"})
+    assert refused.status_code == 422 and "no incremental backups" in refused.json()["detail"]
+    assert client.post(f"/v2/clusters/{source['id']}/backups", json={"kind": "weekly"}
+                       ).status_code == 422
+    delete_cluster(client, source["id"])

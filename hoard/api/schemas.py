@@ -4,7 +4,7 @@ fields are rejected, never coerced or ignored."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -242,6 +242,7 @@ class BackupView(BaseModel):
     engine: str
     version: str
     kind: str
+    parent_id: str | None
     reason: str
     status: str
     error: str
@@ -249,6 +250,12 @@ class BackupView(BaseModel):
     sha256: str
     created_at: dt.datetime
     finished_at: dt.datetime | None
+
+
+class BackupRequest(Strict):
+    kind: Literal["full", "incremental"] = Field(
+        "full", description="incremental: only what changed since the cluster's newest "
+        "backup (engines that support it: see abilities in GET /v2/engines)")
 
 
 class BackupAccepted(BaseModel):

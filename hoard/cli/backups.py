@@ -26,14 +26,18 @@ def _table(backups: list[dict[str, Any]]) -> Table:
 @app.command("create")
 def create(
     cluster: str,
+    incremental: Annotated[bool, typer.Option("--incremental",
+                                              help="Only what changed since the last one")
+                           ] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the backup to its end")] = False,
     output: Output = Format.table,
 ) -> None:
-    """Take a full backup of a cluster now."""
+    """Take a backup of a cluster now."""
     client = Client()
     try:
         found = client.find_cluster(cluster)
-        accepted = client.post(f"/v2/clusters/{found['id']}/backups")
+        accepted = client.post(f"/v2/clusters/{found['id']}/backups",
+                               {"kind": "incremental" if incremental else "full"})
         if wait:
             op = follow(client, accepted["operation"], output == Format.json)
             backup = client.get(f"/v2/backups/{accepted['backup']['id']}")

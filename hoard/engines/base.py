@@ -271,3 +271,20 @@ class Backups(ABC):
                        target: str | None) -> None:
         """After the first start: complete recovery and return once the node is
         writable and holds exactly the data up to ``target``."""
+
+
+class IncrementalBackups(ABC):
+    """Backups of only what changed since an earlier backup of the same node's data."""
+
+    @abstractmethod
+    def backup_incremental(self, ctx: NodeContext, ca_file: str, runner: NodeRunner,
+                           meta: dict[str, str], base: Mapping[str, str]) -> Iterator[bytes]:
+        """Like Backups.backup, but only the changes since the backup whose meta is
+        ``base`` (a full or an incremental one). Fill ``meta`` as backup does."""
+
+    @abstractmethod
+    def restore_chain(self, ctx: NodeContext, runner: NodeRunner,
+                      chain: list[tuple[Iterable[bytes], Mapping[str, str]]],
+                      logs: list[tuple[str, Iterable[bytes]]], target: str | None) -> None:
+        """Like Backups.restore, from a full backup followed by incrementals, oldest
+        first (chain[0] is the full one). finish_restore then completes it as usual."""

@@ -43,6 +43,7 @@ from hoard.engines.base import (
     DatabaseInfo,
     Engine,
     Health,
+    IncrementalBackups,
     NodeContext,
     Parameter,
     ParamValue,
@@ -192,7 +193,7 @@ def _installed_version() -> str | None:
     return f"{found[1]}.{found[2]}" if found else None
 
 
-class MariaDB(Engine, SqlAccounts, MariaDBBackups):
+class MariaDB(Engine, SqlAccounts, MariaDBBackups, IncrementalBackups):
     name = "mariadb"
     display_name = "MariaDB"
     client_binary = "mariadb"

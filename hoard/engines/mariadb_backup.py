@@ -10,6 +10,11 @@ point-in-time restore. Mixed into :class:`hoard.engines.mariadb.MariaDB`.
   logs beside it with a plan, and publishes the data directory with one rename.
   ``finish_restore`` replays the staged binlogs from the backup's position through
   ``mariadb-binlog | mariadb``, up to the target.
+- ``backup_incremental`` streams only the pages changed since an earlier backup
+  (``--incremental-lsn``: the base's ``to_lsn``, which every backup records);
+  ``restore_chain`` prepares the full backup, applies each incremental to it in
+  order (``--incremental-dir``) and then goes on as ``restore`` does, from the
+  last one's binlog position. ``restore`` is a chain of one.
 
 Target times: ISO-8601, ``Z`` or any offset (``datetime.isoformat()`` of an aware
 UTC datetime is what Hoard passes); a time without an offset is taken as UTC. The
@@ -26,6 +31,7 @@ import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -48,6 +54,7 @@ BINLOG = BINLOG_DIR / "binlog"  # the server's log_bin basename
 TLS_CA = PurePosixPath("tls/ca.crt")  # Hoard's CA, for the tools' own connections
 BACKUP_WORK = PurePosixPath("backup.work")  # the tool's scratch and credentials
 RESTORE_WORK = PurePosixPath("restore.work")  # the backup, extracted and prepared
+RESTORE_INC = PurePosixPath("restore.inc")  # an incremental backup, extracted
 STAGED = PurePosixPath("restore_binlog")  # logs to replay, and the plan
 PLAN = STAGED / "plan.json"
 REPLAYING = STAGED / "replaying.json"  # the plan, while its replay runs
@@ -105,6 +112,20 @@ def _binlog_info(text: str) -> tuple[str, int, str]:
     return fields[0], int(fields[1]), fields[2] if len(fields) > 2 else ""
 
 
+def _checkpoints(text: str) -> dict[str, str]:
+    """``xtrabackup_checkpoints``: ``key = value`` lines (backup_type, from_lsn, to_lsn…)."""
+    return {key.strip(): value.strip() for key, sep, value in
+            (line.partition("=") for line in text.splitlines()) if sep}
+
+
+def _check_meta(ctx: NodeContext, meta: Mapping[str, str]) -> None:
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"not a MariaDB backup: format {meta.get('format')!r}")
+    if meta.get("version") != ctx.version:
+        raise ValueError(f"the backup is of MariaDB {meta.get('version')}, "
+                         f"this node runs {ctx.version}")
+
+
 class MariaDBBackups(Backups):
     log_kind = "binlog"
 
@@ -128,6 +149,19 @@ class MariaDBBackups(Backups):
         copied and the binlog position they are consistent with. The tool takes
         no password from its environment, so it reads the account from an option
         file (0600, in the node's volume) removed when the stream ends."""
+        yield from self._backup(ctx, ca_file, runner, meta, None)
+
+    def backup_incremental(self, ctx: NodeContext, ca_file: str, runner: NodeRunner,
+                           meta: dict[str, str], base: Mapping[str, str]) -> Iterator[bytes]:
+        """Only the pages changed since ``base`` (whole files for the engines that
+        have no LSN, such as Aria), with the same position and meta as ``backup``."""
+        _check_meta(ctx, base)
+        if not base.get("to_lsn", "").isdigit():
+            raise ValueError("the base backup records no LSN (to_lsn): take a full backup")
+        yield from self._backup(ctx, ca_file, runner, meta, base["to_lsn"])
+
+    def _backup(self, ctx: NodeContext, ca_file: str, runner: NodeRunner,
+                meta: dict[str, str], from_lsn: str | None) -> Iterator[bytes]:
         runner.remove_tree(BACKUP_WORK)
         options = BACKUP_WORK / "client.cnf"
         runner.write_file(options, (
@@ -145,14 +179,19 @@ class MariaDBBackups(Backups):
             f"--host={ctx.host}", f"--port={ctx.port}",
             f"--ssl-ca={self._install_ca(runner, ca_file)}", "--ssl-verify-server-cert",
         ]
+        if from_lsn is not None:
+            argv.append(f"--incremental-lsn={from_lsn}")
         try:
             yield from runner.stream(argv)
             found = re.search(r"filename '([^']+)', position '(\d+)'(?:, GTID of the last "
                               r"change '([^']*)')?", self._read(runner, info / "xtrabackup_info"))
+            lsns = _checkpoints(self._read(runner, info / "xtrabackup_checkpoints"))
         finally:
             runner.remove_tree(BACKUP_WORK)
-        meta.update({"format": FORMAT, "version": ctx.version,
+        meta.update({"format": FORMAT, "version": ctx.version, "to_lsn": lsns["to_lsn"],
                      "end_time": datetime.now(UTC).isoformat()})
+        if from_lsn is not None:
+            meta.update({"kind": "incremental", "from_lsn": lsns.get("from_lsn", from_lsn)})
         if found:
             meta.update({"binlog_file": found[1], "binlog_pos": found[2],
                          "binlog_gtid": found[3] or ""})
@@ -202,11 +241,27 @@ class MariaDBBackups(Backups):
         from the backup's binlog file on (earlier ones are skipped; a gap is an
         error) and publishes ``data`` by renaming the scratch directory: either a
         complete restore exists, or none and the next attempt starts over."""
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"not a MariaDB backup: format {meta.get('format')!r}")
-        if meta.get("version") != ctx.version:
-            raise ValueError(f"the backup is of MariaDB {meta.get('version')}, "
-                             f"this node runs {ctx.version}")
+        self.restore_chain(ctx, runner, [(backup, meta)], logs, target)
+
+    def restore_chain(self, ctx: NodeContext, runner: NodeRunner,
+                      chain: list[tuple[Iterable[bytes], Mapping[str, str]]],
+                      logs: list[tuple[str, Iterable[bytes]]], target: str | None) -> None:
+        """As ``restore``, applying each incremental backup to the prepared full one
+        (each in its own scratch directory, removed once applied); the logs follow
+        on from the last backup's binlog position."""
+        if not chain:
+            raise ValueError("no backup to restore")
+        for _, each in chain:
+            _check_meta(ctx, each)
+        if chain[0][1].get("kind") == "incremental":
+            raise ValueError("broken incremental chain: it starts with an incremental backup")
+        for (_, before), (_, after) in pairwise(chain):
+            if after.get("kind") != "incremental" or not after.get("from_lsn") \
+                    or after.get("from_lsn") != before.get("to_lsn"):
+                raise ValueError(f"broken incremental chain: a backup from LSN "
+                                 f"{after.get('from_lsn')} follows one to LSN "
+                                 f"{before.get('to_lsn')}")
+        meta = chain[-1][1]
         if target is not None and _utc(target) < _utc(meta["end_time"]):
             raise ValueError(f"target {target} is before the backup ended "
                              f"({meta['end_time']}): restore from an earlier backup")
@@ -215,17 +270,26 @@ class MariaDBBackups(Backups):
             return  # published by the rename below: a complete restore
         if runner.exists(DATA):
             raise RuntimeError("this node already has data of its own")
-        runner.remove_tree(RESTORE_WORK)
-        runner.remove_tree(STAGED)
+        scratch = (RESTORE_WORK, RESTORE_INC, STAGED)
+        for path in scratch:
+            runner.remove_tree(path)
         try:
-            work = runner.abspath(RESTORE_WORK)
-            runner.run(["mkdir", "-m", "700", "--", work, runner.abspath(STAGED)])
-            runner.feed([MBSTREAM, "-x", "-C", work], backup)
-            missing = [f for f in BACKUP_FILES if not runner.exists(RESTORE_WORK / f)]
-            if missing:
-                raise ValueError("the backup is incomplete (no " + ", ".join(missing) + ")")
-            runner.run([MARIADB_BACKUP, "--prepare", f"--target-dir={work}",
-                        f"--tmpdir={work}"], timeout=3600)
+            work, inc = runner.abspath(RESTORE_WORK), runner.abspath(RESTORE_INC)
+            runner.run(["mkdir", "-m", "700", "--", runner.abspath(STAGED)])
+            prepare = [MARIADB_BACKUP, "--prepare", f"--target-dir={work}", f"--tmpdir={work}"]
+            for index, (backup, _) in enumerate(chain):
+                into = RESTORE_INC if index else RESTORE_WORK
+                runner.run(["mkdir", "-m", "700", "--", runner.abspath(into)])
+                runner.feed([MBSTREAM, "-x", "-C", runner.abspath(into)], backup)
+                missing = [f for f in BACKUP_FILES if not runner.exists(into / f)]
+                if missing:
+                    raise ValueError("the backup is incomplete (no " + ", ".join(missing) + ")")
+                # The full backup is prepared first, then each incremental applied to it
+                # (since 10.2 the tool needs no --apply-log-only for that).
+                runner.run(prepare + ([f"--incremental-dir={inc}"] if index else []),
+                           timeout=3600)
+                runner.remove_tree(RESTORE_INC)
+            # After an incremental prepare, this is the last incremental's position.
             if runner.exists(RESTORE_WORK / "xtrabackup_binlog_info"):
                 file, position, gtid = _binlog_info(
                     self._read(runner, RESTORE_WORK / "xtrabackup_binlog_info"))
@@ -250,8 +314,8 @@ class MariaDBBackups(Backups):
             runner.write_file(PLAN, json.dumps(plan).encode())
             runner.rename(RESTORE_WORK, DATA)
         except BaseException:
-            runner.remove_tree(RESTORE_WORK)
-            runner.remove_tree(STAGED)
+            for path in scratch:
+                runner.remove_tree(path)
             raise
 
     def finish_restore(self, ctx: NodeContext, ca_file: str, runner: NodeRunner,

@@ -128,7 +128,9 @@ class Backup(Base):
     engine: Mapped[str] = mapped_column(String(32))
     version: Mapped[str] = mapped_column(String(16))
     storage_gb: Mapped[int] = mapped_column(Integer)
-    kind: Mapped[str] = mapped_column(String(16))  # full
+    kind: Mapped[str] = mapped_column(String(16))  # full, incremental
+    # An incremental backup's base (full or incremental); restores walk back to a full.
+    parent_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     reason: Mapped[str] = mapped_column(String(16))  # manual, scheduled, final
     status: Mapped[str] = mapped_column(String(16))  # creating, available, failed
     error: Mapped[str] = mapped_column(Text, default="")

@@ -13,10 +13,11 @@ from collections.abc import Iterable, Iterator
 
 from dbos import DBOS
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from hoard.backups.pipeline import download, upload
 from hoard.domain.errors import InvalidInput
-from hoard.engines.base import Backups
+from hoard.engines.base import Backups, IncrementalBackups
 from hoard.store import events, models, operations
 from hoard.workflows.services import Services, services
 from hoard.workflows.steps import load_cluster, recorded, short_reason
@@ -52,9 +53,16 @@ def run_backup(svc: Services, cluster: models.Cluster, backup_id: str) -> None:
         backup = s.get(models.Backup, backup_id)
         assert backup is not None
         key, project_id = backup.object_key, backup.project_id
+        parent = s.get(models.Backup, backup.parent_id) if backup.parent_id else None
     node = next(n for n in cluster.nodes if n.role == "primary")
+    runner = svc.provider.runner(node.id)
     meta: dict[str, str] = {}
-    stream = engine.backup(ctx, svc.ca_file, svc.provider.runner(node.id), meta)
+    if parent is not None:
+        if not isinstance(engine, IncrementalBackups):
+            raise InvalidInput(f"{engine.display_name} has no incremental backups")
+        stream = engine.backup_incremental(ctx, svc.ca_file, runner, meta, parent.meta)
+    else:
+        stream = engine.backup(ctx, svc.ca_file, runner, meta)
     result = upload(svc.backup_store, key, bounded(stream, svc.settings.backup_timeout),
                     svc.data_key(project_id), size_hint=cluster.storage_gb * GB)
     with svc.store.session() as s:
@@ -106,19 +114,35 @@ def backup_cluster(op_id: str, cluster_id: str, backup_id: str) -> None:
 # --- what a restore reads --------------------------------------------------------
 
 
+def chain_of(s: Session, backup_id: str) -> list[models.Backup]:
+    """The backups a restore of ``backup_id`` reads: its full one first, then each
+    incremental up to it."""
+    chain: list[models.Backup] = []
+    current = s.get(models.Backup, backup_id)
+    while current is not None:
+        chain.insert(0, current)
+        current = s.get(models.Backup, current.parent_id) if current.parent_id else None
+    if not chain or chain[0].kind != "full":
+        raise InvalidInput(f"backup {backup_id} has lost the full backup it builds on")
+    return chain
+
+
+Chain = list[tuple[Iterable[bytes], dict[str, str]]]
+
+
 def restore_inputs(
     svc: Services, backup_id: str, target: str | None
-) -> tuple[Iterator[bytes], dict[str, str], list[tuple[str, Iterable[bytes]]]]:
-    """The backup's plaintext stream, its meta, and the logs to replay after it."""
+) -> tuple[Chain, list[tuple[str, Iterable[bytes]]]]:
+    """The plaintext streams and metas of the backup's chain (full first), and the
+    logs to replay after it."""
     with svc.store.session() as s:
-        backup = s.get(models.Backup, backup_id)
-        assert backup is not None
+        chain = chain_of(s, backup_id)
         logs = list(s.scalars(
             select(models.ArchivedLog)
-            .where(models.ArchivedLog.cluster_id == backup.cluster_id,
-                   models.ArchivedLog.archived_at >= backup.created_at)
+            .where(models.ArchivedLog.cluster_id == chain[0].cluster_id,
+                   models.ArchivedLog.archived_at >= chain[0].created_at)
             .order_by(models.ArchivedLog.name)))
-    key = svc.data_key(backup.project_id)
+    key = svc.data_key(chain[0].project_id)
     if target is not None:
         limit = dt.datetime.fromisoformat(target).astimezone(dt.UTC).replace(tzinfo=None)
         needed = []
@@ -130,8 +154,9 @@ def restore_inputs(
     streams: list[tuple[str, Iterable[bytes]]] = [
         (log.name, download(svc.backup_store, log.object_key, key, log.sha256)) for log in logs
     ]
-    return (download(svc.backup_store, backup.object_key, key, backup.sha256),
-            dict(backup.meta), streams)
+    backups: Chain = [(download(svc.backup_store, b.object_key, key, b.sha256), dict(b.meta))
+                      for b in chain]
+    return backups, streams
 
 
 def window(svc: Services, cluster_id: str) -> tuple[dt.datetime, dt.datetime] | None:

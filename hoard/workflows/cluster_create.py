@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from hoard.domain.catalog import SIZES
 from hoard.domain.status import ClusterStatus, NodeStatus
-from hoard.engines.base import Backups, NodeContext
+from hoard.engines.base import Backups, IncrementalBackups, NodeContext
 from hoard.store import models, operations
 from hoard.workflows.backups import restore_inputs
 from hoard.workflows.services import services
@@ -84,9 +84,14 @@ def restore_nodes(op_id: str, cluster_id: str, restore: dict[str, Any]) -> None:
         engine = svc.engines[cluster.engine]
         assert isinstance(engine, Backups)
         for node in cluster.nodes:
-            backup, meta, logs = restore_inputs(svc, restore["backup_id"], restore.get("time"))
-            engine.restore(svc.node_context(cluster, node), svc.provider.runner(node.id),
-                           backup, meta, logs, restore.get("time"))
+            chain, logs = restore_inputs(svc, restore["backup_id"], restore.get("time"))
+            ctx, runner = svc.node_context(cluster, node), svc.provider.runner(node.id)
+            if len(chain) > 1:
+                assert isinstance(engine, IncrementalBackups)
+                engine.restore_chain(ctx, runner, list(chain), logs, restore.get("time"))
+            else:
+                (backup, meta), = chain
+                engine.restore(ctx, runner, backup, meta, logs, restore.get("time"))
             _install_config(cluster, node)
 
 

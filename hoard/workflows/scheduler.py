@@ -25,14 +25,17 @@ from hoard.workflows.services import services
 log = logging.getLogger(__name__)
 
 
-def new_backup(cluster: models.Cluster, reason: str) -> models.Backup:
-    """A backup row for ``cluster`` (status creating), carrying what a restore needs."""
+def new_backup(cluster: models.Cluster, reason: str, parent_id: str | None = None
+               ) -> models.Backup:
+    """A backup row for ``cluster`` (status creating), carrying what a restore needs;
+    with ``parent_id``, an incremental one on top of that backup."""
     schedule = cluster.backup_schedule or {}
     backup_id = new_id()
     return models.Backup(
         id=backup_id, project_id=cluster.project_id, cluster_id=cluster.id,
         cluster_name=cluster.name, engine=cluster.engine, version=cluster.version,
-        storage_gb=cluster.storage_gb, kind="full", reason=reason, status="creating",
+        storage_gb=cluster.storage_gb, kind="incremental" if parent_id else "full",
+        parent_id=parent_id, reason=reason, status="creating",
         object_key=backups.backup_key(cluster.project_id, cluster.id, backup_id),
         admin_user=cluster.admin_user, admin_password=cluster.admin_password,
         service_password=cluster.service_password, meta={},
@@ -97,6 +100,9 @@ def apply_retention(now: dt.datetime) -> int:
                   if (keep_last is not None and i >= keep_last)
                   or (keep_days is not None and i > 0
                       and b.created_at < now - dt.timedelta(days=keep_days))]
+        # A backup some kept incremental builds on must stay, or that one is useless.
+        needed = _ancestors([b for b in kept if b not in doomed], kept)
+        doomed = [b for b in doomed if b.id not in needed]
         for backup in doomed:
             delete_backup(backup.id)
             removed += 1
@@ -104,6 +110,17 @@ def apply_retention(now: dt.datetime) -> int:
         if survivors:
             prune_logs(cluster_id, survivors[-1].created_at)
     return removed
+
+
+def _ancestors(survivors: list[models.Backup], rows: list[models.Backup]) -> set[str]:
+    by_id = {b.id: b for b in rows}
+    needed: set[str] = set()
+    for backup in survivors:
+        parent = backup.parent_id
+        while parent and parent not in needed:
+            needed.add(parent)
+            parent = by_id[parent].parent_id if parent in by_id else None
+    return needed
 
 
 def delete_backup(backup_id: str) -> None:

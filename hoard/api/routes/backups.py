@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from croniter import croniter
 from fastapi import APIRouter, Depends, Query, Request, Response
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from hoard.api import changes
@@ -18,6 +18,7 @@ from hoard.api.changes import get_cluster
 from hoard.api.schemas import (
     BackupAccepted,
     BackupPage,
+    BackupRequest,
     BackupSchedule,
     BackupView,
     ClusterCreate,
@@ -26,7 +27,7 @@ from hoard.api.schemas import (
 from hoard.api.views import utc
 from hoard.domain.errors import Conflict, InvalidInput, NotFound
 from hoard.domain.status import ClusterStatus
-from hoard.engines.base import Backups
+from hoard.engines.base import Backups, IncrementalBackups
 from hoard.store import models
 from hoard.workflows import backups
 from hoard.workflows.scheduler import delete_backup, new_backup
@@ -45,7 +46,8 @@ def _services(request: Request) -> Services:
 def backup_view(b: models.Backup) -> BackupView:
     return BackupView(
         id=b.id, cluster_id=b.cluster_id, cluster_name=b.cluster_name, engine=b.engine,
-        version=b.version, kind=b.kind, reason=b.reason, status=b.status, error=b.error,
+        version=b.version, kind=b.kind, parent_id=b.parent_id, reason=b.reason,
+        status=b.status, error=b.error,
         size_bytes=b.size_bytes, sha256=b.sha256, created_at=utc(b.created_at),
         finished_at=utc(b.finished_at) if b.finished_at else None,
     )
@@ -60,14 +62,29 @@ def _get_backup(s: Session, principal: Principal, backup_id: str) -> models.Back
 
 @router.post("/v2/clusters/{cluster_id}/backups", status_code=202,
              response_model=BackupAccepted)
-def create_backup(cluster_id: str, principal: Auth, request: Request) -> BackupAccepted:
-    """Take a full backup now (online; the cluster keeps serving)."""
+def create_backup(cluster_id: str, principal: Auth, request: Request,
+                  body: BackupRequest | None = None) -> BackupAccepted:
+    """Take a backup now (online; the cluster keeps serving): full, or incremental
+    on top of the cluster's newest backup."""
     svc = _services(request)
+    kind = body.kind if body else "full"
     with svc.store.session() as s:
         cluster = get_cluster(s, principal, cluster_id)
-        if not isinstance(svc.engines[cluster.engine], Backups):
+        engine = svc.engines[cluster.engine]
+        if not isinstance(engine, Backups):
             raise InvalidInput(f"{cluster.engine} clusters cannot be backed up")
-        backup = new_backup(cluster, "manual")
+        parent_id = None
+        if kind == "incremental":
+            if not isinstance(engine, IncrementalBackups):
+                raise InvalidInput(f"{engine.display_name} has no incremental backups; "
+                                   "its change log is archived continuously instead")
+            parent_id = s.scalar(select(models.Backup.id).where(
+                models.Backup.cluster_id == cluster.id, models.Backup.status == "available")
+                .order_by(models.Backup.created_at.desc()).limit(1))
+            if parent_id is None:
+                raise InvalidInput("an incremental backup builds on an earlier one: take a "
+                                   "full backup first")
+        backup = new_backup(cluster, "manual", parent_id=parent_id)
         s.add(backup)
     try:
         accepted = changes.begin(svc, principal, cluster_id, "backup", backups.BACKUP_STEPS,
@@ -127,6 +144,10 @@ def remove_backup(backup_id: str, principal: Auth, request: Request) -> Response
         backup = _get_backup(s, principal, backup_id)
         if backup.status == "creating":
             raise Conflict("the backup is still being taken")
+        children = s.scalar(select(func.count()).where(models.Backup.parent_id == backup_id))
+        if children:
+            raise Conflict(f"{children} incremental backup(s) build on this one; delete "
+                           "them first")
     delete_backup(backup_id)
     return Response(status_code=204)
 

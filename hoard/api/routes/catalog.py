@@ -10,7 +10,13 @@ from fastapi import APIRouter, Depends, Request, Response
 from hoard.api.auth import Principal, authenticate
 from hoard.domain.catalog import SIZES
 from hoard.domain.errors import NotFound
-from hoard.engines.base import AclAccounts, Engine, SqlAccounts
+from hoard.engines.base import (
+    AclAccounts,
+    Backups,
+    Engine,
+    IncrementalBackups,
+    SqlAccounts,
+)
 
 router = APIRouter(prefix="/v2", tags=["catalog"])
 Auth = Annotated[Principal, Depends(authenticate)]
@@ -23,9 +29,11 @@ def _engine_view(e: Engine) -> dict[str, Any]:
         "display_name": e.display_name,
         "versions": versions,
         "default_version": versions[0] if versions else None,
-        "abilities": [name for name, ability in (("databases", SqlAccounts),
-                                                 ("users", SqlAccounts | AclAccounts))
-                      if isinstance(e, ability)],
+        "abilities": [name for name, ability in (
+            ("databases", SqlAccounts), ("users", SqlAccounts | AclAccounts),
+            ("backups", Backups), ("incremental backups", IncrementalBackups))
+            if isinstance(e, ability)] + (
+            ["point-in-time restore"] if isinstance(e, Backups) and e.log_kind else []),
         "parameters": [asdict(p) for p in e.parameters()],
     }
 
