@@ -33,6 +33,7 @@ bench: setup
 	$(PY) bench/provision.py
 	$(PY) bench/list.py
 	$(PY) bench/dataplane.py
+	$(PY) bench/backup.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache
