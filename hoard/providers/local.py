@@ -373,13 +373,15 @@ class LocalProvider(Provider):
         live = self._live_pid(node_id)
         return live[0] if live else None
 
-    def stop(self, node_id: str) -> None:
+    def stop(self, node_id: str, graceful: bool = True) -> None:
+        """Stop the server: its own stop signal first (unless ``graceful`` is off,
+        when its data is about to be thrown away), then SIGKILL for what is left."""
         live = self._live_pid(node_id)
         if live:
             pid, record = live
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, record["stop_signal"])
-            deadline = time.monotonic() + float(record["stop_timeout"])
+                os.kill(pid, record["stop_signal"] if graceful else signal.SIGKILL)
+            deadline = time.monotonic() + (float(record["stop_timeout"]) if graceful else 5.0)
             while time.monotonic() < deadline and self._live_pid(node_id):
                 time.sleep(0.05)
             # Whatever is left of the process group (server and its children) goes now.
@@ -394,7 +396,8 @@ class LocalProvider(Provider):
     def destroy(self, node_id: str) -> None:
         root = self._dir(node_id)
         if root.exists():
-            self.stop(node_id)
+            # No shutdown checkpoint or snapshot for data that is deleted next.
+            self.stop(node_id, graceful=False)
             volume_fs.remove(self._image(node_id), root)
             shutil.rmtree(root, ignore_errors=True)
         cgroups.remove(node_id)
