@@ -8,8 +8,8 @@ import typer
 from rich.table import Table
 
 from hoard.cli.client import ApiError, Client
-from hoard.cli.clusters import follow
-from hoard.cli.output import Format, cluster_table, emit, err_console, fail
+from hoard.cli.clusters import finish, follow
+from hoard.cli.output import Format, emit, err_console, fail
 
 app = typer.Typer(no_args_is_help=True)
 Output = Annotated[Format, typer.Option("-o", "--output", help="table or json")]
@@ -109,11 +109,6 @@ def restore(
     try:
         accepted = client.post("/v2/clusters", {"name": name, "engine": engine, "size": size,
                                                 "storage_gb": storage_gb, "restore": spec})
-        op = follow(client, accepted["operation"], output == Format.json)
-        result = client.get(f"/v2/clusters/{accepted['cluster']['id']}")
     except ApiError as exc:
         fail(exc)
-    emit(result, output, cluster_table)
-    if op["status"] == "failed":
-        err_console.print(f"[red]restore failed:[/red] {op['error']}")
-        raise typer.Exit(1)
+    finish(client, accepted, output)

@@ -53,18 +53,12 @@ def create(
         body["version"] = version
     try:
         accepted = client.post("/v2/clusters", body)
-        if wait:
-            op = follow(client, accepted["operation"], quiet=output == Format.json)
-            cluster = client.get(f"/v2/clusters/{accepted['cluster']['id']}")
-            if op["status"] == "failed":
-                emit(cluster, output, cluster_table)
-                err_console.print(f"[red]create failed:[/red] {op['error']}")
-                raise typer.Exit(1)
-            emit(cluster, output, cluster_table)
-        else:
-            emit(accepted, output, lambda a: cluster_table(a["cluster"]))
     except ApiError as exc:
         fail(exc)
+    if wait:
+        finish(client, accepted, output)
+    else:
+        emit(accepted, output, lambda a: cluster_table(a["cluster"]))
 
 
 @app.command("list")
@@ -150,20 +144,28 @@ def connect(name: str) -> None:
     os.execvpe(argv[0], argv, {**os.environ, **command["env"]})  # noqa: S606
 
 
+def finish(client: Client, accepted: dict[str, Any], output: Format) -> None:
+    """Follow an accepted change to its end, show the cluster, and exit 1 if it failed."""
+    try:
+        op = follow(client, accepted["operation"], output == Format.json)
+        cluster = client.get(f"/v2/clusters/{accepted['cluster']['id']}")
+    except ApiError as exc:
+        fail(exc)
+    emit(cluster, output, cluster_table)
+    if op["status"] == "failed":
+        err_console.print(f"[red]{op['kind']} failed:[/red] {op['error']}")
+        raise typer.Exit(1)
+
+
 def _change(client: Client, name: str, method: str, suffix: str, body: dict[str, Any] | None,
             output: Format) -> None:
     """Start a change on a cluster and follow its operation to the end."""
     try:
         cluster = client.find_cluster(name)
         accepted = client.request(method, f"/v2/clusters/{cluster['id']}{suffix}", json=body)
-        op = follow(client, accepted["operation"], output == Format.json)
-        result = client.get(f"/v2/clusters/{cluster['id']}")
     except ApiError as exc:
         fail(exc)
-    emit(result, output, cluster_table)
-    if op["status"] == "failed":
-        err_console.print(f"[red]{op['kind']} failed:[/red] {op['error']}")
-        raise typer.Exit(1)
+    finish(client, accepted, output)
 
 
 @app.command("resize")
