@@ -110,15 +110,20 @@ def delete(
         raise typer.Exit(1)
 
 
-@app.command("credentials")
-def credentials(name: str, output: Output = Format.table) -> None:
-    """Show the admin username, password and connection URI."""
+def _cluster_get(name: str, suffix: str) -> Any:
+    """GET a sub-resource of the cluster called ``name``; errors end the command."""
     client = Client()
     try:
         cluster = client.find_cluster(name)
-        creds = client.get(f"/v2/clusters/{cluster['id']}/credentials")
+        return client.get(f"/v2/clusters/{cluster['id']}{suffix}")
     except ApiError as exc:
         fail(exc)
+
+
+@app.command("credentials")
+def credentials(name: str, output: Output = Format.table) -> None:
+    """Show the admin username, password and connection URI."""
+    creds = _cluster_get(name, "/credentials")
     if output == Format.json:
         emit(creds, output)
     else:
@@ -128,12 +133,7 @@ def credentials(name: str, output: Output = Format.table) -> None:
 
 def connect(name: str) -> None:
     """Open the engine's own client (psql) on a cluster, with its credentials."""
-    client = Client()
-    try:
-        cluster = client.find_cluster(name)
-        creds = client.get(f"/v2/clusters/{cluster['id']}/credentials")
-    except ApiError as exc:
-        fail(exc)
+    creds = _cluster_get(name, "/credentials")
     command = creds["connect_command"]
     argv = command["argv"]
     if shutil.which(argv[0]) is None:
@@ -212,12 +212,7 @@ def start(name: str, output: Output = Format.table) -> None:
 @app.command("events")
 def events(name: str, output: Output = Format.table) -> None:
     """What happened to a cluster, oldest first."""
-    client = Client()
-    try:
-        cluster = client.find_cluster(name)
-        page = client.get(f"/v2/clusters/{cluster['id']}/events?limit=1000")
-    except ApiError as exc:
-        fail(exc)
+    page = _cluster_get(name, "/events?limit=1000")
     if output == Format.json:
         emit(page["events"], output)
     else:

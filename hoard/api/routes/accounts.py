@@ -186,23 +186,24 @@ def rotate_password(cluster_id: str, name: str, principal: Auth, request: Reques
     return AccountResult(operation=op, user=UserView(name=name, password=password))
 
 
+def _access(request: Request, principal: Principal, cluster_id: str, name: str,
+            database: str, action: str, response: Response) -> AccountResult:
+    """Grant or revoke a user's access to a database (names checked first)."""
+    svc, engine, _ = _target(request, principal, cluster_id)
+    spec = {"name": _user_name(engine, name),
+            "database": check_sql_name("database", database, _sql(engine).reserved_databases)}
+    return AccountResult(operation=_run(svc, principal, cluster_id, action, spec, response))
+
+
 @router.put("/users/{name}/databases/{database}", response_model=AccountResult)
 def grant(cluster_id: str, name: str, database: str, principal: Auth, request: Request,
           response: Response) -> AccountResult:
     """Give the user full access to the database."""
-    svc, engine, _ = _target(request, principal, cluster_id)
-    spec = {"name": _user_name(engine, name),
-            "database": check_sql_name("database", database, _sql(engine).reserved_databases)}
-    return AccountResult(operation=_run(svc, principal, cluster_id, "user.grant", spec,
-                                        response))
+    return _access(request, principal, cluster_id, name, database, "user.grant", response)
 
 
 @router.delete("/users/{name}/databases/{database}", response_model=AccountResult)
 def revoke(cluster_id: str, name: str, database: str, principal: Auth, request: Request,
            response: Response) -> AccountResult:
     """Take the user's access to the database away."""
-    svc, engine, _ = _target(request, principal, cluster_id)
-    spec = {"name": _user_name(engine, name),
-            "database": check_sql_name("database", database, _sql(engine).reserved_databases)}
-    return AccountResult(operation=_run(svc, principal, cluster_id, "user.revoke", spec,
-                                        response))
+    return _access(request, principal, cluster_id, name, database, "user.revoke", response)
