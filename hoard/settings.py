@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     # Local node storage: "loop" (a filesystem per node, sized to storage_gb),
     # "directory" (size observed only), or "auto" (loop where the host allows).
     local_volumes: str = "auto"
+    # Hosts the local provider spreads a cluster's nodes over, as address@zone
+    # (every 127.0.0.0/8 address is this machine's loopback).
+    local_hosts: str = "127.0.0.1@local"
     worker_id: str = "local"
     observe_interval: float = 2.0
     default_quota_clusters: int = 10

@@ -12,12 +12,15 @@ from typing import Protocol
 
 @dataclass(frozen=True)
 class ProcessSpec:
-    """The one long-running process of a node."""
+    """One long-running process of a node. Every node runs a "server"; a
+    replicated node may run more beside it, each under its own ``name`` (e.g.
+    Redis's "sentinel"). A provider supervises each name separately."""
 
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
     stop_signal: int = signal.SIGTERM
     stop_timeout: float = 30.0
+    name: str = "server"
 
 
 class NodeRunner(Protocol):
@@ -64,3 +67,50 @@ class NodeRunner(Protocol):
     def abspath(self, path: PurePosixPath) -> str:
         """Where ``path`` is as the node's process sees it."""
         ...
+
+
+# --- how a cluster's stable endpoints tell which node does what -----------------
+
+
+@dataclass(frozen=True)
+class HttpRoleCheck:
+    """The node's HA agent answers ``GET path`` on its named port with 200 when the
+    node has the role (Patroni's REST API: /primary, /replica)."""
+
+    port_name: str
+    primary_path: str
+    replica_path: str
+
+
+@dataclass(frozen=True)
+class ExchangeRoleCheck:
+    """Over TLS to the server's own port: send ``send`` lines, then the role shows
+    as a string in the answer (Redis: AUTH, then ROLE answers "master"/"slave")."""
+
+    send: tuple[str, ...]
+    primary_expect: str
+    replica_expect: str
+
+
+@dataclass(frozen=True)
+class CommandRoleCheck:
+    """A command (argv; an argument that is exactly ``{host}`` or ``{port}`` is
+    replaced by the node's) exits 0 when the
+    node may take traffic (Galera: the node is Synced). Every passing node can
+    take writes; the endpoint still sends all writes to one of them at a time."""
+
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()
+
+
+RoleCheck = HttpRoleCheck | ExchangeRoleCheck | CommandRoleCheck
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One node behind a cluster's endpoint."""
+
+    node_id: str
+    host: str
+    port: int
+    ports: dict[str, int] = field(default_factory=dict)  # the node's named extra ports

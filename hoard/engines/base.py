@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from hoard.domain.catalog import Size
-from hoard.domain.nodes import NodeRunner, ProcessSpec
+from hoard.domain.nodes import NodeRunner, ProcessSpec, RoleCheck
 
 ParamValue = int | bool | str
 # Where every engine keeps its node's TLS certificate and key (volume-relative).
@@ -288,3 +288,102 @@ class IncrementalBackups(ABC):
                       logs: list[tuple[str, Iterable[bytes]]], target: str | None) -> None:
         """Like Backups.restore, from a full backup followed by incrementals, oldest
         first (chain[0] is the full one). finish_restore then completes it as usual."""
+
+
+# --- replicated clusters ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Member:
+    """One node of a replicated cluster, as its peers and its HA machinery see it."""
+
+    node_id: str
+    ordinal: int
+    host: str
+    port: int  # the engine's client port
+    ports: Mapping[str, int] = field(default_factory=dict)  # one per name in ``ha_ports``
+    zone: str = ""
+
+
+@dataclass(frozen=True)
+class Topology:
+    """A replicated cluster's shape: who is in it and what is promised."""
+
+    cluster_id: str
+    members: tuple[Member, ...]  # every node that should be in the cluster, by ordinal
+    durability: str  # "async" or "sync" (a commit waits for a replica)
+    dcs_url: str = ""  # the etcd Hoard runs, for engines that keep their state there
+
+    def member(self, node_id: str) -> Member:
+        return next(m for m in self.members if m.node_id == node_id)
+
+
+@dataclass(frozen=True)
+class MemberState:
+    """A member as the engine's HA machinery reports it right now."""
+
+    node_id: str
+    role: str  # "primary", "replica", or "" when it is not serving
+    healthy: bool  # serving its role and, for a replica, following the primary
+    lag_bytes: int | None  # replication lag behind the primary; None if unknown
+    detail: str  # plain words: "streaming from node 0, 0 bytes behind"
+
+
+class Replication(ABC):
+    """Replicated clusters on the engine's own HA machinery (Patroni, Galera,
+    Sentinel): Hoard lays out the members and runs their processes; electing a
+    primary, failing over and re-joining are the machinery's job, never Hoard's.
+
+    Every method is idempotent: workflows retry steps after a crash.
+    """
+
+    ha_ports: tuple[str, ...]  # extra ports each member needs, by name
+    durabilities: tuple[str, ...]  # the ``durability`` values this engine can keep
+    needs_dcs: bool  # whether members keep their state in Hoard's etcd
+
+    @abstractmethod
+    def prepare_member(self, ctx: NodeContext, topo: Topology, runner: NodeRunner,
+                       *, founder: bool) -> None:
+        """Lay down a member's files before its first start. The ``founder`` creates
+        the cluster's data (as ``bootstrap``); any other member gets its data from
+        the running cluster, by the machinery's own means (a base backup, SST, a
+        full resync), when it starts or in this call."""
+
+    @abstractmethod
+    def configure_member(self, ctx: NodeContext, topo: Topology, runner: NodeRunner) -> None:
+        """(Re)write the member's files for ``topo`` and ``settings(ctx)``:
+        after a change of membership, durability or parameters."""
+
+    @abstractmethod
+    def member_processes(self, ctx: NodeContext, topo: Topology,
+                         runner: NodeRunner) -> list[ProcessSpec]:
+        """The processes a member runs, the "server" one first."""
+
+    @abstractmethod
+    def member_states(self, ctxs: list[NodeContext], topo: Topology,
+                      ca_file: str) -> list[MemberState]:
+        """Every member's role, lag and health (one entry per member, in order),
+        asked of the machinery and the servers with short timeouts."""
+
+    @abstractmethod
+    def switchover(self, ctxs: list[NodeContext], topo: Topology, ca_file: str,
+                   target: str) -> None:
+        """Planned switchover: make member ``target`` (a node id) the primary, with
+        no acknowledged write lost; return once it takes writes."""
+
+    @abstractmethod
+    def remove_member(self, ctxs: list[NodeContext], topo: Topology, ca_file: str,
+                      node_id: str) -> None:
+        """Before a member is stopped for good (shrink, promote out): make sure it
+        is not the primary (switch over first) and tell the machinery it leaves.
+        ``topo`` still includes it."""
+
+    @abstractmethod
+    def detach(self, ctx: NodeContext, runner: NodeRunner) -> None:
+        """Turn a stopped member's data into a standalone single node's (promote it
+        out of its cluster): it will start with ``configure`` and ``process`` as a
+        writable primary that follows nobody, its data and accounts kept."""
+
+    @abstractmethod
+    def role_check(self, topo: Topology, service: Credentials, ca_file: str) -> RoleCheck:
+        """How the cluster's endpoint proxy tells each member's role."""

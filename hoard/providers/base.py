@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from hoard.domain.catalog import Size
-from hoard.domain.nodes import NodeRunner, ProcessSpec
+from hoard.domain.nodes import Backend, NodeRunner, ProcessSpec, RoleCheck
+from hoard.domain.placement import Host
 
 
 @dataclass(frozen=True)
@@ -16,14 +18,28 @@ class Placement:
     host: str
     port: int
     zone: str
+    ports: dict[str, int] = field(default_factory=dict)  # extra ports, by name
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A replicated cluster's stable addresses: writes reach the primary, reads
+    are spread over the replicas (the primary when none is up)."""
+
+    host: str
+    rw_port: int
+    ro_port: int
 
 
 class Provider(ABC):
     name: str
 
     @abstractmethod
-    def place(self, node_id: str, taken_ports: set[int], storage_gb: int) -> Placement:
-        """Reserve an address and storage for a node. Idempotent per node id."""
+    def place(self, node_id: str, taken_ports: set[int], storage_gb: int,
+              port_names: Iterable[str] = (), siblings: Iterable[Host] = ()) -> Placement:
+        """Reserve an address (and a port per extra name) and storage for a node,
+        away from its ``siblings`` where the provider can. Storage is idempotent
+        per node id; the address is chosen anew, so callers keep the first one."""
 
     @abstractmethod
     def grow_storage(self, node_id: str, storage_gb: int) -> bool:
@@ -43,7 +59,11 @@ class Provider(ABC):
         """Run the node's process unless it already runs; True if it was started."""
 
     @abstractmethod
-    def is_running(self, node_id: str) -> bool: ...
+    def is_running(self, node_id: str, name: str = "server") -> bool: ...
+
+    @abstractmethod
+    def kill(self, node_id: str) -> None:
+        """Kill every process of the node at once, as a host failure would."""
 
     @abstractmethod
     def pid(self, node_id: str) -> int | None:
@@ -51,7 +71,7 @@ class Provider(ABC):
 
     @abstractmethod
     def stop(self, node_id: str) -> None:
-        """Stop the node's process (graceful, then forced). Idempotent."""
+        """Stop the node's processes (graceful, then forced). Idempotent."""
 
     @abstractmethod
     def destroy(self, node_id: str) -> None:
@@ -60,3 +80,23 @@ class Provider(ABC):
     @abstractmethod
     def node_ids(self) -> set[str]:
         """Every node this provider holds anything for (to find debris)."""
+
+    # --- what replicated clusters need besides their nodes ---
+
+    @abstractmethod
+    def ensure_etcd(self) -> str:
+        """Run Hoard's etcd unless it runs; its client URL (the DCS of engines
+        that keep their HA state in etcd)."""
+
+    @abstractmethod
+    def ensure_endpoint(self, cluster_id: str, backends: list[Backend], check: RoleCheck,
+                        ca_file: str, taken_ports: set[int]) -> Endpoint:
+        """Run (or update in place) the cluster's endpoint proxy in front of
+        ``backends``. The ports stay the same for the cluster's whole life."""
+
+    @abstractmethod
+    def endpoint_running(self, cluster_id: str) -> bool: ...
+
+    @abstractmethod
+    def remove_endpoint(self, cluster_id: str) -> None:
+        """Stop the cluster's endpoint proxy and forget its ports. Idempotent."""

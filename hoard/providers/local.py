@@ -2,12 +2,9 @@
 
 - Each node gets a directory ``<state>/nodes/<node id>`` owned by a dedicated,
   unprivileged OS user; every engine process and tool runs as that user.
-- Servers start in their own session, so they outlive Hoard: a restarted Hoard
-  re-adopts them from ``process.json`` (pid + kernel start time, which guards
-  against a recycled pid) instead of restarting them.
-- Processes join their cgroups before ``exec``, through a two-line shell
-  launcher, so no Python runs between ``fork`` and ``exec`` in a threaded
-  server. ``setpriv`` drops privileges.
+- A node's processes (its server, and sidecars such as Redis Sentinel) are
+  supervised by :class:`hoard.providers.processes.Supervisor`: they outlive
+  Hoard and are re-adopted, never restarted, by the next one.
 - Tools (``initdb`` and the like) die with Hoard (``--pdeathsig``), so a killed
   Hoard leaves no half-done tool behind; the step that ran it is redone.
 """
@@ -17,25 +14,21 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pwd
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 
 from hoard.domain.catalog import Size
-from hoard.domain.nodes import ProcessSpec
+from hoard.domain.nodes import Backend, ProcessSpec, RoleCheck
+from hoard.domain.placement import Host, choose_host
 from hoard.providers import cgroups
 from hoard.providers import volumes as volume_fs
-from hoard.providers.base import Placement, Provider
-
-LAUNCHER = 'for p in $HOARD_CGROUP_PROCS; do echo $$ > "$p" || exit 97; done; exec "$@"'
-SAFE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
-
+from hoard.providers.base import Endpoint, Placement, Provider
+from hoard.providers.etcd import LocalEtcd
+from hoard.providers.haproxy import LocalEndpoints
+from hoard.providers.processes import SAFE_ENV, SERVER, OSUser, Supervisor, free_port
 
 CHUNK = 1 << 20
 
@@ -47,83 +40,6 @@ class ToolFailed(RuntimeError):
 def _failed(argv: list[str], code: int, output: str) -> ToolFailed:
     tail = output.strip().splitlines()[-5:]
     return ToolFailed(f"{Path(argv[0]).name} exited {code}: " + " | ".join(tail))
-
-
-def _proc_start_time(pid: int) -> tuple[str, int] | None:
-    """(state, start time in clock ticks) of a process, or None if it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return fields[0], int(fields[19])
-
-
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
-
-
-def _processes_under(root: Path) -> list[int]:
-    """Processes whose working directory is inside ``root`` (servers and tools
-    run there), found even when no record of them was written."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cwd = Path(os.readlink(entry / "cwd"))
-        except OSError:
-            continue
-        if cwd == root or cwd.is_relative_to(root):
-            found.append(int(entry.name))
-    return found
-
-
-def _kill_all(pids: list[int], wait: float = 5.0) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + wait
-    for pid in pids:
-        while time.monotonic() < deadline:
-            _reap(pid)
-            state = _proc_start_time(pid)
-            if state is None or state[0] == "Z":
-                break
-            time.sleep(0.01)
-
-
-class OSUser:
-    """The unprivileged account database processes run as (created when root)."""
-
-    def __init__(self, name: str) -> None:
-        self.is_root = os.geteuid() == 0
-        if self.is_root:
-            try:
-                pwd.getpwnam(name)
-            except KeyError:
-                subprocess.run(
-                    ["useradd", "--system", "--user-group", "--no-create-home",
-                     "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name],
-                    check=True, capture_output=True,
-                )
-            entry = pwd.getpwnam(name)
-        else:
-            entry = pwd.getpwuid(os.geteuid())
-        self.name, self.uid, self.gid = entry.pw_name, entry.pw_uid, entry.pw_gid
-
-    def wrap(self, argv: list[str], pdeathsig: bool) -> list[str]:
-        if not self.is_root:
-            return argv
-        pre = ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups"]
-        if pdeathsig:
-            pre.append("--pdeathsig=KILL")
-        return [*pre, "--", *argv]
-
-    def chown(self, path: Path) -> None:
-        if self.is_root:
-            os.chown(path, self.uid, self.gid)
 
 
 class LocalRunner:
@@ -243,12 +159,18 @@ class LocalRunner:
 class LocalProvider(Provider):
     name = "local"
 
-    def __init__(self, nodes_dir: Path, os_user: str, volumes: str = "auto") -> None:
+    def __init__(self, nodes_dir: Path, os_user: str, volumes: str = "auto",
+                 hosts: list[Host] | None = None) -> None:
         """``volumes``: "loop" (a filesystem per node, sized to its storage),
-        "directory" (plain directories, size observed only) or "auto"."""
+        "directory" (plain directories, size observed only) or "auto".
+        ``hosts``: the loopback addresses (with zones) nodes are spread over."""
         self.nodes_dir = nodes_dir
         self.volumes_dir = nodes_dir.parent / "volumes"
         self.user = OSUser(os_user)
+        self.hosts = hosts or [Host("127.0.0.1", "local")]
+        self.etcd = LocalEtcd(nodes_dir.parent / "etcd", self.user, self.hosts[0].address)
+        self.endpoints = LocalEndpoints(nodes_dir.parent / "endpoints", self.user,
+                                        self.hosts[0].address)
         nodes_dir.mkdir(parents=True, exist_ok=True)
         nodes_dir.chmod(0o755)
         self._check_traversable(nodes_dir)
@@ -276,7 +198,8 @@ class LocalProvider(Provider):
     def _image(self, node_id: str) -> Path:
         return self.volumes_dir / f"{node_id}.img"
 
-    def place(self, node_id: str, taken_ports: set[int], storage_gb: int) -> Placement:
+    def place(self, node_id: str, taken_ports: set[int], storage_gb: int,
+              port_names: Iterable[str] = (), siblings: Iterable[Host] = ()) -> Placement:
         root = self._dir(node_id)
         if not root.exists():
             root.mkdir(mode=0o700)
@@ -285,12 +208,15 @@ class LocalProvider(Provider):
             volume_fs.ensure(self._image(node_id), root, storage_gb)
             root.chmod(0o700)
         self.user.chown(root)
-        while True:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                sock.bind(("127.0.0.1", 0))
-                port = int(sock.getsockname()[1])
-            if port not in taken_ports:
-                return Placement(host="127.0.0.1", port=port, zone="local")
+        host = choose_host(self.hosts, siblings)
+        ports: list[int] = []
+        names = list(port_names)
+        while len(ports) < 1 + len(names):
+            port = free_port(host.address)
+            if port not in taken_ports and port not in ports:
+                ports.append(port)
+        return Placement(host=host.address, port=ports[0], zone=host.zone,
+                         ports=dict(zip(names, ports[1:], strict=True)))
 
     def runner(self, node_id: str) -> LocalRunner:
         return LocalRunner(self._dir(node_id), self.user)
@@ -326,72 +252,43 @@ class LocalProvider(Provider):
         except (FileNotFoundError, json.JSONDecodeError):
             return None
 
-    def _live_pid(self, node_id: str) -> tuple[int, dict] | None:
-        record = self._read_json(node_id, "process.json")
-        if not record:
-            return None
-        pid = int(record["pid"])
-        state = _proc_start_time(pid)
-        if state is None or state[1] != record["start_time"]:
-            return None
-        if state[0] == "Z":
-            _reap(pid)
-            return None
-        return pid, record
+    def _supervisor(self, node_id: str) -> Supervisor:
+        return Supervisor(self._dir(node_id), self.user)
 
     def start(self, node_id: str, spec: ProcessSpec) -> bool:
-        if self._live_pid(node_id):
-            return False
-        root = self._dir(node_id)
-        # A process started by a Hoard that died before recording it: not ours to trust.
-        _kill_all(_processes_under(root))
-        log_dir = root / "log"
-        log_dir.mkdir(exist_ok=True)
-        self.user.chown(log_dir)
         procs = (self._read_json(node_id, "cgroups.json") or {}).get("procs", [])
-        env = {**SAFE_ENV, **spec.env, "HOARD_CGROUP_PROCS": " ".join(procs)}
-        with open(log_dir / "server.log", "ab") as log:
-            proc = subprocess.Popen(
-                ["/bin/sh", "-c", LAUNCHER, "hoard-launch",
-                 *self.user.wrap(spec.argv, pdeathsig=False)],
-                cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True,
-            )
-        state = _proc_start_time(proc.pid)
-        if state is None:
-            raise RuntimeError(f"server process for node {node_id} exited at once")
-        self._write_json(node_id, "process.json", {
-            "pid": proc.pid, "start_time": state[1],
-            "stop_signal": int(spec.stop_signal), "stop_timeout": spec.stop_timeout,
-        })
-        return True
+        return self._supervisor(node_id).start(spec, procs)
 
-    def is_running(self, node_id: str) -> bool:
-        return self._live_pid(node_id) is not None
+    def is_running(self, node_id: str, name: str = SERVER) -> bool:
+        return self._supervisor(node_id).live(name) is not None
 
     def pid(self, node_id: str) -> int | None:
-        live = self._live_pid(node_id)
+        live = self._supervisor(node_id).live()
         return live[0] if live else None
 
     def stop(self, node_id: str, graceful: bool = True) -> None:
-        """Stop the server: its own stop signal first (unless ``graceful`` is off,
-        when its data is about to be thrown away), then SIGKILL for what is left."""
-        live = self._live_pid(node_id)
-        if live:
-            pid, record = live
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, record["stop_signal"] if graceful else signal.SIGKILL)
-            deadline = time.monotonic() + (float(record["stop_timeout"]) if graceful else 5.0)
-            while time.monotonic() < deadline and self._live_pid(node_id):
-                time.sleep(0.05)
-            # Whatever is left of the process group (server and its children) goes now.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-            while self._live_pid(node_id):
-                time.sleep(0.02)
-        _kill_all(_processes_under(self._dir(node_id)))
-        with contextlib.suppress(FileNotFoundError):
-            (self._dir(node_id) / "process.json").unlink()
+        """Stop every process of the node, sidecars first: each its own stop signal
+        (unless ``graceful`` is off, when its data is about to be thrown away),
+        then SIGKILL for what is left."""
+        if self._dir(node_id).exists():
+            self._supervisor(node_id).stop(graceful)
+
+    def kill(self, node_id: str) -> None:
+        """SIGKILL every process of the node at once: a simulated host failure."""
+        self._supervisor(node_id).kill()
+
+    def ensure_etcd(self) -> str:
+        return self.etcd.ensure()
+
+    def ensure_endpoint(self, cluster_id: str, backends: list[Backend], check: RoleCheck,
+                        ca_file: str, taken_ports: set[int]) -> Endpoint:
+        return self.endpoints.ensure(cluster_id, backends, check, ca_file, taken_ports)
+
+    def endpoint_running(self, cluster_id: str) -> bool:
+        return self.endpoints.running(cluster_id)
+
+    def remove_endpoint(self, cluster_id: str) -> None:
+        self.endpoints.remove(cluster_id)
 
     def destroy(self, node_id: str) -> None:
         root = self._dir(node_id)

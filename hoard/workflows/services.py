@@ -17,6 +17,7 @@ from hoard.backups.crypto import new_data_key
 from hoard.backups.pipeline import store_from_url
 from hoard.backups.store import BackupStore
 from hoard.domain.catalog import SIZES
+from hoard.domain.placement import parse_hosts
 from hoard.engines.base import Credentials, Engine, NodeContext, ParamValue
 from hoard.engines.registry import ENGINES
 from hoard.providers.base import Provider
@@ -97,7 +98,8 @@ def build(settings: Settings) -> Services:
     settings.state_dir.chmod(0o755)
     migrate(settings.store_url)
     key = load_or_create_key(settings.state_dir / "secret.key", settings.secret_key)
-    provider = LocalProvider(settings.nodes_dir, settings.db_os_user, settings.local_volumes)
+    provider = LocalProvider(settings.nodes_dir, settings.db_os_user, settings.local_volumes,
+                             hosts=parse_hosts(settings.local_hosts))
     _services = Services(
         settings=settings,
         store=Store(settings.store_url),

@@ -1,0 +1,77 @@
+"""Hoard's etcd on the local provider: one member, the DCS of Patroni clusters.
+
+Each PostgreSQL cluster keeps its leader lock and membership under its own key
+prefix (``/hoard/<cluster id>/``). One member is what a single machine can
+honestly offer; a provider spanning hosts runs three or five (Patroni keeps
+the primary running through a short DCS outage only with failsafe mode).
+
+It listens on loopback only. Its data directory lives in Hoard's state
+directory and survives restarts; the ports chosen at first start are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import httpx
+
+from hoard.domain.nodes import ProcessSpec
+from hoard.providers.processes import OSUser, Supervisor, free_port
+
+ETCD = "/usr/bin/etcd"
+READY_TIMEOUT = 30.0
+
+
+class LocalEtcd:
+    def __init__(self, root: Path, user: OSUser, host: str = "127.0.0.1") -> None:
+        self.root = root
+        self.user = user
+        self.host = host
+
+    def _ports(self) -> dict[str, int]:
+        record = self.root / "ports.json"
+        if record.exists():
+            return dict(json.loads(record.read_text()))
+        ports = {"client": free_port(self.host), "peer": free_port(self.host)}
+        record.write_text(json.dumps(ports))
+        return ports
+
+    def url(self) -> str:
+        return f"http://{self.host}:{self._ports()['client']}"
+
+    def ensure(self) -> str:
+        """Start etcd unless it runs; wait until it answers; its client URL."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.user.chown(self.root)
+        ports = self._ports()
+        client = f"http://{self.host}:{ports['client']}"
+        peer = f"http://{self.host}:{ports['peer']}"
+        spec = ProcessSpec([
+            ETCD, "--name", "hoard", "--data-dir", str(self.root / "data"),
+            "--listen-client-urls", client, "--advertise-client-urls", client,
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", f"hoard={peer}", "--initial-cluster-state", "new",
+            "--auto-compaction-retention", "1", "--log-level", "warn",
+        ], stop_signal=signal.SIGTERM, stop_timeout=10.0)
+        Supervisor(self.root, self.user).start(spec)
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            try:
+                if httpx.get(f"{client}/health", timeout=1).json().get("health") == "true":
+                    return client
+            except (httpx.HTTPError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"etcd did not answer on {client} within {READY_TIMEOUT:.0f}s")
+            time.sleep(0.05)
+
+    def running(self) -> bool:
+        return self.root.exists() and Supervisor(self.root, self.user).live() is not None
+
+    def stop(self) -> None:
+        if self.root.exists():
+            Supervisor(self.root, self.user).stop()
+

@@ -1,0 +1,156 @@
+"""The local provider's parts for replicated clusters: several named processes
+per node, a simulated host failure, Hoard's etcd, the HAProxy endpoint that
+follows the primary, and placement spread over hosts and zones."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hoard.domain.nodes import Backend, CommandRoleCheck, HttpRoleCheck, ProcessSpec
+from hoard.domain.placement import Host, choose_host, parse_hosts
+from hoard.providers.local import LocalProvider
+from tests.conftest import make_state_dir
+
+# A stand-in server: answers every TCP connection with its name, and GET /primary
+# with 200 while the file "role" beside it says primary (as Patroni's REST API does).
+FAKE_NODE = r"""
+import http.server, pathlib, socketserver, sys, threading
+name, port, http_port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+class Echo(socketserver.BaseRequestHandler):
+    def handle(self):
+        self.request.sendall(name.encode())
+class Role(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        role = pathlib.Path("role").read_text().strip()
+        self.send_response(200 if self.path == "/" + role else 503)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+socketserver.TCPServer.allow_reuse_address = True
+threading.Thread(target=socketserver.TCPServer(("127.0.0.1", port), Echo).serve_forever,
+                 daemon=True).start()
+http.server.HTTPServer(("127.0.0.1", http_port), Role).serve_forever()
+"""
+
+
+@pytest.fixture
+def provider() -> Iterator[LocalProvider]:
+    root = make_state_dir()
+    provider = LocalProvider(root / "nodes", "hoard-db", volumes="directory")
+    try:
+        yield provider
+    finally:
+        for node_id in provider.node_ids():
+            provider.destroy(node_id)
+        for cluster_id in provider.endpoints.cluster_ids():
+            provider.remove_endpoint(cluster_id)
+        provider.etcd.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _fake_node(provider: LocalProvider, node_id: str, role: str) -> Backend:
+    placement = provider.place(node_id, set(), 1, port_names=("agent",))
+    root = Path(provider.runner(node_id).abspath(Path(".")))  # type: ignore[arg-type]
+    (root / "role").write_text(role)
+    (root / "node.py").write_text(FAKE_NODE)
+    provider.start(node_id, ProcessSpec(["/usr/bin/python3", "node.py", node_id,
+                                         str(placement.port), str(placement.ports["agent"])]))
+    return Backend(node_id, placement.host, placement.port, placement.ports)
+
+
+def _read_name(port: int, timeout: float = 10.0) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                data = sock.recv(100).decode()
+                if data:
+                    return data
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, f"nothing answered on port {port}"
+        time.sleep(0.05)
+
+
+def test_named_processes_are_supervised_apart_and_killed_together(
+        provider: LocalProvider) -> None:
+    provider.place("n1", set(), 1)
+    sleep = ["/bin/sleep", "600"]
+    assert provider.start("n1", ProcessSpec(sleep))
+    assert provider.start("n1", ProcessSpec(sleep, name="sentinel"))
+    assert not provider.start("n1", ProcessSpec(sleep, name="sentinel"))  # already runs
+    assert provider.is_running("n1") and provider.is_running("n1", "sentinel")
+    provider.kill("n1")
+    assert not provider.is_running("n1") and not provider.is_running("n1", "sentinel")
+    assert provider.start("n1", ProcessSpec(sleep, name="sentinel"))  # back after a "crash"
+    assert provider.start("n1", ProcessSpec(sleep))
+    assert provider.is_running("n1", "sentinel"), "starting the server must not kill a sidecar"
+    provider.stop("n1")
+    assert not provider.is_running("n1") and not provider.is_running("n1", "sentinel")
+    with pytest.raises(ValueError, match="process name"):
+        provider.start("n1", ProcessSpec(sleep, name="../x"))
+
+
+def test_etcd_runs_once_and_answers(provider: LocalProvider) -> None:
+    url = provider.ensure_etcd()
+    assert provider.ensure_etcd() == url
+    answer = httpx.post(f"{url}/v3/kv/range", json={"key": "eA=="}, timeout=5)
+    assert answer.status_code == 200 and "header" in answer.json()
+
+
+def test_endpoint_follows_the_primary_and_spreads_reads(provider: LocalProvider) -> None:
+    a, b = _fake_node(provider, "na", "primary"), _fake_node(provider, "nb", "replica")
+    check = HttpRoleCheck("agent", "/primary", "/replica")
+    endpoint = provider.ensure_endpoint("c1", [a, b], check, "/dev/null", {a.port, b.port})
+    assert _read_name(endpoint.rw_port) == "na"
+    assert _read_name(endpoint.ro_port) == "nb"
+    assert provider.ensure_endpoint("c1", [a, b], check, "/dev/null", set()) == endpoint
+
+    # The primary fails over to b: the read-write address follows within seconds.
+    provider.kill("na")
+    root_b = Path(provider.runner("nb").abspath(Path(".")))  # type: ignore[arg-type]
+    (root_b / "role").write_text("primary")
+    started = time.monotonic()
+    while _read_name(endpoint.rw_port) != "nb":
+        assert time.monotonic() - started < 5, "read-write address did not follow the primary"
+        time.sleep(0.1)
+    # With no replica up, reads go to the primary.
+    assert _read_name(endpoint.ro_port) == "nb"
+    provider.remove_endpoint("c1")
+    assert not provider.endpoint_running("c1")
+
+
+def test_command_check_endpoint_sends_writes_to_one_node(provider: LocalProvider) -> None:
+    a, b = _fake_node(provider, "na", "x"), _fake_node(provider, "nb", "x")
+    # Every node passes (as every synced Galera node does): writes still go to one.
+    check = CommandRoleCheck(("/bin/sh", "-c", 'test "$0" -gt 0 && test -n "$CHECK_ENV"',
+                              "{port}"), (("CHECK_ENV", "it's set"),))
+    endpoint = provider.ensure_endpoint("c2", [a, b], check, "/dev/null", set())
+    time.sleep(1.5)
+    assert {_read_name(endpoint.rw_port) for _ in range(6)} == {"na"}
+    assert {_read_name(endpoint.ro_port) for _ in range(6)} == {"na", "nb"}
+
+
+def test_nodes_are_spread_over_zones_then_hosts() -> None:
+    hosts = parse_hosts("127.0.0.1@a, 127.0.0.2@b, 127.0.0.3@a")
+    placed: list[Host] = []
+    for _ in range(3):
+        placed.append(choose_host(hosts, placed))
+    assert [h.zone for h in placed[:2]] == ["a", "b"]
+    assert len({h.address for h in placed}) == 3
+    # More nodes than hosts: zones stay even first (zone b has one host), then hosts.
+    for _ in range(3):
+        placed.append(choose_host(hosts, placed))
+    assert Counter(h.zone for h in placed) == {"a": 3, "b": 3}
+    assert Counter(h.address for h in placed if h.zone == "a") == {"127.0.0.1": 2,
+                                                                    "127.0.0.3": 1}
+    with pytest.raises(ValueError):
+        parse_hosts("127.0.0.1, 127.0.0.1@b")
