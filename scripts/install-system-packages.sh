@@ -8,6 +8,10 @@ PACKAGES=(
   mariadb-server mariadb-client        # the MariaDB engine and its client
   mariadb-backup                       # MariaDB physical backups (mbstream too)
   redis-server redis-tools             # the Redis engine, redis-cli, redis-benchmark
+  redis-sentinel                       # Redis failover (replicated clusters)
+  patroni etcd-server                  # PostgreSQL failover, and the etcd Hoard runs for it
+  galera-4 socat rsync                 # MariaDB replicated clusters (Galera, its state transfers)
+  haproxy                              # replicated clusters' stable endpoints
   util-linux passwd                    # setpriv (drop privileges), useradd
   e2fsprogs mount                      # a sized filesystem per node (mkfs.ext4, loop mounts)
   tar diffutils coreutils              # tools the backup code runs beside the data
