@@ -150,13 +150,16 @@ def running_cluster(engine: Engine, nodes: int = 3, durability: str = "async",
             if i == 0:
                 engine.bootstrap(ctx, runner)
             cert = ca.issue_server_cert(ctx.node_id, [ctx.host, "127.0.0.1", "localhost"])
-            engine.install_tls(runner, cert.cert_pem, cert.key_pem)
+            engine.install_tls(runner, cert.cert_pem, cert.key_pem, ca.cert_pem)
             engine.prepare_member(ctx, topo, runner, founder=i == 0)
             engine.configure_member(ctx, topo, runner)
             cluster.start_member(ctx.node_id)
             if i == 0:
-                cluster.wait_for(lambda c=ctx: engine.health(c, cluster.ca_file, 2).ok,
-                                 FORM_TIMEOUT, "founder healthy")
+                # The primary, not just up: an HA agent may start the founder as a
+                # replica and promote it a moment later (Patroni adopting its data).
+                cluster.wait_for(lambda c=ctx: engine.health(c, cluster.ca_file, 2).ok and any(
+                    s.node_id == c.node_id and s.role == "primary" and s.healthy
+                    for s in cluster.states()), FORM_TIMEOUT, "founder healthy as the primary")
                 engine.initialize(ctx, cluster.ca_file)
         cluster.wait_formed()
         yield cluster

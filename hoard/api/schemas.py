@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from hoard.domain.catalog import MAX_STORAGE_GB, MIN_STORAGE_GB
+from hoard.domain.catalog import MAX_NODES, MAX_STORAGE_GB, MIN_STORAGE_GB
 from hoard.domain.names import NAME_RULE, valid_name
 
 
@@ -27,7 +27,12 @@ class ClusterCreate(Strict):
     engine: str = Field(description="An engine from GET /v2/engines")
     version: str | None = Field(None, description="Engine version; the newest when omitted")
     size: str = Field(description="A size from GET /v2/sizes")
-    nodes: int = Field(1, ge=1, le=1, description="Nodes; 1 is a standalone instance")
+    nodes: int = Field(1, ge=1, le=MAX_NODES,
+                       description="1: a standalone instance; 2-5: a replicated cluster with "
+                                   "automatic failover and stable endpoints")
+    durability: Literal["async", "sync"] | None = Field(
+        None, description="Replicated clusters: 'sync' acknowledges a commit only once a "
+                          "replica has it; default: the engine's (GET /v2/engines)")
     storage_gb: int = Field(10, ge=MIN_STORAGE_GB, le=MAX_STORAGE_GB)
     restore: RestoreSpec | None = Field(None, description="Make the cluster from a backup")
 
@@ -52,7 +57,8 @@ class TokenCreate(Strict):
 
 
 class Endpoint(BaseModel):
-    role: str
+    role: str = Field(description="read-write: always the current primary; "
+                                  "read-only: spread over the replicas")
     host: str
     port: int
 
@@ -60,12 +66,14 @@ class Endpoint(BaseModel):
 class NodeView(BaseModel):
     id: str
     ordinal: int
-    role: str
+    role: str = Field(description="primary or replica, as the engine's HA machinery says")
     status: str
     status_reason: str
     provider: str
     host: str | None
     port: int | None
+    zone: str | None = Field(description="The failure domain the node was placed in")
+    lag_bytes: int | None = Field(description="Replication lag behind the primary")
     limits: dict[str, str]
     observed_at: dt.datetime | None
 
@@ -77,6 +85,7 @@ class ClusterView(BaseModel):
     version: str
     size: str
     nodes: int
+    durability: str
     storage_gb: int
     status: str
     status_reason: str

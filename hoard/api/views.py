@@ -14,24 +14,32 @@ def cluster_view(cluster: Cluster) -> ClusterView:
         NodeView(
             id=n.id, ordinal=n.ordinal, role=n.role, status=n.status,
             status_reason=n.status_reason, provider=n.provider, host=n.host, port=n.port,
-            limits=dict(n.limits or {}), observed_at=utc(n.observed_at),
+            zone=n.zone, lag_bytes=n.lag_bytes, limits=dict(n.limits or {}),
+            observed_at=utc(n.observed_at),
         )
         for n in cluster.nodes
     ]
-    endpoints = [
+    return ClusterView(
+        id=cluster.id, name=cluster.name, engine=cluster.engine, version=cluster.version,
+        size=cluster.size, nodes=cluster.node_count, durability=cluster.durability,
+        storage_gb=cluster.storage_gb, status=cluster.status,
+        status_reason=cluster.status_reason, configuration_id=cluster.configuration_id,
+        pending_restart=list(cluster.pending_restart or []), endpoints=endpoints(cluster),
+        members=members, created_at=utc(cluster.created_at),
+        updated_at=utc(cluster.updated_at),
+    )
+
+
+def endpoints(cluster: Cluster) -> list[Endpoint]:
+    """A replicated cluster's stable addresses; a standalone node's own address."""
+    if cluster.endpoint_host and cluster.rw_port and cluster.ro_port:
+        return [Endpoint(role="read-write", host=cluster.endpoint_host, port=cluster.rw_port),
+                Endpoint(role="read-only", host=cluster.endpoint_host, port=cluster.ro_port)]
+    return [
         Endpoint(role="read-write", host=n.host, port=n.port)
         for n in cluster.nodes
         if n.role == "primary" and n.host and n.port
     ]
-    return ClusterView(
-        id=cluster.id, name=cluster.name, engine=cluster.engine, version=cluster.version,
-        size=cluster.size, nodes=cluster.node_count, storage_gb=cluster.storage_gb,
-        status=cluster.status, status_reason=cluster.status_reason,
-        configuration_id=cluster.configuration_id,
-        pending_restart=list(cluster.pending_restart or []), endpoints=endpoints,
-        members=members, created_at=utc(cluster.created_at),
-        updated_at=utc(cluster.updated_at),
-    )
 
 
 @overload

@@ -26,4 +26,5 @@ SIZES: dict[str, Size] = {
 }
 
 MIN_STORAGE_GB = 1
+MAX_NODES = 5  # a replicated cluster's largest size
 MAX_STORAGE_GB = 16384

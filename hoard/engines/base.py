@@ -23,6 +23,7 @@ ParamValue = int | bool | str
 # Where every engine keeps its node's TLS certificate and key (volume-relative).
 TLS_CERT = PurePosixPath("tls/server.crt")
 TLS_KEY = PurePosixPath("tls/server.key")
+TLS_CA = PurePosixPath("tls/ca.crt")  # Hoard's CA: members check their peers with it
 
 
 @dataclass(frozen=True)
@@ -103,10 +104,15 @@ class Engine(ABC):
         """Create the node's data files. Idempotent: a finished bootstrap is kept,
         a half-finished one is thrown away and redone."""
 
-    def install_tls(self, runner: NodeRunner, cert_pem: bytes, key_pem: bytes) -> None:
-        """Write the node's TLS certificate and key where ``configure`` points to."""
+    def install_tls(self, runner: NodeRunner, cert_pem: bytes, key_pem: bytes,
+                    ca_pem: bytes | None = None) -> None:
+        """Write the node's TLS certificate and key where ``configure`` points to,
+        and Hoard's CA certificate when given (replicated members verify their
+        peers with it)."""
         runner.write_file(TLS_CERT, cert_pem, 0o644)
         runner.write_file(TLS_KEY, key_pem, 0o600)
+        if ca_pem is not None:
+            runner.write_file(TLS_CA, ca_pem, 0o644)
 
     @abstractmethod
     def configure(self, ctx: NodeContext, runner: NodeRunner) -> None:
@@ -338,6 +344,7 @@ class Replication(ABC):
     """
 
     ha_ports: tuple[str, ...]  # extra ports each member needs, by name
+    sidecars: tuple[str, ...] = ()  # names of the processes a member runs beside "server"
     durabilities: tuple[str, ...]  # the ``durability`` values this engine can keep
     needs_dcs: bool  # whether members keep their state in Hoard's etcd
 

@@ -33,6 +33,7 @@ class Endpoint:
 
 class Provider(ABC):
     name: str
+    endpoint_host: str  # where replicated clusters' endpoints listen
 
     @abstractmethod
     def place(self, node_id: str, taken_ports: set[int], storage_gb: int,

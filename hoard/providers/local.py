@@ -168,6 +168,7 @@ class LocalProvider(Provider):
         self.volumes_dir = nodes_dir.parent / "volumes"
         self.user = OSUser(os_user)
         self.hosts = hosts or [Host("127.0.0.1", "local")]
+        self.endpoint_host = self.hosts[0].address
         self.etcd = LocalEtcd(nodes_dir.parent / "etcd", self.user, self.hosts[0].address)
         self.endpoints = LocalEndpoints(nodes_dir.parent / "endpoints", self.user,
                                         self.hosts[0].address)

@@ -91,7 +91,8 @@ class CertificateAuthority:
         return self._cert.public_bytes(serialization.Encoding.PEM)
 
     def issue_server_cert(self, common_name: str, hosts: list[str], days: int = 825) -> IssuedCert:
-        """A server certificate valid for each of ``hosts`` (names or IP addresses)."""
+        """A server certificate valid for each of ``hosts`` (names or IP addresses),
+        also usable as a client certificate towards a node's peers."""
         key = ec.generate_private_key(ec.SECP256R1())
         sans: list[x509.GeneralName] = []
         for host in hosts:
@@ -111,7 +112,10 @@ class CertificateAuthority:
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
-                x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+                # Client too: replicated members present it to each other (mutual TLS).
+                x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH,
+                                       x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]),
+                critical=False,
             )
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()), False

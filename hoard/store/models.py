@@ -67,6 +67,13 @@ class Cluster(Base):
     pending_restart: Mapped[list[str]] = mapped_column(JSON, default=list)
     # {"cron": "0 3 * * *", "keep_last": 7, "keep_days": 30}, or None.
     backup_schedule: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # "sync": a commit waits for a replica (replicated clusters only).
+    durability: Mapped[str] = mapped_column(String(16), default="async",
+                                            server_default="async")
+    # A replicated cluster's stable endpoints (None for a single node, reached directly).
+    endpoint_host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    rw_port: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    ro_port: Mapped[int | None] = mapped_column(Integer, nullable=True)
     admin_user: Mapped[str] = mapped_column(String(63))
     admin_password: Mapped[str] = mapped_column(Text)  # sealed with the secret key
     service_password: Mapped[str] = mapped_column(Text)  # Hoard's own superuser, sealed
@@ -177,6 +184,10 @@ class Node(Base):
     provider: Mapped[str] = mapped_column(String(32))
     host: Mapped[str | None] = mapped_column(String(255), nullable=True)
     port: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    zone: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Extra ports the engine's HA machinery listens on, by name (e.g. "patroni").
+    ports: Mapped[dict[str, int]] = mapped_column(JSON, default=dict, server_default="{}")
+    lag_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     status: Mapped[str] = mapped_column(String(16))
     status_reason: Mapped[str] = mapped_column(Text, default="")
     limits: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -15,6 +15,7 @@ from dbos import DBOS
 from hoard.domain.errors import Conflict, HoardError, InvalidInput, NotFound
 from hoard.engines.base import AclAccounts, Engine, NodeContext, SqlAccounts
 from hoard.store import events, operations
+from hoard.workflows.members import primary
 from hoard.workflows.services import services
 from hoard.workflows.steps import load_cluster, recorded, short_reason
 
@@ -45,7 +46,7 @@ def _target(cluster_id: str) -> tuple[Engine, NodeContext, str]:
     cluster = load_cluster(cluster_id)
     if cluster is None:
         raise NotFound("the cluster no longer exists")
-    engine, ctx = svc.primary(cluster)
+    engine, ctx, _ = primary(cluster)
     return engine, ctx, svc.ca_file
 
 

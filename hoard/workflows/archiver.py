@@ -21,6 +21,7 @@ from hoard.ids import new_id
 from hoard.store import models
 from hoard.workflows.backups import log_key
 from hoard.workflows.loops import Loop
+from hoard.workflows.members import primary
 from hoard.workflows.services import services
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,7 @@ def archive_once() -> int:
 
 def _archive_cluster(cluster: models.Cluster, engine: Backups) -> int:
     svc = services()
-    _, ctx = svc.primary(cluster)
-    node = next(n for n in cluster.nodes if n.role == "primary")
+    _, ctx, node = primary(cluster)
     runner = svc.provider.runner(node.id)
     now = time.monotonic()
     if now - _last_rotation.get(cluster.id, 0.0) >= svc.settings.archive_rotate_seconds:

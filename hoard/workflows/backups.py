@@ -19,6 +19,7 @@ from hoard.backups.pipeline import download, upload
 from hoard.domain.errors import InvalidInput
 from hoard.engines.base import Backups, IncrementalBackups
 from hoard.store import events, models, operations
+from hoard.workflows.members import primary
 from hoard.workflows.services import Services, services
 from hoard.workflows.steps import load_cluster, recorded, short_reason
 
@@ -46,7 +47,7 @@ def bounded(chunks: Iterable[bytes], seconds: float) -> Iterator[bytes]:
 
 def run_backup(svc: Services, cluster: models.Cluster, backup_id: str) -> None:
     """Stream a full backup of the cluster's primary into the store; record it."""
-    engine, ctx = svc.primary(cluster)
+    engine, ctx, node = primary(cluster)
     if not isinstance(engine, Backups):
         raise InvalidInput(f"{engine.display_name} clusters cannot be backed up")
     with svc.store.session() as s:
@@ -54,7 +55,6 @@ def run_backup(svc: Services, cluster: models.Cluster, backup_id: str) -> None:
         assert backup is not None
         key, project_id = backup.object_key, backup.project_id
         parent = s.get(models.Backup, backup.parent_id) if backup.parent_id else None
-    node = next(n for n in cluster.nodes if n.role == "primary")
     runner = svc.provider.runner(node.id)
     meta: dict[str, str] = {}
     if parent is not None:

@@ -13,19 +13,39 @@ from typing import Any
 
 from dbos import DBOS
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from hoard.domain.catalog import SIZES
+from hoard.domain.placement import Host
 from hoard.domain.status import ClusterStatus, NodeStatus
-from hoard.engines.base import Backups, IncrementalBackups, NodeContext
+from hoard.engines.base import Backups, IncrementalBackups, NodeContext, Topology
 from hoard.store import models, operations
 from hoard.workflows.backups import restore_inputs
+from hoard.workflows.members import (
+    configure_node,
+    ensure_endpoint,
+    ha_engine,
+    record_roles,
+    replicated,
+    start_node,
+    states,
+    topology,
+)
 from hoard.workflows.services import services
 from hoard.workflows.steps import load_cluster, recorded, short_reason
 
 STEPS = ["place nodes", "bootstrap", "start", "create admin account", "activate"]
 RESTORE_STEPS = ["place nodes", "restore data", "start", "finish restore",
                  "create admin account", "activate"]
+# A replicated cluster is made as a single node first (its founder, node 0: bootstrapped
+# or restored exactly as a standalone one), then the others join it.
+HA_STEPS = ["form cluster", "open endpoints"]
 READY_TIMEOUT = 120.0
+
+
+def steps_for(replicated: bool, restore: bool) -> list[str]:
+    base = RESTORE_STEPS if restore else STEPS
+    return [*base[:-1], *HA_STEPS, base[-1]] if replicated else list(base)
 
 
 @DBOS.step()
@@ -34,15 +54,28 @@ def place_nodes(op_id: str, cluster_id: str) -> None:
     with recorded(op_id, "place nodes"), svc.store.session() as s:
         cluster = s.get(models.Cluster, cluster_id)
         assert cluster is not None
-        taken = {p for p in s.scalars(select(models.Node.port)) if p is not None}
+        taken = ports_taken(s)
+        port_names = ha_engine(cluster).ha_ports if replicated(cluster) else ()
+        placed = [Host(n.host, n.zone or "") for n in cluster.nodes if n.host]
         for node in cluster.nodes:
-            placement = svc.provider.place(node.id, taken, cluster.storage_gb)
+            placement = svc.provider.place(node.id, taken, cluster.storage_gb,
+                                           port_names, placed)
             if node.port is None:
-                node.host, node.port = placement.host, placement.port
-                taken.add(placement.port)
+                node.host, node.port, node.zone = placement.host, placement.port, placement.zone
+                node.ports = placement.ports
+                taken |= {placement.port, *placement.ports.values()}
+                placed.append(Host(placement.host, placement.zone))
             node.limits = svc.provider.apply_limits(
                 node.id, SIZES[cluster.size], cluster.storage_gb
             )
+
+
+def ports_taken(s: Session) -> set[int]:
+    """Every port a node has, its client port and its HA machinery's."""
+    taken: set[int] = set()
+    for port, extra in s.execute(select(models.Node.port, models.Node.ports)):
+        taken |= {p for p in (port, *(extra or {}).values()) if p is not None}
+    return taken
 
 
 @DBOS.step()
@@ -52,19 +85,29 @@ def bootstrap_nodes(op_id: str, cluster_id: str) -> None:
         cluster = load_cluster(cluster_id)
         assert cluster is not None
         engine = svc.engines[cluster.engine]
-        for node in cluster.nodes:
-            engine.bootstrap(svc.node_context(cluster, node), svc.provider.runner(node.id))
-            _install_config(cluster, node)
+        founder = cluster.nodes[0]  # the only node of a standalone cluster
+        engine.bootstrap(svc.node_context(cluster, founder), svc.provider.runner(founder.id))
+        _install_config(cluster, founder)
+
+
+def install_tls(cluster: models.Cluster, node: models.Node) -> None:
+    """The node's certificate: its own address, and the endpoint's, which passes
+    TLS through to it."""
+    svc = services()
+    names = dict.fromkeys([node.host or svc.provider.endpoint_host,
+                           svc.provider.endpoint_host, "localhost"])
+    cert = svc.ca.issue_server_cert(node.id, list(names))
+    svc.engines[cluster.engine].install_tls(svc.provider.runner(node.id), cert.cert_pem,
+                                            cert.key_pem, svc.ca.cert_pem)
 
 
 def _install_config(cluster: models.Cluster, node: models.Node) -> None:
-    """TLS certificate and configuration files for a node (after its data exists)."""
+    """TLS certificate and standalone configuration files for a node (after its
+    data exists); a replicated cluster's founder runs so until the others join."""
     svc = services()
-    engine = svc.engines[cluster.engine]
-    runner = svc.provider.runner(node.id)
-    cert = svc.ca.issue_server_cert(node.id, [node.host or "127.0.0.1", "localhost"])
-    engine.install_tls(runner, cert.cert_pem, cert.key_pem)
-    engine.configure(svc.node_context(cluster, node), runner)
+    install_tls(cluster, node)
+    svc.engines[cluster.engine].configure(svc.node_context(cluster, node),
+                                          svc.provider.runner(node.id))
 
 
 @DBOS.step()
@@ -83,7 +126,7 @@ def restore_nodes(op_id: str, cluster_id: str, restore: dict[str, Any]) -> None:
         assert cluster is not None
         engine = svc.engines[cluster.engine]
         assert isinstance(engine, Backups)
-        for node in cluster.nodes:
+        for node in cluster.nodes[:1]:  # a replicated cluster's others join the founder
             chain, logs = restore_inputs(svc, restore["backup_id"], restore.get("time"))
             ctx, runner = svc.node_context(cluster, node), svc.provider.runner(node.id)
             if len(chain) > 1:
@@ -103,7 +146,7 @@ def finish_restore(op_id: str, cluster_id: str, restore: dict[str, Any]) -> None
         assert cluster is not None
         engine = svc.engines[cluster.engine]
         assert isinstance(engine, Backups)
-        for node in cluster.nodes:
+        for node in cluster.nodes[:1]:
             engine.finish_restore(svc.node_context(cluster, node), svc.ca_file,
                                   svc.provider.runner(node.id), restore.get("time"))
 
@@ -131,26 +174,103 @@ def wait_ready(
 
 
 @DBOS.step()
-def start_nodes(op_id: str, cluster_id: str) -> None:
+def start_founder(op_id: str, cluster_id: str) -> None:
+    """Start the new cluster's first node as a standalone server."""
+    svc = services()
     with recorded(op_id, "start"):
         cluster = load_cluster(cluster_id)
         assert cluster is not None
-        start_all(cluster)
+        founder = cluster.nodes[0]
+        if replicated(cluster) and svc.provider.is_running(founder.id):
+            return  # already formed: a retried step after "form cluster" began
+        ctx, runner = svc.node_context(cluster, founder), svc.provider.runner(founder.id)
+        svc.provider.start(founder.id, svc.engines[cluster.engine].process(ctx, runner))
+        wait_ready(cluster, founder, READY_TIMEOUT)
 
 
 def start_all(cluster: models.Cluster, configure: bool = False) -> None:
-    """Start every node that is not running (optionally rewriting its files first),
-    then wait until each answers."""
-    svc = services()
-    engine = svc.engines[cluster.engine]
+    """Start every process of every node that is not running (optionally rewriting
+    its files first), then wait until each answers (and, replicated, until the
+    machinery has formed the cluster again)."""
+    topo = topology(cluster) if replicated(cluster) else None
     for node in cluster.nodes:
-        ctx = svc.node_context(cluster, node)
-        runner = svc.provider.runner(node.id)
         if configure:
-            engine.configure(ctx, runner)
-        svc.provider.start(node.id, engine.process(ctx, runner))
+            configure_node(cluster, node, topo=topo)
+        start_node(cluster, node, topo=topo)
     for node in cluster.nodes:
         wait_ready(cluster, node, READY_TIMEOUT)
+    if topo is not None:
+        wait_formed(cluster, topo)
+
+
+def wait_formed(cluster: models.Cluster, topo: Topology, timeout: float = READY_TIMEOUT) -> None:
+    """Until every member is healthy in its role and one takes writes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            observed = states(cluster, topo)
+            detail = "; ".join(f"node {topo.member(o.node_id).ordinal}: {o.detail}"
+                               for o in observed if not o.healthy)
+            if not detail and any(o.role == "primary" for o in observed):
+                return
+        except Exception as exc:  # a member still starting may not answer yet
+            detail = str(exc)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the cluster did not form within {timeout:.0f}s: {detail}")
+        time.sleep(0.2)
+
+
+def wait_primary(cluster: models.Cluster, topo: Topology, node_id: str,
+                 timeout: float = READY_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if any(o.node_id == node_id and o.role == "primary" and o.healthy
+                   for o in states(cluster, topo)):
+                return
+        except Exception:  # noqa: S110 - still starting; the deadline decides
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"node {topo.member(node_id).ordinal} did not become the "
+                               f"primary within {timeout:.0f}s")
+        time.sleep(0.1)
+
+
+@DBOS.step()
+def form_cluster(op_id: str, cluster_id: str) -> None:
+    """Turn the standalone founder into the first member, then let the others join
+    it; each gets its data from the running cluster by the engine's own means."""
+    svc = services()
+    with recorded(op_id, "form cluster"):
+        cluster = load_cluster(cluster_id)
+        assert cluster is not None
+        engine, topo = ha_engine(cluster), topology(cluster)
+        founder = cluster.nodes[0]
+        svc.provider.stop(founder.id)  # it ran standalone; it restarts as a member
+        for node in cluster.nodes:
+            ctx, runner = svc.node_context(cluster, node), svc.provider.runner(node.id)
+            if node is not founder:
+                install_tls(cluster, node)
+            engine.prepare_member(ctx, topo, runner, founder=node is founder)
+            engine.configure_member(ctx, topo, runner)
+        start_node(cluster, founder, topo=topo)
+        wait_ready(cluster, founder, READY_TIMEOUT)
+        # The others join a primary: an HA agent may start the founder as a replica
+        # and promote it a moment later (Patroni adopting existing data).
+        wait_primary(cluster, topo, founder.id)
+        for node in cluster.nodes[1:]:
+            start_node(cluster, node, topo=topo)
+        wait_formed(cluster, topo)
+
+
+@DBOS.step()
+def open_endpoints(op_id: str, cluster_id: str) -> None:
+    with recorded(op_id, "open endpoints"):
+        cluster = load_cluster(cluster_id)
+        assert cluster is not None
+        topo = topology(cluster)
+        ensure_endpoint(cluster, topo)
+        record_roles(cluster_id, states(cluster, topo))
 
 
 @DBOS.step()
@@ -159,8 +279,8 @@ def create_admin(op_id: str, cluster_id: str) -> None:
     with recorded(op_id, "create admin account"):
         cluster = load_cluster(cluster_id)
         assert cluster is not None
-        primary = cluster.nodes[0]
-        svc.engines[cluster.engine].initialize(svc.node_context(cluster, primary), svc.ca_file)
+        founder = cluster.nodes[0]
+        svc.engines[cluster.engine].initialize(svc.node_context(cluster, founder), svc.ca_file)
 
 
 @DBOS.step()
@@ -173,6 +293,8 @@ def activate(op_id: str, cluster_id: str) -> None:
             node.status = NodeStatus.HEALTHY
             node.status_reason = ""
             node.observed_at = models.utcnow()
+            if not replicated(cluster):
+                node.role = "primary"
         cluster.status = ClusterStatus.ACTIVE
         cluster.status_reason = ""
     with svc.store.session() as s:
@@ -185,6 +307,7 @@ def compensate(op_id: str, cluster_id: str, reason: str) -> None:
     svc = services()
     cluster = load_cluster(cluster_id)
     if cluster is not None:
+        svc.provider.remove_endpoint(cluster.id)
         for node in cluster.nodes:
             svc.provider.destroy(node.id)
     with svc.store.session() as s:
@@ -192,25 +315,31 @@ def compensate(op_id: str, cluster_id: str, reason: str) -> None:
         if cluster is not None:
             cluster.status = ClusterStatus.FAILED
             cluster.status_reason = reason
+            cluster.endpoint_host = cluster.rw_port = cluster.ro_port = None
             for node in cluster.nodes:
                 node.status = NodeStatus.STOPPED
                 node.host = node.port = None
+                node.ports = {}
         operations.finish(s, op_id, error=reason)
 
 
 @DBOS.workflow()
 def create_cluster(op_id: str, cluster_id: str) -> None:
     try:
-        restore = read_params(op_id).get("restore")
+        params = read_params(op_id)
+        restore = params.get("restore")
         place_nodes(op_id, cluster_id)
         if restore:
             restore_nodes(op_id, cluster_id, restore)
         else:
             bootstrap_nodes(op_id, cluster_id)
-        start_nodes(op_id, cluster_id)
+        start_founder(op_id, cluster_id)
         if restore:
             finish_restore(op_id, cluster_id, restore)
         create_admin(op_id, cluster_id)
+        if params.get("replicated"):
+            form_cluster(op_id, cluster_id)
+            open_endpoints(op_id, cluster_id)
         activate(op_id, cluster_id)
     except Exception as exc:
         compensate(op_id, cluster_id, short_reason(exc))

@@ -24,6 +24,7 @@ def destroy_nodes(op_id: str, cluster_id: str) -> None:
         cluster = load_cluster(cluster_id)
         for node in cluster.nodes if cluster else []:
             svc.provider.destroy(node.id)
+        svc.provider.remove_endpoint(cluster_id)
 
 
 @DBOS.step()

@@ -16,7 +16,8 @@ from dbos import DBOS
 from hoard.domain.catalog import SIZES
 from hoard.domain.status import ClusterStatus, NodeStatus
 from hoard.store import events, models, operations
-from hoard.workflows.cluster_create import READY_TIMEOUT, start_all, wait_ready
+from hoard.workflows.cluster_create import READY_TIMEOUT, start_all, wait_formed, wait_ready
+from hoard.workflows.members import configure_node, replicated, start_node, topology
 from hoard.workflows.services import services
 from hoard.workflows.steps import load_cluster, recorded, short_reason
 
@@ -47,7 +48,7 @@ def _configure_all(cluster: models.Cluster, size: str, params: dict[str, Any]) -
         ctx = svc.node_context(cluster, node, size=size, parameters=params)
         after = engine.settings(ctx)
         changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
-        engine.configure(ctx, svc.provider.runner(node.id))
+        configure_node(cluster, node, ctx)
         live = [k for k in changed if engine.is_dynamic(k)]
         if live and svc.provider.is_running(node.id):
             engine.apply_live(ctx, svc.ca_file, live)
@@ -56,21 +57,23 @@ def _configure_all(cluster: models.Cluster, size: str, params: dict[str, Any]) -
 
 
 def _restart_nodes(cluster: models.Cluster, size: str, params: dict[str, Any]) -> None:
+    """One node at a time. A replicated cluster's replicas go first and its
+    machinery fails over (cleanly: the stopped primary hands over) for the last."""
     svc = services()
-    engine = svc.engines[cluster.engine]
-    for node in cluster.nodes:
+    nodes = sorted(cluster.nodes, key=lambda n: n.role == "primary")
+    for node in nodes:
         ctx = svc.node_context(cluster, node, size=size, parameters=params)
-        runner = svc.provider.runner(node.id)
         svc.provider.stop(node.id)
-        svc.provider.start(node.id, engine.process(ctx, runner))
+        start_node(cluster, node, ctx)
         wait_ready(cluster, node, READY_TIMEOUT, ctx)
+    if replicated(cluster):
+        wait_formed(cluster, topology(cluster))
 
 
 def _grow_storage(cluster: models.Cluster, storage_gb: int) -> None:
     """Grow each node's storage, stopping it around the growth where the provider
     cannot grow a live filesystem."""
     svc = services()
-    engine = svc.engines[cluster.engine]
     for node in cluster.nodes:
         if svc.provider.grow_storage(node.id, storage_gb):
             continue  # grown in place, or the node is stopped anyway
@@ -78,7 +81,7 @@ def _grow_storage(cluster: models.Cluster, storage_gb: int) -> None:
         svc.provider.stop(node.id)
         if not svc.provider.grow_storage(node.id, storage_gb):
             raise RuntimeError(f"node {node.ordinal}: storage cannot grow")
-        svc.provider.start(node.id, engine.process(ctx, svc.provider.runner(node.id)))
+        start_node(cluster, node, ctx)
         wait_ready(cluster, node, READY_TIMEOUT, ctx)
         with svc.store.session() as s:
             events.record(s, cluster.id, "node.storage_grown",

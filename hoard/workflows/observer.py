@@ -1,19 +1,38 @@
 """The health observer: checks every node over its own protocol, caches the
-result in the store (lists never poll nodes), and restarts crashed servers.
+result in the store (lists never poll nodes), and restarts what crashed.
 
 It never blocks on one node: checks run in a small thread pool with short
 timeouts, and clusters under an operation are left to their workflow.
+
+Replicated clusters: the observer does not fail over (the engine's HA
+machinery does, on its own, in seconds). It restarts a member whose
+processes died, so it rejoins as a replica, restarts a dead endpoint proxy,
+records each node's role and lag as the machinery reports them, and writes an
+event for every node that goes down or comes back and for every change of
+primary. A cluster with a node down is DEGRADED until the node is back.
 """
 
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+from sqlalchemy.orm import Session
+
 from hoard.domain.status import ClusterStatus, NodeStatus
-from hoard.store import models
+from hoard.engines.base import MemberState
+from hoard.store import events, models
 from hoard.workflows.loops import Loop
+from hoard.workflows.members import (
+    ensure_endpoint,
+    node_running,
+    record_roles,
+    replicated,
+    start_node,
+    states,
+    topology,
+)
 from hoard.workflows.services import services
 
 log = logging.getLogger(__name__)
@@ -27,22 +46,50 @@ class Observation:
     detail: str
 
 
+def _still_ours(cluster_id: str) -> bool:
+    """Whether the cluster is still left to the observer (no operation took it)."""
+    with services().store.session() as s:
+        current = s.get(models.Cluster, cluster_id)
+        return current is not None and current.status in OBSERVED
+
+
 def observe_node(cluster: models.Cluster, node: models.Node) -> Observation:
-    """One node's health; a server that is not running is started again."""
+    """One standalone node's health; a server that is not running is started again."""
     svc = services()
     engine = svc.engines[cluster.engine]
     ctx = svc.node_context(cluster, node)
     if not svc.provider.is_running(node.id):
-        with svc.store.session() as s:
-            current = s.get(models.Cluster, cluster.id)
-            if current is None or current.status not in OBSERVED:
-                return Observation(node.id, False, "taken over by an operation")
-        spec = engine.process(ctx, svc.provider.runner(node.id))
-        svc.provider.start(node.id, spec)
+        if not _still_ours(cluster.id):
+            return Observation(node.id, False, "taken over by an operation")
+        start_node(cluster, node, ctx)
         log.warning("node %s of cluster %s was not running; restarted", node.id, cluster.name)
         return Observation(node.id, False, "server process was not running; restarted it")
     health = engine.health(ctx, svc.ca_file, timeout=2)
     return Observation(node.id, health.ok, health.detail)
+
+
+def _observe_one(cluster: models.Cluster, node: models.Node) -> list[Observation]:
+    return [observe_node(cluster, node)]
+
+
+def observe_replicated(cluster: models.Cluster) -> list[Observation]:
+    """Every member's health as the HA machinery reports it; restart dead members
+    (they rejoin as replicas) and a dead endpoint proxy."""
+    svc = services()
+    topo = topology(cluster)
+    restarted: dict[str, str] = {}
+    for node in cluster.nodes:
+        if not node_running(cluster, node) and _still_ours(cluster.id):
+            names = start_node(cluster, node, topo=topo)
+            restarted[node.id] = f"{', '.join(names)} not running; restarted"
+            log.warning("node %s of cluster %s: %s", node.id, cluster.name, restarted[node.id])
+    if not svc.provider.endpoint_running(cluster.id) and _still_ours(cluster.id):
+        ensure_endpoint(cluster, topo)
+        log.warning("endpoint of cluster %s was not running; restarted", cluster.name)
+    observed: list[MemberState] = states(cluster, topo)
+    record_roles(cluster.id, observed)
+    return [Observation(o.node_id, o.healthy and o.node_id not in restarted,
+                        restarted.get(o.node_id) or o.detail) for o in observed]
 
 
 def observe_once(pool: ThreadPoolExecutor) -> int:
@@ -50,40 +97,50 @@ def observe_once(pool: ThreadPoolExecutor) -> int:
     svc = services()
     with svc.store.session() as s:
         clusters = s.query(models.Cluster).filter(models.Cluster.status.in_(OBSERVED)).all()
-    futures = [
-        (cluster, node, pool.submit(observe_node, cluster, node))
-        for cluster in clusters
-        for node in cluster.nodes
-    ]
+    pending: list[tuple[models.Cluster, list[models.Node], Future[list[Observation]]]] = []
+    for cluster in clusters:
+        if replicated(cluster):
+            pending.append((cluster, list(cluster.nodes), pool.submit(observe_replicated, cluster)))
+        else:
+            for node in cluster.nodes:
+                pending.append((cluster, [node], pool.submit(_observe_one, cluster, node)))
     results: dict[str, list[Observation]] = {}
-    for cluster, node, future in futures:
+    for cluster, nodes, future in pending:
         try:
-            obs = future.result()
+            observations = future.result()
         except Exception as exc:  # a broken node must not stop the loop
-            obs = Observation(node.id, False, f"observer error: {exc}")
-        results.setdefault(cluster.id, []).append(obs)
+            observations = [Observation(n.id, False, f"observer error: {exc}") for n in nodes]
+        results.setdefault(cluster.id, []).extend(observations)
     with svc.store.session() as s:
         for cluster_id, observations in results.items():
-            current = s.get(models.Cluster, cluster_id)
-            if current is None or current.status not in OBSERVED:
-                continue  # deleted or taken over by an operation meanwhile
-            by_id = {o.node_id: o for o in observations}
-            for node in current.nodes:
-                o = by_id.get(node.id)
-                if o is None:
-                    continue
-                status = NodeStatus.HEALTHY if o.healthy else NodeStatus.UNHEALTHY
-                reason = "" if o.healthy else o.detail
-                # Write only changes: the store is not a heartbeat log.
-                if (node.status, node.status_reason) != (status, reason):
-                    node.status, node.status_reason = status, reason
-                    node.observed_at = models.utcnow()
-            sick = [n for n in current.nodes if n.status != NodeStatus.HEALTHY]
-            overall = ClusterStatus.DEGRADED if sick else ClusterStatus.ACTIVE
-            why = "; ".join(f"node {n.ordinal}: {n.status_reason}" for n in sick)
-            if (current.status, current.status_reason) != (overall, why):
-                current.status, current.status_reason = overall, why
-    return len(futures)
+            _record(s, cluster_id, observations)
+    return sum(len(nodes) for _, nodes, _ in pending)
+
+
+def _record(s: Session, cluster_id: str, observations: list[Observation]) -> None:
+    current = s.get(models.Cluster, cluster_id)
+    if current is None or current.status not in OBSERVED:
+        return  # deleted or taken over by an operation meanwhile
+    by_id = {o.node_id: o for o in observations}
+    for node in current.nodes:
+        o = by_id.get(node.id)
+        if o is None:
+            continue
+        status = NodeStatus.HEALTHY if o.healthy else NodeStatus.UNHEALTHY
+        reason = "" if o.healthy else o.detail
+        # Write only changes: the store is not a heartbeat log.
+        if (node.status, node.status_reason) != (status, reason):
+            if node.status != status:
+                kind, words = (("node.recovered", "is healthy again") if o.healthy else
+                               ("node.down", f"is down: {o.detail}"))
+                events.record(s, cluster_id, kind, f"node {node.ordinal} {words}")
+            node.status, node.status_reason = status, reason
+            node.observed_at = models.utcnow()
+    sick = [n for n in current.nodes if n.status != NodeStatus.HEALTHY]
+    overall = ClusterStatus.DEGRADED if sick else ClusterStatus.ACTIVE
+    why = "; ".join(f"node {n.ordinal}: {n.status_reason}" for n in sick)
+    if (current.status, current.status_reason) != (overall, why):
+        current.status, current.status_reason = overall, why
 
 
 def observer(interval: float) -> Loop:

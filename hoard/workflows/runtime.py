@@ -19,7 +19,14 @@ from hoard import __version__
 from hoard.domain.status import OperationStatus
 from hoard.settings import Settings
 from hoard.store import models
-from hoard.workflows import accounts, backups, cluster_create, cluster_delete, cluster_update
+from hoard.workflows import (
+    accounts,
+    backups,
+    cluster_create,
+    cluster_delete,
+    cluster_scale,
+    cluster_update,
+)
 from hoard.workflows.services import services
 
 log = logging.getLogger(__name__)
@@ -67,6 +74,12 @@ def _workflow(
         return backups.backup_cluster, (op_id, cluster_id, params["backup_id"])
     if kind in cluster_update.ACTIONS:
         return cluster_update.cluster_action, (op_id, cluster_id, kind)
+    if kind == "scale":
+        return cluster_scale.scale_cluster, (op_id, cluster_id, params)
+    if kind == "switchover":
+        return cluster_scale.switchover_cluster, (op_id, cluster_id, params["node_id"])
+    if kind == "promote":
+        return cluster_scale.promote_node, (op_id, cluster_id, params)
     simple: dict[str, Callable[..., None]] = {
         "create": cluster_create.create_cluster,
         "delete": cluster_delete.delete_cluster,

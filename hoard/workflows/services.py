@@ -82,11 +82,6 @@ class Services:
         assert sealed is not None
         return base64.b64decode(self.box.open(sealed))
 
-    def primary(self, cluster: models.Cluster) -> tuple[Engine, NodeContext]:
-        """The engine and the context of the node that takes writes."""
-        node = next(n for n in cluster.nodes if n.role == "primary")
-        return self.engines[cluster.engine], self.node_context(cluster, node)
-
 
 _services: Services | None = None
 

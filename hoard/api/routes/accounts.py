@@ -24,6 +24,7 @@ from hoard.domain.status import ClusterStatus
 from hoard.engines.base import AclAccounts, Engine, NodeContext, SqlAccounts
 from hoard.security.secrets import generate_password
 from hoard.workflows import accounts
+from hoard.workflows.members import primary
 from hoard.workflows.services import Services
 
 router = APIRouter(prefix="/v2/clusters/{cluster_id}", tags=["databases and users"])
@@ -48,7 +49,7 @@ def _target(request: Request, principal: Principal, cluster_id: str
         cluster = get_cluster(s, principal, cluster_id)
         if cluster.status not in RUNNING:
             raise Conflict(f"the cluster is {cluster.status}; it must be ACTIVE or DEGRADED")
-        engine, ctx = svc.primary(cluster)
+        engine, ctx, _ = primary(cluster)
         return svc, engine, ctx
 
 

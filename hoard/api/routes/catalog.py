@@ -8,13 +8,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 
 from hoard.api.auth import Principal, authenticate
-from hoard.domain.catalog import SIZES
+from hoard.domain.catalog import MAX_NODES, SIZES
 from hoard.domain.errors import NotFound
 from hoard.engines.base import (
     AclAccounts,
     Backups,
     Engine,
     IncrementalBackups,
+    Replication,
     SqlAccounts,
 )
 
@@ -33,7 +34,10 @@ def _engine_view(e: Engine) -> dict[str, Any]:
             ("databases", SqlAccounts), ("users", SqlAccounts | AclAccounts),
             ("backups", Backups), ("incremental backups", IncrementalBackups))
             if isinstance(e, ability)] + (
-            ["point-in-time restore"] if isinstance(e, Backups) and e.log_kind else []),
+            ["point-in-time restore"] if isinstance(e, Backups) and e.log_kind else []) + (
+            ["replicated clusters"] if isinstance(e, Replication) else []),
+        "max_nodes": MAX_NODES if isinstance(e, Replication) else 1,
+        "durabilities": list(e.durabilities) if isinstance(e, Replication) else [],
         "parameters": [asdict(p) for p in e.parameters()],
     }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import select
@@ -22,11 +22,11 @@ from hoard.api.schemas import (
     ConnectCommand,
     CredentialsView,
 )
-from hoard.api.views import cluster_view, operation_view
+from hoard.api.views import cluster_view, endpoints, operation_view
 from hoard.domain.catalog import SIZES
 from hoard.domain.errors import Conflict, InvalidInput
 from hoard.domain.status import ClusterStatus, NodeStatus
-from hoard.engines.base import Credentials
+from hoard.engines.base import Credentials, Replication
 from hoard.ids import new_id
 from hoard.security.secrets import generate_password
 from hoard.store import operations
@@ -66,6 +66,22 @@ def _resolve_version(svc: Services, body: ClusterCreate) -> str:
     return body.version
 
 
+def _check_replication(svc: Services, body: ClusterCreate) -> str:
+    """The durability the cluster will keep; refuse what its engine cannot do."""
+    engine = svc.engines[body.engine]
+    if body.nodes == 1:
+        if body.durability == "sync":
+            raise InvalidInput("durability 'sync' needs a replica: ask for 2 or more nodes")
+        return "async"
+    if not isinstance(engine, Replication):
+        raise InvalidInput(f"{engine.display_name} clusters have a single node")
+    durability = body.durability or engine.durabilities[0]
+    if durability not in engine.durabilities:
+        raise InvalidInput(f"{engine.display_name} clusters keep durability "
+                           f"{' or '.join(map(repr, engine.durabilities))}, not {durability!r}")
+    return durability
+
+
 @router.post("", status_code=202, response_model=Accepted)
 def create_cluster(body: ClusterCreate, principal: Auth, request: Request) -> Accepted:
     """Start building a cluster; poll the returned operation to follow it."""
@@ -73,6 +89,7 @@ def create_cluster(body: ClusterCreate, principal: Auth, request: Request) -> Ac
     version = _resolve_version(svc, body)
     if body.size not in SIZES:
         raise InvalidInput(f"unknown size {body.size!r}; available: {', '.join(SIZES)}")
+    durability = _check_replication(svc, body)
     restore = plan_restore(svc, principal, body) if body.restore else None
     # A restored cluster keeps the accounts (and passwords) its backup holds.
     admin_user = restore["admin_user"] if restore else ADMIN_USER
@@ -92,7 +109,7 @@ def create_cluster(body: ClusterCreate, principal: Auth, request: Request) -> Ac
             cluster = Cluster(
                 id=new_id(), project_id=project.id, name=body.name, engine=body.engine,
                 version=restore["version"] if restore else version, size=body.size,
-                node_count=body.nodes, storage_gb=body.storage_gb,
+                node_count=body.nodes, storage_gb=body.storage_gb, durability=durability,
                 status=ClusterStatus.BUILDING, status_reason="", admin_user=admin_user,
                 admin_password=admin_password, service_password=service_password,
             )
@@ -103,9 +120,10 @@ def create_cluster(body: ClusterCreate, principal: Auth, request: Request) -> Ac
                 for i in range(body.nodes)
             ]
             s.add(cluster)
-            steps = cluster_create.RESTORE_STEPS if restore else cluster_create.STEPS
-            params = {"restore": {"backup_id": restore["backup_id"], "time": restore["time"]}
-                      } if restore else {}
+            steps = cluster_create.steps_for(body.nodes > 1, bool(restore))
+            params: dict[str, Any] = {"replicated": body.nodes > 1}
+            if restore:
+                params["restore"] = {"backup_id": restore["backup_id"], "time": restore["time"]}
             op = operations.new_operation(s, project.id, cluster.id, "create", steps,
                                           params=params)
             s.flush()
@@ -199,19 +217,20 @@ def credentials(cluster_id: str, principal: Auth, request: Request) -> Credentia
     svc = _services(request)
     with svc.store.session() as s:
         cluster = get_cluster(s, principal, cluster_id)
-        primary = cluster.nodes[0] if cluster.nodes else None
+        writable = next((e for e in endpoints(cluster) if e.role == "read-write"), None)
         if cluster.status not in (ClusterStatus.ACTIVE, ClusterStatus.DEGRADED) or (
-            primary is None or primary.host is None or primary.port is None
+            writable is None
         ):
             raise Conflict(
                 f"the cluster is {cluster.status}; credentials are available once it is ACTIVE"
             )
         creds = Credentials(cluster.admin_user, svc.box.open(cluster.admin_password))
         engine = svc.engines[cluster.engine]
-        uri = engine.connection_uri(primary.host, primary.port, creds, svc.ca_file)
-        client = engine.client_command(primary.host, primary.port, creds, svc.ca_file)
+        host, port = writable.host, writable.port
+        uri = engine.connection_uri(host, port, creds, svc.ca_file)
+        client = engine.client_command(host, port, creds, svc.ca_file)
         return CredentialsView(
-            username=creds.user, password=creds.password, host=primary.host,
-            port=primary.port, uri=uri, ca_cert_url="/v2/ca.pem",
+            username=creds.user, password=creds.password, host=host,
+            port=port, uri=uri, ca_cert_url="/v2/ca.pem",
             connect_command=ConnectCommand(argv=client.argv, env=client.env),
         )

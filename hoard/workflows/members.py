@@ -1,0 +1,158 @@
+"""What workflows and the observer do the same way for every node, standalone or
+replicated: write its files, start its processes, and (replicated clusters)
+ask the engine's HA machinery who is primary and keep the endpoint in front.
+
+A cluster is replicated when it has more than one node or has endpoints (a
+cluster shrunk to one node keeps its addresses). Its nodes run the engine's
+``Replication`` processes (Patroni, Galera, Sentinel); Hoard never picks a
+primary itself, it only reads what the machinery decided.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from hoard.domain.nodes import Backend, ProcessSpec
+from hoard.engines.base import (
+    Engine,
+    Member,
+    MemberState,
+    NodeContext,
+    Replication,
+    Topology,
+)
+from hoard.store import events, models
+from hoard.workflows.services import services
+
+
+def replicated(cluster: models.Cluster) -> bool:
+    return cluster.node_count > 1 or cluster.rw_port is not None
+
+
+def ha_engine(cluster: models.Cluster) -> Replication:
+    engine = services().engines[cluster.engine]
+    if not isinstance(engine, Replication):
+        raise ValueError(f"{engine.display_name} clusters have a single node")
+    return engine
+
+
+def topology(cluster: models.Cluster, nodes: list[models.Node] | None = None) -> Topology:
+    """The cluster's shape for its engine: ``nodes`` (default: all) as members."""
+    svc = services()
+    engine = ha_engine(cluster)
+    members = tuple(
+        Member(n.id, n.ordinal, n.host or "", n.port or 0, dict(n.ports or {}), n.zone or "")
+        for n in (cluster.nodes if nodes is None else nodes))
+    dcs = svc.provider.ensure_etcd() if engine.needs_dcs else ""
+    return Topology(cluster.id, members, cluster.durability, dcs)
+
+
+def configure_node(cluster: models.Cluster, node: models.Node,
+                   ctx: NodeContext | None = None, topo: Topology | None = None) -> None:
+    """(Re)write the node's configuration files."""
+    svc = services()
+    ctx = ctx or svc.node_context(cluster, node)
+    runner = svc.provider.runner(node.id)
+    if replicated(cluster):
+        ha_engine(cluster).configure_member(ctx, topo or topology(cluster), runner)
+    else:
+        svc.engines[cluster.engine].configure(ctx, runner)
+
+
+def processes(cluster: models.Cluster, node: models.Node, ctx: NodeContext | None = None,
+              topo: Topology | None = None) -> list[ProcessSpec]:
+    svc = services()
+    ctx = ctx or svc.node_context(cluster, node)
+    runner = svc.provider.runner(node.id)
+    if replicated(cluster):
+        return ha_engine(cluster).member_processes(ctx, topo or topology(cluster), runner)
+    return [svc.engines[cluster.engine].process(ctx, runner)]
+
+
+def start_node(cluster: models.Cluster, node: models.Node, ctx: NodeContext | None = None,
+               topo: Topology | None = None) -> list[str]:
+    """Start whichever of the node's processes is not running; their names."""
+    svc = services()
+    return [spec.name for spec in processes(cluster, node, ctx, topo)
+            if svc.provider.start(node.id, spec)]
+
+
+def node_running(cluster: models.Cluster, node: models.Node) -> bool:
+    """Whether all of the node's processes run (without asking the engine)."""
+    svc = services()
+    names = ["server", *(ha_engine(cluster).sidecars if replicated(cluster) else ())]
+    return all(svc.provider.is_running(node.id, name) for name in names)
+
+
+def states(cluster: models.Cluster, topo: Topology | None = None) -> list[MemberState]:
+    svc = services()
+    topo = topo or topology(cluster)
+    by_id = {n.id: n for n in cluster.nodes}
+    ctxs = [svc.node_context(cluster, by_id[m.node_id]) for m in topo.members]
+    return ha_engine(cluster).member_states(ctxs, topo, svc.ca_file)
+
+
+def ensure_endpoint(cluster: models.Cluster, topo: Topology | None = None) -> None:
+    """Run (or update) the proxy in front of the cluster's nodes; record its address."""
+    svc = services()
+    topo = topo or topology(cluster)
+    engine = ha_engine(cluster)
+    backends = [Backend(m.node_id, m.host, m.port, dict(m.ports)) for m in topo.members]
+    service = svc.node_context(cluster, cluster.nodes[0]).service
+    with svc.store.session() as s:
+        taken = {p for p in s.scalars(select(models.Node.port)) if p is not None}
+    endpoint = svc.provider.ensure_endpoint(
+        cluster.id, backends, engine.role_check(topo, service, svc.ca_file), svc.ca_file, taken)
+    if (cluster.endpoint_host, cluster.rw_port, cluster.ro_port) != (
+            endpoint.host, endpoint.rw_port, endpoint.ro_port):
+        with svc.store.session() as s:
+            row = s.get(models.Cluster, cluster.id)
+            if row is not None:
+                row.endpoint_host = endpoint.host
+                row.rw_port, row.ro_port = endpoint.rw_port, endpoint.ro_port
+        cluster.endpoint_host = endpoint.host
+        cluster.rw_port, cluster.ro_port = endpoint.rw_port, endpoint.ro_port
+
+
+def record_roles(cluster_id: str, observed: list[MemberState]) -> None:
+    """Store each node's role and lag as the machinery reports them, and an event
+    when the primary moved (a failover or a switchover)."""
+    with services().store.session() as s:
+        row = s.get(models.Cluster, cluster_id)
+        if row is None:
+            return
+        by_id = {o.node_id: o for o in observed}
+        before = [n.ordinal for n in row.nodes if n.role == "primary"]
+        for node in row.nodes:
+            state = by_id.get(node.id)
+            if state is None:
+                continue
+            role = state.role or node.role
+            if (node.role, node.lag_bytes) != (role, state.lag_bytes):
+                node.role, node.lag_bytes = role, state.lag_bytes
+        after = [n.ordinal for n in row.nodes if n.role == "primary"]
+        if before and after and set(before) != set(after):
+            events.record(s, cluster_id, "cluster.primary_changed",
+                          f"primary moved from node {', '.join(map(str, before))} to node "
+                          f"{', '.join(map(str, after))}")
+
+
+def primary(cluster: models.Cluster) -> tuple[Engine, NodeContext, models.Node]:
+    """The engine, context and node of the node that takes writes."""
+    node = primary_node(cluster)
+    svc = services()
+    return svc.engines[cluster.engine], svc.node_context(cluster, node), node
+
+
+def primary_node(cluster: models.Cluster) -> models.Node:
+    """The node that takes writes: for a replicated cluster, as its machinery says
+    right now (falling back to the last recorded role while it cannot answer)."""
+    if replicated(cluster):
+        try:
+            live = [s.node_id for s in states(cluster) if s.role == "primary" and s.healthy]
+        except Exception:
+            live = []
+        for node in cluster.nodes:
+            if node.id in live:
+                return node
+    return next(n for n in cluster.nodes if n.role == "primary")
