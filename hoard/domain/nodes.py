@@ -75,11 +75,13 @@ class NodeRunner(Protocol):
 @dataclass(frozen=True)
 class HttpRoleCheck:
     """The node's HA agent answers ``GET path`` on its named port with 200 when the
-    node has the role (Patroni's REST API: /primary, /replica)."""
+    node has the role (Patroni's REST API: /primary, /replica). With ``tls`` it
+    speaks HTTPS with the node's certificate, checked against Hoard's CA."""
 
     port_name: str
     primary_path: str
     replica_path: str
+    tls: bool = False
 
 
 @dataclass(frozen=True)

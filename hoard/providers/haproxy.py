@@ -112,7 +112,7 @@ def _server(backend: Backend, check: RoleCheck, ca_file: str, suffix: str) -> st
     line = f"    server {_name(backend)}{suffix} {backend.host}:{backend.port} check"
     if isinstance(check, HttpRoleCheck):
         line += f" port {backend.ports[check.port_name]}"
-    elif isinstance(check, ExchangeRoleCheck):
+    if isinstance(check, ExchangeRoleCheck) or (isinstance(check, HttpRoleCheck) and check.tls):
         line += f" check-ssl verify required ca-file {ca_file} verifyhost {backend.host}"
     return line
 
