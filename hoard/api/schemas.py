@@ -157,6 +157,18 @@ class ClusterPatch(Strict):
     size: str | None = None
     storage_gb: int | None = Field(None, ge=MIN_STORAGE_GB, le=MAX_STORAGE_GB)
     configuration_id: str | None = None
+    nodes: int | None = Field(None, ge=1, le=MAX_NODES,
+                              description="Grow or shrink a replicated cluster (on its own)")
+
+
+class Switchover(Strict):
+    node_id: str = Field(description="The replica to make the primary")
+
+
+class PromoteNode(Strict):
+    name: str = Field(description="Name of the new standalone cluster; " + NAME_RULE)
+
+    _name = field_validator("name")(_check_name)
 
 
 class OwnerUser(Strict):

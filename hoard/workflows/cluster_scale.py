@@ -16,6 +16,7 @@ from dbos import DBOS
 from hoard.domain.catalog import SIZES
 from hoard.domain.placement import Host
 from hoard.domain.status import ClusterStatus, NodeStatus
+from hoard.ids import new_id
 from hoard.store import events, models, operations
 from hoard.workflows.cluster_create import (
     READY_TIMEOUT,
@@ -46,6 +47,19 @@ def _cluster(cluster_id: str) -> models.Cluster:
     if cluster is None:
         raise RuntimeError("the cluster no longer exists")
     return cluster
+
+
+def _add_rows(cluster_id: str, nodes: int) -> None:
+    """The new nodes' rows (PENDING until they have joined), up to ``nodes``."""
+    svc = services()
+    with svc.store.session() as s:
+        row = s.get(models.Cluster, cluster_id)
+        assert row is not None
+        next_ordinal = max((n.ordinal for n in row.nodes), default=-1) + 1
+        for ordinal in range(next_ordinal, next_ordinal + nodes - len(row.nodes)):
+            row.nodes.append(models.Node(
+                id=new_id(), ordinal=ordinal, role="replica", provider=svc.provider.name,
+                status=NodeStatus.PENDING, status_reason="", limits={}))
 
 
 def _grow(cluster: models.Cluster) -> None:
@@ -112,7 +126,8 @@ def change_membership(op_id: str, cluster_id: str, params: dict[str, Any]) -> No
         if params.get("leaving"):
             _shrink(cluster, list(params["leaving"]))
         else:
-            _grow(cluster)
+            _add_rows(cluster_id, int(params["nodes"]))
+            _grow(_cluster(cluster_id))
 
 
 @DBOS.step()

@@ -12,13 +12,21 @@ from sqlalchemy import select
 from hoard.api import changes
 from hoard.api.auth import Principal, authenticate
 from hoard.api.changes import get_cluster
-from hoard.api.schemas import Accepted, ClusterPatch, EventPage, EventView
+from hoard.api.schemas import (
+    Accepted,
+    ClusterPatch,
+    EventPage,
+    EventView,
+    PromoteNode,
+    Switchover,
+)
 from hoard.api.views import utc
 from hoard.domain.catalog import SIZES
-from hoard.domain.errors import InvalidInput, NotFound
+from hoard.domain.errors import Conflict, InvalidInput, NotFound
 from hoard.domain.status import ClusterStatus
-from hoard.store.models import Configuration, Event
-from hoard.workflows import cluster_update
+from hoard.ids import new_id
+from hoard.store.models import Cluster, Configuration, Event, Project
+from hoard.workflows import cluster_scale, cluster_update
 from hoard.workflows.services import Services
 
 router = APIRouter(prefix="/v2/clusters", tags=["clusters"])
@@ -43,7 +51,11 @@ def update_cluster(
     svc = _services(request)
     fields = body.model_fields_set
     if not fields:
-        raise InvalidInput("nothing to change: give size, storage_gb or configuration_id")
+        raise InvalidInput("nothing to change: give size, storage_gb, configuration_id or nodes")
+    if "nodes" in fields:
+        if len(fields) > 1:
+            raise InvalidInput("change nodes on its own, not with other fields")
+        return _scale(svc, principal, cluster_id, body.nodes)
     params: dict[str, object] = {}
     with svc.store.session() as s:
         cluster = get_cluster(s, principal, cluster_id)
@@ -76,6 +88,96 @@ def update_cluster(
     return changes.begin(svc, principal, cluster_id, "update", cluster_update.UPDATE_STEPS,
                          (*RUNNING, ClusterStatus.STOPPED), ClusterStatus.UPDATING,
                          params=params, detail=detail)
+
+
+def _scale(svc: Services, principal: Principal, cluster_id: str, nodes: int | None) -> Accepted:
+    """Grow (new nodes join and copy the data from the cluster) or shrink
+    (replicas leave first, the highest-numbered first)."""
+    if nodes is None:
+        raise InvalidInput("nodes must be a number from 1 to 5")
+    with svc.store.session() as s:
+        cluster = get_cluster(s, principal, cluster_id)
+        if cluster.rw_port is None:
+            raise InvalidInput("a standalone cluster keeps one node: its address is the "
+                               "node's own; create a replicated cluster (nodes 2-5), "
+                               "restoring a backup of this one, to get stable endpoints")
+        if nodes == cluster.node_count:
+            raise InvalidInput(f"nothing to change: the cluster already has {nodes} nodes")
+        params: dict[str, object] = {"nodes": nodes}
+        if nodes > cluster.node_count:
+            project = s.get(Project, cluster.project_id)
+            assert project is not None
+            extra = nodes - cluster.node_count
+            changes.check_quota(s, project, clusters=0, nodes=extra,
+                                storage_gb=extra * cluster.storage_gb)
+        else:
+            by_preference = sorted(cluster.nodes, key=lambda n: (n.role != "primary",
+                                                                 n.ordinal), reverse=True)
+            params["leaving"] = [n.id for n in by_preference[:cluster.node_count - nodes]]
+    return changes.begin(svc, principal, cluster_id, "scale", cluster_scale.SCALE_STEPS,
+                         RUNNING, ClusterStatus.UPDATING, params=params,
+                         detail=f"nodes={nodes}")
+
+
+@router.post("/{cluster_id}/switchover", status_code=202, response_model=Accepted)
+def switchover(cluster_id: str, body: Switchover, principal: Auth,
+               request: Request) -> Accepted:
+    """Planned switchover: make a chosen replica the primary, losing no
+    acknowledged write. The read-write endpoint follows."""
+    svc = _services(request)
+    with svc.store.session() as s:
+        cluster = get_cluster(s, principal, cluster_id)
+        node = next((n for n in cluster.nodes if n.id == body.node_id), None)
+        if node is None:
+            raise InvalidInput(f"node {body.node_id!r} is not in this cluster")
+        if cluster.rw_port is None:
+            raise InvalidInput("a standalone cluster has no replica to switch over to")
+        if node.role == "primary":
+            raise InvalidInput(f"node {node.ordinal} is already the primary")
+    return changes.begin(svc, principal, cluster_id, "switchover",
+                         cluster_scale.SWITCHOVER_STEPS, RUNNING, ClusterStatus.UPDATING,
+                         params={"node_id": body.node_id}, detail=f"to node {node.ordinal}")
+
+
+@router.post("/{cluster_id}/nodes/{node_id}/promote", status_code=202,
+             response_model=Accepted)
+def promote(cluster_id: str, node_id: str, body: PromoteNode, principal: Auth,
+            request: Request) -> Accepted:
+    """Promote a replica out into a new standalone cluster with a copy of the data
+    (its accounts included). The source cluster keeps serving with one node less."""
+    svc = _services(request)
+    with svc.store.session() as s:
+        cluster = get_cluster(s, principal, cluster_id)
+        node = next((n for n in cluster.nodes if n.id == node_id), None)
+        if node is None:
+            raise NotFound(f"node {node_id!r} is not in this cluster")
+        if cluster.rw_port is None or cluster.node_count < 2:
+            raise InvalidInput("only a replicated cluster with 2 or more nodes can give one up")
+        if s.scalar(select(Cluster.id).where(Cluster.project_id == principal.project_id,
+                                             Cluster.name == body.name)):
+            raise Conflict(f"a cluster named {body.name!r} already exists in this project")
+        project = s.get(Project, cluster.project_id)
+        assert project is not None
+        changes.check_quota(s, project, clusters=1, nodes=0, storage_gb=0)
+        new = Cluster(
+            id=new_id(), project_id=cluster.project_id, name=body.name, engine=cluster.engine,
+            version=cluster.version, size=cluster.size, node_count=1,
+            storage_gb=cluster.storage_gb, status=ClusterStatus.BUILDING, status_reason="",
+            configuration_id=cluster.configuration_id, admin_user=cluster.admin_user,
+            admin_password=cluster.admin_password, service_password=cluster.service_password)
+        s.add(new)
+        new_cluster_id = new.id
+    try:
+        return changes.begin(svc, principal, cluster_id, "promote", cluster_scale.PROMOTE_STEPS,
+                             RUNNING, ClusterStatus.UPDATING,
+                             params={"node_id": node_id, "new_cluster_id": new_cluster_id},
+                             detail=f"node {node.ordinal} becomes cluster {body.name}")
+    except Exception:
+        with svc.store.session() as s:
+            orphan = s.get(Cluster, new_cluster_id)
+            if orphan is not None:
+                s.delete(orphan)
+        raise
 
 
 @router.post("/{cluster_id}/actions/{action}", status_code=202, response_model=Accepted)
