@@ -92,6 +92,9 @@ class HoardServer:
             provider = LocalProvider(nodes, "hoard-db")
             for node_id in provider.node_ids():
                 provider.destroy(node_id)
+            for cluster_id in provider.endpoints.cluster_ids():
+                provider.remove_endpoint(cluster_id)
+            provider.etcd.stop()
 
 
 @contextmanager
