@@ -20,12 +20,14 @@ import boto3
 import httpx
 import pytest
 
-from hoard.backups.checksum import Digesting, verify
+from hoard.backups.checksum import TagDigest, scrub
 from hoard.backups.crypto import (
     HEADER_SIZE,
     SEALED_SEGMENT,
     SEGMENT,
+    TAG_SIZE,
     BackupCorrupted,
+    cut,
     decrypt,
     encrypt,
     new_data_key,
@@ -289,13 +291,22 @@ def stored_bytes(store: BackupStore, key: str) -> bytes:
     return b"".join(store.get(key))
 
 
+def checksum(stored: bytes) -> str:
+    """The manifest's checksum, computed here from the format's description:
+    SHA-256 of the header, each segment's tag, and the object's size."""
+    tags = b"".join(stored[end - TAG_SIZE:end] for end in
+                    [*range(HEADER_SIZE + SEALED_SEGMENT, len(stored), SEALED_SEGMENT),
+                     len(stored)])
+    return hashlib.sha256(stored[:HEADER_SIZE] + tags + len(stored).to_bytes(8, "big")).hexdigest()
+
+
 def test_pipeline_roundtrip_encrypts(backend: Backend) -> None:
     store = backend.store
     chunks = [PLAINTEXT[i:i + 100_000] for i in range(0, len(PLAINTEXT), 100_000)]
     meta = upload(store, "p/c/base.tar", iter(chunks), KEY)
     stored = stored_bytes(store, "p/c/base.tar")
     assert meta == {"key": "p/c/base.tar", "size": len(stored),
-                    "sha256": hashlib.sha256(stored).hexdigest(),
+                    "sha256": checksum(stored),
                     "plaintext_size": len(PLAINTEXT)}
     assert len(stored) == HEADER_SIZE + len(PLAINTEXT) + 4 * 16  # header + one tag a segment
     assert MARKER[:16] not in stored  # encryption really happened
@@ -379,7 +390,7 @@ def test_backup_moved_to_another_key_does_not_decrypt(backend: Backend) -> None:
     stored = stored_bytes(store, "project-a/base.tar")
     store.put("project-b/base.tar", [stored])
     with pytest.raises(BackupCorrupted, match="first segment"):
-        next(download(store, "project-b/base.tar", KEY, hashlib.sha256(stored).hexdigest()))
+        next(download(store, "project-b/base.tar", KEY, checksum(stored)))
 
 
 def test_substituted_backup_fails_the_manifest_checksum(backend: Backend) -> None:
@@ -391,10 +402,37 @@ def test_substituted_backup_fails_the_manifest_checksum(backend: Backend) -> Non
     other = PLAINTEXT[::-1]
     upload(store, "base.tar", [other], KEY)
     out = bytearray()
-    with pytest.raises(BackupCorrupted, match="SHA-256"):
+    with pytest.raises(BackupCorrupted, match="checksum"):
         for chunk in download(store, "base.tar", KEY, meta["sha256"]):
             out += chunk
     assert len(out) == 3 * SEGMENT and out == other[:len(out)]
+
+
+@pytest.mark.parametrize("where", ["segment 0", "segment 2", "last segment", "whole object"])
+def test_checksum_and_tags_cover_every_stored_byte(backend: Backend, where: str) -> None:
+    """The checksum hashes only the header and the tags: a flipped ciphertext byte
+    keeps it and is refused by its segment's tag; another valid backup of the
+    very same plaintext (same data key, same object key) in its place keeps every
+    tag valid and is refused by the checksum. No plaintext of the last segment
+    comes out of either."""
+    store = backend.store
+    meta = upload(store, "p/c/base.tar", [PLAINTEXT], KEY)
+    stored = stored_bytes(store, "p/c/base.tar")
+    if where == "whole object":
+        upload(store, "p/c/base.tar", [PLAINTEXT], KEY)
+        assert checksum(stored_bytes(store, "p/c/base.tar")) != meta["sha256"]
+        refused, released = "checksum", 3 * SEGMENT
+    else:
+        segment = 3 if where == "last segment" else int(where[-1])
+        at = _segment(segment).start + 12345  # ciphertext, not its tag
+        backend.tamper("p/c/base.tar", _flip(stored, at))
+        assert checksum(stored_bytes(store, "p/c/base.tar")) == meta["sha256"]
+        refused, released = "does not authenticate", segment * SEGMENT
+    out = bytearray()
+    with pytest.raises(BackupCorrupted, match=refused):
+        for chunk in download(store, "p/c/base.tar", KEY, meta["sha256"]):
+            out += chunk
+    assert len(out) == released and out == PLAINTEXT[:released]
 
 
 def test_missing_backup_is_reported_at_once(backend: Backend) -> None:
@@ -415,7 +453,7 @@ def test_encrypt_decrypt_any_size_and_chunking(size: int) -> None:
     assert sealed != b"".join(encrypt([data], KEY))  # a fresh salt and nonce every time
 
 
-def test_bad_inputs() -> None:
+def test_bad_inputs(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="32 bytes"):
         list(encrypt([b"x"], b"short key"))
     with pytest.raises(BackupCorrupted, match="Hoard's encryption header"):
@@ -423,22 +461,44 @@ def test_bad_inputs() -> None:
     with pytest.raises(BackupCorrupted, match="shorter than its header"):
         list(decrypt([], KEY))
     with pytest.raises(ValueError, match="SHA-256"):
-        verify([b"x"], "not-a-digest")
+        download(LocalStore(tmp_path), "k", KEY, "not-a-digest")
 
 
-def test_digesting_and_verify() -> None:
-    digest = Digesting(iter([b"ab", b"", b"c"]))
+def test_tag_digest_and_scrub() -> None:
+    digest = TagDigest()
+    sealed = list(encrypt([PLAINTEXT], KEY, checksum=digest))
+    assert [len(p) for p in sealed] == [HEADER_SIZE] + [SEALED_SEGMENT] * 3 + [
+        SEGMENT // 2 + TAG_SIZE]
+    stored = b"".join(sealed)
+    assert digest.size == len(stored) and digest.hexdigest() == checksum(stored)
     with pytest.raises(RuntimeError):
-        digest.hexdigest()  # only a prefix has gone by
-    assert b"".join(digest) == b"abc"
-    assert digest.size == 3
-    assert digest.hexdigest() == hashlib.sha256(b"abc").hexdigest()
-    good = hashlib.sha256(b"abc").hexdigest()
-    assert b"".join(verify([b"a", b"bc"], good.upper())) == b"abc"
-    seen = []
-    with pytest.raises(BackupCorrupted, match="SHA-256"):
-        seen.extend(verify([b"a", b"bd"], good))
-    assert seen == [b"a", b"bd"]  # verify can only tell at the end
+        TagDigest().hexdigest()  # nothing, or only a prefix, has gone by
+    with pytest.raises(ValueError, match="SHA-256"):
+        TagDigest("not-a-digest")
+    # Without the key: header, tags and size, however the object is chunked.
+    odd = [stored[i:i + 77_777] for i in range(0, len(stored), 77_777)]
+    assert scrub(odd, checksum(stored).upper()) == len(stored)
+    for damaged in (stored[:-1] + b"?", stored[:-5], stored + b"\0", stored[:40]):
+        with pytest.raises(BackupCorrupted):
+            scrub([damaged], checksum(stored))
+    # ...which cannot see inside the ciphertext: decryption does.
+    assert scrub([_flip(stored, 5000)], checksum(stored)) == len(stored)
+
+
+@pytest.mark.parametrize("size", [0, 1, 5, 6, 7, 11, 12])
+@pytest.mark.parametrize("chunking", [[1], [2, 3], [5], [6], [12], [4, 0, 8]])
+def test_cut_any_chunking(size: int, chunking: list[int]) -> None:
+    data = bytes(range(size))
+    chunks, at = [], 0
+    while at < size:
+        for n in chunking:
+            chunks.append(data[at:at + n])
+            at += n
+    got = [(bytes(p), last) for p, last in cut(chunks, 3, first=2)]  # views: copy them
+    assert b"".join(p for p, _ in got) == data
+    assert [len(p) for p, _ in got] == [min(size, 2)] * (size > 0) + [
+        min(3, size - i) for i in range(2, size, 3)]
+    assert [last for _, last in got] == [False] * (len(got) - 1) + [True] * bool(got)
 
 
 def test_store_from_url(tmp_path: Path) -> None:

@@ -18,9 +18,21 @@ middle (tag), data appended after the end (the real last segment would then be
 read as a middle one), a changed header and a wrong key. The per-backup subkey
 makes nonce reuse across backups sealed with one data key a non-issue.
 
+What decryption cannot tell is a whole other backup sealed with the same data
+key under the same object key: every segment of it authenticates. The 16-byte
+tags are what the manifest's checksum hashes (with the header and the size,
+see ``checksum``): a tag is a MAC of its segment's ciphertext under the
+backup's subkey, so the sequence of tags commits to every stored byte, and
+the checksum costs 16 bytes of hashing per MiB instead of the whole object.
+
 A segment is yielded only after its tag checks, but a stream cut short looks
 valid up to the cut: callers must consume ``decrypt`` to its end before they
-trust (act on) what it yielded.
+trust (act on) what it yielded. ``checksum.verify()`` runs before the last
+segment is yielded.
+
+Copies: a plaintext chunk of exactly ``SEGMENT`` bytes (what the tool runners
+read) and a stored piece cut as it was written are sealed or opened where
+they lie; other chunkings are re-cut through one reused buffer (``cut``).
 """
 
 from __future__ import annotations
@@ -28,6 +40,7 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Iterable, Iterator
+from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -45,6 +58,8 @@ SEALED_SEGMENT = SEGMENT + TAG_SIZE
 MAX_SEGMENTS = 2**32  # the counter is 4 bytes: 4 PiB per backup
 _INFO = b"hoard backup v1 segment key"
 
+Buffer = bytes | bytearray | memoryview  # what may flow through; memoryviews only between cuts
+
 
 class BackupCorrupted(ValueError):
     """The stored backup is not what Hoard wrote: damaged, cut, reordered,
@@ -60,46 +75,118 @@ def new_data_key() -> bytes:
     return os.urandom(KEY_SIZE)
 
 
-def encrypt(chunks: Iterable[bytes], key: bytes, *, context: bytes = b"") -> Iterator[bytes]:
+class Checksum(Protocol):
+    """Sees a stored object as it is cut: the header, then each sealed segment
+    (``checksum.TagDigest`` is the one Hoard uses)."""
+
+    def header(self, header: Buffer) -> None: ...
+
+    def segment(self, sealed: Buffer, *, last: bool) -> None: ...
+
+    def verify(self) -> None:
+        """Raise BackupCorrupted unless the object seen so far is the one expected."""
+
+
+def encrypt(chunks: Iterable[Buffer], key: bytes, *, context: bytes = b"",
+            checksum: Checksum | None = None) -> Iterator[bytes]:
     """Ciphertext of the plaintext ``chunks``: the header, then one sealed segment
-    at a time. ``context`` (e.g. the object's key) is authenticated, not stored:
-    decrypt must be given the same bytes."""
+    per item, each also shown to ``checksum``. ``context`` (e.g. the object's
+    key) is authenticated, not stored: decrypt must be given the same bytes.
+    Chunks of exactly ``SEGMENT`` bytes are sealed as they are, others re-cut; a
+    chunk must not change once handed over."""
     header = MAGIC + os.urandom(SALT_SIZE) + os.urandom(PREFIX_SIZE)
     seal = _Segments(key, header, context)
+    if checksum is not None:
+        checksum.header(header)
     yield header
-    buf = bytearray()
-    for chunk in chunks:
-        buf += chunk
-        # Keep more than a segment back: only the end of input says which is last.
-        while len(buf) > SEGMENT:
-            yield seal.encrypt(buf, SEGMENT, last=False)
-            del buf[:SEGMENT]
-    yield seal.encrypt(buf, len(buf), last=True)
+
+    def sealed(plaintext: Buffer, last: bool) -> bytes:
+        ciphertext = seal.encrypt(plaintext, last=last)
+        if checksum is not None:
+            checksum.segment(ciphertext, last=last)
+        return ciphertext
+
+    for plaintext, last in cut(chunks, SEGMENT):
+        yield sealed(plaintext, last)
+    if seal.count == 0:  # no plaintext at all: one empty segment, the last
+        yield sealed(b"", True)
 
 
-def decrypt(chunks: Iterable[bytes], key: bytes, *, context: bytes = b"") -> Iterator[bytes]:
+def decrypt(chunks: Iterable[Buffer], key: bytes, *, context: bytes = b"",
+            checksum: Checksum | None = None) -> Iterator[bytes]:
     """Plaintext of ``encrypt``'s output, one authenticated segment at a time.
 
     Raises BackupCorrupted as soon as a segment fails, before yielding it, and at
-    the end if the stream stops short of its last segment.
+    the end if the stream stops short of its last segment. ``checksum`` sees the
+    header and every sealed segment, and its ``verify()`` runs before the last
+    segment's plaintext is released. Input cut as ``encrypt`` yields it passes
+    without copying.
     """
-    buf = bytearray()
-    opened: _Segments | None = None
+    pieces = cut(chunks, SEALED_SEGMENT, first=HEADER_SIZE)
+    header, last = next(pieces, (b"", True))
+    if len(header) < HEADER_SIZE:
+        raise BackupCorrupted(f"it is {len(header)} bytes, shorter than its header")
+    opened = _Segments(key, _check_header(bytes(header)), context)
+    if checksum is not None:
+        checksum.header(header)
+    while not last:
+        sealed, last = next(pieces)
+        if len(sealed) < TAG_SIZE:
+            raise BackupCorrupted(f"it ends inside segment {opened.count} (truncated)")
+        plaintext = opened.decrypt(sealed, last=last)
+        if checksum is not None:
+            checksum.segment(sealed, last=last)
+            if last:
+                checksum.verify()
+        yield plaintext
+    if opened.count == 0:
+        raise BackupCorrupted("it ends inside segment 0 (truncated)")
+
+
+def cut(chunks: Iterable[Buffer], size: int, *,
+        first: int | None = None) -> Iterator[tuple[memoryview, bool]]:
+    """Re-cut a byte stream into ``first`` bytes (if given), then pieces of exactly
+    ``size`` bytes, then the rest if any; never an empty piece. Each piece comes
+    with whether it is the last, as soon as that is known: when the next byte
+    has been seen, not the next piece.
+
+    A piece inside one chunk is a view of it (no copy); one that spans chunks is
+    copied into a buffer this generator reuses, so a piece is valid only until
+    the next one is asked for: use it, do not keep it.
+    """
+    want = size if first is None else first
+    buf: bytearray | None = None
+    filled = 0
+    ready: memoryview | None = None  # a whole piece; whether more follows is not known yet
     for chunk in chunks:
-        buf += chunk
-        if opened is None:
-            if len(buf) < HEADER_SIZE:
-                continue
-            opened = _Segments(key, _check_header(bytes(buf[:HEADER_SIZE])), context)
-            del buf[:HEADER_SIZE]
-        while len(buf) > SEALED_SEGMENT:
-            yield opened.decrypt(buf, SEALED_SEGMENT, last=False)
-            del buf[:SEALED_SEGMENT]
-    if opened is None:
-        raise BackupCorrupted(f"it is {len(buf)} bytes, shorter than its header")
-    if len(buf) < TAG_SIZE:
-        raise BackupCorrupted(f"it ends inside segment {opened.count} (truncated)")
-    yield opened.decrypt(buf, len(buf), last=True)
+        if not len(chunk):
+            continue
+        if ready is not None:
+            yield ready, False
+            ready = None
+        view = memoryview(chunk).cast("B")
+        while view:
+            if not filled and len(view) >= want:
+                piece, view = view[:want], view[want:]
+            else:
+                if buf is None:
+                    buf = bytearray(max(size, want))
+                n = min(want - filled, len(view))
+                buf[filled:filled + n] = view[:n]
+                filled, view = filled + n, view[n:]
+                if filled < want:
+                    break
+                piece, filled = memoryview(buf)[:want], 0
+            want = size
+            if view:
+                yield piece, False
+            else:
+                ready = piece
+    if ready is not None:
+        yield ready, True
+    elif filled:
+        assert buf is not None
+        yield memoryview(buf)[:filled], True
 
 
 def _check_header(header: bytes) -> bytes:
@@ -127,17 +214,14 @@ class _Segments:
             raise ValueError("a backup cannot exceed 2**32 segments")
         return self._prefix + struct.pack(">IB", self.count, int(last))
 
-    # Both take the first ``n`` bytes of ``buf`` through a view: no copy of the segment.
-    def encrypt(self, buf: bytearray, n: int, *, last: bool) -> bytes:
-        with memoryview(buf)[:n] as view:
-            sealed = self._aead.encrypt(self._nonce(last), view, self._ad)
+    def encrypt(self, plaintext: Buffer, *, last: bool) -> bytes:
+        sealed = self._aead.encrypt(self._nonce(last), plaintext, self._ad)
         self.count += 1
         return sealed
 
-    def decrypt(self, buf: bytearray, n: int, *, last: bool) -> bytes:
+    def decrypt(self, sealed: Buffer, *, last: bool) -> bytes:
         try:
-            with memoryview(buf)[:n] as view:
-                plaintext = self._aead.decrypt(self._nonce(last), view, self._ad)
+            plaintext = self._aead.decrypt(self._nonce(last), sealed, self._ad)
         except InvalidTag:
             raise BackupCorrupted(_diagnose(self.count, last)) from None
         self.count += 1

@@ -1,7 +1,8 @@
-"""Backups end to end: plaintext -> encrypt -> SHA-256 -> store, and back.
+"""Backups end to end: plaintext -> encrypt -> checksum -> store, and back.
 
 ``upload`` returns what the backup's manifest must record (key, stored size,
-SHA-256 of the stored bytes); ``download`` needs the SHA-256 back. The data key
+the checksum: a SHA-256 of the header and segment tags, see ``checksum``);
+``download`` needs the checksum back. The data key
 is the project's raw 32-byte key: sealing it at rest is the caller's job.
 ``store_from_url`` turns Hoard's configured backup URL into a BackupStore.
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from hoard.backups.checksum import Digesting, verify
+from hoard.backups.checksum import TagDigest
 from hoard.backups.crypto import decrypt, encrypt
 from hoard.backups.local import LocalStore
 from hoard.backups.store import BackupStore, validate_key
@@ -41,11 +42,12 @@ def upload(
     """
     context = validate_key(key).encode()
     plaintext = _Counting(plaintext_chunks)
-    stored = Digesting(encrypt(plaintext, data_key, context=context))
+    digest = TagDigest()
+    stored = encrypt(plaintext, data_key, context=context, checksum=digest)
     written = store.put(key, stored, size_hint=size_hint)
-    if written != stored.size:
-        raise RuntimeError(f"store reported {written} bytes written, {stored.size} were sent")
-    return {"key": key, "size": written, "sha256": stored.hexdigest(),
+    if written != digest.size:
+        raise RuntimeError(f"store reported {written} bytes written, {digest.size} were sent")
+    return {"key": key, "size": written, "sha256": digest.hexdigest(),
             "plaintext_size": plaintext.size}
 
 
@@ -60,7 +62,9 @@ def download(
     ObjectNotFound is raised at once, not on iteration.
     """
     context = validate_key(key).encode()
-    return decrypt(verify(store.get(key), expected_sha256), data_key, context=context)
+    digest = TagDigest(expected_sha256)
+    stored = store.get(key)
+    return decrypt(stored, data_key, context=context, checksum=digest)
 
 
 def store_from_url(url: str, env: Mapping[str, str] | None = None) -> BackupStore:
