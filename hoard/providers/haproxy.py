@@ -113,7 +113,9 @@ def _server(backend: Backend, check: RoleCheck, ca_file: str, suffix: str) -> st
     if isinstance(check, HttpRoleCheck):
         line += f" port {backend.ports[check.port_name]}"
     if isinstance(check, ExchangeRoleCheck) or (isinstance(check, HttpRoleCheck) and check.tls):
-        line += f" check-ssl verify required ca-file {ca_file} verifyhost {backend.host}"
+        # HAProxy's verifyhost matches DNS names and the common name, never an IP
+        # address; Hoard's CA names each node's certificate after its node id.
+        line += f" check-ssl verify required ca-file {ca_file} verifyhost {backend.node_id}"
     return line
 
 
