@@ -9,6 +9,7 @@ import os
 import random
 import subprocess
 import sys
+import threading
 import time
 import tracemalloc
 import uuid
@@ -34,6 +35,7 @@ from hoard.backups.crypto import (
 )
 from hoard.backups.local import LocalStore
 from hoard.backups.pipeline import download, store_from_url, upload
+from hoard.backups.prefetch import prefetched
 from hoard.backups.s3 import PART_SIZE, S3Store
 from hoard.backups.store import (
     MAX_COMPONENT_LENGTH,
@@ -499,6 +501,30 @@ def test_cut_any_chunking(size: int, chunking: list[int]) -> None:
     assert [len(p) for p, _ in got] == [min(size, 2)] * (size > 0) + [
         min(3, size - i) for i in range(2, size, 3)]
     assert [last for _, last in got] == [False] * (len(got) - 1) + [True] * bool(got)
+
+
+def test_prefetched_keeps_order_errors_and_closes_its_source() -> None:
+    assert list(prefetched(iter(range(100)), depth=2)) == list(range(100))
+    closed = []
+
+    def source(fail: bool) -> Iterator[int]:
+        try:
+            yield from range(5)
+            if fail:
+                raise OSError("tool died")
+            yield from range(5, 1000)
+        finally:
+            closed.append(threading.current_thread().name)
+
+    got = []
+    with pytest.raises(OSError, match="tool died"):
+        got.extend(prefetched(source(True), name="reader"))
+    assert got == list(range(5)) and closed == ["reader"]
+    early = prefetched(source(False), depth=3, name="reader")
+    assert [next(early) for _ in range(3)] == [0, 1, 2]
+    early.close()  # the consumer gives up: the producer stops and closes its source
+    assert closed == ["reader", "reader"]
+    assert threading.active_count() == 1
 
 
 def test_store_from_url(tmp_path: Path) -> None:

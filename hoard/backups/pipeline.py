@@ -2,7 +2,9 @@
 
 ``upload`` returns what the backup's manifest must record (key, stored size,
 the checksum: a SHA-256 of the header and segment tags, see ``checksum``);
-``download`` needs the checksum back. The data key
+``download`` needs the checksum back. Each direction runs in two threads: the
+source (the tool's output; the store's reads and decryption) is read ahead of
+the rest by a few segments (``prefetch``), so neither side waits on the other. The data key
 is the project's raw 32-byte key: sealing it at rest is the caller's job.
 ``store_from_url`` turns Hoard's configured backup URL into a BackupStore.
 """
@@ -19,6 +21,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from hoard.backups.checksum import TagDigest
 from hoard.backups.crypto import decrypt, encrypt
 from hoard.backups.local import LocalStore
+from hoard.backups.prefetch import prefetched
 from hoard.backups.store import BackupStore, validate_key
 
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -43,7 +46,8 @@ def upload(
     context = validate_key(key).encode()
     plaintext = _Counting(plaintext_chunks)
     digest = TagDigest()
-    stored = encrypt(plaintext, data_key, context=context, checksum=digest)
+    stored = encrypt(prefetched(plaintext, name="backup-source"), data_key, context=context,
+                     checksum=digest)
     written = store.put(key, stored, size_hint=size_hint)
     if written != digest.size:
         raise RuntimeError(f"store reported {written} bytes written, {digest.size} were sent")
@@ -64,7 +68,8 @@ def download(
     context = validate_key(key).encode()
     digest = TagDigest(expected_sha256)
     stored = store.get(key)
-    return decrypt(stored, data_key, context=context, checksum=digest)
+    return prefetched(decrypt(stored, data_key, context=context, checksum=digest),
+                      name="backup-download")
 
 
 def store_from_url(url: str, env: Mapping[str, str] | None = None) -> BackupStore:
