@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 from hoard.domain.catalog import Size
 from hoard.domain.nodes import Backend, ProcessSpec, RoleCheck
@@ -31,6 +33,7 @@ from hoard.providers.haproxy import LocalEndpoints
 from hoard.providers.processes import SAFE_ENV, SERVER, OSUser, Supervisor, free_port
 
 CHUNK = 1 << 20
+PIPE_SIZE = 1 << 20  # a tool's pipe holds a whole chunk: fewer wake-ups on either end
 
 
 class ToolFailed(RuntimeError):
@@ -40,6 +43,13 @@ class ToolFailed(RuntimeError):
 def _failed(argv: list[str], code: int, output: str) -> ToolFailed:
     tail = output.strip().splitlines()[-5:]
     return ToolFailed(f"{Path(argv[0]).name} exited {code}: " + " | ".join(tail))
+
+
+def _widen(pipe: IO[bytes]) -> None:
+    """Grow a pipe from the kernel's 64 KiB to ``PIPE_SIZE`` (best effort: the
+    limit for unprivileged users is /proc/sys/fs/pipe-max-size)."""
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_SIZE)
 
 
 class LocalRunner:
@@ -111,6 +121,7 @@ class LocalRunner:
                 stdout=subprocess.PIPE, stderr=errors,
             )
             assert proc.stdout is not None
+            _widen(proc.stdout)
             try:
                 while chunk := proc.stdout.read(CHUNK):
                     yield chunk
@@ -131,6 +142,7 @@ class LocalRunner:
                 stderr=subprocess.STDOUT,
             )
             assert proc.stdin is not None
+            _widen(proc.stdin)
             try:
                 for chunk in chunks:
                     proc.stdin.write(chunk)
