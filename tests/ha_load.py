@@ -81,10 +81,18 @@ class Writer:
             time.sleep(0.02)
 
 
-def present(engine: str, uri: str) -> set[int]:
-    """Every row (key) the writer's writes left on the cluster."""
-    with _Session(engine, uri) as session:
-        return session.read_all()
+def present(engine: str, uri: str, timeout: float = 30) -> set[int]:
+    """Every row (key) the writer's writes left on the cluster (retried while the
+    endpoint settles after a failover)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with _Session(engine, uri) as session:
+                return session.read_all()
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 class _Session:

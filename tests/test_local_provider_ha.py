@@ -56,6 +56,13 @@ def provider() -> Iterator[LocalProvider]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _ca(provider: LocalProvider) -> str:
+    """A CA file for the proxy to copy (these checks do not use TLS)."""
+    path = provider.nodes_dir.parent / "ca.pem"
+    path.write_text("not used by plain checks\n")
+    return str(path)
+
+
 def _fake_node(provider: LocalProvider, node_id: str, role: str) -> Backend:
     placement = provider.place(node_id, set(), 1, port_names=("agent",))
     root = Path(provider.runner(node_id).abspath(Path(".")))  # type: ignore[arg-type]
@@ -109,10 +116,10 @@ def test_etcd_runs_once_and_answers(provider: LocalProvider) -> None:
 def test_endpoint_follows_the_primary_and_spreads_reads(provider: LocalProvider) -> None:
     a, b = _fake_node(provider, "na", "primary"), _fake_node(provider, "nb", "replica")
     check = HttpRoleCheck("agent", "/primary", "/replica")
-    endpoint = provider.ensure_endpoint("c1", [a, b], check, "/dev/null", {a.port, b.port})
+    endpoint = provider.ensure_endpoint("c1", [a, b], check, _ca(provider), {a.port, b.port})
     assert _read_name(endpoint.rw_port) == "na"
     assert _read_name(endpoint.ro_port) == "nb"
-    assert provider.ensure_endpoint("c1", [a, b], check, "/dev/null", set()) == endpoint
+    assert provider.ensure_endpoint("c1", [a, b], check, _ca(provider), set()) == endpoint
 
     # The primary fails over to b: the read-write address follows within seconds.
     provider.kill("na")
@@ -133,7 +140,7 @@ def test_command_check_endpoint_sends_writes_to_one_node(provider: LocalProvider
     # Every node passes (as every synced Galera node does): writes still go to one.
     check = CommandRoleCheck(("/bin/sh", "-c", 'test "$0" -gt 0 && test -n "$CHECK_ENV"',
                               "{port}"), (("CHECK_ENV", "it's set"),))
-    endpoint = provider.ensure_endpoint("c2", [a, b], check, "/dev/null", set())
+    endpoint = provider.ensure_endpoint("c2", [a, b], check, _ca(provider), set())
     time.sleep(1.5)
     assert {_read_name(endpoint.rw_port) for _ in range(6)} == {"na"}
     assert {_read_name(endpoint.ro_port) for _ in range(6)} == {"na", "nb"}

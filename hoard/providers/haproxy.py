@@ -84,8 +84,10 @@ def render(endpoint: Endpoint, backends: list[Backend], check: RoleCheck, ca_fil
         # Primaries as backups: reads still work while no replica is up. Their
         # check is the primary one, which a backend can only hold once, so these
         # servers track the rw backend's view of the same node.
+        # (A backend-wide ``tcp-check connect ssl`` wants a CA on these too.)
+        ssl = f" ca-file {ca_file}" if isinstance(check, ExchangeRoleCheck) else ""
         lines += [f"    server {_name(b)}-primary {b.host}:{b.port} backup track rw/{_name(b)}"
-                  for b in backends]
+                  f"{ssl}" for b in backends]
     return "\n".join(lines) + "\n"
 
 
@@ -143,9 +145,14 @@ class LocalEndpoints:
 
     def ensure(self, cluster_id: str, backends: list[Backend], check: RoleCheck, ca_file: str,
                taken_ports: set[int]) -> Endpoint:
+        self.root.mkdir(exist_ok=True)
+        self.root.chmod(0o755)  # traversable by the proxy's OS user, whatever the umask
         directory = self._dir(cluster_id)
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        directory.mkdir(exist_ok=True, mode=0o700)
         self.user.chown(directory)
+        # The proxy runs unprivileged: it gets its own copy of the CA certificate.
+        self._write(directory / "ca.pem", Path(ca_file).read_text(), 0o644)
+        ca_file = str(directory / "ca.pem")
         endpoint = self._endpoint(directory, taken_ports)
         script = directory / "check.sh"
         if isinstance(check, CommandRoleCheck):
