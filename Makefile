@@ -34,6 +34,7 @@ bench: setup
 	$(PY) bench/list.py
 	$(PY) bench/dataplane.py
 	$(PY) bench/backup.py
+	$(PY) bench/failover.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache

@@ -157,6 +157,9 @@ def teardown(hoard: Hoard | None, state_dir: Path, api_delete: bool = True) -> N
             provider = LocalProvider(state_dir / "nodes", DB_USER)
             for node_id in provider.node_ids():
                 provider.destroy(node_id)
+            for cluster_id in provider.endpoints.cluster_ids():
+                provider.remove_endpoint(cluster_id)
+            provider.etcd.stop()
         shutil.rmtree(state_dir, ignore_errors=True)
 
 
