@@ -40,7 +40,9 @@ def create(
     engine: Annotated[str, typer.Option(help="postgresql, mariadb or redis")] = "postgresql",
     size: Annotated[str, typer.Option(help="A size from GET /v2/sizes")] = "small",
     version: Annotated[str | None, typer.Option(help="Engine version (default: newest)")] = None,
-    nodes: Annotated[int, typer.Option(help="Number of nodes")] = 1,
+    nodes: Annotated[int, typer.Option(help="1, or 2-5 for a replicated cluster")] = 1,
+    durability: Annotated[str | None, typer.Option(
+        help="Replicated clusters: sync (a commit waits for a replica) or async")] = None,
     storage_gb: Annotated[int, typer.Option("--storage-gb", help="Storage per node")] = 10,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the build to its end")] = False,
     output: Output = Format.table,
@@ -51,6 +53,8 @@ def create(
                             "storage_gb": storage_gb}
     if version:
         body["version"] = version
+    if durability:
+        body["durability"] = durability
     try:
         accepted = client.post("/v2/clusters", body)
     except ApiError as exc:
@@ -178,6 +182,37 @@ def resize(
     """Change a cluster's size or grow its storage (restarts only when needed)."""
     body = {k: v for k, v in {"size": size, "storage_gb": storage_gb}.items() if v is not None}
     _change(Client(), name, "PATCH", "", body, output)
+
+
+@app.command("scale")
+def scale(
+    name: str,
+    nodes: Annotated[int, typer.Option(help="The new number of nodes (1-5)")],
+    output: Output = Format.table,
+) -> None:
+    """Grow or shrink a replicated cluster (new nodes copy the data from it)."""
+    _change(Client(), name, "PATCH", "", {"nodes": nodes}, output)
+
+
+@app.command("switchover")
+def switchover(
+    name: str,
+    node: Annotated[str, typer.Option(help="Id of the replica to make the primary")],
+    output: Output = Format.table,
+) -> None:
+    """Make a chosen replica the primary, losing no acknowledged write."""
+    _change(Client(), name, "POST", "/switchover", {"node_id": node}, output)
+
+
+@app.command("promote")
+def promote(
+    name: str,
+    node: Annotated[str, typer.Option(help="Id of the replica to promote out")],
+    new_name: Annotated[str, typer.Option("--name", help="Name of the new cluster")],
+    output: Output = Format.table,
+) -> None:
+    """Promote a replica out into a standalone cluster of its own, with the data."""
+    _change(Client(), name, "POST", f"/nodes/{node}/promote", {"name": new_name}, output)
 
 
 @app.command("configure")

@@ -53,14 +53,16 @@ def clusters_table(clusters: list[dict[str, Any]]) -> Table:
 
 def cluster_table(c: dict[str, Any]) -> Table:
     table = Table("FIELD", "VALUE", show_header=False)
-    for key in ("name", "id", "engine", "version", "size", "nodes", "storage_gb", "status",
-                "status_reason", "created_at"):
-        table.add_row(key, str(c[key]))
+    for key in ("name", "id", "engine", "version", "size", "nodes", "durability", "storage_gb",
+                "status", "status_reason", "created_at"):
+        table.add_row(key, str(c.get(key, "")))
     for ep in c["endpoints"]:
         table.add_row(f"endpoint ({ep['role']})", f"{ep['host']}:{ep['port']}")
     for n in c["members"]:
+        lag = f" lag {n['lag_bytes']} B" if n.get("lag_bytes") is not None else ""
         table.add_row(f"node {n['ordinal']} ({n['role']})",
-                      f"{n['status']} {n['host']}:{n['port']} {n['status_reason']}".strip())
+                      f"{n['status']} {n['host']}:{n['port']} zone {n.get('zone')}{lag} "
+                      f"{n['status_reason']}".strip())
         for k, v in n["limits"].items():
             table.add_row(f"  {k}", v)
     return table
