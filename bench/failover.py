@@ -7,8 +7,12 @@ read-write endpoint, reconnecting after every error. Each trial kills every
 process of the primary's node at once (a host failure), records the time from
 the kill to the first acknowledged write after the first failed one, then
 waits until the cluster is whole again (the observer restarted the node, it
-rejoined) before the next trial. Durability: sync for PostgreSQL and MariaDB
-(no acknowledged write may be lost: the script checks), async for Redis.
+rejoined) before the next trial. The observer restarts a killed node within
+about a second, so a node may be back before its lock expired and simply carry
+on as the primary (Patroni); ``--lose-host`` destroys the node with its storage
+instead, so a replica must take over (and Hoard makes a new node).
+Durability: sync for PostgreSQL and MariaDB (no acknowledged write may be
+lost: the script checks), async for Redis.
 
 Anchors: Patroni's defaults (ttl 30 s) fail over in about 30 s; RDS Multi-AZ
 takes 60-120 s. Target: a median of at most 10 s.
@@ -50,7 +54,7 @@ def _wait_whole(client: httpx.Client, cluster_id: str, nodes: int, timeout: floa
         time.sleep(0.2)
 
 
-def run_engine(hoard: Hoard, engine: str, trials: int) -> dict[str, Any]:
+def run_engine(hoard: Hoard, engine: str, trials: int, lose: bool) -> dict[str, Any]:
     provider = LocalProvider(hoard.state_dir / "nodes", "hoard-db")
     with hoard.client() as client:
         answer = client.post("/v2/clusters", json={
@@ -67,11 +71,16 @@ def run_engine(hoard: Hoard, engine: str, trials: int) -> dict[str, Any]:
                 writer.wait_writes(50)
                 primary = next(m for m in cluster["members"] if m["role"] == "primary")
                 killed = time.monotonic()
-                provider.kill(primary["id"])
+                if lose:
+                    provider.destroy(primary["id"])  # the host and its disk are gone
+                else:
+                    provider.kill(primary["id"])
                 times.append(writer.recovered_after(killed, timeout=120))
-                print(f"  {engine} trial {trial + 1}: node {primary['ordinal']} killed, "
-                      f"writes back after {times[-1]:.2f} s", flush=True)
                 cluster = _wait_whole(client, cluster_id, 3)
+                after = next(m for m in cluster["members"] if m["role"] == "primary")
+                print(f"  {engine} trial {trial + 1}: node {primary['ordinal']} "
+                      f"{'lost' if lose else 'killed'}, writes back after {times[-1]:.2f} s; "
+                      f"primary now node {after['ordinal']}", flush=True)
             writer.wait_writes(50)
         lost = set(writer.acked) - present(engine, uri)
         answer = client.delete(f"/v2/clusters/{cluster_id}")
@@ -85,6 +94,10 @@ def main() -> None:
     parser.add_argument("--engine", default="all",
                         choices=["all", "postgresql", "mariadb", "redis"])
     parser.add_argument("--trials", type=int, default=5)
+    parser.add_argument("--lose-host", action="store_true",
+                        help="destroy the primary's node with its storage (no restart in "
+                             "place: the HA machinery must promote a replica; Hoard then "
+                             "replaces the node) instead of killing its processes")
     args = parser.parse_args()
     engines = ["postgresql", "mariadb", "redis"] if args.engine == "all" else [args.engine]
     print(load_note())
@@ -94,7 +107,7 @@ def main() -> None:
     try:
         hoard.start()
         for engine in engines:
-            results.append(run_engine(hoard, engine, args.trials))
+            results.append(run_engine(hoard, engine, args.trials, args.lose_host))
     finally:
         teardown(hoard, state_dir)
     print(load_note())

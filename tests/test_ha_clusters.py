@@ -110,6 +110,14 @@ def test_failover_under_write_load(ha_hoard: HoardServer, engine: str) -> None:
         if DURABILITY[engine] == "sync":
             assert not lost, f"{len(lost)} acknowledged writes lost: {sorted(lost)[:10]}"
         print(f"{engine}: {len(writer.acked)} writes acknowledged, {len(lost)} lost")
+
+        # A replica whose storage is gone altogether is made again from the cluster.
+        replica = next(m for m in cluster["members"] if m["role"] != "primary"
+                       ) if engine != "mariadb" else cluster["members"][-1]
+        provider.destroy(replica["id"])
+        cluster = _wait_cluster(client, cluster["id"], "replaced", _whole(3), timeout=180)
+        assert "node.replacing" in _events(client, cluster["id"])
+        assert present(engine, uri) >= stored
         wait_operation(client, client.delete(f"/v2/clusters/{cluster['id']}").json()
                        ["operation"]["id"])
 

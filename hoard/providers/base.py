@@ -79,6 +79,10 @@ class Provider(ABC):
         """Stop the node and remove everything it had. Idempotent."""
 
     @abstractmethod
+    def has_storage(self, node_id: str) -> bool:
+        """Whether the node's storage (its data) still exists."""
+
+    @abstractmethod
     def node_ids(self) -> set[str]:
         """Every node this provider holds anything for (to find debris)."""
 

@@ -312,6 +312,9 @@ class LocalProvider(Provider):
             shutil.rmtree(root, ignore_errors=True)
         cgroups.remove(node_id)
 
+    def has_storage(self, node_id: str) -> bool:
+        return self._dir(node_id).is_dir()
+
     def node_ids(self) -> set[str]:
         found = {p.name for p in self.nodes_dir.iterdir() if p.is_dir()}
         if self.volumes_dir.exists():

@@ -38,6 +38,7 @@ from hoard.workflows.services import services
 from hoard.workflows.steps import load_cluster, recorded, short_reason
 
 SCALE_STEPS = ["change membership", "open endpoints"]
+REPLACE_STEPS = ["replace node", "open endpoints"]
 SWITCHOVER_STEPS = ["switch over"]
 PROMOTE_STEPS = ["detach node", "start standalone", "open endpoints"]
 
@@ -181,6 +182,36 @@ def change_failed(op_id: str, cluster_id: str, reason: str) -> None:
 def scale_cluster(op_id: str, cluster_id: str, params: dict[str, Any]) -> None:
     try:
         change_membership(op_id, cluster_id, params)
+        open_endpoints_and_finish(op_id, cluster_id)
+    except Exception as exc:
+        change_failed(op_id, cluster_id, short_reason(exc))
+
+
+@DBOS.step()
+def replace_node(op_id: str, cluster_id: str, node_id: str) -> None:
+    """A member whose storage is gone is made again: fresh storage and address,
+    data from the running cluster, as any new member gets it."""
+    svc = services()
+    with recorded(op_id, "replace node"):
+        with svc.store.session() as s:
+            row = s.get(models.Node, node_id)
+            if row is None:
+                return
+            if row.status != NodeStatus.PENDING:  # not yet reset: a retry skips this
+                svc.provider.destroy(node_id)
+                row.host = row.port = None
+                row.ports, row.lag_bytes, row.role = {}, None, "replica"
+                row.status, row.status_reason = NodeStatus.PENDING, "being replaced"
+                events.record(s, cluster_id, "node.replacing",
+                              f"node {row.ordinal} lost its storage; making it again",
+                              operation_id=op_id)
+        _grow(_cluster(cluster_id))
+
+
+@DBOS.workflow()
+def replace_lost_node(op_id: str, cluster_id: str, node_id: str) -> None:
+    try:
+        replace_node(op_id, cluster_id, node_id)
         open_endpoints_and_finish(op_id, cluster_id)
     except Exception as exc:
         change_failed(op_id, cluster_id, short_reason(exc))

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from hoard.domain.status import ClusterStatus, NodeStatus
 from hoard.engines.base import MemberState
-from hoard.store import events, models
+from hoard.store import events, models, operations
 from hoard.workflows.loops import Loop
 from hoard.workflows.members import (
     ensure_endpoint,
@@ -80,6 +80,9 @@ def observe_replicated(cluster: models.Cluster) -> list[Observation]:
     restarted: dict[str, str] = {}
     for node in cluster.nodes:
         if not node_running(cluster, node) and _still_ours(cluster.id):
+            if not svc.provider.has_storage(node.id):
+                _replace(cluster, node)
+                return [Observation(node.id, False, "storage lost; replacing the node")]
             names = start_node(cluster, node, topo=topo)
             restarted[node.id] = f"{', '.join(names)} not running; restarted"
             log.warning("node %s of cluster %s: %s", node.id, cluster.name, restarted[node.id])
@@ -90,6 +93,26 @@ def observe_replicated(cluster: models.Cluster) -> list[Observation]:
     record_roles(cluster.id, observed)
     return [Observation(o.node_id, o.healthy and o.node_id not in restarted,
                         restarted.get(o.node_id) or o.detail) for o in observed]
+
+
+def _replace(cluster: models.Cluster, node: models.Node) -> None:
+    """Start the workflow that makes a node whose storage is gone again (the
+    machinery has already failed over if it was the primary)."""
+    from hoard.workflows import cluster_scale, runtime  # runtime imports the workflows
+
+    with services().store.session() as s:
+        row = s.get(models.Cluster, cluster.id, with_for_update=True)
+        if row is None or row.status not in OBSERVED or operations.running_for(s, row.id):
+            return
+        row.status, row.status_reason = ClusterStatus.UPDATING, ""
+        op = operations.new_operation(s, row.project_id, row.id, "replace",
+                                      cluster_scale.REPLACE_STEPS,
+                                      detail=f"node {node.ordinal}",
+                                      params={"node_id": node.id})
+        events.record(s, row.id, "node.down",
+                      f"node {node.ordinal} is down and its storage is gone", op.id)
+    log.warning("node %s of cluster %s lost its storage; replacing it", node.id, cluster.name)
+    runtime.start(op)
 
 
 def observe_once(pool: ThreadPoolExecutor) -> int:

@@ -78,6 +78,8 @@ def _workflow(
         return cluster_scale.scale_cluster, (op_id, cluster_id, params)
     if kind == "switchover":
         return cluster_scale.switchover_cluster, (op_id, cluster_id, params["node_id"])
+    if kind == "replace":
+        return cluster_scale.replace_lost_node, (op_id, cluster_id, params["node_id"])
     if kind == "promote":
         return cluster_scale.promote_node, (op_id, cluster_id, params)
     simple: dict[str, Callable[..., None]] = {
