@@ -41,6 +41,7 @@ from hoard.engines.postgresql_backup import (
     conf_value,
     ensure_archive_dir,
 )
+from hoard.engines.postgresql_ha import PostgreSQLReplication
 
 PG_ROOT = Path("/usr/lib/postgresql")
 DATA_INIT = PurePosixPath("data.init")
@@ -105,7 +106,7 @@ def _render(name: str, value: int | bool | str) -> str:
     return f"{value}{_PARAM_UNITS.get(name, '')}"
 
 
-class PostgreSQL(Engine, SqlAccounts, PostgreSQLBackups):
+class PostgreSQL(Engine, SqlAccounts, PostgreSQLBackups, PostgreSQLReplication):
     name = "postgresql"
     display_name = "PostgreSQL"
     client_binary = "psql"
@@ -153,7 +154,10 @@ class PostgreSQL(Engine, SqlAccounts, PostgreSQLBackups):
             runner.remove_tree(PWFILE.parent)
         runner.rename(DATA_INIT, DATA)
 
-    def configure(self, ctx: NodeContext, runner: NodeRunner) -> None:
+    def server_settings(self, ctx: NodeContext, runner: NodeRunner) -> dict[str, str]:
+        """Every setting ``configure`` writes: fixed ones (TLS, no Unix sockets),
+        WAL archiving, and ``settings(ctx)``. Replicated members hand the same
+        values to Patroni."""
         fixed = {
             "listen_addresses": ctx.host,
             "port": str(ctx.port),
@@ -174,7 +178,13 @@ class PostgreSQL(Engine, SqlAccounts, PostgreSQLBackups):
             "lc_messages": "C.UTF-8",
             "default_text_search_config": "pg_catalog.english",
         }
-        values = {**fixed, **archive_settings(runner), **self.settings(ctx)}
+        return {**fixed, **archive_settings(runner), **self.settings(ctx)}
+
+    def hba(self, ctx: NodeContext) -> str:
+        return HBA.format(service=ctx.service.user)
+
+    def configure(self, ctx: NodeContext, runner: NodeRunner) -> None:
+        values = self.server_settings(ctx, runner)
         ensure_archive_dir(runner)
         conf = "# Managed by Hoard: changes here are overwritten.\n" + "".join(
             f"{k} = {conf_value(v)}\n" for k, v in values.items()
@@ -182,7 +192,7 @@ class PostgreSQL(Engine, SqlAccounts, PostgreSQLBackups):
         # Last, so it wins: recovery settings while a restored node replays WAL.
         conf += f"include_if_exists = {conf_value(runner.abspath(RECOVERY_CONF))}\n"
         runner.write_file(DATA / "postgresql.conf", conf.encode())
-        runner.write_file(DATA / "pg_hba.conf", HBA.format(service=ctx.service.user).encode())
+        runner.write_file(DATA / "pg_hba.conf", self.hba(ctx).encode())
 
     def process(self, ctx: NodeContext, runner: NodeRunner) -> ProcessSpec:
         return ProcessSpec(
