@@ -9,6 +9,7 @@ primary, after a switchover), so no acknowledged write is lost by a shrink.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from dbos import DBOS
@@ -154,7 +155,7 @@ def _settle(cluster_id: str) -> None:
         row.status, row.status_reason = ClusterStatus.ACTIVE, ""
         for node in row.nodes:
             if node.status == NodeStatus.PENDING:
-                node.status = NodeStatus.HEALTHY
+                node.status, node.status_reason = NodeStatus.HEALTHY, ""
 
 
 @DBOS.step()
@@ -189,23 +190,51 @@ def scale_cluster(op_id: str, cluster_id: str, params: dict[str, Any]) -> None:
 
 @DBOS.step()
 def replace_node(op_id: str, cluster_id: str, node_id: str) -> None:
-    """A member whose storage is gone is made again: fresh storage and address,
-    data from the running cluster, as any new member gets it."""
+    """A member whose storage is gone is made again as a new node (a new id, so
+    the machinery never mistakes it for the lost one, whose lock or membership
+    may still be on record), with fresh storage and address, once the others
+    have a primary again; it copies the data as any new member does."""
     svc = services()
     with recorded(op_id, "replace node"):
         with svc.store.session() as s:
-            row = s.get(models.Node, node_id)
-            if row is None:
-                return
-            if row.status != NodeStatus.PENDING:  # not yet reset: a retry skips this
+            lost = s.get(models.Node, node_id)
+            if lost is not None:  # not yet swapped: a retry skips this
                 svc.provider.destroy(node_id)
-                row.host = row.port = None
-                row.ports, row.lag_bytes, row.role = {}, None, "replica"
-                row.status, row.status_reason = NodeStatus.PENDING, "being replaced"
+                row = s.get(models.Cluster, cluster_id)
+                assert row is not None
+                if lost.role == "primary":
+                    events.record(s, cluster_id, "cluster.primary_changed",
+                                  f"node {lost.ordinal}, the primary, was lost; the others "
+                                  "elect a new one", operation_id=op_id)
+                row.nodes.remove(lost)
+                row.nodes.append(models.Node(
+                    id=new_id(), ordinal=lost.ordinal, role="replica",
+                    provider=svc.provider.name, status=NodeStatus.PENDING,
+                    status_reason="replacing a node whose storage was lost", limits={}))
                 events.record(s, cluster_id, "node.replacing",
-                              f"node {row.ordinal} lost its storage; making it again",
+                              f"node {lost.ordinal} lost its storage; making a new one",
                               operation_id=op_id)
+        cluster = _cluster(cluster_id)
+        survivors = [n for n in cluster.nodes if n.status != NodeStatus.PENDING]
+        wait_primary_among(cluster, survivors)
+        record_roles(cluster_id, states(cluster, topology(cluster, survivors)))
         _grow(_cluster(cluster_id))
+
+
+def wait_primary_among(cluster: models.Cluster, nodes: list[models.Node],
+                       timeout: float = READY_TIMEOUT) -> None:
+    """Until the machinery has a healthy primary among ``nodes`` (after a failover)."""
+    topo = topology(cluster, nodes)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if any(o.role == "primary" and o.healthy for o in states(cluster, topo)):
+                return
+        except Exception:  # noqa: S110 - members may not answer mid-failover
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no primary among the remaining nodes after {timeout:.0f}s")
+        time.sleep(0.2)
 
 
 @DBOS.workflow()
