@@ -53,6 +53,7 @@ from hoard.engines.base import (
     ParamValue,
     UserInfo,
 )
+from hoard.engines.redis_ha import RedisReplication
 
 REDIS_SERVER = "/usr/bin/redis-server"
 REDIS_CLI = "/usr/bin/redis-cli"
@@ -161,7 +162,7 @@ def _first_line(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-class Redis(Engine, AclAccounts, Backups):
+class Redis(Engine, AclAccounts, Backups, RedisReplication):
     name = "redis"
     display_name = "Redis"
     client_binary = "redis-cli"
@@ -211,7 +212,9 @@ class Redis(Engine, AclAccounts, Backups):
         """Users that are not the tenant's to list or manage."""
         return self.reserved_users | {ctx.admin.user, ctx.service.user}
 
-    def configure(self, ctx: NodeContext, runner: NodeRunner) -> None:
+    def server_settings(self, ctx: NodeContext, runner: NodeRunner) -> dict[str, str]:
+        """Every setting ``configure`` writes: fixed ones (TLS only, files beside
+        the data) and ``settings(ctx)``. Replicated members add theirs to these."""
         fixed = {
             "daemonize": "no",
             "supervised": "no",
@@ -238,10 +241,18 @@ class Redis(Engine, AclAccounts, Backups):
             "enable-module-command": "no",
             "tcp-keepalive": "300",
         }
-        values = {**fixed, **self.settings(ctx)}
+        return {**fixed, **self.settings(ctx)}
+
+    def configure(self, ctx: NodeContext, runner: NodeRunner) -> None:
+        self.write_conf(runner, self.server_settings(ctx, runner))
+
+    def write_conf(self, runner: NodeRunner, values: Mapping[str, str],
+                   raw: Iterable[str] = ()) -> None:
+        """The server's configuration file: ``values`` quoted, then ``raw`` lines
+        (directives with several arguments, such as ``replicaof host port``)."""
         conf = "# Managed by Hoard: changes here are overwritten.\n" + "".join(
             f"{k} {_conf_value(v)}\n" for k, v in values.items()
-        )
+        ) + "".join(line + "\n" for line in raw)
         runner.write_file(CONF, conf.encode())
 
     def process(self, ctx: NodeContext, runner: NodeRunner) -> ProcessSpec:
