@@ -163,6 +163,11 @@ def test_patroni_config_keeps_the_engine_settings() -> None:
     assert config["bootstrap"]["dcs"]["synchronous_mode"] is False
     assert ENGINE.role_check(topo, ctx.service, "") == HttpRoleCheck(
         "patroni", "/primary", "/replica", tls=True)
+    # A clone cut short (no pg_control yet) is thrown away while Patroni is down.
+    runner.remove_tree(PurePosixPath("data/recovery.signal"))
+    [spec] = ENGINE.member_processes(ctx, topo, runner)
+    assert spec.name == "server" and spec.argv[0] == "/usr/bin/patroni"
+    assert not runner.exists(PurePosixPath("data"))
     provider.destroy("n0")
 
 
@@ -222,6 +227,28 @@ def test_failover_after_kill_then_rejoin(cluster: HaCluster) -> None:
     on_primary = _ids(cluster, cluster.ctx(new), "async_writes")
     cluster.wait_for(lambda: _ids(cluster, cluster.ctx(old), "async_writes") == on_primary,
                      20, "rejoined member caught up")
+
+
+def _sync_standbys(cluster: HaCluster) -> list[str]:
+    return [s.node_id for s in cluster.states() if s.detail.startswith("synchronous")]
+
+
+def test_durability_changes_while_running(cluster: HaCluster) -> None:
+    sync_topo = replace(cluster.topo, durability="sync")
+    for ctx in cluster.ctxs:
+        ENGINE.configure_member(ctx, sync_topo, cluster.provider.runner(ctx.node_id))
+    cluster.wait_for(lambda: len(_sync_standbys(cluster)) == 1, 20, "a synchronous standby")
+    # Patroni switches over only to a synchronous standby; any replica can be chosen.
+    primary, standby = cluster.primary(), _sync_standbys(cluster)[0]
+    target = next(c.node_id for c in cluster.ctxs if c.node_id not in (primary, standby))
+    cluster.ha.switchover(cluster.ctxs, sync_topo, cluster.ca_file, target)
+    assert cluster.primary() == target
+    cluster.wait_for(lambda: len(_sync_standbys(cluster)) == 1 and all(
+        s.healthy for s in cluster.states()), 30, "one synchronous standby again")
+    for ctx in cluster.ctxs:
+        ENGINE.configure_member(ctx, cluster.topo, cluster.provider.runner(ctx.node_id))
+    cluster.wait_for(lambda: not _sync_standbys(cluster) and all(
+        s.healthy for s in cluster.states()), 20, "asynchronous again")
 
 
 def test_remove_primary_then_detach_it(cluster: HaCluster) -> None:

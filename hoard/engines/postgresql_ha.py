@@ -210,8 +210,9 @@ class PostgreSQLReplication(Replication):
             "scope": topo.cluster_id,
             "namespace": NAMESPACE,
             "name": ctx.node_id,
+            # Two lines a second at INFO: rotated, at most 12 MiB of the node's volume.
             "log": {"level": "INFO", "dir": runner.abspath(LOG_DIR),
-                    "file_num": 4, "file_size": 16 << 20},
+                    "file_num": 2, "file_size": 4 << 20},
             "restapi": {
                 "listen": api, "connect_address": api,
                 "certfile": runner.abspath(TLS_CERT), "keyfile": runner.abspath(TLS_KEY),
@@ -401,39 +402,46 @@ class PostgreSQLReplication(Replication):
         """Patroni's switchover: the primary stops cleanly once the candidate has
         all its WAL, the candidate promotes. In synchronous mode Patroni only
         switches to a synchronous standby; if ``target`` is not one, every replica
-        is made synchronous for the switchover (then one again)."""
+        is made synchronous for the switchover (then one again; should Hoard die
+        in between, the next ``configure_member`` puts the count back)."""
         deadline = time.monotonic() + SWITCHOVER_TIMEOUT
         api = _Api(_ca_context(ca_file), ctxs[0].service)
+        try:
+            self._switch(api, topo, target, deadline)
+        except httpx.HTTPError as exc:
+            raise RuntimeError(f"switchover to {target}: Patroni did not answer ({exc})") from exc
+        self._wait_writable(api, topo, next(c for c in ctxs if c.node_id == target),
+                            ca_file, deadline)
+
+    def _switch(self, api: _Api, topo: Topology, target: str, deadline: float) -> None:
         view = self._wait_view(api, topo, deadline, lambda v: _leader(v) is not None)
         leader = _leader(view)
         assert leader is not None
-        if leader["name"] != target:
-            leader_member = topo.member(leader["name"]) if any(
-                m.node_id == leader["name"] for m in topo.members) else topo.members[0]
-            config = api.call("GET", api.url(leader_member, "/config")).json()
-            widened = False
-            if config.get("synchronous_mode") and not any(
-                    m["name"] == target and m.get("role") == "sync_standby"
-                    for m in view.get("members", [])):
-                self._set_sync_count(api, leader_member, max(1, len(topo.members) - 1))
-                widened = True
-                self._wait_view(api, topo, deadline, lambda v: any(
-                    m["name"] == target and m.get("role") == "sync_standby"
-                    for m in v.get("members", [])))
-            try:
-                answer = api.call("POST", api.url(leader_member, "/switchover"),
-                                  {"leader": leader["name"], "candidate": target},
-                                  timeout=httpx.Timeout(SWITCHOVER_TIMEOUT, connect=1.0))
-                if answer.status_code != 200:
-                    current = _leader(api.cluster(topo) or {})
-                    if not current or current["name"] != target:
-                        raise RuntimeError(f"switchover to {target} failed: "
-                                           f"{answer.status_code} {answer.text.strip()}")
-            finally:
-                if widened:
-                    self._set_sync_count(api, leader_member, 1, topo)
-        self._wait_writable(api, topo, next(c for c in ctxs if c.node_id == target),
-                            ca_file, deadline)
+        if leader["name"] == target:
+            return
+        # Any member's API takes the request; the leader's is the natural one.
+        via = next((m for m in topo.members if m.node_id == leader["name"]), topo.members[0])
+        widened = False
+        if api.call("GET", api.url(via, "/config")).json().get("synchronous_mode") and not any(
+                m["name"] == target and m.get("role") == "sync_standby"
+                for m in view.get("members", [])):
+            self._set_sync_count(api, via, max(1, len(topo.members) - 1))
+            widened = True
+            self._wait_view(api, topo, deadline, lambda v: any(
+                m["name"] == target and m.get("role") == "sync_standby"
+                for m in v.get("members", [])))
+        try:
+            answer = api.call("POST", api.url(via, "/switchover"),
+                              {"leader": leader["name"], "candidate": target},
+                              timeout=httpx.Timeout(SWITCHOVER_TIMEOUT, connect=1.0))
+            if answer.status_code != 200:
+                current = _leader(api.cluster(topo) or {})
+                if not current or current["name"] != target:
+                    raise RuntimeError(f"switchover to {target} failed: "
+                                       f"{answer.status_code} {answer.text.strip()}")
+        finally:
+            if widened:
+                self._set_sync_count(api, via, 1, topo)
 
     def _set_sync_count(self, api: _Api, member: Member, count: int,
                         topo: Topology | None = None) -> None:
