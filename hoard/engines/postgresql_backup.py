@@ -272,6 +272,7 @@ class PostgreSQLBackups(Backups):
                        target: str | None) -> None:
         progress, deadline = None, time.monotonic() + RECOVERY_STALL
         down_since: float | None = None
+        delay = 0.01  # a restore without logs to replay is done a moment after the start
         while True:
             now = time.monotonic()
             try:
@@ -303,7 +304,8 @@ class PostgreSQLBackups(Backups):
             if now > deadline:
                 raise TimeoutError(f"recovery made no progress for {RECOVERY_STALL:.0f} s "
                                    f"({detail})")
-            time.sleep(0.1)
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.1)
         runner.remove_tree(RECOVERY)
 
     def _recovery_failure(self, runner: NodeRunner) -> str:
