@@ -87,6 +87,15 @@ class Server:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
+    def kill(self) -> None:
+        """SIGKILL the server's whole session (for data thrown away next: no
+        shutdown checkpoint or snapshot), and reap it."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
     def wait_until(self, probe: Callable[[], None], timeout: float = 120,
                    poll: float = 0.02) -> None:
         """Call ``probe`` until it does not raise; fail early if the server exited."""
