@@ -115,7 +115,10 @@ def test_failover_under_write_load(ha_hoard: HoardServer, engine: str) -> None:
         replica = next(m for m in cluster["members"] if m["role"] != "primary"
                        ) if engine != "mariadb" else cluster["members"][-1]
         provider.destroy(replica["id"])
-        cluster = _wait_cluster(client, cluster["id"], "replaced", _whole(3), timeout=180)
+        cluster = _wait_cluster(
+            client, cluster["id"], "replaced",
+            lambda c: _whole(3)(c) and replica["id"] not in {m["id"] for m in c["members"]},
+            timeout=180)
         assert "node.replacing" in _events(client, cluster["id"])
         assert present(engine, uri) >= stored
         wait_operation(client, client.delete(f"/v2/clusters/{cluster['id']}").json()

@@ -127,7 +127,9 @@ def record_roles(cluster_id: str, observed: list[MemberState]) -> None:
             state = by_id.get(node.id)
             if state is None:
                 continue
-            role = state.role or node.role
+            # A member not serving keeps its last role, unless another one is primary now.
+            someone_else = any(o.role == "primary" and o.node_id != node.id for o in observed)
+            role = state.role or ("replica" if someone_else else node.role)
             if (node.role, node.lag_bytes) != (role, state.lag_bytes):
                 node.role, node.lag_bytes = role, state.lag_bytes
         after = [n.ordinal for n in row.nodes if n.role == "primary"]
