@@ -220,10 +220,24 @@ def test_failover_after_kill_then_rejoin(cluster: HaCluster) -> None:
     assert seconds < FAILOVER_LIMIT
     new = _one_primary(cluster)
     assert new is not None and new != old
-    # The killed member, started again, rewinds onto the new timeline and follows.
+    # The killed member, started again, rewinds onto the new timeline and follows;
+    # no server but the new primary takes writes at any moment meanwhile.
+    writable: list[list[str]] = []
+    halt = threading.Event()
+
+    def sample() -> None:
+        while not halt.is_set():
+            writable.append([c.node_id for c in cluster.ctxs if _in_recovery(cluster, c) is False])
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     cluster.restart(old)
     cluster.wait_for(lambda: _one_primary(cluster) == new and all(
         s.healthy for s in cluster.states()), 60, "killed member rejoined")
+    halt.set()
+    sampler.join(10)
+    assert writable and all(w == [new] for w in writable), writable
     on_primary = _ids(cluster, cluster.ctx(new), "async_writes")
     cluster.wait_for(lambda: _ids(cluster, cluster.ctx(old), "async_writes") == on_primary,
                      20, "rejoined member caught up")
