@@ -104,6 +104,7 @@ PATRONI_LEFTOVERS = ("standby.signal", "patroni.dynamic.json", "postgresql.base.
                      "postgresql.base.conf.backup", "postgresql.conf.backup",
                      "pg_hba.conf.backup", "pg_ident.conf.backup")
 LEADER_ROLES = ("leader", "master", "primary")
+SYNC = "synchronous "  # how a synchronous standby's detail starts
 TIMEOUT = httpx.Timeout(3.0, connect=1.0)
 SWITCHOVER_TIMEOUT = 60.0  # seconds for a planned switchover, end to end
 
@@ -363,7 +364,7 @@ class PostgreSQLReplication(Replication):
             return MemberState(node_id, "", False, lag, f"PostgreSQL is {state or 'down'}")
         if leader is None:
             return MemberState(node_id, "replica", False, lag, "no primary to follow")
-        sync = "synchronous " if info.get("role") == "sync_standby" else ""
+        sync = SYNC if info.get("role") == "sync_standby" else ""
         behind = f"{lag} bytes behind" if lag is not None else "lag unknown"
         streaming = None if status is None else {
             r.get("application_name") for r in status.get("replication", [])
@@ -505,7 +506,7 @@ class PostgreSQLReplication(Replication):
         if not others:
             raise RuntimeError(f"{node_id} is the primary and no healthy replica can take over")
         # A synchronous standby first (the only choice in synchronous mode), then the least lag.
-        best = min(others, key=lambda s: (not s.detail.startswith("synchronous"),
+        best = min(others, key=lambda s: (not s.detail.startswith(SYNC),
                                           s.lag_bytes if s.lag_bytes is not None else 1 << 62))
         self.switchover(ctxs, topo, ca_file, best.node_id)
 
