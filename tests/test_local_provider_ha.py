@@ -4,6 +4,7 @@ follows the primary, and placement spread over hosts and zones."""
 
 from __future__ import annotations
 
+import base64
 import shutil
 import socket
 import time
@@ -109,8 +110,22 @@ def test_named_processes_are_supervised_apart_and_killed_together(
 def test_etcd_runs_once_and_answers(provider: LocalProvider) -> None:
     url = provider.ensure_etcd()
     assert provider.ensure_etcd() == url
-    answer = httpx.post(f"{url}/v3/kv/range", json={"key": "eA=="}, timeout=5)
-    assert answer.status_code == 200 and "header" in answer.json()
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
+    for key in ("/hoard/c1/leader", "/hoard/c1/members/n1", "/hoard/c10/leader"):
+        httpx.post(f"{url}/v3/kv/put", json={"key": b64(key), "value": b64("x")},
+                   timeout=5).raise_for_status()
+    provider.forget_dcs("/hoard/c1/")
+
+    def count(prefix: str) -> int:
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        answer = httpx.post(f"{url}/v3/kv/range", timeout=5, json={
+            "key": b64(prefix), "range_end": b64(end), "count_only": True})
+        return int(answer.json().get("count", 0))
+
+    assert count("/hoard/c1/") == 0
+    assert count("/hoard/c10/") == 1  # another cluster's keys stay
 
 
 def test_endpoint_follows_the_primary_and_spreads_reads(provider: LocalProvider) -> None:

@@ -391,6 +391,11 @@ class Replication(ABC):
         out of its cluster): it will start with ``configure`` and ``process`` as a
         writable primary that follows nobody, its data and accounts kept."""
 
+    def dcs_prefix(self, cluster_id: str) -> str:
+        """The DCS key prefix holding a cluster's HA state, removed with the cluster
+        ("" when the engine keeps none in Hoard's etcd)."""
+        return ""
+
     @abstractmethod
     def role_check(self, topo: Topology, service: Credentials, ca_file: str) -> RoleCheck:
         """How the cluster's endpoint proxy tells each member's role."""

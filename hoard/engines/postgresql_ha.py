@@ -540,5 +540,8 @@ class PostgreSQLReplication(Replication):
         runner.write_file(DATA / "recovery.signal", b"")
         runner.remove_tree(PATRONI_DIR)  # its configuration holds the service password
 
+    def dcs_prefix(self, cluster_id: str) -> str:
+        return f"{NAMESPACE}{cluster_id}/"
+
     def role_check(self, topo: Topology, service: Credentials, ca_file: str) -> RoleCheck:
         return HttpRoleCheck(API, "/primary", "/replica", tls=True)

@@ -94,6 +94,10 @@ class Provider(ABC):
         that keep their HA state in etcd)."""
 
     @abstractmethod
+    def forget_dcs(self, prefix: str) -> None:
+        """Delete every key under ``prefix`` in Hoard's etcd (a deleted cluster's)."""
+
+    @abstractmethod
     def ensure_endpoint(self, cluster_id: str, backends: list[Backend], check: RoleCheck,
                         ca_file: str, taken_ports: set[int]) -> Endpoint:
         """Run (or update in place) the cluster's endpoint proxy in front of

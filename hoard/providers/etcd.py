@@ -11,6 +11,7 @@ directory and survives restarts; the ports chosen at first start are kept.
 
 from __future__ import annotations
 
+import base64
 import json
 import signal
 import time
@@ -67,6 +68,16 @@ class LocalEtcd:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"etcd did not answer on {client} within {READY_TIMEOUT:.0f}s")
             time.sleep(0.05)
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Remove every key under ``prefix`` (etcd's v3 JSON gateway)."""
+        if not prefix:
+            raise ValueError("refusing to delete every key")
+        key = prefix.encode()
+        end = key[:-1] + bytes([key[-1] + 1])  # the first key after the prefix
+        answer = httpx.post(f"{self.url()}/v3/kv/deleterange", timeout=5, json={
+            "key": base64.b64encode(key).decode(), "range_end": base64.b64encode(end).decode()})
+        answer.raise_for_status()
 
     def running(self) -> bool:
         return self.root.exists() and Supervisor(self.root, self.user).live() is not None

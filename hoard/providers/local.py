@@ -293,6 +293,10 @@ class LocalProvider(Provider):
     def ensure_etcd(self) -> str:
         return self.etcd.ensure()
 
+    def forget_dcs(self, prefix: str) -> None:
+        if self.etcd.running():
+            self.etcd.delete_prefix(prefix)
+
     def ensure_endpoint(self, cluster_id: str, backends: list[Backend], check: RoleCheck,
                         ca_file: str, taken_ports: set[int]) -> Endpoint:
         return self.endpoints.ensure(cluster_id, backends, check, ca_file, taken_ports)

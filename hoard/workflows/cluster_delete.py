@@ -8,6 +8,7 @@ from __future__ import annotations
 from dbos import DBOS
 
 from hoard.domain.status import ClusterStatus
+from hoard.engines.base import Replication
 from hoard.store import models, operations
 from hoard.workflows.backups import mark_failed, run_backup
 from hoard.workflows.services import services
@@ -25,6 +26,9 @@ def destroy_nodes(op_id: str, cluster_id: str) -> None:
         for node in cluster.nodes if cluster else []:
             svc.provider.destroy(node.id)
         svc.provider.remove_endpoint(cluster_id)
+        engine = svc.engines[cluster.engine] if cluster else None
+        if isinstance(engine, Replication) and engine.dcs_prefix(cluster_id):
+            svc.provider.forget_dcs(engine.dcs_prefix(cluster_id))
 
 
 @DBOS.step()
