@@ -149,6 +149,24 @@ def test_forms_one_primary_replicas_streaming(cluster: HaCluster) -> None:
         assert conn.info("replication")["role"] == "slave"
 
 
+def test_tenant_users_reach_every_member(cluster: HaCluster) -> None:
+    """Redis does not replicate ACL users: the engine gives them to the replicas."""
+    c = cluster
+    ctx = c.ctx(primary(c))
+    ENGINE.create_user(ctx, c.ca_file, "app", "first-pass", ["app:*"], ["read", "write"])
+    ENGINE.set_password(ctx, c.ca_file, "app", "second-pass")
+    ENGINE.create_user(ctx, c.ca_file, "gone", "pass", ["g:*"], ["read"])
+    ENGINE.drop_user(ctx, c.ca_file, "gone")
+    for other in c.ctxs:
+        with client(other.host, other.port, Credentials("app", "second-pass"),
+                    c.ca_file) as conn:
+            assert conn.get("app:x") is None  # logged in, with read rights
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                conn.get("other")
+        with node(c, other.node_id) as conn:
+            assert conn.execute_command("ACL", "GETUSER", "gone") is None
+
+
 def test_switchover_to_a_chosen_member_loses_nothing(cluster: HaCluster) -> None:
     c = cluster
     old = primary(c)
@@ -172,6 +190,9 @@ def test_switchover_to_a_chosen_member_loses_nothing(cluster: HaCluster) -> None
     ENGINE.switchover(c.ctxs, c.topo, c.ca_file, target)  # idempotent
     assert primary(c) == target
     formed(c)
+    host, rw, _ = c.endpoint()
+    with client(host, rw, Credentials("app", "second-pass"), c.ca_file) as conn:
+        conn.set("app:after-switchover", 1)  # the tenant's user writes on the new primary
 
 
 def test_kill_primary_fails_over_and_it_rejoins_as_replica(cluster: HaCluster) -> None:

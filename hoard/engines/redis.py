@@ -372,12 +372,14 @@ class Redis(Engine, AclAccounts, Backups, RedisReplication):
         with self._connect(ctx, ca_file) as client:
             client.execute_command("ACL", "SETUSER", name, *rules)
             client.execute_command("ACL", "SAVE")
+        self.replicate_acl(ctx, ca_file, name)
 
     def drop_user(self, ctx: NodeContext, ca_file: str, name: str) -> None:
         self._tenant_user(ctx, name)
         with self._connect(ctx, ca_file) as client:
             client.execute_command("ACL", "DELUSER", name)  # also ends its connections
             client.execute_command("ACL", "SAVE")
+        self.replicate_acl(ctx, ca_file, name)
 
     def set_password(self, ctx: NodeContext, ca_file: str, name: str, password: str) -> None:
         self._tenant_user(ctx, name)
@@ -387,6 +389,7 @@ class Redis(Engine, AclAccounts, Backups, RedisReplication):
                 raise NotFound(f"no user {name!r}")  # SETUSER would create one
             client.execute_command("ACL", "SETUSER", name, "resetpass", rule)
             client.execute_command("ACL", "SAVE")
+        self.replicate_acl(ctx, ca_file, name)
 
     # --- Backups ----------------------------------------------------------------
 

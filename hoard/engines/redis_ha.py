@@ -224,6 +224,29 @@ class RedisReplication(Replication):
         if isinstance(lines, list):
             self._write_acl(ctx, runner, rb.tenant_lines(lines, self._hidden(ctx)))
 
+    def replicate_acl(self, ctx: NodeContext, ca_file: str, name: str) -> None:
+        """Redis does not replicate ACL users: after a change on the primary
+        (``ctx``), give each replica linked to it the user as the primary has it
+        now, or delete it there. A replica that does not answer takes the
+        tenant's users from the primary when it next starts. A standalone node
+        has no replicas: nothing to do."""
+        trust, primary = Trust(file=ca_file), (ctx.host, ctx.port)
+        info = ask(primary, ctx.service, trust, "INFO", "replication")
+        replicas = [(str(v["ip"]), int(v["port"])) for k, v in (info or {}).items()
+                    if k.startswith("slave") and isinstance(v, dict)]
+        if not replicas:
+            return
+        listed = ask(primary, ctx.service, trust, "ACL", "LIST") or []
+        line = next((x.split() for x in listed if x.split()[1] == name), None)
+        change = ("ACL", "SETUSER", name, "reset", *line[2:]) if line else ("ACL", "DELUSER", name)
+        for addr in replicas:
+            try:
+                with rs.client(addr, ctx.service, trust) as conn:
+                    conn.execute_command(*change)
+                    conn.execute_command("ACL", "SAVE")
+            except (redis.ConnectionError, redis.TimeoutError, OSError):
+                continue  # it copies the users when it starts again
+
     # --- asking the machinery ------------------------------------------------------
 
     def _primary(self, topo: Topology, creds: Credentials, trust: Trust) -> Member | None:
