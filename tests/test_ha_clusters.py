@@ -99,6 +99,11 @@ def test_failover_under_write_load(ha_hoard: HoardServer, engine: str) -> None:
             writer.wait_writes(20)
         print(f"{engine}: writes came back {downtime:.2f}s after kill -9 of the primary")
 
+        # Seen and said: the observer records the node as down, then back.
+        deadline = time.monotonic() + 60
+        while "node.down" not in _events(client, cluster["id"]):
+            assert time.monotonic() < deadline, "no node.down event after the kill"
+            time.sleep(0.2)
         # Back to full strength on its own: the killed node restarted and rejoined.
         cluster = _wait_cluster(client, cluster["id"], "whole again", _whole(3))
         kinds = _events(client, cluster["id"])
