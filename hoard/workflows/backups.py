@@ -134,10 +134,12 @@ def restore_inputs(
     svc: Services, backup_id: str, target: str | None
 ) -> tuple[Chain, list[tuple[str, Iterable[bytes]]]]:
     """The plaintext streams and metas of the backup's chain (full first), and the
-    logs to replay after it."""
+    logs to replay after it up to ``target``. Without a target there are none: a
+    restore of a backup brings back that backup, not what was written after it
+    (each backup holds the log it needs to be consistent on its own)."""
     with svc.store.session() as s:
         chain = chain_of(s, backup_id)
-        logs = list(s.scalars(
+        logs = [] if target is None else list(s.scalars(
             select(models.ArchivedLog)
             .where(models.ArchivedLog.cluster_id == chain[0].cluster_id,
                    models.ArchivedLog.archived_at >= chain[0].created_at)
