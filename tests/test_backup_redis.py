@@ -20,7 +20,7 @@ from redis.retry import Retry
 from hoard.domain.nodes import NodeRunner
 from hoard.engines.base import NodeContext
 from hoard.engines.redis import Redis
-from hoard.engines.redis_backup import FORMAT, MAGIC
+from hoard.engines.redis_backup import FORMAT, MAGIC, rdb_only
 from tests.engine_harness import Restore, RunningNode, running_node, take_backup
 
 ENGINE = Redis()
@@ -208,6 +208,20 @@ def test_damaged_backup_is_refused(source: Source, damage: Any, message: str) ->
     with pytest.raises(RuntimeError, match=message), \
             running_node(ENGINE, restore=source.restore(chunks)):
         pass
+
+
+@pytest.mark.parametrize("end_mark", [b"", b"0123456789abcdef0123456789abcdef01234567"])
+def test_rdb_only_any_chunking(end_mark: bytes) -> None:
+    """Whatever the chunks (a whole one, one byte at a time at the end, the end
+    spread over several), the RDB comes out whole and the end mark does not."""
+    rdb = b"REDIS0010" + os.urandom(5000) + b"\xff" + os.urandom(8)
+    stream = rdb + end_mark
+    for cuts in ([], [3, 2000], [4000, *range(len(stream) - 60, len(stream))],
+                 [len(stream) - 45, len(stream) - 3], list(range(1, len(stream), 997))):
+        parts = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+        assert b"".join(rdb_only(iter(parts))) == rdb
+    with pytest.raises(RuntimeError, match="cut short"):
+        b"".join(rdb_only(iter([stream[:-len(end_mark) - 1]])))
 
 
 def test_empty_node_round_trip() -> None:

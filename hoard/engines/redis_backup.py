@@ -121,23 +121,30 @@ def rdb_only(chunks: Iterable[bytes]) -> Iterator[bytes]:
     """An RDB stream, checked on the way: it starts like an RDB file and ends with
     the end-of-file opcode and a checksum (a cut-short stream raises after its
     last chunk). redis-cli 7.0 writing to stdout leaves the 40-character end mark
-    of the diskless transfer after those: it is dropped here."""
+    of the diskless transfer after those: it is dropped here.
+
+    A chunk is held back until the next one shows the stream's end is not in it,
+    then passed on as it is, uncopied; chunks shorter than the end's bytes
+    (rare: at the start and end of a stream) are joined to what is held back."""
+    head = b""
     held = b""
-    started = False
     for chunk in chunks:
-        held += chunk
-        if not started:
-            if len(held) < 5:
-                continue
-            if not held.startswith(b"REDIS"):
+        if len(head) < 5:
+            head += chunk[:5 - len(head)]
+            if len(head) == 5 and head != b"REDIS":
                 raise RuntimeError("the snapshot is not an RDB file")
-            started = True
-        if len(held) > _TAIL:
-            yield held[:-_TAIL]
-            held = held[-_TAIL:]
+        if len(chunk) >= _TAIL:
+            if held:
+                yield held
+            held = chunk
+        else:
+            held += chunk
+            if len(held) > _TAIL:
+                yield held[:-_TAIL]
+                held = held[-_TAIL:]
     if len(held) >= _TAIL and held[-_TAIL] == 0xFF and _EOF_MARK.fullmatch(held[-40:]):
         held = held[:-40]
-    if not started or len(held) < 9 or held[-9] != 0xFF:
+    if len(head) < 5 or len(held) < 9 or held[-9] != 0xFF:
         raise RuntimeError("the RDB stream is cut short: it does not end with the "
                            "end-of-file opcode and checksum")
     yield held
