@@ -11,7 +11,8 @@ a person restoring that plain file by hand does, on the source node's volume
 (loop-mounted ext4, like a restored node's): the tool work Hoard's restore runs
 (tar -x + pg_verifybackup; mbstream -x + mariadb-backup --prepare; the RDB written
 + redis-check-rdb), then the server started on the result as the database OS user
-on a free port, with the source node's configuration, until it serves (PostgreSQL:
+on a free port, with the source node's configuration and in cgroups with the
+restored node's limits (a sibling under hoard/), until it serves (PostgreSQL:
 connected and out of recovery; MariaDB: connected; Redis: PING answered, i.e. the
 RDB loaded); the server is killed afterwards, untimed. The tool steps alone are
 reported too. Throughput = plaintext stream size (the raw tool's bytes, which
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shutil
 import subprocess
 import time
@@ -46,6 +48,8 @@ from _common import (
 )
 from _engines import Server
 
+from hoard.domain.catalog import SIZES
+from hoard.providers import cgroups
 from hoard.security.secrets import SecretBox
 from hoard.store import models
 from hoard.store.db import Store
@@ -222,18 +226,20 @@ def raw_backup(engine: str, t: Target, raw: Path, out: Path) -> float:
     return time.monotonic() - start
 
 
-def raw_server(engine: str, t: Target, scratch: Path, port: int) -> tuple[Server, Callable]:
+def raw_server(engine: str, t: Target, scratch: Path, port: int,
+               procs_files: list[str]) -> tuple[Server, Callable]:
     """The engine's server on restored data, by hand: the source node's own
     configuration (so the same memory and log settings as the restored node),
     with the port, data paths and logs moved to the scratch copy (PostgreSQL's
-    archiving off: it would ship into the source's archive). A probe that
-    succeeds once the server serves: PostgreSQL out of recovery, Redis loaded."""
+    archiving off: it would ship into the source's archive), in cgroups with the
+    restored node's limits (``procs_files``). A probe that succeeds once the
+    server serves: PostgreSQL out of recovery, Redis loaded."""
     conf = t.dir / "conf"
     if engine == "postgresql":
         import psycopg
 
         server = Server([pg_bin(t, "postgres"), "-D", str(scratch), "-c", f"port={port}",
-                         "-c", "archive_mode=off"], scratch)
+                         "-c", "archive_mode=off"], scratch, procs_files)
 
         def probe() -> None:
             with psycopg.connect(host=t.host, port=port, user=SERVICE_USER,
@@ -250,7 +256,8 @@ def raw_server(engine: str, t: Target, scratch: Path, port: int) -> tuple[Server
                          f"--pid-file={scratch / 'mariadbd.pid'}",
                          f"--log-bin={scratch / 'binlog'}",
                          f"--log-bin-index={scratch / 'binlog.index'}",
-                         f"--slow-query-log-file={scratch / 'slow.log'}"], scratch)
+                         f"--slow-query-log-file={scratch / 'slow.log'}"], scratch,
+                        procs_files)
 
         def probe() -> None:
             pymysql.connect(host=t.host, port=port, user=SERVICE_USER, password=t.password,
@@ -262,7 +269,7 @@ def raw_server(engine: str, t: Target, scratch: Path, port: int) -> tuple[Server
         # puts the same RDB where the append-only file's base goes instead).
         server = Server(["/usr/bin/redis-server", str(conf / "redis.conf"), "--dir",
                          str(scratch), "--tls-port", str(port), "--appendonly", "no",
-                         "--dbfilename", "dump.rdb"], scratch)
+                         "--dbfilename", "dump.rdb"], scratch, procs_files)
 
         def probe() -> None:  # BusyLoadingError until the RDB is loaded
             with redis.Redis(host=t.host, port=port, username=SERVICE_USER,
@@ -272,11 +279,12 @@ def raw_server(engine: str, t: Target, scratch: Path, port: int) -> tuple[Server
     return server, probe
 
 
-def raw_restore(engine: str, t: Target, backup: Path) -> tuple[float, float]:
+def raw_restore(engine: str, t: Target, backup: Path,
+                procs_files: list[str]) -> tuple[float, float]:
     """(seconds for the tool steps, seconds until the server on the result serves)."""
     scratch = t.dir / "bench.restore"
     shutil.rmtree(scratch, ignore_errors=True)
-    server, probe = raw_server(engine, t, scratch, free_port())
+    server, probe = raw_server(engine, t, scratch, free_port(), procs_files)
     start = time.monotonic()
     owned_dir(scratch)
     with open(backup, "rb") as fh:
@@ -328,8 +336,21 @@ def delete(client: httpx.Client, cluster_id: str, r: dict[str, Any]) -> None:
 
 def bench_engine(engine: str, hoard: Hoard, client: httpx.Client, gb: float, trials: int,
                  ca: str, raw: Path) -> dict[str, Any]:
-    pid = hoard.proc.pid if hoard.proc else 0
     spec = {"engine": engine, "size": "medium", "storage_gb": max(8, int(gb * 6) + 2)}
+    # The hand-started server gets the restored node's limits, beside it under hoard/.
+    group = "bench-raw-" + secrets.token_hex(4)
+    limits = cgroups.apply(group, SIZES["medium"].cpus, SIZES["medium"].memory_mb)
+    try:
+        return _bench_engine(engine, hoard, client, gb, trials, ca, raw, spec,
+                             limits.procs_files)
+    finally:
+        cgroups.remove(group)
+
+
+def _bench_engine(engine: str, hoard: Hoard, client: httpx.Client, gb: float, trials: int,
+                  ca: str, raw: Path, spec: dict[str, Any],
+                  procs_files: list[str]) -> dict[str, Any]:
+    pid = hoard.proc.pid if hoard.proc else 0
     _, made, _ = timed(client, "POST", "/v2/clusters", {"name": f"bench-{engine}", **spec})
     t = Target(hoard, client, made["cluster"]["id"], ca)
     started = time.monotonic()
@@ -371,7 +392,7 @@ def bench_engine(engine: str, hoard: Hoard, client: httpx.Client, gb: float, tri
         r["plain"].append(state["out"].stat().st_size)
 
     def tool_restore() -> None:
-        tool_steps, serving = raw_restore(engine, t, state["out"])
+        tool_steps, serving = raw_restore(engine, t, state["out"], procs_files)
         r["rt"].append(tool_steps)
         r["rr"].append(serving)
 
