@@ -33,22 +33,30 @@ from tests.ha_load import Writer, present
 
 DURABILITY = {"postgresql": "sync", "mariadb": "sync", "redis": "async"}
 HOSTS = "127.0.0.1@zone-a,127.0.0.2@zone-b,127.0.0.3@zone-c"
+OBSERVE_INTERVAL = 1.0
 
 
 def _show(client: httpx.Client, cluster_id: str) -> dict[str, Any]:
     return dict(client.get(f"/v2/clusters/{cluster_id}").json())
 
 
-def _wait_whole(client: httpx.Client, cluster_id: str, nodes: int, timeout: float = 180
-                ) -> dict[str, Any]:
+def _wait_whole(client: httpx.Client, cluster_id: str, nodes: int, multi_primary: bool,
+                timeout: float = 180) -> dict[str, Any]:
+    """Until every node is healthy and the roles are settled (one primary; every
+    node for Galera, where all take writes)."""
     deadline = time.monotonic() + timeout
     while True:
         cluster = _show(client, cluster_id)
         members = cluster["members"]
+        primaries = sum(m["role"] == "primary" for m in members)
         if (cluster["status"] == "ACTIVE" and len(members) == nodes
                 and all(m["status"] == "HEALTHY" for m in members)
-                and any(m["role"] == "primary" for m in members)):
-            return cluster
+                and (primaries == 1 or (multi_primary and primaries == nodes))):
+            # Roles are what the observer last recorded: let two more passes confirm.
+            time.sleep(2 * OBSERVE_INTERVAL)
+            again = _show(client, cluster_id)
+            if [m["role"] for m in again["members"]] == [m["role"] for m in members]:
+                return again
         if time.monotonic() > deadline:
             raise TimeoutError(f"cluster not whole again: {cluster['status_reason']}")
         time.sleep(0.2)
@@ -63,7 +71,7 @@ def run_engine(hoard: Hoard, engine: str, trials: int, lose: bool) -> dict[str, 
         answer.raise_for_status()
         cluster_id = answer.json()["cluster"]["id"]
         wait_operation(client, answer.json()["operation"]["id"])
-        cluster = _wait_whole(client, cluster_id, 3)
+        cluster = _wait_whole(client, cluster_id, 3, engine == "mariadb")
         uri = client.get(f"/v2/clusters/{cluster_id}/credentials").json()["uri"]
         times: list[float] = []
         with Writer(engine, uri) as writer:
@@ -76,7 +84,7 @@ def run_engine(hoard: Hoard, engine: str, trials: int, lose: bool) -> dict[str, 
                 else:
                     provider.kill(primary["id"])
                 times.append(writer.recovered_after(killed, timeout=120))
-                cluster = _wait_whole(client, cluster_id, 3)
+                cluster = _wait_whole(client, cluster_id, 3, engine == "mariadb")
                 after = next(m for m in cluster["members"] if m["role"] == "primary")
                 print(f"  {engine} trial {trial + 1}: node {primary['ordinal']} "
                       f"{'lost' if lose else 'killed'}, writes back after {times[-1]:.2f} s; "
@@ -102,7 +110,8 @@ def main() -> None:
     engines = ["postgresql", "mariadb", "redis"] if args.engine == "all" else [args.engine]
     print(load_note())
     state_dir = make_state_dir("hoard-bench-failover-")
-    hoard = Hoard(state_dir, {"HOARD_LOCAL_HOSTS": HOSTS, "HOARD_OBSERVE_INTERVAL": "1"})
+    hoard = Hoard(state_dir, {"HOARD_LOCAL_HOSTS": HOSTS,
+                              "HOARD_OBSERVE_INTERVAL": str(OBSERVE_INTERVAL)})
     results = []
     try:
         hoard.start()
