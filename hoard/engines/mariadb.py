@@ -58,6 +58,7 @@ from hoard.engines.mariadb_backup import (
     MariaDBBackups,
     binlog_settings,
 )
+from hoard.engines.mariadb_ha import MariaDBReplication
 
 MARIADBD = "/usr/sbin/mariadbd"
 INSTALL_DB = "/usr/bin/mariadb-install-db"
@@ -193,7 +194,7 @@ def _installed_version() -> str | None:
     return f"{found[1]}.{found[2]}" if found else None
 
 
-class MariaDB(Engine, SqlAccounts, MariaDBBackups, IncrementalBackups):
+class MariaDB(Engine, SqlAccounts, MariaDBBackups, IncrementalBackups, MariaDBReplication):
     name = "mariadb"
     display_name = "MariaDB"
     client_binary = "mariadb"
