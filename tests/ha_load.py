@@ -26,6 +26,7 @@ class Writer:
     acked: list[int] = field(default_factory=list)
     successes: list[float] = field(default_factory=list)  # monotonic time of each ack
     errors: list[tuple[float, str]] = field(default_factory=list)
+    server_port: int | None = None  # the port of the server the writer is connected to
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -46,6 +47,8 @@ class Writer:
         while not self._stop.is_set():
             try:
                 with _Session(self.engine, self.uri) as session:
+                    with contextlib.suppress(Exception):  # only informative
+                        self.server_port = session.server_port()
                     while not self._stop.is_set():
                         n += 1
                         session.write(n)
@@ -145,6 +148,17 @@ class _Session:
                 cur.execute("INSERT IGNORE INTO ha_probe VALUES (%s)", (n,))
         else:
             self.conn.set(f"ha:{n}", "1")
+
+    def server_port(self) -> int:
+        """Which server the endpoint connected this session to, by its port."""
+        if self.engine == "postgresql":
+            return int(self.conn.execute("SELECT inet_server_port()").fetchone()[0])
+        if self.engine == "mariadb":
+            with self.conn.cursor() as cur:
+                cur.execute("SELECT @@port")
+                return int(cur.fetchone()[0])
+        laddr = self.conn.client_info()["laddr"]  # the server's end of this connection
+        return int(str(laddr).rsplit(":", 1)[1])
 
     def read_all(self) -> set[int]:
         if self.engine == "postgresql":

@@ -72,6 +72,11 @@ def render(endpoint: Endpoint, backends: list[Backend], check: RoleCheck, ca_fil
         "",
         "backend rw",
         "    balance first",
+        # Every connection goes to the server the first one went to, until it is
+        # down: no fail-back when an old primary returns (Galera would otherwise
+        # take writes on two nodes, and certification conflicts would follow).
+        "    stick-table type integer size 1 nopurge",
+        "    stick on dst_port",
         *_check_lines(check, primary=True, script=directory / "check.sh"),
         *(_server(b, check, ca_file, "") for b in backends),
         "",
