@@ -35,6 +35,11 @@ RECOVERY_CONF = RECOVERY / "recovery.conf"  # included (if it exists) by postgre
 CA_CERT = PurePosixPath("tls/ca.crt")  # for pg_basebackup, which runs as the node's user
 SERVER_LOG = PurePosixPath("log/server.log")  # where the local provider keeps server output
 FORMAT = "pg_basebackup-tar"
+# tar reads its input in records of 20 blocks (10 KiB) by default: from a pipe, each
+# read lets Hoard's write of the next MiB go on for 10 KiB, and the two take turns
+# a hundred thousand times per GiB. Records of 1 MiB (2048 blocks), reassembled from
+# short pipe reads, take 1.5 s down to 0.9 s for 1 GiB here.
+TAR_EXTRACT = ["tar", "-x", "--blocking-factor=2048", "--read-full-records", "-f", "-"]
 
 ARCHIVE_TIMEOUT = 60  # seconds: the restore window never lags further behind
 ROTATE_WAIT = 5.0  # seconds rotate_log waits for the archiver to copy the closed segment
@@ -221,7 +226,7 @@ class PostgreSQLBackups(Backups):
         runner.remove_tree(RECOVERY)
         scratch = runner.abspath(DATA_RESTORE)
         runner.run(["mkdir", "-m", "0700", scratch])
-        runner.feed(["tar", "-x", "-f", "-", "-C", scratch], backup)
+        runner.feed([*TAR_EXTRACT, "-C", scratch], backup)
         # Every file against the manifest, and the WAL from start to end of the backup.
         runner.run([self._bin(ctx.version, "pg_verifybackup"), "--quiet", scratch])
         _check_gaps([name for name, _ in logs], _backup_end(runner))
