@@ -49,6 +49,7 @@ from _common import (
 from _engines import Server
 
 from hoard.domain.catalog import SIZES
+from hoard.engines.postgresql_backup import TAR_EXTRACT
 from hoard.providers import cgroups
 from hoard.security.secrets import SecretBox
 from hoard.store import models
@@ -289,7 +290,7 @@ def raw_restore(engine: str, t: Target, backup: Path,
     owned_dir(scratch)
     with open(backup, "rb") as fh:
         if engine == "postgresql":
-            tool(["tar", "-x", "-f", "-", "-C", str(scratch)], t.dir, stdin=fh)
+            tool([*TAR_EXTRACT, "-C", str(scratch)], t.dir, stdin=fh)  # Hoard's arguments
             tool([pg_bin(t, "pg_verifybackup"), "--quiet", str(scratch)], t.dir)
         elif engine == "mariadb":
             tool(["/usr/bin/mbstream", "-x", "-C", str(scratch)], t.dir, stdin=fh)
