@@ -3,16 +3,21 @@ single machine, and the reference backend in tests).
 
 Durability: data is written to a hidden temporary file, fsynced, renamed over
 the final name and the directory fsynced, so after a crash a key holds either
-the previous complete object or the new one, never a torn file.
+the previous complete object or the new one, never a torn file. While it is
+written, each ``WRITEBACK`` bytes are handed to the disk at once
+(``sync_file_range``, which does not wait): the kernel would otherwise hold a
+backup's pages dirty until the final fsync and write them all only then, after
+the stream has ended (0.6 s per GiB here).
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import secrets
 import stat
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -26,6 +31,20 @@ from hoard.backups.store import (
 
 _TMP_SUFFIX = ".tmp"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+WRITEBACK = 16 << 20  # bytes written between two requests to start writing back
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    try:
+        call = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):  # not Linux: the final fsync does all the work
+        return None
+    call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    return call
+
+
+_start_writeback = _sync_file_range()
 
 
 class LocalStore(BackupStore):
@@ -62,12 +81,16 @@ class LocalStore(BackupStore):
         self._make_dirs(final.parent)
         tmp = final.with_name(f".{final.name}.{secrets.token_hex(8)}{_TMP_SUFFIX}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600)
-        written = 0
+        written = flushed = 0
         try:
             with os.fdopen(fd, "wb") as fh:
                 for chunk in chunks:
                     fh.write(chunk)
                     written += len(chunk)
+                    if _start_writeback is not None and written - flushed >= WRITEBACK:
+                        fh.flush()
+                        _start_writeback(fd, flushed, written - flushed, _SYNC_FILE_RANGE_WRITE)
+                        flushed = written
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, final)
