@@ -152,6 +152,17 @@ def test_switchover_scale_and_promote(ha_hoard: HoardServer, engine: str) -> Non
                                 json={"node_id": replica["id"]})
             assert again.status_code == 422 and "already the primary" in again.text
 
+        # Backups come from whichever node is primary now; a restore has the data.
+        made = client.post(f"/v2/clusters/{cid}/backups")
+        assert made.status_code == 202, made.text
+        assert wait_operation(client, made.json()["operation"]["id"])["status"] == "succeeded"
+        if engine == "postgresql":
+            copy = create_cluster(client, "copy", engine=engine, size="nano",
+                                  restore={"backup_id": made.json()["backup"]["id"]})
+            assert present(engine, _uri(client, copy["id"])) >= set(writer.acked)
+            wait_operation(client, client.delete(f"/v2/clusters/{copy['id']}").json()
+                           ["operation"]["id"])
+
         op = client.patch(f"/v2/clusters/{cid}", json={"nodes": 3})
         assert op.status_code == 202, op.text
         wait_operation(client, op.json()["operation"]["id"], timeout=180)

@@ -246,6 +246,9 @@ class Backups(ABC):
     """
 
     log_kind: str  # "wal", "binlog", or "" when there is no continuous log
+    # Whether a closed log file's name means the same bytes on every member of a
+    # replicated cluster (WAL segments do; each Galera member's binlog is its own).
+    logs_shared_by_members: bool = False
 
     @abstractmethod
     def backup(self, ctx: NodeContext, ca_file: str, runner: NodeRunner,

@@ -133,6 +133,7 @@ class PostgreSQLBackups(Backups):
     """The ``Backups`` ability of :class:`hoard.engines.postgresql.PostgreSQL`."""
 
     log_kind = "wal"
+    logs_shared_by_members = True  # a segment is named by timeline and position
 
     @abstractmethod
     def _bin(self, version: str, tool: str) -> str: ...

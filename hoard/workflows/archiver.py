@@ -47,13 +47,34 @@ def archive_once() -> int:
 
 
 def _archive_cluster(cluster: models.Cluster, engine: Backups) -> int:
+    """Close the primary's current log when due, then ship the closed files. Where a
+    file's name means the same bytes on every member (WAL), the other members'
+    are shipped too: an old primary back after a failover may hold files it
+    closed but never shipped."""
     svc = services()
-    _, ctx, node = primary(cluster)
-    runner = svc.provider.runner(node.id)
+    _, ctx, primary_node = primary(cluster)
     now = time.monotonic()
     if now - _last_rotation.get(cluster.id, 0.0) >= svc.settings.archive_rotate_seconds:
         engine.rotate_log(ctx, svc.ca_file)
         _last_rotation[cluster.id] = now
+    nodes = [primary_node]
+    if engine.logs_shared_by_members:
+        nodes += [n for n in cluster.nodes if n.id != primary_node.id and n.host]
+    shipped = 0
+    for node in nodes:
+        try:
+            shipped += _ship(cluster, engine, node)
+        except Exception as exc:  # a member that is down now is tried next time
+            if node is primary_node:
+                raise
+            log.info("archiving from node %s of %s deferred: %s", node.ordinal,
+                     cluster.name, exc)
+    return shipped
+
+
+def _ship(cluster: models.Cluster, engine: Backups, node: models.Node) -> int:
+    svc = services()
+    runner = svc.provider.runner(node.id)
     shipped = 0
     for path in engine.closed_logs(runner):
         key = log_key(cluster.project_id, cluster.id, path.name)
