@@ -72,3 +72,30 @@ def test_cli_reports_errors_readably(hoard: HoardServer, admin: httpx.Client) ->
     denied = hoard_cli(hoard, "wrong-token", "cluster", "list")
     assert denied.returncode == 1 and "Unauthorized" in denied.stderr
 
+
+
+def test_cli_replicated_cluster(hoard: HoardServer, admin: httpx.Client) -> None:
+    token = new_tenant(admin, f"cli-ha-{os.getpid()}")
+    created = as_json(hoard_cli(hoard, token, "cluster", "create", "cli-ha", "--engine",
+                                "redis", "--size", "nano", "--nodes", "2", "--wait",
+                                "-o", "json"))
+    try:
+        assert created["status"] == "ACTIVE" and created["nodes"] == 2
+        table = hoard_cli(hoard, token, "cluster", "show", "cli-ha")
+        assert "endpoint (read-only)" in table.stdout and "zone" in table.stdout
+        replica = next(m for m in created["members"] if m["role"] != "primary")
+        switched = as_json(hoard_cli(hoard, token, "cluster", "switchover", "cli-ha",
+                                     "--node", replica["id"], "-o", "json"))
+        assert next(m for m in switched["members"] if m["role"] == "primary")["id"] == (
+            replica["id"])
+        sync = hoard_cli(hoard, token, "cluster", "create", "x", "--engine", "redis",
+                         "--nodes", "3", "--durability", "sync")
+        assert sync.returncode == 1 and "async" in sync.stderr
+        leaving = next(m for m in switched["members"] if m["role"] != "primary")
+        as_json(hoard_cli(hoard, token, "cluster", "promote", "cli-ha", "--node",
+                          leaving["id"], "--name", "cli-copy", "-o", "json"))
+        copy = as_json(hoard_cli(hoard, token, "cluster", "show", "cli-copy", "-o", "json"))
+        assert copy["status"] == "ACTIVE" and copy["members"][0]["id"] == leaving["id"]
+    finally:
+        for name in ("cli-ha", "cli-copy"):
+            hoard_cli(hoard, token, "cluster", "delete", name, "--wait")
