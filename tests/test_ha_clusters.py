@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from hoard.engines.base import Replication
@@ -162,6 +163,23 @@ def test_switchover_scale_and_promote(ha_hoard: HoardServer, engine: str) -> Non
             assert present(engine, _uri(client, copy["id"])) >= set(writer.acked)
             wait_operation(client, client.delete(f"/v2/clusters/{copy['id']}").json()
                            ["operation"]["id"])
+
+        # Durability changes on the running cluster, where the engine can keep it.
+        changed = client.patch(f"/v2/clusters/{cid}", json={"durability": "sync"})
+        if engine == "postgresql":
+            assert changed.status_code == 202, changed.text
+            wait_operation(client, changed.json()["operation"]["id"])
+            assert _show(client, cid)["durability"] == "sync"
+            deadline = time.monotonic() + 30  # Patroni names one within a loop or two
+            while True:
+                with psycopg.connect(uri, connect_timeout=10) as conn:
+                    row = conn.execute("SHOW synchronous_standby_names").fetchone()
+                if row and row[0]:
+                    break
+                assert time.monotonic() < deadline, "no synchronous standby named"
+                time.sleep(0.5)
+        elif engine == "redis":
+            assert changed.status_code == 422 and "async" in changed.text
 
         op = client.patch(f"/v2/clusters/{cid}", json={"nodes": 3})
         assert op.status_code == 202, op.text

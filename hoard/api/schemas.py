@@ -159,6 +159,8 @@ class ClusterPatch(Strict):
     configuration_id: str | None = None
     nodes: int | None = Field(None, ge=1, le=MAX_NODES,
                               description="Grow or shrink a replicated cluster (on its own)")
+    durability: Literal["async", "sync"] | None = Field(
+        None, description="Replicated clusters: change what a commit waits for")
 
 
 class Switchover(Strict):

@@ -126,6 +126,9 @@ def apply_settings(op_id: str, cluster_id: str, changes: dict[str, Any]) -> list
         assert cluster is not None
         size, params = _target(cluster, changes)
         storage = changes.get("storage_gb") or cluster.storage_gb
+        # The members' files are written for the new durability; the engine's
+        # machinery takes it live (Patroni's synchronous mode, through its DCS).
+        cluster.durability = changes.get("durability") or cluster.durability
         if "storage_gb" in changes:
             _grow_storage(cluster, storage)
         for node in cluster.nodes:
@@ -159,7 +162,7 @@ def record_update(op_id: str, cluster_id: str, changes: dict[str, Any],
         cluster = load_cluster(cluster_id)
         assert cluster is not None
         fields = {k: v for k, v in changes.items() if k in ("size", "storage_gb",
-                                                            "configuration_id")}
+                                                            "configuration_id", "durability")}
         fields["pending_restart"] = pending
         _set_status(cluster_id, _settled(cluster), **fields)
         if pending:

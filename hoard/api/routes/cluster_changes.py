@@ -24,6 +24,7 @@ from hoard.api.views import utc
 from hoard.domain.catalog import SIZES
 from hoard.domain.errors import Conflict, InvalidInput, NotFound
 from hoard.domain.status import ClusterStatus
+from hoard.engines.base import Replication
 from hoard.ids import new_id
 from hoard.store.models import Cluster, Configuration, Event, Project
 from hoard.workflows import cluster_scale, cluster_update
@@ -51,7 +52,8 @@ def update_cluster(
     svc = _services(request)
     fields = body.model_fields_set
     if not fields:
-        raise InvalidInput("nothing to change: give size, storage_gb, configuration_id or nodes")
+        raise InvalidInput("nothing to change: give size, storage_gb, configuration_id, "
+                           "durability or nodes")
     if "nodes" in fields:
         if len(fields) > 1:
             raise InvalidInput("change nodes on its own, not with other fields")
@@ -71,6 +73,15 @@ def update_cluster(
             if body.storage_gb != cluster.storage_gb:
                 changes.check_storage_quota(s, cluster, body.storage_gb)
                 params["storage_gb"] = body.storage_gb
+        if "durability" in fields and body.durability != cluster.durability:
+            engine = svc.engines[cluster.engine]
+            if cluster.rw_port is None or not isinstance(engine, Replication):
+                raise InvalidInput("durability applies to replicated clusters (2-5 nodes)")
+            if body.durability not in engine.durabilities:
+                raise InvalidInput(
+                    f"{engine.display_name} clusters keep durability "
+                    f"{' or '.join(map(repr, engine.durabilities))}, not {body.durability!r}")
+            params["durability"] = body.durability
         if "configuration_id" in fields and body.configuration_id != cluster.configuration_id:
             if body.configuration_id is not None:
                 config = s.get(Configuration, body.configuration_id)
