@@ -101,6 +101,7 @@ class Hoard:
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=120,
+                            limits=httpx.Limits(keepalive_expiry=2.0),
                             headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
 
 

@@ -81,6 +81,7 @@ class HoardServer:
 
     def client(self, token: str = ADMIN_TOKEN) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=60,
+                            limits=httpx.Limits(keepalive_expiry=2.0),
                             headers={"Authorization": f"Bearer {token}"})
 
     def destroy_all_nodes(self) -> None:

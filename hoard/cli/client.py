@@ -20,6 +20,9 @@ class Client:
         token = token or os.environ.get("HOARD_TOKEN", "")
         self._http = httpx.Client(
             base_url=self.url, timeout=30.0,
+            # Drop idle connections before the server does (uvicorn: after 5 s), so a
+            # request never goes out on a connection the server is closing.
+            limits=httpx.Limits(keepalive_expiry=2.0),
             headers={"Authorization": f"Bearer {token}"} if token else {},
         )
 

@@ -35,8 +35,9 @@ Failover time: ``DOWN_AFTER_MS`` of unanswered pings (1.5 s) until a sentinel
 calls the primary down, about a second for the quorum to agree (sentinels ask
 each other every second), up to a second of random delay before the election,
 then the promotion, seen within Sentinel's one-second INFO period during a
-failover: 3-5 s in all. ``FAILOVER_TIMEOUT_MS`` bounds each failover step; an
-attempt that fails (a split vote) is retried after twice that, so it is short.
+failover: 3-5 s in all. ``FAILOVER_TIMEOUT_MS`` (6 s) bounds each failover
+step; an attempt that fails (a split vote) is retried after twice that. A
+shorter one made promotions on a busy host abort and retry in a loop.
 """
 
 from __future__ import annotations

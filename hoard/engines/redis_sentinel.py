@@ -33,7 +33,9 @@ CONF = PurePosixPath("conf/redis.conf")  # as the single-node engine's ``configu
 SENTINEL_CONF = PurePosixPath("conf/sentinel.conf")
 
 DOWN_AFTER_MS = 1500  # unanswered pings before a sentinel calls an instance down
-FAILOVER_TIMEOUT_MS = 3000  # per failover step; a failed attempt is retried after 2x
+# Per failover step; a failed attempt is retried after 2x. Long enough that a
+# promotion slowed by a busy host is not aborted and retried in a loop.
+FAILOVER_TIMEOUT_MS = 6000
 PARALLEL_SYNCS = 1  # replicas re-pointed at a new primary at a time
 ASK_TIMEOUT = 1.0  # seconds for any one question to a server or a sentinel
 DEFAULT_RULES = "off resetpass resetkeys resetchannels -@all"
