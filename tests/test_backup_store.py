@@ -177,6 +177,11 @@ def test_sizes_around_the_part_boundary(backend: Backend, size: int) -> None:
     chunks = list(backend.store.get("k"))
     assert all(len(c) <= MIB for c in chunks)
     assert sha(chunks) == sha(generated(size))
+    framed = list(backend.store.get("k", first=34, size=MIB + 16))  # as a backup is sealed
+    assert sha(framed) == sha(generated(size))
+    lengths = [min(size, 34)] * (size > 0) + [
+        min(MIB + 16, size - at) for at in range(34, size, MIB + 16)]
+    assert [len(c) for c in framed] == lengths
     assert backend.pending_uploads() == []
 
 

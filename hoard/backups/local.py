@@ -100,7 +100,7 @@ class LocalStore(BackupStore):
         _fsync_dir(final.parent)
         return written
 
-    def get(self, key: str) -> Iterator[bytes]:
+    def get(self, key: str, *, first: int = 0, size: int = READ_CHUNK) -> Iterator[bytes]:
         path = self._path(key)
         try:
             fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
@@ -109,7 +109,7 @@ class LocalStore(BackupStore):
         if not stat.S_ISREG(os.fstat(fd).st_mode):  # a directory: only a prefix of keys
             os.close(fd)
             raise ObjectNotFound(key)
-        return _read(os.fdopen(fd, "rb"))
+        return _read(os.fdopen(fd, "rb"), first, size)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -155,9 +155,11 @@ class LocalStore(BackupStore):
         return removed
 
 
-def _read(fh: BinaryIO) -> Iterator[bytes]:
+def _read(fh: BinaryIO, first: int, size: int) -> Iterator[bytes]:
     with fh:  # closed also when the caller abandons the iterator
-        while chunk := fh.read(READ_CHUNK):
+        if first and (chunk := fh.read(first)):
+            yield chunk
+        while chunk := fh.read(size):
             yield chunk
 
 

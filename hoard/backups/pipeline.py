@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from hoard.backups.checksum import TagDigest
-from hoard.backups.crypto import decrypt, encrypt
+from hoard.backups.crypto import HEADER_SIZE, SEALED_SEGMENT, decrypt, encrypt
 from hoard.backups.local import LocalStore
 from hoard.backups.prefetch import prefetched
 from hoard.backups.store import BackupStore, validate_key
@@ -67,7 +67,7 @@ def download(
     """
     context = validate_key(key).encode()
     digest = TagDigest(expected_sha256)
-    stored = store.get(key)
+    stored = store.get(key, first=HEADER_SIZE, size=SEALED_SEGMENT)  # as it was sealed
     return prefetched(decrypt(stored, data_key, context=context, checksum=digest),
                       name="backup-download")
 

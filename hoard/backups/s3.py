@@ -123,14 +123,14 @@ class S3Store(BackupStore):
             raise
         return total
 
-    def get(self, key: str) -> Iterator[bytes]:
+    def get(self, key: str, *, first: int = 0, size: int = READ_CHUNK) -> Iterator[bytes]:
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=self._name(key))
         except ClientError as exc:
             if _is_missing(exc):
                 raise ObjectNotFound(key) from exc
             raise
-        return _stream(response["Body"])
+        return _stream(response["Body"], first, size)
 
     def exists(self, key: str) -> bool:
         try:
@@ -214,9 +214,11 @@ class _Multipart:
                         self.key, exc_info=True)
 
 
-def _stream(body: Any) -> Iterator[bytes]:
+def _stream(body: Any, first: int, size: int) -> Iterator[bytes]:
     try:
-        yield from body.iter_chunks(READ_CHUNK)
+        if first and (chunk := body.read(first)):
+            yield chunk
+        yield from body.iter_chunks(size)
     finally:  # also when the caller abandons the iterator
         body.close()
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 
 MAX_KEY_LENGTH = 512
 MAX_COMPONENT_LENGTH = 200  # a file name, plus LocalStore's temporary affixes, fits in 255
-READ_CHUNK = 1024 * 1024  # what get() yields at a time
+READ_CHUNK = 1024 * 1024  # what get() yields at a time, unless asked otherwise
 
 # Every component starts with a letter or digit, so "." and ".." (and hidden
 # temporary names such as LocalStore's ".name.tmp") can never be keys.
@@ -63,8 +63,10 @@ class BackupStore(ABC):
         """
 
     @abstractmethod
-    def get(self, key: str) -> Iterator[bytes]:
-        """The object's bytes in chunks of about ``READ_CHUNK``.
+    def get(self, key: str, *, first: int = 0, size: int = READ_CHUNK) -> Iterator[bytes]:
+        """The object's bytes: its first ``first`` bytes as one chunk (if ``first``),
+        then chunks of ``size`` bytes, the last one shorter (a framed format, such
+        as an encrypted backup, is read in its own frames and needs no re-cutting).
 
         Raises ObjectNotFound at call time (not at the first ``next()``).
         """
