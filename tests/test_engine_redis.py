@@ -195,3 +195,13 @@ def test_restart_keeps_data_and_users(node: RunningNode) -> None:
         assert svc.config_get("appendonly") == {"appendonly": "yes"}
     assert ENGINE.health(node.ctx, node.ca_file).detail == "accepting connections as primary"
     ENGINE.drop_user(node.ctx, node.ca_file, "keeper")
+
+
+def test_hoard_trusts_only_its_own_ca(node: RunningNode, tmp_path: Path) -> None:
+    """Hoard's connections verify the node against the CA file given, and nothing
+    else: with the system's public CAs instead, the node's certificate is refused."""
+    public = tmp_path / "public.pem"
+    public.write_bytes(Path("/etc/ssl/certs/ca-certificates.crt").read_bytes())
+    refused = ENGINE.health(node.ctx, str(public))
+    assert not refused.ok and "certificate verify failed" in refused.detail
+    assert ENGINE.health(node.ctx, node.ca_file).ok
