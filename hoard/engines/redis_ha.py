@@ -442,6 +442,14 @@ class RedisReplication(Replication):
             best = min(rest, key=lambda m: (not states[m.node_id].healthy,
                                             states[m.node_id].lag_bytes or 0, m.ordinal))
             self.switchover(ctxs, topo, ca_file, best.node_id)
+            # Every remaining sentinel must know the new primary before any is reset:
+            # a sentinel reset while it still names the old one keeps following it.
+            new = [best.host, str(best.port)]
+            def learned() -> bool:  # sentinels that do not answer (down) cannot be waited for
+                answers = [ask(sentinel(m), creds, trust, "SENTINEL", "GET-MASTER-ADDR-BY-NAME",
+                               name) for m in rest]
+                return all(a == new for a in answers if a is not None)
+            wait_until(learned, SWITCHOVER_WAIT, "the sentinels did not all learn the new primary")
         if ask(server(leaving), creds, trust, "CONFIG", "SET", "replica-priority", "0"):
             ask(server(leaving), creds, trust, "CONFIG", "REWRITE")
         ask(sentinel(leaving), creds, trust, "SENTINEL", "REMOVE", name)
