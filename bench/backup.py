@@ -4,20 +4,20 @@ Hoard backup: POST /v2/clusters/{id}/backups until the operation succeeds (tool
 stream, AES-256-GCM, checksum, fsynced file in the local backup store, workflow).
 Hoard restore: POST /v2/clusters {"restore": {"backup_id"}} until it succeeds
 (place, download + verify + decrypt into the tool's restore, start, finish, admin).
-Raw backup: the same tool with Hoard's arguments and service account, run by hand
-as the database OS user against the same server, stdout straight into a file in
-the same state directory, then fsynced (as Hoard's store does). Raw restore: what
-a person restoring that plain file by hand does, on the source node's volume
-(loop-mounted ext4, like a restored node's): the tool work Hoard's restore runs
-(tar -x + pg_verifybackup; mbstream -x + mariadb-backup --prepare; the RDB written
-+ redis-check-rdb), then the server started on the result as the database OS user
-on a free port, with the source node's configuration and in cgroups with the
-restored node's limits (a sibling under hoard/), until it serves (PostgreSQL:
-connected and out of recovery; MariaDB: connected; Redis: PING answered, i.e. the
-RDB loaded); the server is killed afterwards, untimed. The tool steps alone are
-reported too. Throughput = plaintext stream size (the raw tool's bytes, which
-Hoard encrypts) / seconds, MB = 10^6 bytes; ratio = Hoard / raw, target >= 0.9.
-Sides alternate; each starts checkpointed, archiver drained, synced.
+Raw backup: the same tool with Hoard's arguments and service account, run by hand as
+the database OS user against the same server, stdout straight into a file in the
+same state directory, then fsynced (as Hoard's store does). Raw restore: what a
+person restoring that plain file by hand does, on a new filesystem of the node's
+size (loop-mounted ext4 like a restored node's, made untimed): the tool work Hoard's
+restore runs (tar -x + pg_verifybackup; mbstream -x + mariadb-backup --prepare; the
+RDB written + redis-check-rdb), then the server started on the result as the
+database OS user on a free port, with the source node's configuration and in cgroups
+with the restored node's limits (a sibling under hoard/), until it serves
+(PostgreSQL: connected and out of recovery; MariaDB: connected; Redis: PING
+answered, i.e. the RDB loaded); the server is killed afterwards, untimed. The tool
+steps alone are reported too. Throughput = plaintext stream size (the raw tool's
+bytes, which Hoard encrypts) / seconds, MB = 10^6 bytes; ratio = Hoard / raw, target
+>= 0.9. Sides alternate; each starts checkpointed, archiver drained, synced.
 
     .venv/bin/python bench/backup.py [--engine postgresql|mariadb|redis|all] [--gb 1] [--trials 3]
 """
@@ -53,7 +53,7 @@ from _engines import Server
 
 from hoard.domain.catalog import SIZES
 from hoard.engines.postgresql_backup import TAR_EXTRACT
-from hoard.providers import cgroups
+from hoard.providers import cgroups, volumes
 from hoard.security.secrets import SecretBox
 from hoard.store import models
 from hoard.store.db import Store
@@ -302,11 +302,21 @@ def raw_server(engine: str, t: Target, scratch: Path, port: int,
     return server, probe
 
 
-def raw_restore(engine: str, t: Target, backup: Path,
+def raw_restore(engine: str, t: Target, backup: Path, raw: Path, storage_gb: int,
                 procs_files: list[str]) -> tuple[float, float]:
-    """(seconds for the tool steps, seconds until the server on the result serves)."""
-    scratch = t.dir / "bench.restore"
-    shutil.rmtree(scratch, ignore_errors=True)
+    """(seconds for the tool steps, seconds until the server on the result serves).
+
+    The target is a new filesystem of the restored node's size (made untimed), as a
+    new server's disk would be and as Hoard's restored node gets: a used one writes
+    into blocks its image file already holds, a new one allocates them."""
+    image, mount = raw / "restore.img", raw / "restore"
+    fresh = volumes.supported()[0]
+    if fresh:
+        volumes.ensure(image, mount, storage_gb)
+        os.chown(mount, *owner(raw))
+    else:
+        owned_dir(mount)
+    scratch = mount / "data"
     server, probe = raw_server(engine, t, scratch, free_port(), procs_files)
     start = time.monotonic()
     owned_dir(scratch)
@@ -329,8 +339,15 @@ def raw_restore(engine: str, t: Target, backup: Path,
         serving = time.monotonic() - start
     finally:
         server.kill()
-        shutil.rmtree(scratch, ignore_errors=True)
+        if fresh:
+            volumes.remove(image, mount)
+        shutil.rmtree(mount, ignore_errors=True)
     return tool_steps, serving
+
+
+def owner(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_uid, st.st_gid
 
 
 # --- the run -------------------------------------------------------------------------------
@@ -414,7 +431,8 @@ def _bench_engine(engine: str, hoard: Hoard, client: httpx.Client, gb: float, tr
         r["plain"].append(state["out"].stat().st_size)
 
     def tool_restore() -> None:
-        tool_steps, serving = raw_restore(engine, t, state["out"], procs_files)
+        tool_steps, serving = raw_restore(engine, t, state["out"], raw, spec["storage_gb"],
+                                          procs_files)
         r["rt"].append(tool_steps)
         r["rr"].append(serving)
 
