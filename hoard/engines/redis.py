@@ -454,8 +454,8 @@ class Redis(Engine, AclAccounts, Backups, RedisReplication):
     def restore(self, ctx: NodeContext, runner: NodeRunner, backup: Iterable[bytes],
                 meta: Mapping[str, str], logs: list[tuple[str, Iterable[bytes]]],
                 target: str | None) -> None:
-        """Check the RDB whole (redis-check-rdb, as it is written) before it goes
-        where the first start loads it; the ACL file, written last, marks a finished restore
+        """Check the RDB whole (redis-check-rdb) before it goes where the first
+        start loads it; the ACL file, written last, marks a finished restore
         (kept if run again, like a finished bootstrap): the admin's and Hoard's
         users from ``ctx``, the tenant's users from the backup."""
         if target is not None:
@@ -472,7 +472,8 @@ class Redis(Engine, AclAccounts, Backups, RedisReplication):
         users = rb.tenant_lines(lines, self._hidden(ctx))
         staged = RESTORING / "backup.rdb"
         runner.write_file(staged, b"")  # the directory, as the database user
-        keys = rb.write_checked(runner, rb.rdb_only(rdb), staged)
+        runner.feed(["sh", "-c", 'exec cat > "$0"', runner.abspath(staged)], rb.rdb_only(rdb))
+        keys = rb.check_rdb(runner, staged)
         runner.write_file(RESTORING / "keys", str(keys).encode())  # for finish_restore
         if self.settings(ctx)["appendonly"] == "yes":
             runner.write_file(AOF_MANIFEST, f"file {AOF_BASE.name} seq 1 type b\n".encode())

@@ -166,17 +166,11 @@ def timed(chunks: Iterable[bytes], timeout: float, meta: dict[str, str]) -> Iter
         raise
 
 
-def write_checked(runner: NodeRunner, chunks: Iterable[bytes], path: PurePosixPath,
-                  timeout: float = CHECK_TIMEOUT) -> int:
-    """Write an RDB stream to ``path`` and check it whole (structure, checksum, RDB
-    version) with the server's own checker as it goes by, in one pass (``tee``
-    into redis-check-rdb reading its stdin: the check costs no second read and
-    runs on another CPU); return how many keys it holds (expired ones included).
-    A failed write or check fails the whole."""
-    script = 'set -o pipefail; tee -- "$0" | exec "$1" /dev/stdin'
+def check_rdb(runner: NodeRunner, path: PurePosixPath, timeout: float = CHECK_TIMEOUT) -> int:
+    """Check a whole RDB file (structure, checksum, RDB version) with the server's
+    own checker; return how many keys it holds (expired ones included)."""
     try:
-        out = runner.feed(["bash", "-c", script, runner.abspath(path), REDIS_CHECK_RDB],
-                          chunks, timeout=timeout)
+        out = runner.run([REDIS_CHECK_RDB, runner.abspath(path)], timeout=timeout)
     except Exception as exc:
         raise RuntimeError(f"the backup's RDB is damaged or cut short: {exc}") from exc
     found = re.search(r"\[info\] (\d+) keys read", out)
