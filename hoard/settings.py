@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     archive_rotate_seconds: float = 60.0
     # How often backup schedules and retention are looked at.
     schedule_interval: float = 30.0
+    # How often the backup store is swept of uploads a crashed writer left; one is
+    # removed once seen unfinished for longer than backup_timeout + this interval.
+    sweep_interval: float = 600.0
     # Testing knobs: the named workflow step fails (to exercise compensation), or
     # pauses after its work and before it is recorded (to crash Hoard there).
     fail_step: str | None = None

@@ -42,7 +42,9 @@ from hoard.backups.store import (
     MAX_KEY_LENGTH,
     BackupStore,
     ObjectNotFound,
+    Unfinished,
 )
+from hoard.backups.sweeper import Sweeper
 from tests.conftest import free_port
 
 MIB = 1024 * 1024
@@ -235,8 +237,20 @@ def test_interrupted_put_leaves_nothing(backend: Backend, fail_after: int) -> No
     assert backend.pending_uploads() == []
 
 
-def test_sweep_removes_uploads_of_a_killed_writer(backend: Backend) -> None:
-    """kill -9 in the middle of a put: no object appears, and sweep cleans up."""
+class FakeClock:
+    """The sweeper's clock, moved by hand (the store under it is real)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_sweeper_removes_uploads_of_a_killed_writer(backend: Backend) -> None:
+    """kill -9 in the middle of a put: no object appears, and the sweeper aborts the
+    upload once it has seen it unfinished for its grace period, by its own clock
+    (moto reports every upload as begun in 2010: a store's time is never used)."""
     script = (
         "import os, sys\n"
         "from hoard.backups.pipeline import store_from_url\n"
@@ -250,11 +264,58 @@ def test_sweep_removes_uploads_of_a_killed_writer(backend: Backend) -> None:
                           env={**os.environ, **S3_ENV}, timeout=60, check=False)
     assert proc.returncode == 9
     assert backend.store.list() == []
-    assert len(backend.pending_uploads()) == 1
-    if isinstance(backend.store, LocalStore):  # moto reports every upload as begun in 2010
-        assert backend.store.sweep(older_than=3600) == 0
-    assert backend.store.sweep(older_than=0) == 1
+    assert [u.key for u in backend.store.unfinished()] == ["crashed/backup"]
+    clock = FakeClock()
+    sweeper = Sweeper(backend.store, grace=3600, clock=clock)
+    assert sweeper.once() == []  # first seen now
+    clock.now = 3599
+    assert sweeper.once() == []
+    clock.now = 3600
+    assert [u.key for u in sweeper.once()] == ["crashed/backup"]
     assert backend.pending_uploads() == []
+    assert backend.store.unfinished() == []
+    backend.store.abort(Unfinished("crashed/backup", "gone"
+                                   if isinstance(backend.store, S3Store)
+                                   else ".backup.0123456789abcdef.tmp"))  # already gone
+
+
+def test_sweeper_leaves_a_live_upload_alone(backend: Backend) -> None:
+    """A put still running within the grace period is not touched, and completes."""
+    clock = FakeClock()
+    sweeper = Sweeper(backend.store, grace=60, clock=clock)
+    halfway, go_on = threading.Event(), threading.Event()
+
+    def slow() -> Iterator[bytes]:
+        for index in range(12):
+            if index == 10:
+                halfway.set()
+                go_on.wait(30)
+            yield b"y" * (1024 * 1024)
+
+    writer = threading.Thread(target=backend.store.put, args=("live/backup", slow()))
+    writer.start()
+    try:
+        assert halfway.wait(30)
+        assert [u.key for u in backend.store.unfinished()] == ["live/backup"]
+        assert sweeper.once() == []
+        clock.now = 59
+        assert sweeper.once() == []
+    finally:
+        go_on.set()
+        writer.join(30)
+    assert backend.store.size("live/backup") == 12 * 1024 * 1024
+    clock.now = 1000
+    assert sweeper.once() == [] and sweeper.first_seen == {}
+
+
+def test_abort_refuses_names_the_store_did_not_make(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    store.put("a/b", [b"kept"])
+    for bad in ("b", "../b", ".b.tmp", ".b.0123456789abcdef.tmp/../../b",
+                "./../b.0123456789abcdef.tmp"):
+        with pytest.raises(ValueError):
+            store.abort(Unfinished("a/b", bad))
+    assert b"".join(store.get("a/b")) == b"kept"
 
 
 BAD_KEYS = ["../x", "/abs", "a//b", "", "a/../b", "x\x00", "a/", ".hidden", "a/./b",

@@ -28,7 +28,7 @@ from hoard.settings import Settings
 from hoard.workflows import runtime
 from hoard.workflows.archiver import archiver
 from hoard.workflows.observer import observer
-from hoard.workflows.scheduler import scheduler
+from hoard.workflows.scheduler import scheduler, store_sweeper
 from hoard.workflows.services import build
 
 
@@ -39,7 +39,8 @@ def create_app(settings: Settings, run_workers: bool = True) -> FastAPI:
         bootstrap_admin(services.store, settings)
         app.state.services = services
         loops = [observer(settings.observe_interval), archiver(settings.archive_interval),
-                 scheduler(settings.schedule_interval)]
+                 scheduler(settings.schedule_interval),
+                 store_sweeper(settings.sweep_interval, settings.backup_timeout)]
         # DBOS refuses blocking calls on an event-loop thread; give it a plain one.
         if run_workers:
             await asyncio.to_thread(runtime.launch, settings)

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import secrets
 import stat
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -25,11 +25,14 @@ from hoard.backups.store import (
     READ_CHUNK,
     BackupStore,
     ObjectNotFound,
+    Unfinished,
     validate_key,
     validate_prefix,
 )
 
 _TMP_SUFFIX = ".tmp"
+# put()'s temporary file for a name: the name, hidden, with a random suffix
+_TMP_NAME = re.compile(r"\.([A-Za-z0-9][A-Za-z0-9._-]*)\.[0-9a-f]{16}\.tmp")
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 WRITEBACK = 16 << 20  # bytes written between two requests to start writing back
 _SYNC_FILE_RANGE_WRITE = 2
@@ -142,17 +145,19 @@ class LocalStore(BackupStore):
             raise ObjectNotFound(key)
         return path.stat().st_size
 
-    def sweep(self, older_than: float) -> int:
-        cutoff = time.time() - older_than
-        removed = 0
+    def unfinished(self) -> Sequence[Unfinished]:
+        found: list[Unfinished] = []
         for tmp in self.root.rglob(f".*{_TMP_SUFFIX}"):
-            try:
-                if tmp.is_file() and tmp.stat().st_mtime < cutoff:
-                    tmp.unlink()
-                    removed += 1
-            except FileNotFoundError:  # finished or swept concurrently
-                continue
-        return removed
+            match = _TMP_NAME.fullmatch(tmp.name)
+            if match and tmp.is_file():
+                key = "/".join((*tmp.parent.relative_to(self.root).parts, match[1]))
+                found.append(Unfinished(key, tmp.name))
+        return found
+
+    def abort(self, upload: Unfinished) -> None:
+        if not _TMP_NAME.fullmatch(upload.upload_id):
+            raise ValueError(f"not an upload of this store: {upload.upload_id!r}")
+        self._path(upload.key).with_name(upload.upload_id).unlink(missing_ok=True)
 
 
 def _read(fh: BinaryIO, first: int, size: int) -> Iterator[bytes]:

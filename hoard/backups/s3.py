@@ -13,8 +13,7 @@ import base64
 import hashlib
 import logging
 import math
-import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import boto3
@@ -25,6 +24,7 @@ from hoard.backups.store import (
     READ_CHUNK,
     BackupStore,
     ObjectNotFound,
+    Unfinished,
     validate_key,
     validate_prefix,
 )
@@ -165,18 +165,26 @@ class S3Store(BackupStore):
             raise
         return int(head["ContentLength"])
 
-    def sweep(self, older_than: float) -> int:
-        cutoff = time.time() - older_than
-        removed = 0
+    def unfinished(self) -> Sequence[Unfinished]:
+        found: list[Unfinished] = []
         pages = self.client.get_paginator("list_multipart_uploads").paginate(
             Bucket=self.bucket, Prefix=self.prefix)
         for page in pages:
             for upload in page.get("Uploads", []):
-                if upload["Initiated"].timestamp() < cutoff:
-                    self.client.abort_multipart_upload(
-                        Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
-                    removed += 1
-        return removed
+                try:  # uploads not begun by Hoard may share the bucket
+                    key = validate_key(upload["Key"][len(self.prefix):])
+                except ValueError:
+                    continue
+                found.append(Unfinished(key, upload["UploadId"]))
+        return found
+
+    def abort(self, upload: Unfinished) -> None:
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=self._name(upload.key),
+                                               UploadId=upload.upload_id)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                raise
 
 
 class _Multipart:
@@ -204,7 +212,7 @@ class _Multipart:
             MultipartUpload={"Parts": self.parts})
 
     def abort(self) -> None:
-        """Best effort: if even this fails, ``sweep`` (or a bucket lifecycle rule
+        """Best effort: if even this fails, the store sweeper (or a bucket lifecycle rule
         AbortIncompleteMultipartUpload) removes the parts later."""
         try:
             self.client.abort_multipart_upload(

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
 MAX_KEY_LENGTH = 512
 MAX_COMPONENT_LENGTH = 200  # a file name, plus LocalStore's temporary affixes, fits in 255
@@ -18,6 +19,15 @@ READ_CHUNK = 1024 * 1024  # what get() yields at a time, unless asked otherwise
 # temporary names such as LocalStore's ".name.tmp") can never be keys.
 _COMPONENT = rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_COMPONENT_LENGTH - 1}}}"
 _KEY = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """An upload in progress or abandoned: the key it was for and the store's own
+    name for the upload (a multipart upload id, a temporary file)."""
+
+    key: str
+    upload_id: str
 
 
 class ObjectNotFound(LookupError):
@@ -88,8 +98,11 @@ class BackupStore(ABC):
         """The object's size in bytes; ObjectNotFound if absent."""
 
     @abstractmethod
-    def sweep(self, older_than: float) -> int:
-        """Remove uploads abandoned by a crashed writer (``kill -9`` mid-put) that
-        started more than ``older_than`` seconds ago; return how many. Never
-        touches complete objects. Run it periodically, with a margin longer than
-        the longest backup."""
+    def unfinished(self) -> Sequence[Unfinished]:
+        """Uploads begun and neither completed nor removed: running ones, and those
+        a crashed writer (``kill -9`` mid-put) left behind. Never complete objects."""
+
+    @abstractmethod
+    def abort(self, upload: Unfinished) -> None:
+        """Remove an unfinished upload (its object never appears); one already
+        gone is not an error. See ``hoard.backups.sweeper`` for when."""

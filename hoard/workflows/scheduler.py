@@ -3,7 +3,8 @@
 A due schedule starts an ordinary backup operation. Retention keeps, per
 cluster (live or deleted), the newest ``keep_last`` backups and those younger
 than ``keep_days`` — both limits apply — and drops archived logs older than
-the oldest backup kept, since nothing can replay them any more.
+the oldest backup kept, since nothing can replay them any more. The store
+sweeper removes uploads a crashed writer left (``hoard.backups.sweeper``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections import defaultdict
 from croniter import croniter
 from sqlalchemy import func, select
 
+from hoard.backups.sweeper import Sweeper
 from hoard.domain.status import ClusterStatus
 from hoard.ids import new_id
 from hoard.store import models, operations
@@ -153,3 +155,9 @@ def schedule_once() -> None:
 
 def scheduler(interval: float) -> Loop:
     return Loop("scheduler", interval, schedule_once)
+
+
+def store_sweeper(interval: float, longest_put: float) -> Loop:
+    """Aborts uploads left unfinished for longer than any put can run."""
+    sweeper = Sweeper(services().backup_store, grace=longest_put + interval)
+    return Loop("store-sweeper", interval, sweeper.once)
