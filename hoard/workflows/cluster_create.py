@@ -30,6 +30,7 @@ from hoard.workflows.members import (
     start_node,
     states,
     topology,
+    wait_primary,
 )
 from hoard.workflows.services import services
 from hoard.workflows.steps import load_cluster, recorded, short_reason
@@ -220,22 +221,6 @@ def wait_formed(cluster: models.Cluster, topo: Topology, timeout: float = READY_
         time.sleep(0.2)
 
 
-def wait_primary(cluster: models.Cluster, topo: Topology, node_id: str,
-                 timeout: float = READY_TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if any(o.node_id == node_id and o.role == "primary" and o.healthy
-                   for o in states(cluster, topo)):
-                return
-        except Exception:  # noqa: S110 - still starting; the deadline decides
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"node {topo.member(node_id).ordinal} did not become the "
-                               f"primary within {timeout:.0f}s")
-        time.sleep(0.1)
-
-
 @DBOS.step()
 def form_cluster(op_id: str, cluster_id: str) -> None:
     """Turn the standalone founder into the first member, then let the others join
@@ -257,7 +242,7 @@ def form_cluster(op_id: str, cluster_id: str) -> None:
         wait_ready(cluster, founder, READY_TIMEOUT)
         # The others join a primary: an HA agent may start the founder as a replica
         # and promote it a moment later (Patroni adopting existing data).
-        wait_primary(cluster, topo, founder.id)
+        wait_primary(cluster, topo, READY_TIMEOUT, founder.id)
         for node in cluster.nodes[1:]:
             start_node(cluster, node, topo=topo)
         wait_formed(cluster, topo)

@@ -9,7 +9,6 @@ primary, after a switchover), so no acknowledged write is lost by a shrink.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from dbos import DBOS
@@ -34,6 +33,7 @@ from hoard.workflows.members import (
     start_node,
     states,
     topology,
+    wait_primary,
 )
 from hoard.workflows.services import services
 from hoard.workflows.steps import load_cluster, recorded, short_reason
@@ -216,25 +216,10 @@ def replace_node(op_id: str, cluster_id: str, node_id: str) -> None:
                               operation_id=op_id)
         cluster = _cluster(cluster_id)
         survivors = [n for n in cluster.nodes if n.status != NodeStatus.PENDING]
-        wait_primary_among(cluster, survivors)
-        record_roles(cluster_id, states(cluster, topology(cluster, survivors)))
+        topo = topology(cluster, survivors)  # after a failover
+        wait_primary(cluster, topo, READY_TIMEOUT)
+        record_roles(cluster_id, states(cluster, topo))
         _grow(_cluster(cluster_id))
-
-
-def wait_primary_among(cluster: models.Cluster, nodes: list[models.Node],
-                       timeout: float = READY_TIMEOUT) -> None:
-    """Until the machinery has a healthy primary among ``nodes`` (after a failover)."""
-    topo = topology(cluster, nodes)
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if any(o.role == "primary" and o.healthy for o in states(cluster, topo)):
-                return
-        except Exception:  # noqa: S110 - members may not answer mid-failover
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no primary among the remaining nodes after {timeout:.0f}s")
-        time.sleep(0.2)
 
 
 @DBOS.workflow()

@@ -10,6 +10,8 @@ primary itself, it only reads what the machinery decided.
 
 from __future__ import annotations
 
+import time
+
 from sqlalchemy import select
 
 from hoard.domain.nodes import Backend, ProcessSpec
@@ -90,6 +92,26 @@ def states(cluster: models.Cluster, topo: Topology | None = None) -> list[Member
     by_id = {n.id: n for n in cluster.nodes}
     ctxs = [svc.node_context(cluster, by_id[m.node_id]) for m in topo.members]
     return ha_engine(cluster).member_states(ctxs, topo, svc.ca_file)
+
+
+def wait_primary(cluster: models.Cluster, topo: Topology, timeout: float,
+                 node_id: str | None = None) -> None:
+    """Until the machinery reports a healthy primary among ``topo``'s members (the
+    member ``node_id`` if given), or a TimeoutError. Members that do not answer yet
+    (starting, mid-failover) are asked again: the deadline decides."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if any(o.role == "primary" and o.healthy and node_id in (None, o.node_id)
+                   for o in states(cluster, topo)):
+                return
+        except Exception:  # noqa: S110 - not answering yet; the deadline decides
+            pass
+        if time.monotonic() > deadline:
+            which = (f"node {topo.member(node_id).ordinal} did not become the primary"
+                     if node_id else "no primary among the nodes")
+            raise TimeoutError(f"{which} within {timeout:.0f}s")
+        time.sleep(0.1)
 
 
 def ensure_endpoint(cluster: models.Cluster, topo: Topology | None = None) -> None:
