@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     local_hosts: str = "127.0.0.1@local"
     worker_id: str = "local"
     observe_interval: float = 2.0
+    observe_batch: int = Field(200, ge=1)  # clusters the observer loads and checks at a time
     default_quota_clusters: int = 10
     default_quota_nodes: int = 20
     default_quota_storage_gb: int = 200

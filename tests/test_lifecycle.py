@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -152,3 +153,24 @@ def test_failed_create_leaves_nothing_behind(step: str) -> None:
         # A FAILED cluster can be deleted, freeing its name.
         delete_cluster(client, cluster["id"])
         assert client.get(f"/v2/clusters/{cluster['id']}").status_code == 404
+
+
+def test_observer_walks_clusters_in_batches() -> None:
+    """With one cluster per batch, one pass still reaches every cluster: a crashed
+    server in each of three clusters is restarted."""
+    env = {"HOARD_OBSERVE_BATCH": "1", "HOARD_OBSERVE_INTERVAL": "0.5"}
+    with hoard_server(env) as server, server.client() as client:
+        clusters = [create_cluster(client, f"batch{i}", engine="redis") for i in range(3)]
+        nodes = [c["members"][0]["id"] for c in clusters]
+        old = {node: node_pid(server, node) for node in nodes}
+        for pid in old.values():
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                if all(node_pid(server, node) != old[node] for node in nodes):
+                    break
+            time.sleep(0.1)
+        for cluster in clusters:
+            wait_status(client, cluster["id"], {"ACTIVE"})
+        assert all(node_pid(server, node) != old[node] for node in nodes)

@@ -38,8 +38,8 @@ def create_app(settings: Settings, run_workers: bool = True) -> FastAPI:
         services = build(settings)
         bootstrap_admin(services.store, settings)
         app.state.services = services
-        loops = [observer(settings.observe_interval), archiver(settings.archive_interval),
-                 scheduler(settings.schedule_interval),
+        loops = [observer(settings.observe_interval, settings.observe_batch),
+                 archiver(settings.archive_interval), scheduler(settings.schedule_interval),
                  store_sweeper(settings.sweep_interval, settings.backup_timeout)]
         # DBOS refuses blocking calls on an event-loop thread; give it a plain one.
         if run_workers:

@@ -18,7 +18,8 @@ import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
 
 from hoard.domain.status import ClusterStatus, NodeStatus
 from hoard.engines.base import MemberState
@@ -37,6 +38,7 @@ from hoard.workflows.services import services
 
 log = logging.getLogger(__name__)
 OBSERVED = (ClusterStatus.ACTIVE, ClusterStatus.DEGRADED)
+BATCH = 200  # clusters loaded, checked and recorded at a time
 
 
 @dataclass(frozen=True)
@@ -115,11 +117,26 @@ def _replace(cluster: models.Cluster, node: models.Node) -> None:
     runtime.start(op)
 
 
-def observe_once(pool: ThreadPoolExecutor) -> int:
-    """Check every node of every running cluster once; return how many were checked."""
-    svc = services()
-    with svc.store.session() as s:
-        clusters = s.query(models.Cluster).filter(models.Cluster.status.in_(OBSERVED)).all()
+def observe_once(pool: ThreadPoolExecutor, batch: int = BATCH) -> int:
+    """Check every node of every running cluster once; return how many were checked.
+
+    Clusters are walked in id order, ``batch`` at a time (keyset paging), each
+    batch checked and recorded before the next is loaded: a pass holds one batch
+    in memory and one short transaction per batch, however many clusters exist."""
+    checked, after = 0, ""
+    while True:
+        with services().store.session() as s:
+            clusters = list(s.scalars(
+                select(models.Cluster).options(selectinload(models.Cluster.nodes))
+                .where(models.Cluster.status.in_(OBSERVED), models.Cluster.id > after)
+                .order_by(models.Cluster.id).limit(batch)))
+        if not clusters:
+            return checked
+        checked += _observe_batch(pool, clusters)
+        after = clusters[-1].id
+
+
+def _observe_batch(pool: ThreadPoolExecutor, clusters: list[models.Cluster]) -> int:
     pending: list[tuple[models.Cluster, list[models.Node], Future[list[Observation]]]] = []
     for cluster in clusters:
         if replicated(cluster):
@@ -134,7 +151,7 @@ def observe_once(pool: ThreadPoolExecutor) -> int:
         except Exception as exc:  # a broken node must not stop the loop
             observations = [Observation(n.id, False, f"observer error: {exc}") for n in nodes]
         results.setdefault(cluster.id, []).extend(observations)
-    with svc.store.session() as s:
+    with services().store.session() as s:
         for cluster_id, observations in results.items():
             _record(s, cluster_id, observations)
     return sum(len(nodes) for _, nodes, _ in pending)
@@ -166,7 +183,7 @@ def _record(s: Session, cluster_id: str, observations: list[Observation]) -> Non
         current.status, current.status_reason = overall, why
 
 
-def observer(interval: float) -> Loop:
+def observer(interval: float, batch: int = BATCH) -> Loop:
     """The observer loop, with a small pool so one slow node cannot stall the rest."""
     pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="observe")
-    return Loop("observer", interval, lambda: observe_once(pool))
+    return Loop("observer", interval, lambda: observe_once(pool, batch))
