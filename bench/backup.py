@@ -17,7 +17,8 @@ with the restored node's limits (a sibling under hoard/), until it serves
 answered, i.e. the RDB loaded); the server is killed afterwards, untimed. The tool
 steps alone are reported too. Throughput = plaintext stream size (the raw tool's
 bytes, which Hoard encrypts) / seconds, MB = 10^6 bytes; ratio = Hoard / raw, target
->= 0.9. Sides alternate; each starts checkpointed, archiver drained, synced.
+>= 0.9. Sides alternate; each starts checkpointed, archiver drained, synced, settled
+(SETTLE).
 
     .venv/bin/python bench/backup.py [--engine postgresql|mariadb|redis|all] [--gb 1] [--trials 3]
 """
@@ -126,6 +127,15 @@ def tool(argv: list[str], cwd: Path, stdin: Any = None, stdout: Any = None,
 # --- per engine: connect, load, quiesce, raw backup, raw restore ---------------------------
 
 
+# On a VM with free page reporting (virtio-balloon; this one reports free 2 MiB
+# blocks to the host after about 2 s), memory freed by the previous measurement
+# is fast to use again at first and slow once the host has taken it back (a
+# fault in the host for every page the guest zeroes: `perf` showed a loading
+# Redis spend ~5 s in clear_page_erms against ~1 s). Without a pause, a side that
+# allocates sooner after the other side's server exited gets the fast pages.
+SETTLE = 5.0
+
+
 def pg_bin(t: Target, name: str) -> str:
     return f"/usr/lib/postgresql/{t.version}/bin/{name}"
 
@@ -186,7 +196,9 @@ def load(engine: str, t: Target, gb: float) -> int:
 
 def quiesce(engine: str, t: Target, timeout: float = 900) -> None:
     """Checkpoint; wait until Hoard's archiver has shipped every closed log and no
-    background save runs; sync: neither side pays for the other's leftovers."""
+    background save runs; sync; then wait SETTLE seconds: neither side pays for
+    the other's leftovers, including memory the other side's server just freed
+    (see SETTLE)."""
     if engine == "postgresql":
         with connect(engine, t) as conn:
             conn.execute("CHECKPOINT")
@@ -204,6 +216,7 @@ def quiesce(engine: str, t: Target, timeout: float = 900) -> None:
                 "rdb_bgsave_in_progress", "aof_rewrite_in_progress", "aof_rewrite_scheduled"))
         if not busy:
             os.sync()
+            time.sleep(SETTLE)
             return
         time.sleep(0.5)
     raise TimeoutError(f"{engine}: the log archiver did not catch up in {timeout:.0f} s")
