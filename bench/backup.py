@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import os
 import secrets
 import shutil
@@ -43,6 +44,7 @@ import httpx
 from _common import (
     Hoard,
     as_db_user,
+    db_user,
     free_port,
     load_note,
     make_state_dir,
@@ -323,10 +325,11 @@ def raw_restore(engine: str, t: Target, backup: Path, raw: Path, storage_gb: int
     new server's disk would be and as Hoard's restored node gets: a used one writes
     into blocks its image file already holds, a new one allocates them."""
     image, mount = raw / "restore.img", raw / "restore"
-    fresh = volumes.supported()[0]
+    fresh = volumes_work()
     if fresh:
         volumes.ensure(image, mount, storage_gb)
-        os.chown(mount, *owner(raw))
+        user = db_user()
+        os.chown(mount, user.pw_uid, user.pw_gid)
     else:
         owned_dir(mount)
     scratch = mount / "data"
@@ -358,9 +361,10 @@ def raw_restore(engine: str, t: Target, backup: Path, raw: Path, storage_gb: int
     return tool_steps, serving
 
 
-def owner(path: Path) -> tuple[int, int]:
-    st = path.stat()
-    return st.st_uid, st.st_gid
+@functools.cache
+def volumes_work() -> bool:
+    """Whether loop-mounted filesystems work here (probed once: it makes one)."""
+    return volumes.supported()[0]
 
 
 # --- the run -------------------------------------------------------------------------------
