@@ -352,6 +352,9 @@ class RedisReplication(Replication):
                 wait_until(lambda: self._follows(old, new, creds, trust),
                            max(1.0, deadline - time.monotonic()),
                            f"node {old.ordinal} did not follow node {new.ordinal}")
+                wait_until(lambda: rs.settled(rs.views(topo, creds, trust), server(new)),
+                           max(1.0, deadline - time.monotonic()),
+                           f"the sentinels did not all settle on node {new.ordinal}")
         finally:
             self._restore_knobs(topo, creds, trust)
 
@@ -441,15 +444,9 @@ class RedisReplication(Replication):
             states = {s.node_id: s for s in self.member_states(ctxs, topo, ca_file)}
             best = min(rest, key=lambda m: (not states[m.node_id].healthy,
                                             states[m.node_id].lag_bytes or 0, m.ordinal))
+            # It returns once every sentinel keeps the new primary and has ended the
+            # failover, so the resets below cannot send one back to the old primary.
             self.switchover(ctxs, topo, ca_file, best.node_id)
-            # Every remaining sentinel must know the new primary before any is reset:
-            # a sentinel reset while it still names the old one keeps following it.
-            new = [best.host, str(best.port)]
-            def learned() -> bool:  # sentinels that do not answer (down) cannot be waited for
-                answers = [ask(sentinel(m), creds, trust, "SENTINEL", "GET-MASTER-ADDR-BY-NAME",
-                               name) for m in rest]
-                return all(a == new for a in answers if a is not None)
-            wait_until(learned, SWITCHOVER_WAIT, "the sentinels did not all learn the new primary")
         if ask(server(leaving), creds, trust, "CONFIG", "SET", "replica-priority", "0"):
             ask(server(leaving), creds, trust, "CONFIG", "REWRITE")
         ask(sentinel(leaving), creds, trust, "SENTINEL", "REMOVE", name)
@@ -475,6 +472,11 @@ class RedisReplication(Replication):
                      | {(r["ip"], int(r["port"])) for r in map(pairs, replicas)} - servers)
         if not strangers and not always:
             return
+        def idle() -> bool:  # a reset drops a failover this sentinel leads: let it end first
+            view = rs.view_at(sentinel(me), name, creds, trust)
+            return view is None or "failover_in_progress" not in view.flags
+        with suppress(TimeoutError):
+            wait_until(idle, SETTLE_WAIT, "sentinel still fails over")
         ask(sentinel(me), creds, trust, "SENTINEL", "RESET", name)
         live = sum(1 for m in topo.members if m is not me
                    and ask(sentinel(m), creds, trust, "PING") is not None)

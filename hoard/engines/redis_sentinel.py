@@ -137,18 +137,30 @@ def quorum(members: int) -> int:
     return members // 2 + 1
 
 
+def view_at(addr: Addr, name: str, creds: Credentials, trust: Trust) -> View | None:
+    """One sentinel's view (None: no answer). Its ``addr`` is the primary the
+    sentinel keeps: during a failover it already *reports* the promoted replica
+    (GET-MASTER-ADDR-BY-NAME) but keeps the old one until the failover ends."""
+    found = pairs(ask(addr, creds, trust, "SENTINEL", "MASTER", name))
+    if not found:
+        return None
+    return View((found["ip"], int(found["port"])), int(found["config-epoch"]),
+                frozenset(found["flags"].split(",")), int(found["num-other-sentinels"]),
+                int(found["num-slaves"]))
+
+
 def views(topo: Topology, creds: Credentials, trust: Trust) -> list[View | None]:
     """Every member's sentinel's view, in member order (None: no answer)."""
     name = master_name(topo)
+    return each(lambda m: view_at(sentinel(m), name, creds, trust), topo.members)
 
-    def view(m: Member) -> View | None:
-        found = pairs(ask(sentinel(m), creds, trust, "SENTINEL", "MASTER", name))
-        if not found:
-            return None
-        return View((found["ip"], int(found["port"])), int(found["config-epoch"]),
-                    frozenset(found["flags"].split(",")), int(found["num-other-sentinels"]),
-                    int(found["num-slaves"]))
-    return each(view, topo.members)
+
+def settled(found: Iterable[View | None], primary: Addr) -> bool:
+    """Every answering sentinel keeps ``primary`` and runs no failover. Until
+    then a SENTINEL RESET is unsafe: it drops a failover under way and leaves
+    that sentinel on the old primary, for good."""
+    return all(v.addr == primary and "failover_in_progress" not in v.flags
+               for v in found if v is not None)
 
 
 def infos(topo: Topology, creds: Credentials, trust: Trust) -> list[dict[str, Any] | None]:
