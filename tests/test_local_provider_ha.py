@@ -10,7 +10,7 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import httpx
 import pytest
@@ -176,3 +176,30 @@ def test_nodes_are_spread_over_zones_then_hosts() -> None:
                                                                     "127.0.0.3": 1}
     with pytest.raises(ValueError):
         parse_hosts("127.0.0.1, 127.0.0.1@b")
+
+
+def test_streamed_file_is_the_database_users_and_appears_only_whole(
+        provider: LocalProvider) -> None:
+    provider.place("w1", set(), 1)
+    runner = provider.runner("w1")
+    root = Path(runner.abspath(PurePosixPath(".")))
+    target = PurePosixPath("restoring/data.bin")
+    assert runner.write_stream(target, (bytes([i]) * (1 << 20) for i in range(3))) == 3 << 20
+    made = root / "restoring" / "data.bin"
+    assert made.read_bytes() == b"\0" * (1 << 20) + b"\1" * (1 << 20) + b"\2" * (1 << 20)
+    assert (made.stat().st_mode & 0o777, made.stat().st_uid) == (0o600, root.stat().st_uid)
+    assert made.parent.stat().st_uid == root.stat().st_uid
+
+    def cut_short() -> Iterator[bytes]:
+        yield b"partial"
+        raise RuntimeError("the backup is cut short")
+    with pytest.raises(RuntimeError, match="cut short"):
+        runner.write_stream(PurePosixPath("restoring/other.bin"), cut_short())
+    assert sorted(p.name for p in made.parent.iterdir()) == ["data.bin"]
+
+    # A link planted where the file is staged is not followed.
+    (made.parent / "next.bin.tmp").symlink_to("/etc/hostname")
+    with pytest.raises(OSError):
+        runner.write_stream(PurePosixPath("restoring/next.bin"), [b"x"])
+    with pytest.raises(ValueError, match="leaves the node directory"):
+        runner.write_stream(PurePosixPath("../escape.bin"), [b"x"])

@@ -31,6 +31,13 @@ class NodeRunner(Protocol):
 
     def write_file(self, path: PurePosixPath, content: bytes, mode: int = 0o600) -> None: ...
 
+    def write_stream(self, path: PurePosixPath, chunks: Iterable[bytes],
+                     mode: int = 0o600) -> int:
+        """``write_file`` for content too big to hold in memory; return the bytes
+        written. The file appears under ``path`` only once the last chunk is in:
+        a stream that raises leaves nothing behind."""
+        ...
+
     def exists(self, path: PurePosixPath) -> bool: ...
 
     def remove_tree(self, path: PurePosixPath) -> None:

@@ -471,8 +471,7 @@ class Redis(Engine, AclAccounts, Backups, RedisReplication):
         lines, rdb = rb.split(backup)
         users = rb.tenant_lines(lines, self._hidden(ctx))
         staged = RESTORING / "backup.rdb"
-        runner.write_file(staged, b"")  # the directory, as the database user
-        runner.feed(["sh", "-c", 'exec cat > "$0"', runner.abspath(staged)], rb.rdb_only(rdb))
+        runner.write_stream(staged, rb.rdb_only(rdb))
         keys = rb.check_rdb(runner, staged)
         runner.write_file(RESTORING / "keys", str(keys).encode())  # for finish_restore
         if self.settings(ctx)["appendonly"] == "yes":

@@ -72,15 +72,26 @@ class LocalRunner:
         return self._path(path).exists()
 
     def write_file(self, path: PurePosixPath, content: bytes, mode: int = 0o600) -> None:
+        self.write_stream(path, [content], mode)
+
+    def write_stream(self, path: PurePosixPath, chunks: Iterable[bytes],
+                     mode: int = 0o600) -> int:
         target = self._path(path)
         self._mkdirs(target.parent)
         tmp = target.with_name(target.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(content)
-        os.chmod(tmp, mode)
-        self.user.chown(tmp)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+        written = 0
+        try:
+            with os.fdopen(fd, "wb") as fh:  # large writes go straight through
+                os.fchmod(fh.fileno(), mode)
+                self.user.chown(tmp)
+                for chunk in chunks:
+                    written += fh.write(chunk)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         tmp.replace(target)
+        return written
 
     def _mkdirs(self, directory: Path) -> None:
         missing = []
