@@ -58,6 +58,8 @@ Starting: a member that finds no peer in a primary component and may not
 bootstrap simply starts and waits (``pc.wait_prim_timeout``, 30 s) for one,
 then exits; Hoard's observer starts it again. The mariadb-backup SST script
 pauses 10 s before streaming, so each joiner's first start takes at least that.
+A joiner first waits until the others have dropped any dead member from their
+view: a join and a drop at once could fail the view change on every member.
 """
 
 from __future__ import annotations
@@ -101,6 +103,7 @@ SYNCED = "4"  # wsrep_local_state of a member that is fully caught up
 PROBE_TIMEOUT = 1.5  # seconds, for asking a peer before a start and for states
 SWITCHOVER_WAIT = 30.0  # seconds for a target to become Synced
 LEAVE_WAIT = 30.0  # seconds for a leaving member's peers to settle
+DROP_WAIT = 15.0  # seconds for the others to drop a dead member (inactive + install timeouts)
 # Galera's view-change timing (see the module docstring).
 EVS_TIMING = {
     "evs.keepalive_period": "PT0.5S",
@@ -310,6 +313,8 @@ class MariaDBReplication(Replication):
             # own connections to peers are aborted, and a peer that saw one fail
             # over TLS may not dial again until it restarts.)
             options += ["--wsrep-new-cluster", "--wsrep-cluster-address=gcomm://"]
+        else:
+            self._await_dead_dropped(ctx, topo, runner)
         return options
 
     @staticmethod
@@ -324,22 +329,43 @@ class MariaDBReplication(Replication):
         found = re.findall(r"WSREP: Recovered position: *(\S+:-?\d+)", out)
         return found[-1] if found else ""
 
-    def _peer_primary(self, ctx: NodeContext, topo: Topology, runner: NodeRunner) -> bool:
-        """Whether any other member answers as part of a primary component."""
+    def _peer_views(self, ctx: NodeContext, topo: Topology,
+                    runner: NodeRunner) -> list[dict[str, str]]:
+        """The wsrep status of every other member that answers."""
         tls = ssl.create_default_context(cadata=self._read(runner, TLS_CA))
         peers = [m for m in topo.members if m.node_id != ctx.node_id]
 
-        def primary(m: Member) -> bool:
+        def status(m: Member) -> dict[str, str] | None:
             try:
-                return _status(m.host, m.port, ctx.service, tls).get(
-                    "wsrep_cluster_status") == "Primary"
-            except Exception:  # down or unreachable: not a primary component
-                return False
+                return _status(m.host, m.port, ctx.service, tls)
+            except Exception:  # down or unreachable
+                return None
 
         if not peers:
-            return False
+            return []
         with ThreadPoolExecutor(len(peers)) as pool:
-            return any(pool.map(primary, peers))
+            return [s for s in pool.map(status, peers) if s is not None]
+
+    def _peer_primary(self, ctx: NodeContext, topo: Topology, runner: NodeRunner) -> bool:
+        """Whether any other member answers as part of a primary component."""
+        return any(s.get("wsrep_cluster_status") == "Primary"
+                   for s in self._peer_views(ctx, topo, runner))
+
+    def _await_dead_dropped(self, ctx: NodeContext, topo: Topology,
+                            runner: NodeRunner) -> None:
+        """Before joining, wait (at most ``DROP_WAIT``) until the primary component
+        holds only members that answer. A member that died is dropped from the
+        view seconds later; a joiner arriving meanwhile makes one view change of
+        the two, and under these EVS timeouts that change can fail on every
+        member, each left alone in a non-primary component (seen when a node
+        that lost its storage was replaced at once)."""
+        deadline = time.monotonic() + DROP_WAIT
+        while time.monotonic() < deadline:
+            primary = [s for s in self._peer_views(ctx, topo, runner)
+                       if s.get("wsrep_cluster_status") == "Primary"]
+            if all(int(s.get("wsrep_cluster_size") or 0) <= len(primary) for s in primary):
+                return  # none primary (a whole cluster starting), or none dead in view
+            time.sleep(0.2)
 
     # --- observing ----------------------------------------------------------------
 
