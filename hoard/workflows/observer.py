@@ -38,7 +38,6 @@ from hoard.workflows.services import services
 
 log = logging.getLogger(__name__)
 OBSERVED = (ClusterStatus.ACTIVE, ClusterStatus.DEGRADED)
-BATCH = 200  # clusters loaded, checked and recorded at a time
 
 
 @dataclass(frozen=True)
@@ -117,7 +116,7 @@ def _replace(cluster: models.Cluster, node: models.Node) -> None:
     runtime.start(op)
 
 
-def observe_once(pool: ThreadPoolExecutor, batch: int = BATCH) -> int:
+def observe_once(pool: ThreadPoolExecutor, batch: int) -> int:
     """Check every node of every running cluster once; return how many were checked.
 
     Clusters are walked in id order, ``batch`` at a time (keyset paging), each
@@ -183,7 +182,7 @@ def _record(s: Session, cluster_id: str, observations: list[Observation]) -> Non
         current.status, current.status_reason = overall, why
 
 
-def observer(interval: float, batch: int = BATCH) -> Loop:
+def observer(interval: float, batch: int) -> Loop:
     """The observer loop, with a small pool so one slow node cannot stall the rest."""
     pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="observe")
     return Loop("observer", interval, lambda: observe_once(pool, batch))
