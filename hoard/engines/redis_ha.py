@@ -474,7 +474,7 @@ class RedisReplication(Replication):
             return
         def idle() -> bool:  # a reset drops a failover this sentinel leads: let it end first
             view = rs.view_at(sentinel(me), name, creds, trust)
-            return view is None or "failover_in_progress" not in view.flags
+            return view is None or rs.FAILING_OVER not in view.flags
         with suppress(TimeoutError):
             wait_until(idle, SETTLE_WAIT, "sentinel still fails over")
         ask(sentinel(me), creds, trust, "SENTINEL", "RESET", name)

@@ -40,7 +40,8 @@ PARALLEL_SYNCS = 1  # replicas re-pointed at a new primary at a time
 ASK_TIMEOUT = 1.0  # seconds for any one question to a server or a sentinel
 DEFAULT_RULES = "off resetpass resetkeys resetchannels -@all"
 SERVICE_RULES = "on ~* &* +@all"
-DOWN_FLAGS = ("s_down", "o_down", "failover_in_progress", "disconnected")
+FAILING_OVER = "failover_in_progress"  # SENTINEL MASTER flag of a sentinel leading a failover
+DOWN_FLAGS = ("s_down", "o_down", FAILING_OVER, "disconnected")
 _NO_RETRY = Retry(NoBackoff(), 0)
 ERRORS = (redis.RedisError, OSError, ValueError)
 
@@ -159,7 +160,7 @@ def settled(found: Iterable[View | None], primary: Addr) -> bool:
     """Every answering sentinel keeps ``primary`` and runs no failover. Until
     then a SENTINEL RESET is unsafe: it drops a failover under way and leaves
     that sentinel on the old primary, for good."""
-    return all(v.addr == primary and "failover_in_progress" not in v.flags
+    return all(v.addr == primary and FAILING_OVER not in v.flags
                for v in found if v is not None)
 
 
