@@ -18,6 +18,7 @@ import pytest
 from hoard.domain.nodes import Backend, CommandRoleCheck, HttpRoleCheck, ProcessSpec
 from hoard.domain.placement import Host, choose_host, parse_hosts
 from hoard.providers.local import LocalProvider
+from hoard.providers.processes import proc_state
 from tests.conftest import make_state_dir
 
 # A stand-in server: answers every TCP connection with its name, and GET /primary
@@ -105,6 +106,28 @@ def test_named_processes_are_supervised_apart_and_killed_together(
     assert not provider.is_running("n1") and not provider.is_running("n1", "sentinel")
     with pytest.raises(ValueError, match="process name"):
         provider.start("n1", ProcessSpec(sleep, name="../x"))
+
+
+def test_a_dead_servers_helpers_in_temporary_directories_are_killed(
+        provider: LocalProvider) -> None:
+    """A server's helper left in a temporary directory (Galera's SST listener, in
+    a process group of its own, outlives an aborted server) is killed by the
+    next start: temporary directories are made inside the node."""
+    provider.place("n1", set(), 1)
+    root = Path(provider.runner("n1").abspath(Path(".")))  # type: ignore[arg-type]
+    helper = ('r=$(pwd) && d=$(mktemp -d) && cd "$d" && '
+              '{ setsid sleep 600 & echo $! > "$r/helper.pid"; }')
+    assert provider.start("n1", ProcessSpec(["/bin/sh", "-c", helper]))
+    deadline = time.monotonic() + 10
+    while provider.is_running("n1") or not (root / "helper.pid").exists():
+        assert time.monotonic() < deadline, "the stand-in server did not exit"
+        time.sleep(0.05)
+    pid = int((root / "helper.pid").read_text())
+    assert Path(f"/proc/{pid}/cwd").readlink().is_relative_to(root / "tmp")
+    assert provider.start("n1", ProcessSpec(["/bin/sleep", "600"]))
+    state = proc_state(pid)  # gone, or a zombie its new parent has yet to reap
+    assert state is None or state[0] == "Z", "the helper outlived the next start"
+    provider.stop("n1")
 
 
 def test_etcd_runs_once_and_answers(provider: LocalProvider) -> None:

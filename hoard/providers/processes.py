@@ -8,6 +8,12 @@ start time, which guards against a recycled pid) instead of restarting it.
 Processes join their cgroups before ``exec``, through a two-line shell
 launcher, so no Python runs between ``fork`` and ``exec`` in a threaded
 server. ``setpriv`` drops privileges.
+
+``TMPDIR`` is the directory's own ``tmp``: a helper that a server spawns in a
+temporary directory (Galera's SST script runs its listener in one, under
+``timeout``, in a process group of its own) is then still found by its working
+directory and killed with the node, instead of holding its port after the
+server died.
 """
 
 from __future__ import annotations
@@ -171,7 +177,11 @@ class Supervisor:
         log_dir = self.root / "log"
         log_dir.mkdir(exist_ok=True)
         self.user.chown(log_dir)
-        env = {**SAFE_ENV, **spec.env, "HOARD_CGROUP_PROCS": " ".join(cgroup_procs or [])}
+        tmp = self.root / "tmp"  # so its temporary files, and whatever runs in them,
+        tmp.mkdir(exist_ok=True)  # stay in the directory and are found with it
+        self.user.chown(tmp)
+        env = {**SAFE_ENV, "TMPDIR": str(tmp), **spec.env,
+               "HOARD_CGROUP_PROCS": " ".join(cgroup_procs or [])}
         with open(log_dir / f"{spec.name}.log", "ab") as log:
             proc = subprocess.Popen(
                 ["/bin/sh", "-c", LAUNCHER, "hoard-launch",
