@@ -98,6 +98,16 @@ class HaCluster:
         for spec in self.ha.member_processes(ctx, self.topo, runner):
             self.provider.start(node_id, spec)
 
+    def wait_joined(self, node_id: str) -> None:
+        """Until the member is healthy, started again if it exits meanwhile (a
+        Galera joiner whose state transfer failed does), as Hoard's workflows do."""
+        def joined() -> bool:
+            if not self.provider.is_running(node_id):
+                self.start_member(node_id)
+            return any(s.node_id == node_id and s.healthy for s in self.states())
+
+        self.wait_for(joined, FORM_TIMEOUT, f"member {self.topo.member(node_id).ordinal} joined")
+
     def kill(self, node_id: str) -> None:
         """kill -9 every process of the member: a host failure."""
         self.provider.kill(node_id)
@@ -161,6 +171,8 @@ def running_cluster(engine: Engine, nodes: int = 3, durability: str = "async",
                     s.node_id == c.node_id and s.role == "primary" and s.healthy
                     for s in cluster.states()), FORM_TIMEOUT, "founder healthy as the primary")
                 engine.initialize(ctx, cluster.ca_file)
+            elif engine.serial_joins:  # each joiner healthy before the next starts
+                cluster.wait_joined(ctx.node_id)
         cluster.wait_formed()
         yield cluster
     finally:

@@ -350,6 +350,10 @@ class Replication(ABC):
     sidecars: tuple[str, ...] = ()  # names of the processes a member runs beside "server"
     durabilities: tuple[str, ...]  # the ``durability`` values this engine can keep
     needs_dcs: bool  # whether members keep their state in Hoard's etcd
+    # Whether members join a running cluster one at a time, each healthy before the
+    # next starts (Galera: two joins at once make one view change of both, which
+    # can fail on every member under load; a single donor serves them in turn anyway).
+    serial_joins: bool = False
 
     @abstractmethod
     def prepare_member(self, ctx: NodeContext, topo: Topology, runner: NodeRunner,

@@ -58,8 +58,11 @@ Starting: a member that finds no peer in a primary component and may not
 bootstrap simply starts and waits (``pc.wait_prim_timeout``, 30 s) for one,
 then exits; Hoard's observer starts it again. The mariadb-backup SST script
 pauses 10 s before streaming, so each joiner's first start takes at least that.
-A joiner first waits until the others have dropped any dead member from their
-view: a join and a drop at once could fail the view change on every member.
+Members join one at a time: a joiner first waits until every member in the
+primary component answers and is Synced (a dead one dropped, another joiner
+done), and workflows start the next joiner only once the last is healthy
+(``serial_joins``). Two view changes at once (a join and a drop, or two joins)
+could fail on every member.
 """
 
 from __future__ import annotations
@@ -103,7 +106,7 @@ SYNCED = "4"  # wsrep_local_state of a member that is fully caught up
 PROBE_TIMEOUT = 1.5  # seconds, for asking a peer before a start and for states
 SWITCHOVER_WAIT = 30.0  # seconds for a target to become Synced
 LEAVE_WAIT = 30.0  # seconds for a leaving member's peers to settle
-DROP_WAIT = 15.0  # seconds for the others to drop a dead member (inactive + install timeouts)
+SETTLE_WAIT = 15.0  # seconds a joiner waits for a dead member to be dropped or a join to end
 # Galera's view-change timing (see the module docstring).
 EVS_TIMING = {
     "evs.keepalive_period": "PT0.5S",
@@ -181,6 +184,7 @@ class MariaDBReplication(Replication):
     ha_ports = ("galera", "ist", "sst")
     durabilities = ("sync",)
     needs_dcs = False
+    serial_joins = True
 
     if TYPE_CHECKING:
         def _connect(self, ctx: NodeContext, ca_file: str, timeout: float = 10,
@@ -314,7 +318,7 @@ class MariaDBReplication(Replication):
             # over TLS may not dial again until it restarts.)
             options += ["--wsrep-new-cluster", "--wsrep-cluster-address=gcomm://"]
         else:
-            self._await_dead_dropped(ctx, topo, runner)
+            self._await_settled_view(ctx, topo, runner)
         return options
 
     @staticmethod
@@ -351,20 +355,22 @@ class MariaDBReplication(Replication):
         return any(s.get("wsrep_cluster_status") == "Primary"
                    for s in self._peer_views(ctx, topo, runner))
 
-    def _await_dead_dropped(self, ctx: NodeContext, topo: Topology,
+    def _await_settled_view(self, ctx: NodeContext, topo: Topology,
                             runner: NodeRunner) -> None:
-        """Before joining, wait (at most ``DROP_WAIT``) until the primary component
-        holds only members that answer. A member that died is dropped from the
-        view seconds later; a joiner arriving meanwhile makes one view change of
-        the two, and under these EVS timeouts that change can fail on every
-        member, each left alone in a non-primary component (seen when a node
-        that lost its storage was replaced at once)."""
-        deadline = time.monotonic() + DROP_WAIT
+        """Before joining, wait (at most ``SETTLE_WAIT``) until every member in the
+        primary component answers and is Synced: no dead member still in the view
+        (it is dropped seconds after it died), no other joiner or its donor at
+        work. A join arriving meanwhile makes one view change of the two, and
+        under these EVS timeouts that change can fail on every member, each left
+        alone in a non-primary component (seen when a node that lost its storage
+        was replaced at once, and when two members joined at once)."""
+        deadline = time.monotonic() + SETTLE_WAIT
         while time.monotonic() < deadline:
             primary = [s for s in self._peer_views(ctx, topo, runner)
                        if s.get("wsrep_cluster_status") == "Primary"]
-            if all(int(s.get("wsrep_cluster_size") or 0) <= len(primary) for s in primary):
-                return  # none primary (a whole cluster starting), or none dead in view
+            synced = sum(s.get("wsrep_local_state") == SYNCED for s in primary)
+            if all(int(s.get("wsrep_cluster_size") or 0) <= synced for s in primary):
+                return  # none primary (a whole cluster starting), or a settled view
             time.sleep(0.2)
 
     # --- observing ----------------------------------------------------------------

@@ -27,6 +27,7 @@ from hoard.workflows.members import (
     ha_engine,
     record_roles,
     replicated,
+    start_joiners,
     start_node,
     states,
     topology,
@@ -243,8 +244,7 @@ def form_cluster(op_id: str, cluster_id: str) -> None:
         # The others join a primary: an HA agent may start the founder as a replica
         # and promote it a moment later (Patroni adopting existing data).
         wait_primary(cluster, topo, READY_TIMEOUT, founder.id)
-        for node in cluster.nodes[1:]:
-            start_node(cluster, node, topo=topo)
+        start_joiners(cluster, topo, cluster.nodes[1:], READY_TIMEOUT)
         wait_formed(cluster, topo)
 
 

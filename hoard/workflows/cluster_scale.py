@@ -30,6 +30,7 @@ from hoard.workflows.members import (
     ensure_endpoint,
     ha_engine,
     record_roles,
+    start_joiners,
     start_node,
     states,
     topology,
@@ -90,8 +91,7 @@ def _grow(cluster: models.Cluster) -> None:
             install_tls(cluster, node)
             engine.prepare_member(ctx, topo, runner, founder=False)
         configure_node(cluster, node, ctx, topo)
-    for node in cluster.nodes:
-        start_node(cluster, node, topo=topo)
+    start_joiners(cluster, topo, cluster.nodes, READY_TIMEOUT)
     wait_formed(cluster, topo)
 
 

@@ -114,6 +114,33 @@ def wait_primary(cluster: models.Cluster, topo: Topology, timeout: float,
         time.sleep(0.1)
 
 
+def start_joiners(cluster: models.Cluster, topo: Topology, nodes: list[models.Node],
+                  timeout: float) -> None:
+    """Start members that join the running cluster: all at once, or, where the
+    machinery asks for it, one at a time, each healthy before the next starts
+    (and started again if it exits meanwhile, as a Galera joiner whose state
+    transfer failed does)."""
+    if not ha_engine(cluster).serial_joins:
+        for node in nodes:
+            start_node(cluster, node, topo=topo)
+        return
+    for node in nodes:
+        deadline = time.monotonic() + timeout
+        while not _healthy(cluster, topo, node.id):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"node {node.ordinal} did not join within {timeout:.0f}s")
+            if not node_running(cluster, node):
+                start_node(cluster, node, topo=topo)
+            time.sleep(0.1)
+
+
+def _healthy(cluster: models.Cluster, topo: Topology, node_id: str) -> bool:
+    try:
+        return any(o.node_id == node_id and o.healthy for o in states(cluster, topo))
+    except Exception:  # not answering yet
+        return False
+
+
 def ensure_endpoint(cluster: models.Cluster, topo: Topology | None = None) -> None:
     """Run (or update) the proxy in front of the cluster's nodes; record its address."""
     svc = services()
