@@ -174,12 +174,11 @@ class Supervisor:
         if self.live(spec.name):
             return False
         kill_all(self._strays())
-        log_dir = self.root / "log"
-        log_dir.mkdir(exist_ok=True)
-        self.user.chown(log_dir)
-        tmp = self.root / "tmp"  # so its temporary files, and whatever runs in them,
-        tmp.mkdir(exist_ok=True)  # stay in the directory and are found with it
-        self.user.chown(tmp)
+        # TMPDIR inside: its temporary files, and whatever runs in them, are found with it.
+        log_dir, tmp = self.root / "log", self.root / "tmp"
+        for made in (log_dir, tmp):
+            made.mkdir(exist_ok=True)
+            self.user.chown(made)
         env = {**SAFE_ENV, "TMPDIR": str(tmp), **spec.env,
                "HOARD_CGROUP_PROCS": " ".join(cgroup_procs or [])}
         with open(log_dir / f"{spec.name}.log", "ab") as log:
