@@ -28,11 +28,45 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+LIVE_STATE_DIRS: list[Path] = []  # whose server logs a failing test's report shows
+LOG_TAIL_LINES = 80
+
+
 def make_state_dir() -> Path:
     """A state directory the database OS user can traverse (pytest's tmp is 0700)."""
     path = Path(tempfile.mkdtemp(prefix="hoard-test-", dir="/tmp"))
     path.chmod(0o755)
+    LIVE_STATE_DIRS.append(path)
     return path
+
+
+def server_logs(root: Path) -> str:
+    """The tail of every log under a state directory: Hoard's own, each node's
+    processes' (server, HA agent, proxy) and MariaDB's state-transfer logs, so a
+    failure that involved servers explains itself."""
+    parts = []
+    patterns = ("serve.log", "nodes/*/log/*.log", "nodes/*/tmp/sst-logs/*", "etcd/log/*.log",
+                "endpoints/*/log/*.log")
+    for pattern in patterns:
+        for path in sorted(root.glob(pattern)):
+            try:
+                lines = path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+            except OSError:
+                continue
+            parts.append(f"----- {path.relative_to(root)} (last {len(lines)} lines)\n"
+                         + "\n".join(lines))
+    return "\n".join(parts)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test's report carries the logs of every server still running then."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        LIVE_STATE_DIRS[:] = [p for p in LIVE_STATE_DIRS if p.exists()]
+        for root in LIVE_STATE_DIRS:
+            report.sections.append((f"server logs: {root}", server_logs(root)))
 
 
 class HoardServer:

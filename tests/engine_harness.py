@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 import shutil
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from hoard.engines.base import Backups, Credentials, Engine, NodeContext
 from hoard.providers.local import LocalProvider
 from hoard.security.ca import CertificateAuthority
 from hoard.security.secrets import generate_password
-from tests.conftest import make_state_dir
+from tests.conftest import make_state_dir, server_logs
 
 
 @dataclass
@@ -96,6 +97,8 @@ def running_node(engine: Engine, size: str = "nano", restore: Restore | None = N
         engine.initialize(ctx, node.ca_file)
         yield node
     finally:
+        if sys.exc_info()[0] is not None:  # why it failed, in the test's captured output
+            print(server_logs(root))
         provider.destroy(node_id)
         shutil.rmtree(root, ignore_errors=True)
 

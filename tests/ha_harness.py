@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import secrets
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,7 +28,7 @@ from hoard.providers.base import Endpoint
 from hoard.providers.local import LocalProvider
 from hoard.security.ca import CertificateAuthority
 from hoard.security.secrets import generate_password
-from tests.conftest import make_state_dir
+from tests.conftest import make_state_dir, server_logs
 
 FORM_TIMEOUT = 120.0
 
@@ -176,6 +177,8 @@ def running_cluster(engine: Engine, nodes: int = 3, durability: str = "async",
         cluster.wait_formed()
         yield cluster
     finally:
+        if sys.exc_info()[0] is not None:  # why it failed, in the test's captured output
+            print(server_logs(root))
         provider.remove_endpoint(cluster_id)
         for node_id in node_ids:
             provider.destroy(node_id)
