@@ -14,6 +14,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import PurePosixPath
 
 from hoard.domain.catalog import Size
@@ -234,6 +235,16 @@ class AclAccounts(ABC):
     def set_password(self, ctx: NodeContext, ca_file: str, name: str, password: str) -> None: ...
 
 
+@dataclass(frozen=True)
+class LogMark:
+    """What a log rotation proves: every transaction committed at or before ``at``
+    (the server's clock) is in the closed log file ``name`` or an earlier one. The
+    restorable window ends at the newest mark whose file is in the backup store."""
+
+    name: str
+    at: datetime
+
+
 class Backups(ABC):
     """Consistent full backups with the engine's own tool, continuous archiving of
     its change log (where it has one) and restore, to a point in time where the
@@ -258,8 +269,15 @@ class Backups(ABC):
         the tool failed."""
 
     @abstractmethod
-    def rotate_log(self, ctx: NodeContext, ca_file: str) -> None:
-        """Close the current log file so it can be archived (no-op without a log)."""
+    def rotate_log(self, ctx: NodeContext, ca_file: str) -> LogMark | None:
+        """Close the current log file so it can be archived, and say up to when the
+        closed files hold every commit (None without a log, or when it cannot say)."""
+
+    @abstractmethod
+    def last_commit(self, ctx: NodeContext, runner: NodeRunner,
+                    path: PurePosixPath) -> datetime | None:
+        """The latest commit time recorded in a closed log file (None: it records no
+        transaction). A restore to T stages logs up to the first one past T."""
 
     @abstractmethod
     def closed_logs(self, runner: NodeRunner) -> list[PurePosixPath]:

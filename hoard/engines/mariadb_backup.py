@@ -30,13 +30,14 @@ import json
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
 from hoard.domain.nodes import NodeRunner
-from hoard.engines.base import Backups, NodeContext
+from hoard.engines.base import Backups, LogMark, NodeContext
+from hoard.engines.mariadb_binlog import last_transaction, split_second, stop_datetime
 
 if TYPE_CHECKING:
     import pymysql
@@ -126,6 +127,25 @@ def _check_meta(ctx: NodeContext, meta: Mapping[str, str]) -> None:
                          f"this node runs {ctx.version}")
 
 
+def _check_second(runner: NodeRunner, replay: list[str], position: int,
+                  target: datetime) -> None:
+    """Refuse a target that falls inside a second in which transactions were
+    logged: MariaDB records whole seconds, so which of them came by ``target``
+    cannot be known, and a restore must not guess."""
+    if target.microsecond == 999_999:
+        return  # the second's last microsecond: all of them came by then
+    split = split_second((runner.read_stream(STAGED / name) for name in replay), position,
+                         target)
+    if split:
+        second = target.replace(microsecond=0)
+        before = (second - timedelta(microseconds=1)).isoformat()
+        after = (second + timedelta(seconds=1, microseconds=-1)).isoformat()
+        raise ValueError(
+            f"MariaDB records commit times to the second, and {split} binlog events fall in "
+            f"the second of {target.isoformat()}: which of them came before it cannot be "
+            f"known. Restore to {before} (without them) or {after} (with them)")
+
+
 class MariaDBBackups(Backups):
     log_kind = "binlog"
 
@@ -196,27 +216,39 @@ class MariaDBBackups(Backups):
             meta.update({"binlog_file": found[1], "binlog_pos": found[2],
                          "binlog_gtid": found[3] or ""})
 
-    def rotate_log(self, ctx: NodeContext, ca_file: str) -> None:
+    def rotate_log(self, ctx: NodeContext, ca_file: str) -> LogMark | None:
         """Starts a new binlog file, then waits until the server's binlog checkpoint
         names it: until then crash recovery may still need the closed files, which
         Hoard removes once shipped. The checkpoint follows the next durable redo log
         write: flushing the engine logs makes that at once, except with
-        ``innodb_flush_log_at_trx_commit`` 0 or 2 (within a second then)."""
+        ``innodb_flush_log_at_trx_commit`` 0 or 2 (within a second then).
+
+        The mark: a transaction is stamped with the second its last statement
+        began, and reaches the binlog when it commits. So the closed file holds
+        every transaction stamped before the oldest statement still running (or
+        now, when none is); Hoard's own and the server's threads do not count."""
         with self._connect(ctx, ca_file) as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT UTC_TIMESTAMP(6), MAX(TIME_MS) FROM information_schema.PROCESSLIST "
+                "WHERE ID <> CONNECTION_ID() AND COMMAND NOT IN ('Sleep', 'Daemon', "
+                "'Binlog Dump', 'Killed') AND USER NOT IN ('system user', 'event_scheduler')")
+            now, running_ms = cur.fetchone()
+            at = (now - timedelta(milliseconds=float(running_ms or 0))).replace(tzinfo=UTC)
             cur.execute("FLUSH BINARY LOGS")
             cur.execute("FLUSH ENGINE LOGS")
             cur.execute("SHOW MASTER STATUS")
             row = cur.fetchone()
             if row is None:
-                return  # the binlog is off (until the server restarts with this config)
+                return None  # the binlog is off (until the server restarts with this config)
             closed_before = _log_number(row[0])
+            mark = LogMark(f"binlog.{closed_before - 1:06d}", at)
             file, position, deadline = str(row[0]), 4, time.monotonic() + CHECKPOINT_WAIT
             while True:  # read the new file's events as they come, a page at a time
                 cur.execute("SHOW BINLOG EVENTS IN %s FROM %s LIMIT 1000", (file, position))
                 events = cur.fetchall()
                 if any(e[2] == "Binlog_checkpoint" and LOG_NAME.fullmatch(e[5])
                        and _log_number(e[5]) >= closed_before for e in events):
-                    return
+                    return mark
                 position = int(events[-1][4]) if events else position
                 rotated = [e[5].split(";")[0] for e in events if e[2] == "Rotate"]
                 if rotated:  # full already: the checkpoint comes in the next file
@@ -227,6 +259,10 @@ class MariaDBBackups(Backups):
                                            f"{CHECKPOINT_WAIT:g} s: the closed binlogs are "
                                            "still needed for its crash recovery")
                     time.sleep(0.02)
+
+    def last_commit(self, ctx: NodeContext, runner: NodeRunner,
+                    path: PurePosixPath) -> datetime | None:
+        return last_transaction(runner.read_stream(path))
 
     def closed_logs(self, runner: NodeRunner) -> list[PurePosixPath]:
         """Every binlog file but the newest, which the server is writing."""
@@ -309,6 +345,8 @@ class MariaDBBackups(Backups):
                                      "(the logs must follow on from the backup, without gaps)")
                 runner.feed(["sh", "-c", 'cat > "$0"', runner.abspath(STAGED / name)], chunks)
                 replay.append(name)
+            if target is not None and replay:
+                _check_second(runner, replay, position, _utc(target))
             plan = {"file": file, "position": position, "gtid": gtid, "replay": replay,
                     "target": target}
             runner.write_file(PLAN, json.dumps(plan).encode())
@@ -332,8 +370,7 @@ class MariaDBBackups(Backups):
         if plan["replay"]:
             argv = [MARIADB_BINLOG, "--no-defaults", f"--start-position={plan['position']}"]
             if target is not None:
-                stop = _utc(target).strftime("%Y-%m-%d %H:%M:%S")
-                argv.append(f"--stop-datetime={stop}")
+                argv.append(f"--stop-datetime={stop_datetime(_utc(target))}")
             argv += [runner.abspath(STAGED / name) for name in plan["replay"]]
             client = [MARIADB_CLIENT, "--no-defaults", "--binary-mode", "--batch",
                       f"--max-allowed-packet={MAX_PACKET}", f"--host={ctx.host}",

@@ -26,7 +26,7 @@ from pathlib import Path, PurePosixPath
 import psycopg
 
 from hoard.domain.nodes import NodeRunner
-from hoard.engines.base import Backups, NodeContext
+from hoard.engines.base import Backups, LogMark, NodeContext
 
 DATA = PurePosixPath("data")
 DATA_RESTORE = PurePosixPath("data.restore")
@@ -208,28 +208,55 @@ class PostgreSQLBackups(Backups):
             **{name: value for name, value in limits},
         })
 
-    def rotate_log(self, ctx: NodeContext, ca_file: str) -> None:
+    def rotate_log(self, ctx: NodeContext, ca_file: str) -> LogMark | None:
         with self._connect(ctx, ca_file) as conn:
-            # Closes the current segment only if WAL was written since the last switch.
-            row = conn.execute("SELECT pg_walfile_name(pg_switch_wal()), "
-                               "current_setting('archive_mode')").fetchone()
+            # The time first: a commit stamped before it has its record before the
+            # switch (a commit's time is taken as its record is written). The switch
+            # closes the current segment only if WAL was written since the last one;
+            # either way the name is of the last segment holding WAL before it.
+            row = conn.execute("SELECT clock_timestamp(), current_setting('archive_mode')"
+                               ).fetchone()
             assert row is not None
-            closed, mode = str(row[0]), row[1]
+            at, mode = row
             if mode == "off":
-                return  # configured before archiving was; archives after its next restart
+                return None  # configured before archiving was; archives after its restart
+            switched = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()
+            assert switched is not None
+            closed = str(switched[0])
             deadline = time.monotonic() + ROTATE_WAIT
             while True:
                 archived, failed = conn.execute(
                     "SELECT last_archived_wal, last_failed_wal FROM pg_stat_archiver"
                 ).fetchone() or (None, None)
                 if archived and archived[:24] >= closed:
-                    return
+                    return LogMark(closed, at.astimezone(UTC))
                 if time.monotonic() > deadline:
                     if failed and failed[:24] >= closed:
                         raise RuntimeError(f"WAL archiving is failing (at {failed}); "
                                            "see the server log")
-                    return  # the archiver is behind; the file is shipped next time
+                    # The archiver is behind: the file is shipped next time, and the
+                    # mark counts once it is.
+                    return LogMark(closed, at.astimezone(UTC))
                 time.sleep(0.05)
+
+    def last_commit(self, ctx: NodeContext, runner: NodeRunner,
+                    path: PurePosixPath) -> datetime | None:
+        if not _SEGMENT.fullmatch(path.name):
+            return None  # a history file or a backup label: no transactions
+        ends, _ = self._commit_times(ctx, runner, runner.abspath(path.parent), path.name)
+        return max(ends, default=None)
+
+    def _commit_times(self, ctx: NodeContext, runner: NodeRunner, wal_dir: str,
+                      name: str) -> tuple[list[datetime], bool]:
+        """The commit and abort times pg_waldump finds in one segment, and whether
+        it read the segment to its end. It stops early (exit 1, after printing what
+        came before) at a damaged record, or at a last record that goes on into a
+        next segment it was not given."""
+        waldump = shlex.quote(self._bin(ctx.version, "pg_waldump"))
+        out = runner.run(["sh", "-c", f'{waldump} --path "$1" --rmgr=Transaction "$2" "$2" '
+                          '2>/dev/null; echo "exit=$?"', "sh", wal_dir, name],
+                         env={"TZ": "UTC"})
+        return [_utc(m.group(1)) for m in _XACT_END.finditer(out)], out.endswith("exit=0\n")
 
     def closed_logs(self, runner: NodeRunner) -> list[PurePosixPath]:
         # In-progress copies end in ".tmp" and do not match.
@@ -289,18 +316,15 @@ class PostgreSQLBackups(Backups):
 
     def _ends_by(self, ctx: NodeContext, runner: NodeRunner, names: list[str],
                  when: datetime) -> bool:
-        """Whether the staged WAL surely holds no transaction ending after ``when``.
-        Then recovery runs to the end of the WAL (which is the state at ``when``):
-        with a target time it would fail, having found no record past the target."""
-        waldump = self._bin(ctx.version, "pg_waldump")
+        """Whether the staged WAL holds no transaction ending after ``when``. Then
+        recovery runs to the end of the WAL, which is the state at ``when`` (the
+        window ends where every commit up to it is shipped); with a target time
+        it would fail, having found no record past the target."""
         wal_dir = runner.abspath(RECOVERY_WAL)
         for name in sorted((n for n in names if _SEGMENT.fullmatch(n)), reverse=True):
-            try:
-                out = runner.run([waldump, "--path", wal_dir, "--rmgr=Transaction", name, name],
-                                 env={"TZ": "UTC"})
-            except Exception:  # the runner's tool failure
-                return False  # unreadable: let recovery decide, with the target set
-            ends = [_utc(m.group(1)) for m in _XACT_END.finditer(out)]
+            ends, whole = self._commit_times(ctx, runner, wal_dir, name)
+            if not whole:
+                return False  # unread: recovery decides, with the target set
             if ends:
                 return max(ends) <= when
         return True  # no transaction ended after the backup

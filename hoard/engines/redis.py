@@ -30,6 +30,7 @@ import socket
 import ssl
 import subprocess
 from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
 from functools import cache, lru_cache
 from pathlib import PurePosixPath
 from typing import Any
@@ -51,6 +52,7 @@ from hoard.engines.base import (
     Credentials,
     Engine,
     Health,
+    LogMark,
     NodeContext,
     Parameter,
     ParamValue,
@@ -445,8 +447,12 @@ class Redis(Engine, AclAccounts, Backups, RedisReplication):
         snapshot = runner.stream(argv, env={"REDISCLI_AUTH": ctx.service.password})
         yield from rb.rdb_only(rb.timed(snapshot, self.snapshot_timeout, meta))
 
-    def rotate_log(self, ctx: NodeContext, ca_file: str) -> None:
+    def rotate_log(self, ctx: NodeContext, ca_file: str) -> LogMark | None:
         return None  # no log: the AOF is the server's own, rewritten rather than closed
+
+    def last_commit(self, ctx: NodeContext, runner: NodeRunner,
+                    path: PurePosixPath) -> datetime | None:
+        return None
 
     def closed_logs(self, runner: NodeRunner) -> list[PurePosixPath]:
         return []

@@ -168,6 +168,12 @@ class ArchivedLog(Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     archived_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # The latest commit the file records (None: none); a restore to T stages the
+    # logs up to the first one that goes past T.
+    last_commit_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    # Every commit up to this time is in this file or an earlier one (a rotation's
+    # mark): the restorable window ends at the newest.
+    complete_until: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class Node(Base):

@@ -150,8 +150,8 @@ def restore_inputs(
         needed = []
         for log in logs:
             needed.append(log)
-            if log.archived_at >= limit:
-                break  # this file was closed after the target: it holds the target
+            if log.last_commit_at is not None and log.last_commit_at > limit:
+                break  # the first file that goes past the target: recovery stops in it
         logs = needed
     streams: list[tuple[str, Iterable[bytes]]] = [
         (log.name, download(svc.backup_store, log.object_key, key, log.sha256)) for log in logs
@@ -162,7 +162,10 @@ def restore_inputs(
 
 
 def window(svc: Services, cluster_id: str) -> tuple[dt.datetime, dt.datetime] | None:
-    """(earliest, latest) restorable time of a cluster, or None without backups."""
+    """(earliest, latest) restorable time of a cluster, or None without backups.
+    The latest is the newest rotation mark among the shipped logs: every commit up
+    to it is in the store. When the logs were shipped is no measure (a file
+    closed long ago may be shipped late, and one shipped now may end before)."""
     from sqlalchemy import func
 
     with svc.store.session() as s:
@@ -170,7 +173,7 @@ def window(svc: Services, cluster_id: str) -> tuple[dt.datetime, dt.datetime] | 
             models.Backup.cluster_id == cluster_id, models.Backup.status == "available"))
         if earliest is None:
             return None
-        latest = s.scalar(select(func.max(models.ArchivedLog.archived_at)).where(
+        latest = s.scalar(select(func.max(models.ArchivedLog.complete_until)).where(
             models.ArchivedLog.cluster_id == cluster_id))
     return earliest, max(latest or earliest, earliest)
 

@@ -200,10 +200,16 @@ def plan_restore(svc: Services, principal: Principal, body: ClusterCreate) -> di
         if found is None:
             raise InvalidInput(f"cluster {spec.cluster_id!r} has no backups to restore from")
         earliest, latest = found
-        if not earliest <= when <= latest:
+        span = f"{utc(earliest).isoformat()} to {utc(latest).isoformat()}"
+        if when < earliest:
+            raise InvalidInput(f"{utc(when).isoformat()} is before that cluster's first "
+                               f"backup: outside the restorable window, {span}")
+        if when > latest:
             raise InvalidInput(
-                f"{utc(when).isoformat()} is outside the restorable window of that cluster: "
-                f"{utc(earliest).isoformat()} to {utc(latest).isoformat()}")
+                f"the logs up to {utc(when).isoformat()} have not been shipped yet: the latest "
+                f"restorable time is {utc(latest).isoformat()} (the restorable window is "
+                f"{span}; it moves on at least every "
+                f"{svc.settings.archive_rotate_seconds:g} s)")
         chosen = backups.backup_for(svc, spec.cluster_id, when)
         assert chosen is not None
         backup_id, target = chosen, utc(when).isoformat()
