@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     # (every 127.0.0.0/8 address is this machine's loopback).
     local_hosts: str = "127.0.0.1@local"
     worker_id: str = "local"
+    # A worker's lease: renewed every third of it; once it runs out, another worker
+    # takes over the worker's unfinished workflows.
+    lease_seconds: float = Field(10.0, gt=0.5)
+    # How long a stopping worker lets running workflows finish before handing them over.
+    drain_seconds: float = Field(30.0, ge=0)
+    outbox_interval: float = 2.0  # how often workers look for operations never started
     observe_interval: float = 2.0
     observe_batch: int = Field(200, ge=1)  # clusters the observer loads and checks at a time
     default_quota_clusters: int = 10
@@ -60,9 +66,15 @@ class Settings(BaseSettings):
     # removed once seen unfinished for longer than backup_timeout + this interval.
     sweep_interval: float = 600.0
     # Testing knobs: the named workflow step fails (to exercise compensation), or
-    # pauses after its work and before it is recorded (to crash Hoard there).
+    # those named (comma-separated) pause after their work and before it is
+    # recorded, for pause_seconds (to crash Hoard there).
     fail_step: str | None = None
     pause_step: str | None = None
+    pause_seconds: float = 3.0
+
+    @property
+    def pause_steps(self) -> set[str]:
+        return {name.strip() for name in (self.pause_step or "").split(",") if name.strip()}
 
     @cached_property
     def store_url(self) -> str:

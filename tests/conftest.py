@@ -45,7 +45,7 @@ def server_logs(root: Path) -> str:
     processes' (server, HA agent, proxy) and MariaDB's state-transfer logs, so a
     failure that involved servers explains itself."""
     parts = []
-    patterns = ("serve.log", "nodes/*/log/*.log", "nodes/*/tmp/sst-logs/*", "etcd/log/*.log",
+    patterns = ("*.log", "nodes/*/log/*.log", "nodes/*/tmp/sst-logs/*", "etcd/log/*.log",
                 "endpoints/*/log/*.log")
     for pattern in patterns:
         for path in sorted(root.glob(pattern)):

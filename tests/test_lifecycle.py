@@ -112,6 +112,13 @@ def test_observer_restarts_a_crashed_server(admin: httpx.Client, hoard: HoardSer
             except FileNotFoundError:
                 pass
             time.sleep(0.1)
+        # Seen down and then healthy again: the status before the observer's
+        # record of the restart would say nothing.
+        deadline = time.monotonic() + 30
+        while "node.recovered" not in [e["kind"] for e in admin.get(
+                f"/v2/clusters/{cluster['id']}/events").json()["events"]]:
+            assert time.monotonic() < deadline, "no node.recovered event after the kill"
+            time.sleep(0.1)
         wait_status(admin, cluster["id"], {"ACTIVE"})
         with connect(admin, cluster["id"]) as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)

@@ -1,5 +1,5 @@
 """The FastAPI application: routes under /v2, problem+json errors, and (in
-``hoard serve``) the workers alongside."""
+``hoard serve``) a worker alongside."""
 
 from __future__ import annotations
 
@@ -23,33 +23,32 @@ from hoard.api.routes import (
     configurations,
     operations,
     projects,
+    workers,
 )
 from hoard.settings import Settings
 from hoard.workflows import runtime
-from hoard.workflows.archiver import archiver
-from hoard.workflows.observer import observer
-from hoard.workflows.scheduler import scheduler, store_sweeper
 from hoard.workflows.services import build
+from hoard.workflows.worker import start_worker, stop_worker
 
 
 def create_app(settings: Settings, run_workers: bool = True) -> FastAPI:
+    """The API; with ``run_workers`` (``hoard serve``) a worker runs in the same
+    process, otherwise (``hoard api``) operations go on the workers' queue."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = build(settings)
+        services = build(settings, migrate_schema=run_workers)
         bootstrap_admin(services.store, settings)
         app.state.services = services
-        loops = [observer(settings.observe_interval, settings.observe_batch),
-                 archiver(settings.archive_interval), scheduler(settings.schedule_interval),
-                 store_sweeper(settings.sweep_interval, settings.backup_timeout)]
         # DBOS refuses blocking calls on an event-loop thread; give it a plain one.
         if run_workers:
-            await asyncio.to_thread(runtime.launch, settings)
-            for loop in loops:
-                loop.start()
+            loops = await asyncio.to_thread(start_worker, settings)
+        else:
+            await asyncio.to_thread(runtime.connect, settings)
         yield
         if run_workers:
-            for loop in loops:
-                loop.stop()
+            await asyncio.to_thread(stop_worker, settings, loops)
+        else:
             await asyncio.to_thread(runtime.shutdown)
 
     app = FastAPI(
@@ -64,7 +63,7 @@ def create_app(settings: Settings, run_workers: bool = True) -> FastAPI:
     problems.install(app)
     app.add_middleware(Gate, metrics=metrics.install(app))
     for module in (clusters, cluster_changes, accounts, backups, configurations, operations,
-                   catalog, projects):
+                   catalog, projects, workers):
         app.include_router(module.router)
 
     @app.get("/v2", tags=["meta"])
@@ -75,3 +74,8 @@ def create_app(settings: Settings, run_workers: bool = True) -> FastAPI:
         }}
 
     return app
+
+
+def api_from_environment() -> FastAPI:
+    """An API-only app from HOARD_* alone: for ``hoard api --processes N``."""
+    return create_app(Settings(), run_workers=False)  # type: ignore[call-arg]

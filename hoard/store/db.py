@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,12 +36,54 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
-def migrate(url: str) -> None:
-    """Apply every Alembic migration up to head (idempotent)."""
+def _config(url: str) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    command.upgrade(cfg, "head")
+    return cfg
+
+
+def migrate(url: str) -> None:
+    """Apply every Alembic migration up to head (idempotent)."""
+    command.upgrade(_config(url), "head")
+
+
+def check_schema(url: str) -> None:
+    """Refuse to run on a store older than this release needs. A newer one is
+    fine: migrations only expand (new tables, new nullable or defaulted
+    columns) in the release that needs them, and drop what the previous
+    release used one release later, so old and new processes share a store
+    while an upgrade rolls through."""
+    head = ScriptDirectory.from_config(_config(url)).get_current_head()
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()
+    if current is None or head is None or int(current) < int(head):
+        raise RuntimeError(f"the state store is at schema {current or 'none'}, this release "
+                         f"needs {head}: run `hoard migrate` first")
+
+
+def lock_single_process(database: Path) -> IO[bytes]:
+    """Hold an exclusive lock beside a SQLite store for this process's life: SQLite
+    has no leases across processes, so a second Hoard process on it is refused
+    instead of risking two workers on one workflow."""
+    handle = open(database.with_name(database.name + ".lock"), "a+b")  # noqa: SIM115
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().decode(errors="replace").strip() or "another process"
+        handle.close()
+        raise RuntimeError(f"the SQLite store {database} is in use by {holder}: one Hoard "
+                         "process per SQLite store; for several, use PostgreSQL "
+                         "(HOARD_DATABASE_URL)") from None
+    handle.truncate(0)
+    handle.write(f"pid {os.getpid()}".encode())
+    handle.flush()
+    return handle
 
 
 class Store:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
@@ -41,6 +42,19 @@ class Token(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
+SHARDS = 64  # fixed: a cluster's shard never changes; workers own whole shards
+
+
+def shard_of(cluster_id: str) -> int:
+    """The shard a cluster's background work (observing, archiving, schedules)
+    belongs to; workers split the shards among themselves."""
+    return int.from_bytes(hashlib.sha256(cluster_id.encode()).digest()[:4], "big") % SHARDS
+
+
+def _shard_default(context: Any) -> int:
+    return shard_of(context.get_current_parameters()["id"])
+
+
 class Cluster(Base):
     __tablename__ = "clusters"
     __table_args__ = (
@@ -48,9 +62,11 @@ class Cluster(Base):
         Index("ix_clusters_project_id", "project_id", "id"),  # the keyset list
         Index("ix_clusters_project_status", "project_id", "status", "id"),
         Index("ix_clusters_project_engine", "project_id", "engine", "id"),
+        Index("ix_clusters_shard", "shard", "id"),  # a worker's share, in id order
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer, default=_shard_default)
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
     name: Mapped[str] = mapped_column(String(63))
     engine: Mapped[str] = mapped_column(String(32))
@@ -206,7 +222,8 @@ class Operation(Base):
     """A long-running change. Outlives its cluster so a delete can be followed to the end."""
 
     __tablename__ = "operations"
-    __table_args__ = (Index("ix_operations_project", "project_id", "id"),)
+    __table_args__ = (Index("ix_operations_project", "project_id", "id"),
+                      Index("ix_operations_status", "status", "created_at"))
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
@@ -223,3 +240,33 @@ class Operation(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class Worker(Base):
+    """A worker process's lease. ``epoch`` grows with every start and every
+    takeover; a worker writes only while its row still has its epoch and is
+    ``alive`` (fencing), so one that lost its lease cannot act on what it lost."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    epoch: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))  # alive | stopped | claimed | taken
+    host: Mapped[str] = mapped_column(String(255), default="")
+    pid: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    heartbeat_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    taken_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+class ShardOwner(Base):
+    """Which worker does a shard's background work now (None: nobody, for a moment
+    while it moves). A shard changes hands only when its owner has let it go or
+    lost its lease, so no cluster is observed by two workers at once."""
+
+    __tablename__ = "shard_owners"
+
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True)
+    worker_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    epoch: Mapped[int] = mapped_column(Integer, default=0)  # the owner's epoch

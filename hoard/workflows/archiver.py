@@ -23,6 +23,7 @@ from hoard.store import models
 from hoard.workflows.backups import log_key
 from hoard.workflows.loops import Loop
 from hoard.workflows.members import primary
+from hoard.workflows.membership import my_clusters
 from hoard.workflows.services import services
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,8 @@ def archive_once() -> int:
     svc = services()
     with svc.store.session() as s:
         clusters = list(s.scalars(select(models.Cluster).where(
-            models.Cluster.status.in_((ClusterStatus.ACTIVE, ClusterStatus.DEGRADED)))))
+            models.Cluster.status.in_((ClusterStatus.ACTIVE, ClusterStatus.DEGRADED)),
+            my_clusters())))
     shipped = 0
     for cluster in clusters:
         engine = svc.engines[cluster.engine]

@@ -1,5 +1,6 @@
 """Background loops of a worker (health observer, log archiver, backup scheduler):
-each runs one pass every interval on a daemon thread, and a failing pass is
+each runs one pass every interval on a daemon thread, over the shards this
+worker owns (see :mod:`hoard.workflows.membership`), and a failing pass is
 logged, never fatal to the loop."""
 
 from __future__ import annotations
@@ -7,6 +8,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+
+from hoard.workflows.membership import background_pass
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,7 @@ class Loop:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                self._run_once()
+                with background_pass():
+                    self._run_once()
             except Exception:
                 log.exception("%s pass failed", self.name)

@@ -34,6 +34,7 @@ from hoard.workflows.members import (
     states,
     topology,
 )
+from hoard.workflows.membership import my_clusters
 from hoard.workflows.services import services
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,8 @@ def observe_once(pool: ThreadPoolExecutor, batch: int) -> int:
         with services().store.session() as s:
             clusters = list(s.scalars(
                 select(models.Cluster).options(selectinload(models.Cluster.nodes))
-                .where(models.Cluster.status.in_(OBSERVED), models.Cluster.id > after)
+                .where(models.Cluster.status.in_(OBSERVED), models.Cluster.id > after,
+                       my_clusters())
                 .order_by(models.Cluster.id).limit(batch)))
         if not clusters:
             return checked

@@ -9,11 +9,13 @@ pending workflows at launch is built in.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Callable
 from typing import Any
 
-from dbos import DBOS, DBOSConfig, SetWorkflowID
+from dbos import DBOS, DBOSClient, DBOSConfig, SetWorkflowID
+from sqlalchemy import select
 
 from hoard import __version__
 from hoard.domain.status import OperationStatus
@@ -27,14 +29,28 @@ from hoard.workflows import (
     cluster_scale,
     cluster_update,
 )
+from hoard.workflows.loops import Loop
+from hoard.workflows.membership import Membership, install_fence
 from hoard.workflows.services import services
 
 log = logging.getLogger(__name__)
 
 
-def launch(settings: Settings) -> None:
-    """Start DBOS; it recovers this worker's unfinished workflows on its own."""
-    config: DBOSConfig = {
+OPERATIONS_QUEUE = "hoard-operations"  # operations started by API-only processes
+QUEUE_POLL = 0.1  # seconds between a worker's looks at the queue
+OUTBOX_AGE = 5.0  # seconds an operation may wait for its API process to start it
+
+
+class _Runtime:
+    membership: Membership | None = None  # set in a worker process
+    client: DBOSClient | None = None  # set in an API-only process
+
+
+_runtime = _Runtime()
+
+
+def _config(settings: Settings) -> DBOSConfig:
+    return {
         "name": "hoard",
         "system_database_url": settings.workflow_store_url,
         # A fixed version: workflows started by this release resume after a restart
@@ -43,13 +59,47 @@ def launch(settings: Settings) -> None:
         "executor_id": settings.worker_id,
         "log_level": "WARNING",
     }
-    DBOS(config=config)
+
+
+def launch(settings: Settings) -> Membership:
+    """Join the workers (a lease, fencing every write), then start DBOS: it
+    recovers this worker's own unfinished workflows, and runs what API
+    processes queue."""
+    membership = Membership(services().store, settings.worker_id, settings.lease_seconds,
+                            lambda ids: DBOS._recover_pending_workflows(ids))
+    membership.join()
+    install_fence(services().store, membership)
+    DBOS(config=_config(settings))
     DBOS.launch()
-    resume_unstarted()
+    DBOS.register_queue(OPERATIONS_QUEUE, polling_interval_sec=QUEUE_POLL)
+    membership.start()
+    _runtime.membership = membership
+    resume_unstarted(min_age=0.0)
+    return membership
 
 
-def shutdown() -> None:
-    DBOS.destroy(workflow_completion_timeout_sec=0)
+def connect(settings: Settings) -> None:
+    """An API-only process: operations go on the queue that workers take from."""
+    _runtime.client = DBOSClient(system_database_url=settings.workflow_store_url,
+                                 application_name="hoard")
+
+
+def migrate_workflows(settings: Settings) -> None:
+    """Create or upgrade DBOS's own tables (``hoard migrate``)."""
+    DBOS.migrate(settings.workflow_store_url)
+
+
+def shutdown(drain_seconds: float = 0.0) -> None:
+    """Stop: let running workflows finish for up to ``drain_seconds``, then give
+    the lease up, so another worker takes over what is left at once."""
+    if _runtime.client is not None:
+        _runtime.client.destroy()
+        _runtime.client = None
+    if _runtime.membership is None:
+        return
+    DBOS.destroy(workflow_completion_timeout_sec=int(drain_seconds))
+    _runtime.membership.leave()
+    _runtime.membership = None
 
 
 def start(op: models.Operation) -> None:
@@ -58,8 +108,15 @@ def start(op: models.Operation) -> None:
     if op.cluster_id is None:
         raise ValueError(f"operation {op.id} has no cluster")
     target, args = _workflow(op.kind, op.id, op.cluster_id, dict(op.params))
-    with SetWorkflowID(op.id):
-        DBOS.start_workflow(target, *args)
+    if _runtime.membership is not None:  # a worker here: run it at once
+        with SetWorkflowID(op.id):
+            DBOS.start_workflow(target, *args)
+        return
+    if _runtime.client is None:
+        raise RuntimeError("no worker in this process and no queue client")
+    _runtime.client.enqueue({"queue_name": OPERATIONS_QUEUE, "workflow_id": op.id,
+                             "workflow_name": target.dbos_function_name,  # type: ignore[attr-defined]
+                             "app_version": __version__}, *args)
 
 
 def _workflow(
@@ -89,14 +146,34 @@ def _workflow(
     return simple[kind], (op_id, cluster_id)
 
 
-def resume_unstarted() -> None:
-    """Start workflows for operations recorded but never started (the API committed
-    the operation and died before starting its workflow)."""
-    with services().store.session() as s:
-        pending = s.query(models.Operation).filter(
-            models.Operation.status == OperationStatus.RUNNING
-        ).all()
+def resume_unstarted(min_age: float = OUTBOX_AGE) -> int:
+    """Queue the workflows of operations recorded but never started (the API
+    process committed the operation and died before starting it), for the
+    clusters in this worker's shards. An operation younger than ``min_age`` is
+    left to its API process. Queueing is idempotent: one workflow per id."""
+    membership = _runtime.membership
+    if membership is None:
+        return 0
+    svc = services()
+    limit = models.utcnow() - dt.timedelta(seconds=min_age)
+    with membership.pass_over_shards() as shards, svc.store.session() as s:
+        pending = list(s.scalars(select(models.Operation).join(
+            models.Cluster, models.Cluster.id == models.Operation.cluster_id).where(
+            models.Operation.status == OperationStatus.RUNNING,
+            models.Operation.created_at <= limit, models.Cluster.shard.in_(sorted(shards)))))
+    started = 0
+    queue = DBOS.retrieve_queue(OPERATIONS_QUEUE)
+    assert queue is not None, "registered at launch"
     for op in pending:
         if DBOS.get_workflow_status(op.id) is None:
             log.info("starting workflow for recorded operation %s", op.id)
-            start(op)
+            assert op.cluster_id is not None
+            target, args = _workflow(op.kind, op.id, op.cluster_id, dict(op.params))
+            with SetWorkflowID(op.id):
+                queue.enqueue(target, *args)
+            started += 1
+    return started
+
+
+def outbox(interval: float) -> Loop:
+    return Loop("outbox", interval, resume_unstarted)

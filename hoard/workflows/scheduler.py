@@ -22,6 +22,7 @@ from hoard.ids import new_id
 from hoard.store import models, operations
 from hoard.workflows import backups, runtime
 from hoard.workflows.loops import Loop
+from hoard.workflows.membership import my_clusters, owns_shard
 from hoard.workflows.services import services
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,8 @@ def due_backups(now: dt.datetime) -> int:
     with svc.store.session() as s:
         clusters = list(s.scalars(select(models.Cluster).where(
             models.Cluster.backup_schedule.isnot(None),
-            models.Cluster.status.in_((ClusterStatus.ACTIVE, ClusterStatus.DEGRADED)))))
+            models.Cluster.status.in_((ClusterStatus.ACTIVE, ClusterStatus.DEGRADED)),
+            my_clusters())))
     for cluster in clusters:
         schedule = cluster.backup_schedule or {}
         with svc.store.session() as s:
@@ -92,7 +94,8 @@ def apply_retention(now: dt.datetime) -> int:
                 select(models.Cluster.id, models.Cluster.backup_schedule))}
     by_cluster: dict[str, list[models.Backup]] = defaultdict(list)
     for row in rows:
-        by_cluster[row.cluster_id].append(row)
+        if owns_shard(models.shard_of(row.cluster_id)):  # this worker's share
+            by_cluster[row.cluster_id].append(row)
     removed = 0
     for cluster_id, kept in by_cluster.items():
         policy = schedules.get(cluster_id) or {}
@@ -160,4 +163,8 @@ def scheduler(interval: float) -> Loop:
 def store_sweeper(interval: float, longest_put: float) -> Loop:
     """Aborts uploads left unfinished for longer than any put can run."""
     sweeper = Sweeper(services().backup_store, grace=longest_put + interval)
-    return Loop("store-sweeper", interval, sweeper.once)
+
+    def once() -> None:
+        if owns_shard(0):  # one worker sweeps the whole store: shard 0's owner
+            sweeper.once()
+    return Loop("store-sweeper", interval, once)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
 
 from sqlalchemy import select, update
 
@@ -26,7 +28,7 @@ from hoard.security.ca import CertificateAuthority
 from hoard.security.secrets import SecretBox, load_or_create_key
 from hoard.settings import Settings
 from hoard.store import models
-from hoard.store.db import Store, migrate
+from hoard.store.db import Store, check_schema, lock_single_process, migrate
 
 SERVICE_USER = "hoard"
 
@@ -84,14 +86,22 @@ class Services:
 
 
 _services: Services | None = None
+_lock: IO[bytes] | None = None  # a SQLite store's single-process lock, held for life
 
 
-def build(settings: Settings) -> Services:
-    """Prepare the state directory and store, and wire every component."""
-    global _services
+def build(settings: Settings, migrate_schema: bool = True) -> Services:
+    """Prepare the state directory and store, and wire every component. With
+    ``migrate_schema`` the store is brought up to date (``hoard serve``, the
+    embedded default); otherwise it must be already (``hoard migrate``)."""
+    global _services, _lock
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     settings.state_dir.chmod(0o755)
-    migrate(settings.store_url)
+    if settings.store_url.startswith("sqlite:///"):
+        _lock = lock_single_process(Path(settings.store_url.removeprefix("sqlite:///")))
+    if migrate_schema:
+        migrate(settings.store_url)
+    else:
+        check_schema(settings.store_url)
     key = load_or_create_key(settings.state_dir / "secret.key", settings.secret_key)
     provider = LocalProvider(settings.nodes_dir, settings.db_os_user, settings.local_volumes,
                              hosts=parse_hosts(settings.local_hosts))

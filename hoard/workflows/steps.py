@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from hoard.store import models, operations
+from hoard.workflows.membership import guard
 from hoard.workflows.services import services
 
 
@@ -18,6 +19,7 @@ def load_cluster(cluster_id: str) -> models.Cluster | None:
 @contextmanager
 def recorded(op_id: str, step: str) -> Iterator[None]:
     """Mark ``step`` running, then done or failed, in the operation the user polls."""
+    guard()
     svc = services()
     store = svc.store
     with store.session() as s:
@@ -30,10 +32,11 @@ def recorded(op_id: str, step: str) -> Iterator[None]:
         with store.session() as s:
             operations.mark_step(s, op_id, step, "failed", str(exc))
         raise
-    if svc.settings.pause_step == step:
+    if step in svc.settings.pause_steps:
         with store.session() as s:
-            operations.mark_step(s, op_id, step, "running", "paused (HOARD_PAUSE_STEP)")
-        time.sleep(3)
+            operations.mark_step(s, op_id, step, "running",
+                                 f"paused (HOARD_PAUSE_STEP) on worker {svc.settings.worker_id}")
+        time.sleep(svc.settings.pause_seconds)
     with store.session() as s:
         operations.mark_step(s, op_id, step, "done")
 
