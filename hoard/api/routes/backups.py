@@ -16,6 +16,7 @@ from hoard.api import changes
 from hoard.api.auth import Principal, authenticate
 from hoard.api.changes import get_cluster
 from hoard.api.schemas import (
+    ID_SCHEMA,
     BackupAccepted,
     BackupPage,
     BackupRequest,
@@ -100,10 +101,10 @@ def create_backup(cluster_id: str, principal: Auth, request: Request,
 @router.get("/v2/backups", response_model=BackupPage)
 def list_backups(
     principal: Auth, request: Request,
-    cluster_id: Annotated[str | None, Query(description="Only this cluster's (even deleted)")
-                          ] = None,
+    cluster_id: Annotated[str | None, Query(description="Only this cluster's (even deleted)",
+                                            json_schema_extra=ID_SCHEMA)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    marker: Annotated[str | None, Query()] = None,
+    marker: Annotated[str | None, Query(json_schema_extra=ID_SCHEMA)] = None,
 ) -> BackupPage:
     svc = _services(request)
     for value, what in ((marker, "marker"), (cluster_id, "cluster_id")):

@@ -15,6 +15,7 @@ from hoard.api.auth import Principal, authenticate
 from hoard.api.changes import get_cluster
 from hoard.api.routes.backups import plan_restore
 from hoard.api.schemas import (
+    ID_SCHEMA,
     Accepted,
     ClusterCreate,
     ClusterPage,
@@ -148,7 +149,8 @@ def list_clusters(
     principal: Auth,
     request: Request,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    marker: Annotated[str | None, Query(description="Last id of the previous page")] = None,
+    marker: Annotated[str | None, Query(description="Last id of the previous page",
+                                        json_schema_extra=ID_SCHEMA)] = None,
     status: Annotated[ClusterStatus | None, Query()] = None,
     engine: Annotated[str | None, Query(max_length=32)] = None,
 ) -> ClusterPage:
