@@ -63,7 +63,7 @@ def create_app(settings: Settings, run_workers: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
-    app.add_middleware(Gate, metrics=metrics.install(app))
+    app.add_middleware(Gate, metrics=metrics.install(app), max_body_bytes=settings.max_body_bytes)
     for module in (clusters, cluster_changes, accounts, backups, configurations, operations,
                    catalog, projects):
         app.include_router(module.router)
