@@ -271,6 +271,19 @@ class RestoreSpec(Strict):
     time: dt.datetime | None = Field(None, strict=False, description="ISO-8601 with a time "
                                      "zone; with cluster_id: restore to this second")
 
+    @field_validator("time")
+    @classmethod
+    def _representable_in_utc(cls, value: dt.datetime | None) -> dt.datetime | None:
+        """Times are compared in UTC: one that falls outside years 1-9999 there
+        (9999-12-31T23:59:59-01:00) is refused here, not met as an overflow later."""
+        if value is not None and value.tzinfo is not None:
+            try:
+                value.astimezone(dt.UTC)
+            except OverflowError:
+                raise ValueError(f"{value.isoformat()} is outside years 1-9999 once in "
+                                 "UTC") from None
+        return value
+
 
 class BackupView(BaseModel):
     id: str
