@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import HoardServer, new_tenant
+from tests.conftest import HoardServer, create_cluster, delete_cluster, new_tenant
 
 PROBLEM = "application/problem+json"
 VALID = {"name": "good-name", "engine": "postgresql", "size": "nano"}
@@ -42,6 +42,13 @@ def tenant(hoard: HoardServer, admin: httpx.Client) -> Iterator[httpx.Client]:
         yield client
 
 
+@pytest.fixture(scope="module")
+def cluster(tenant: httpx.Client) -> Iterator[dict[str, Any]]:
+    made = create_cluster(tenant, "rules-db")
+    yield made
+    delete_cluster(tenant, made["id"])
+
+
 @pytest.mark.parametrize("when", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
 def test_restore_time_outside_utc_range_is_422(tenant: httpx.Client, when: str) -> None:
     """Was a 500 (OverflowError converting to UTC)."""
@@ -52,3 +59,19 @@ def test_restore_time_outside_utc_range_is_422(tenant: httpx.Client, when: str) 
                              when, "outside years 1-9999")
     assert [e["field"] for e in problem["errors"]] == ["restore.time"]
     assert tenant.get("/v2/clusters").json() == before
+
+
+@pytest.mark.parametrize(("cron", "says"), [
+    ("0 0 31 2 *", "never fires"),
+    ("0 0 31 4 *", "never fires"),
+    ("0 0 29 2 *", "at least once every year"),
+    ("0 0 * * *  *", "not a 5-field"),
+])
+def test_schedule_that_does_not_fire_every_year_is_422(
+    hoard: HoardServer, tenant: httpx.Client, cluster: dict[str, Any], cron: str, says: str
+) -> None:
+    path = f"/v2/clusters/{cluster['id']}/backup-schedule"
+    kept = {"cron": "0 3 * * *", "keep_last": 3, "keep_days": None}
+    assert tenant.put(path, json=kept).status_code == 200
+    assert_problem(tenant.put(path, json={"cron": cron, "keep_last": 5}), 422, cron, says)
+    assert schedule_in_store(hoard, cluster["id"]) == kept

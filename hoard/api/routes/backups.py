@@ -7,7 +7,6 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any
 
-from croniter import croniter
 from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -31,7 +30,7 @@ from hoard.domain.status import ClusterStatus
 from hoard.engines.base import Backups, IncrementalBackups
 from hoard.store import models
 from hoard.workflows import backups
-from hoard.workflows.scheduler import delete_backup, new_backup
+from hoard.workflows.scheduler import cron_problem, delete_backup, new_backup
 from hoard.workflows.services import Services
 
 router = APIRouter(tags=["backups"])
@@ -157,8 +156,9 @@ def remove_backup(backup_id: str, principal: Auth, request: Request) -> Response
 def set_schedule(cluster_id: str, body: BackupSchedule, principal: Auth, request: Request
                  ) -> BackupSchedule:
     """Back the cluster up on a cron schedule (UTC), with retention."""
-    if not croniter.is_valid(body.cron) or len(body.cron.split()) != 5:
-        raise InvalidInput(f"cron {body.cron!r} is not a 5-field cron expression")
+    problem = cron_problem(body.cron, dt.datetime.now(dt.UTC).date())
+    if problem is not None:
+        raise InvalidInput(problem)
     with _services(request).store.session() as s:
         cluster = get_cluster(s, principal, cluster_id, lock=True)
         cluster.backup_schedule = body.model_dump()
