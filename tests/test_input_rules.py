@@ -75,3 +75,16 @@ def test_schedule_that_does_not_fire_every_year_is_422(
     assert tenant.put(path, json=kept).status_code == 200
     assert_problem(tenant.put(path, json={"cron": cron, "keep_last": 5}), 422, cron, says)
     assert schedule_in_store(hoard, cluster["id"]) == kept
+
+
+def test_default_database_cannot_be_deleted(tenant: httpx.Client,
+                                            cluster: dict[str, Any]) -> None:
+    base = f"/v2/clusters/{cluster['id']}/databases"
+    assert "app" in [d["name"] for d in tenant.get(base).json()["databases"]]
+    problem = assert_problem(tenant.delete(f"{base}/app"), 409, "'app'", "default database")
+    assert problem["title"] == "Conflict"
+    assert "app" in [d["name"] for d in tenant.get(base).json()["databases"]]
+    # Any other database still goes.
+    assert tenant.post(base, json={"name": "scratch"}).status_code == 201
+    assert tenant.delete(f"{base}/scratch").status_code == 200
+    assert [d["name"] for d in tenant.get(base).json()["databases"]] == ["app"]

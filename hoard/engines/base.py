@@ -174,6 +174,8 @@ class SqlAccounts(ABC):
 
     reserved_databases: frozenset[str]
     reserved_users: frozenset[str]
+    # Made with the cluster and named by its credentials' URI: never deleted.
+    default_database: str
 
     @abstractmethod
     def charsets(self) -> list[str]:

@@ -199,6 +199,7 @@ class MariaDB(Engine, SqlAccounts, MariaDBBackups, IncrementalBackups, MariaDBRe
     display_name = "MariaDB"
     client_binary = "mariadb"
     reserved_databases = frozenset({"mysql", "information_schema", "performance_schema", "sys"})
+    default_database = APP_DATABASE
     reserved_users = frozenset({"root", "hoard", "admin", "mariadb.sys", "mysql", "PUBLIC"})
 
     def versions(self) -> list[str]:

@@ -111,6 +111,7 @@ class PostgreSQL(Engine, SqlAccounts, PostgreSQLBackups, PostgreSQLReplication):
     display_name = "PostgreSQL"
     client_binary = "psql"
     reserved_databases = frozenset({"postgres", "template0", "template1"})
+    default_database = APP_DATABASE
     reserved_users = frozenset({"hoard", "admin", "postgres", "public"})
 
     def versions(self) -> list[str]:
