@@ -131,9 +131,15 @@ class ClusterPage(BaseModel):
     next: str | None = Field(description="URL of the next page, or null on the last page")
 
 
+CA_FILE_PLACEHOLDER = "{ca_file}"
+
+
 class ConnectCommand(BaseModel):
     argv: list[str]
     env: dict[str, str] = Field(description="Set these in the client's environment")
+    ca_file_placeholder: str = Field(
+        CA_FILE_PLACEHOLDER, description="An argv item or env value equal to this stands "
+        "for the path of Hoard's CA certificate (from ca_cert_url) on the client's machine")
 
 
 class CredentialsView(BaseModel):
@@ -141,8 +147,11 @@ class CredentialsView(BaseModel):
     password: str
     host: str
     port: int
-    uri: str
-    ca_cert_url: str
+    uri: str = Field(description="Requires TLS with the server's certificate and name "
+                     "verified; the client supplies Hoard's CA (ca_cert_url), e.g. psql "
+                     "with PGSSLROOTCERT, PyMySQL with ssl_ca, redis-py with ssl_ca_certs")
+    ca_cert_url: str = Field(description="Hoard's CA certificate, which signs every "
+                             "database endpoint's (public)")
     connect_command: ConnectCommand
 
 
