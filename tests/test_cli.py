@@ -3,8 +3,10 @@ connect (psql), delete, and a readable error for bad input."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -17,6 +19,7 @@ from tests.conftest import HoardServer, new_tenant
 
 # Where `hoard connect` caches Hoard's CA during these tests (not the real ~/.cache).
 CACHE_HOME = Path(tempfile.mkdtemp(prefix="hoard-cli-cache-"))
+atexit.register(shutil.rmtree, CACHE_HOME, True)
 
 
 def hoard_cli(server: HoardServer, token: str, *args: str, stdin: str | None = None
