@@ -5,6 +5,7 @@ picks, lives under a fresh /tmp directory, and is stopped by its owner."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import pwd
 import shutil
@@ -17,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -133,6 +135,23 @@ def delete_cluster(client: httpx.Client, cluster_id: str) -> None:
     response = client.delete(f"/v2/clusters/{cluster_id}")
     response.raise_for_status()
     wait_operation(client, response.json()["operation"]["id"])
+
+
+CA_PARAMS = {"postgresql": "sslrootcert", "mysql": "ssl_ca", "rediss": "ssl_ca_certs"}
+
+
+def tenant_uri(client: httpx.Client, cluster_id: str) -> str:
+    """The cluster's credentials URI as a tenant uses it: plus Hoard's CA, fetched
+    from the API into a file, under the client library's query parameter."""
+    answer = client.get(f"/v2/clusters/{cluster_id}/credentials")
+    answer.raise_for_status()
+    uri = str(answer.json()["uri"])
+    pem = client.get("/v2/ca.pem").content
+    ca = Path(tempfile.gettempdir()) / f"hoard-ca-{hashlib.sha256(pem).hexdigest()[:16]}.pem"
+    if not ca.exists():
+        ca.write_bytes(pem)
+    param = CA_PARAMS[uri.partition("://")[0]]
+    return f"{uri}{'&' if '?' in uri else '?'}{param}={quote(str(ca))}"
 
 
 def teardown(hoard: Hoard | None, state_dir: Path, api_delete: bool = True) -> None:

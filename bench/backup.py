@@ -51,6 +51,7 @@ from _common import (
     median,
     owned_dir,
     teardown,
+    tenant_uri,
 )
 from _engines import Server
 
@@ -85,7 +86,7 @@ class Target:
         store.engine.dispose()
         self.cluster_id, self.ca = cluster_id, ca
         self.dir = hoard.state_dir / "nodes" / self.node_id
-        self.uri = str(client.get(f"/v2/clusters/{cluster_id}/credentials").json()["uri"])
+        self.uri = tenant_uri(client, cluster_id)
 
 
 def _at(stamp: str) -> float:

@@ -32,6 +32,7 @@ from _common import (
     owned_dir,
     run_as_db_user,
     teardown,
+    tenant_uri,
     wait_connectable,
 )
 from _engines import ENGINES, Server, stock_mariadb, stock_redis, uri_parts
@@ -144,7 +145,7 @@ def run_postgresql(args: argparse.Namespace) -> None:
         with hoard.client() as client:
             cluster_id = create_cluster(client, "bench", args.size, "postgresql")
             view = client.get(f"/v2/clusters/{cluster_id}").json()
-            uri = client.get(f"/v2/clusters/{cluster_id}/credentials").json()["uri"]
+            uri = tenant_uri(client, cluster_id)
         node_dir = state_dir / "nodes" / view["members"][0]["id"]
         on_volume = os.path.ismount(node_dir) and args.stock_storage == "same"
         stock, stock_dsn, stock_limits = start_stock(
@@ -211,7 +212,7 @@ def run_other(engine: str, args: argparse.Namespace) -> None:
         with hoard.client() as client:
             cluster_id = create_cluster(client, "bench", args.size, engine)
             view = client.get(f"/v2/clusters/{cluster_id}").json()
-            uri = client.get(f"/v2/clusters/{cluster_id}/credentials").json()["uri"]
+            uri = tenant_uri(client, cluster_id)
         node_dir = state_dir / "nodes" / view["members"][0]["id"]
         on_volume = os.path.ismount(node_dir) and args.stock_storage == "same"
         root = stock_root(stock_base, view["storage_gb"] if on_volume else None, engine)

@@ -26,7 +26,7 @@ import time
 from typing import Any
 
 import httpx
-from _common import Hoard, load_note, make_state_dir, teardown, wait_operation
+from _common import Hoard, load_note, make_state_dir, teardown, tenant_uri, wait_operation
 
 from hoard.providers.local import LocalProvider
 from tests.ha_load import Writer, present
@@ -72,7 +72,7 @@ def run_engine(hoard: Hoard, engine: str, trials: int, lose: bool) -> dict[str, 
         cluster_id = answer.json()["cluster"]["id"]
         wait_operation(client, answer.json()["operation"]["id"])
         cluster = _wait_whole(client, cluster_id, 3, engine == "mariadb")
-        uri = client.get(f"/v2/clusters/{cluster_id}/credentials").json()["uri"]
+        uri = tenant_uri(client, cluster_id)
         times: list[float] = []
         with Writer(engine, uri) as writer:
             for trial in range(trials):

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     default_quota_nodes: int = 20
     default_quota_storage_gb: int = 200
     log_level: str = "INFO"
+    # Largest request body the API reads (bytes); larger ones are refused with 413
+    # before they are parsed, and the rest of such a body is never read.
+    max_body_bytes: int = Field(1_048_576, ge=1024)
     # Where backups go: file:///abs/dir (default: <state>/backups) or
     # s3://bucket/prefix?endpoint=https://...&region=... (keys: HOARD_S3_ACCESS_KEY/..._SECRET_KEY)
     backup_url: str | None = None

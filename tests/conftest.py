@@ -3,6 +3,7 @@ stops every database server a test started."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -169,6 +171,36 @@ def new_tenant(admin: httpx.Client, name: str, quotas: dict[str, int] | None = N
     token = admin.post(f"/v2/projects/{project.json()['id']}/tokens", json={})
     assert token.status_code == 201, token.text
     return str(token.json()["token"])
+
+
+CA_PARAMS = {"postgresql": "sslrootcert", "mysql": "ssl_ca", "rediss": "ssl_ca_certs"}
+
+
+def ca_file_for(client: httpx.Client) -> Path:
+    """Hoard's CA as a tenant gets it (GET /v2/ca.pem), in a file named by its digest
+    (fetched each time: a port may be reused by a later server with another CA)."""
+    pem = client.get("/v2/ca.pem").content
+    assert pem.startswith(b"-----BEGIN CERTIFICATE-----"), pem[:100]
+    path = Path(tempfile.gettempdir()) / f"hoard-ca-{hashlib.sha256(pem).hexdigest()[:16]}.pem"
+    if not path.exists():
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(pem)
+        tmp.replace(path)
+    return path
+
+
+def with_ca(uri: str, ca_file: Path) -> str:
+    """A credentials URI as a tenant uses it: plus the CA file, under the query
+    parameter of the client library the URI's scheme is for."""
+    param = CA_PARAMS[uri.partition("://")[0]]
+    return f"{uri}{'&' if '?' in uri else '?'}{param}={quote(str(ca_file))}"
+
+
+def tenant_uri(client: httpx.Client, cluster_id: str) -> str:
+    """The cluster's credentials URI, with Hoard's CA fetched from the API."""
+    answer = client.get(f"/v2/clusters/{cluster_id}/credentials")
+    assert answer.status_code == 200, answer.text
+    return with_ca(str(answer.json()["uri"]), ca_file_for(client))
 
 
 def wait_operation(client: httpx.Client, op_id: str, timeout: float = 120) -> dict[str, Any]:

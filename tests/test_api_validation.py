@@ -363,8 +363,13 @@ def test_unknown_operation_and_route_are_404(empty: tuple[httpx.Client, str]) ->
 
 
 def test_wrong_method_is_405_problem(empty: tuple[httpx.Client, str]) -> None:
+    """With every method the path takes in Allow (RFC 9110), not only the first route's."""
     client, _ = empty
-    assert_problem(client.put("/v2/clusters", json=VALID), 405)
+    response = client.put("/v2/clusters", json=VALID)
+    assert_problem(response, 405)
+    assert response.headers["allow"] == "GET, HEAD, POST"
+    response = client.post(f"/v2/clusters/{uuid.uuid4()}")
+    assert response.headers["allow"] == "DELETE, GET, HEAD, PATCH", response.headers
 
 
 def test_empty_tenant_page_shape(empty: tuple[httpx.Client, str]) -> None:

@@ -17,7 +17,14 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from tests.conftest import ADMIN_TOKEN, HoardServer, make_state_dir, wait_operation
+from tests.conftest import (
+    ADMIN_TOKEN,
+    HoardServer,
+    ca_file_for,
+    make_state_dir,
+    tenant_uri,
+    wait_operation,
+)
 
 PROBLEM = "application/problem+json"
 VALID = {"name": "good-name", "engine": "postgresql", "size": "nano"}
@@ -347,18 +354,26 @@ def test_other_tenant_cannot_see_or_touch_a_cluster(tenants: dict[str, Any]) -> 
         "clusters": 1, "nodes": 1, "storage_gb": 10}
 
 
-def test_credentials_connect_over_tls(tenants: dict[str, Any]) -> None:
+def test_credentials_connect_over_tls(hoard: HoardServer, tenants: dict[str, Any]) -> None:
+    """The URI names no file of Hoard's host: the tenant brings the CA from ca_cert_url."""
     a: httpx.Client = tenants["a"]
     response = a.get(f"/v2/clusters/{tenants['cluster_id']}/credentials")
     assert response.status_code == 200, response.text
     creds = response.json()
-    assert set(creds) >= {"username", "password", "uri"}
+    assert set(creds) >= {"username", "password", "uri", "ca_cert_url"}
     assert creds["username"] and len(creds["password"]) >= 16
     uri = creds["uri"]
     assert uri.startswith("postgresql://")
-    assert creds["password"] in uri and "sslmode=verify-full" in uri
+    assert creds["password"] in uri and uri.endswith("?sslmode=verify-full")
+    assert str(hoard.state_dir) not in response.text and "sslrootcert" not in response.text
+    assert creds["ca_cert_url"] == hoard.url + "/v2/ca.pem"
+    ca = httpx.get(creds["ca_cert_url"]).content  # public, like /v2/ca.pem
+    assert ca == (hoard.state_dir / "ca" / "ca.pem").read_bytes()
+    command = creds["connect_command"]
+    assert command["env"]["PGSSLROOTCERT"] == command["ca_file_placeholder"]
 
-    with psycopg.connect(uri, connect_timeout=10) as conn:
+    with psycopg.connect(uri, sslrootcert=str(ca_file_for(a)),
+                         connect_timeout=10) as conn:
         row = conn.execute("select ssl from pg_stat_ssl where pid = pg_backend_pid()").fetchone()
         assert row == (True,)
         assert conn.execute("select current_user").fetchone() == (creds["username"],)
@@ -377,7 +392,7 @@ def test_tenant_cannot_reach_the_host_through_sql(tenants: dict[str, Any]) -> No
     """No path from the tenant's account to a shell or the server's files: no
     superuser, no CREATEROLE (which, up to PostgreSQL 15, could grant
     pg_execute_server_program), no membership in the server-file roles."""
-    uri = tenants["a"].get(f"/v2/clusters/{tenants['cluster_id']}/credentials").json()["uri"]
+    uri = tenant_uri(tenants["a"], tenants["cluster_id"])
     with psycopg.connect(uri, connect_timeout=10, autocommit=True) as conn:
         for role in ("pg_execute_server_program", "pg_read_server_files",
                      "pg_write_server_files"):
@@ -392,8 +407,8 @@ def test_tenant_cannot_reach_the_host_through_sql(tenants: dict[str, Any]) -> No
 
 
 def test_plaintext_connections_are_refused(tenants: dict[str, Any]) -> None:
-    creds = tenants["a"].get(f"/v2/clusters/{tenants['cluster_id']}/credentials").json()
-    params = conninfo_to_dict(creds["uri"])
+    uri = tenant_uri(tenants["a"], tenants["cluster_id"])
+    params = conninfo_to_dict(uri)
     params.pop("sslrootcert", None)
     params["sslmode"] = "disable"
     with pytest.raises(psycopg.OperationalError) as excinfo:
@@ -401,7 +416,7 @@ def test_plaintext_connections_are_refused(tenants: dict[str, Any]) -> None:
     assert "pg_hba.conf" in str(excinfo.value) or "encryption" in str(excinfo.value)
 
     # And TLS with a wrong password fails too.
-    wrong = make_conninfo(creds["uri"], password="not-the-password")
+    wrong = make_conninfo(uri, password="not-the-password")
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(wrong, connect_timeout=10).close()
 

@@ -20,6 +20,7 @@ from tests.conftest import (
     create_cluster,
     delete_cluster,
     hoard_server,
+    tenant_uri,
     wait_operation,
 )
 from tests.engine_clients import keys, write_read
@@ -46,7 +47,7 @@ def client(server: HoardServer) -> Iterator[httpx.Client]:
 
 
 def uri(client: httpx.Client, cluster_id: str) -> str:
-    return str(client.get(f"/v2/clusters/{cluster_id}/credentials").json()["uri"])
+    return tenant_uri(client, cluster_id)
 
 
 def backup(client: httpx.Client, cluster_id: str) -> dict[str, Any]:

@@ -3,20 +3,29 @@ connect (psql), delete, and a readable error for bad input."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from tests.conftest import HoardServer, new_tenant
 
+# Where `hoard connect` caches Hoard's CA during these tests (not the real ~/.cache).
+CACHE_HOME = Path(tempfile.mkdtemp(prefix="hoard-cli-cache-"))
+atexit.register(shutil.rmtree, CACHE_HOME, True)
+
 
 def hoard_cli(server: HoardServer, token: str, *args: str, stdin: str | None = None
               ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HOARD_URL": server.url, "HOARD_TOKEN": token, "COLUMNS": "200"}
+    env = {**os.environ, "HOARD_URL": server.url, "HOARD_TOKEN": token, "COLUMNS": "200",
+           "XDG_CACHE_HOME": str(CACHE_HOME)}
     return subprocess.run([sys.executable, "-m", "hoard", *args], env=env, input=stdin,
                           capture_output=True, text=True, timeout=180, check=False)
 
@@ -40,12 +49,19 @@ def test_cli_lifecycle(hoard: HoardServer, admin: httpx.Client) -> None:
         assert table.returncode == 0 and "cli-db" in table.stdout and "ACTIVE" in table.stdout
         creds = as_json(hoard_cli(hoard, token, "cluster", "credentials", "cli-db", "-o", "json"))
         assert creds["username"] == "admin" and creds["uri"].startswith("postgresql://")
-        # `hoard connect` execs psql with the credentials; psql reads SQL from stdin.
-        session = hoard_cli(hoard, token, "connect", "cli-db",
-                            stdin="SELECT 'tls=' || ssl FROM pg_stat_ssl "
-                                  "WHERE pid = pg_backend_pid();\n")
-        assert session.returncode == 0, session.stderr
-        assert "tls=true" in session.stdout
+        assert str(hoard.state_dir) not in json.dumps(creds)
+        # `hoard connect` fetches Hoard's CA, caches it, and execs psql with the
+        # credentials, verifying the server; psql reads SQL from stdin.
+        ca = httpx.get(hoard.url + "/v2/ca.pem").content
+        cached = CACHE_HOME / "hoard" / f"127.0.0.1-{hoard.port}" / "ca.pem"
+        sql = "SELECT 'tls=' || ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid();\n"
+        for _ in range(2):
+            session = hoard_cli(hoard, token, "connect", "cli-db", stdin=sql)
+            assert session.returncode == 0, session.stderr
+            assert "tls=true" in session.stdout
+            assert cached.read_bytes() == ca
+            # A cached CA that no longer matches the server's is fetched anew.
+            cached.write_text("a CA from before\n")
         stopped = as_json(hoard_cli(hoard, token, "cluster", "stop", "cli-db", "-o", "json"))
         assert stopped["status"] == "STOPPED"
         resized = as_json(hoard_cli(hoard, token, "cluster", "resize", "cli-db",

@@ -21,6 +21,7 @@ from tests.conftest import (
     delete_cluster,
     hoard_server,
     new_tenant,
+    tenant_uri,
     wait_operation,
 )
 from tests.engine_clients import PROBES, show, write_read
@@ -57,7 +58,7 @@ def cluster(tenant: httpx.Client, engine: str, hoard: HoardServer) -> Iterator[d
 
 
 def uri_of(client: httpx.Client, cluster: dict[str, Any]) -> str:
-    return str(client.get(f"/v2/clusters/{cluster['id']}/credentials").json()["uri"])
+    return tenant_uri(client, cluster["id"])
 
 
 def run(client: httpx.Client, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
@@ -74,12 +75,16 @@ def current(client: httpx.Client, cluster: dict[str, Any]) -> dict[str, Any]:
     return dict(client.get(f"/v2/clusters/{cluster['id']}").json())
 
 
-def test_connect_write_read(tenant: httpx.Client, engine: str, cluster: dict[str, Any]) -> None:
+def test_connect_write_read(hoard: HoardServer, tenant: httpx.Client, engine: str,
+                            cluster: dict[str, Any]) -> None:
     assert cluster["status"] == "ACTIVE" and cluster["engine"] == engine
     assert write_read(engine, uri_of(tenant, cluster)) == "ok"
     creds = tenant.get(f"/v2/clusters/{cluster['id']}/credentials").json()
     assert creds["connect_command"]["argv"][0] == ENGINES[engine].client_binary
     assert creds["password"] not in " ".join(creds["connect_command"]["argv"])
+    # Usable from anywhere: no path of Hoard's host, the CA comes from ca_cert_url.
+    assert not any(p in creds["uri"] for p in ("ssl_ca", "sslrootcert", str(hoard.state_dir)))
+    assert creds["ca_cert_url"].endswith("/v2/ca.pem")
 
 
 CLIENT_SESSIONS = {  # what to type into each engine's own client, and what it answers

@@ -18,7 +18,14 @@ import pytest
 from hoard.engines.base import Replication
 from hoard.engines.registry import ENGINES
 from hoard.providers.local import LocalProvider
-from tests.conftest import HoardServer, create_cluster, hoard_server, new_tenant, wait_operation
+from tests.conftest import (
+    HoardServer,
+    create_cluster,
+    hoard_server,
+    new_tenant,
+    tenant_uri,
+    wait_operation,
+)
 from tests.ha_load import Writer, present
 
 HA_ENGINES = [name for name, e in ENGINES.items() if isinstance(e, Replication)]
@@ -65,9 +72,7 @@ def _primary(cluster: dict[str, Any]) -> dict[str, Any]:
 
 
 def _uri(client: httpx.Client, cluster_id: str) -> str:
-    answer = client.get(f"/v2/clusters/{cluster_id}/credentials")
-    assert answer.status_code == 200, answer.text
-    return str(answer.json()["uri"])
+    return tenant_uri(client, cluster_id)
 
 
 def _events(client: httpx.Client, cluster_id: str) -> list[str]:

@@ -14,7 +14,14 @@ import httpx
 import psycopg
 import pytest
 
-from tests.conftest import HoardServer, create_cluster, delete_cluster, hoard_server, wait_operation
+from tests.conftest import (
+    HoardServer,
+    create_cluster,
+    delete_cluster,
+    hoard_server,
+    tenant_uri,
+    wait_operation,
+)
 
 
 def node_pid(server: HoardServer, node_id: str) -> int:
@@ -36,8 +43,7 @@ def wait_status(client: httpx.Client, cluster_id: str, want: set[str], timeout: 
 
 
 def connect(client: httpx.Client, cluster_id: str) -> psycopg.Connection:
-    creds = client.get(f"/v2/clusters/{cluster_id}/credentials").json()
-    return psycopg.connect(creds["uri"], connect_timeout=5)
+    return psycopg.connect(tenant_uri(client, cluster_id), connect_timeout=5)
 
 
 def port_is_free(port: int) -> bool:

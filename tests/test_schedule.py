@@ -3,7 +3,7 @@ tests/test_backups.py)."""
 
 import datetime as dt
 
-from hoard.workflows.scheduler import is_due
+from hoard.workflows.scheduler import cron_problem, is_due
 
 T0 = dt.datetime(2026, 11, 23, 2, 59, 30)
 
@@ -19,3 +19,19 @@ def test_daily_schedule_fires_once_after_its_time() -> None:
 
 def test_missed_runs_fire_once() -> None:
     assert is_due("*/5 * * * *", T0, T0 + dt.timedelta(hours=5))
+
+
+def test_a_schedule_must_fire_every_year() -> None:
+    """Never (31 February, 31 April) and only in leap years (29 February, or the
+    fifth Monday of a February) are refused; the last day of February is fine."""
+    today = dt.date(2026, 12, 3)
+    for cron in ("0 0 31 2 *", "0 0 30 2 *", "0 0 31 4 *"):
+        assert "never fires" in str(cron_problem(cron, today)), cron
+    for cron in ("0 0 29 2 *", "0 0 29 2 1#5"):
+        assert "must fire at least once every year" in str(cron_problem(cron, today)), cron
+    # 29 February is refused even in a leap year: it would skip the next three.
+    assert cron_problem("0 0 29 2 *", dt.date(2028, 1, 10)) is not None
+    for cron in ("0 3 * * *", "0 0 1 1 *", "0 0 L 2 *", "0 0 31 * *", "0 0 31 2 1"):
+        assert cron_problem(cron, today) is None, cron
+    for cron in ("every day", "* * * * * *", "61 * * * *", ""):
+        assert "not a 5-field cron expression" in str(cron_problem(cron, today)), cron

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from hoard import __version__
-from hoard.api import metrics, problems
+from hoard.api import metrics, openapi, problems
 from hoard.api.auth import bootstrap_admin
 from hoard.api.gate import Gate
 from hoard.api.routes import (
@@ -54,17 +54,19 @@ def create_app(settings: Settings, run_workers: bool = True) -> FastAPI:
     app = FastAPI(
         title="Hoard",
         version=__version__,
-        description="Database-as-a-service: PostgreSQL clusters from one API call.",
+        description="Database-as-a-service: PostgreSQL, MariaDB and Redis clusters from one "
+                    "API call.",
         openapi_url="/v2/openapi.json",
         docs_url="/v2/docs",
         redoc_url=None,
         lifespan=lifespan,
     )
     problems.install(app)
-    app.add_middleware(Gate, metrics=metrics.install(app))
+    app.add_middleware(Gate, metrics=metrics.install(app), max_body_bytes=settings.max_body_bytes)
     for module in (clusters, cluster_changes, accounts, backups, configurations, operations,
                    catalog, projects, workers):
         app.include_router(module.router)
+    openapi.install(app)
 
     @app.get("/v2", tags=["meta"])
     def root() -> dict[str, Any]:

@@ -4,12 +4,20 @@ fields are rejected, never coerced or ignored."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from hoard.domain.catalog import MAX_NODES, MAX_STORAGE_GB, MIN_STORAGE_GB
-from hoard.domain.names import NAME_RULE, valid_name
+from hoard.domain.catalog import MAX_NODES, MAX_STORAGE_GB, MIN_STORAGE_GB, SIZES
+from hoard.domain.names import NAME_RE, NAME_RULE, valid_name
+from hoard.engines.registry import ENGINES
+
+# Documented in the OpenAPI schema but checked by the validators below, whose
+# messages say what to fix (pydantic's would only repeat the pattern).
+NAME_SCHEMA: dict[str, Any] = {"pattern": NAME_RE.pattern}
+ID_SCHEMA: dict[str, Any] = {"format": "uuid"}
+SIZE_SCHEMA: dict[str, Any] = {"enum": list(SIZES)}
+ENGINE_SCHEMA: dict[str, Any] = {"enum": sorted(ENGINES)}
 
 
 class Strict(BaseModel):
@@ -23,10 +31,12 @@ def _check_name(value: str) -> str:
 
 
 class ClusterCreate(Strict):
-    name: str = Field(description="Unique in the project; " + NAME_RULE)
-    engine: str = Field(description="An engine from GET /v2/engines")
+    name: str = Field(description="Unique in the project; " + NAME_RULE,
+                      json_schema_extra=NAME_SCHEMA)
+    engine: str = Field(description="An engine from GET /v2/engines",
+                        json_schema_extra=ENGINE_SCHEMA)
     version: str | None = Field(None, description="Engine version; the newest when omitted")
-    size: str = Field(description="A size from GET /v2/sizes")
+    size: str = Field(description="A size from GET /v2/sizes", json_schema_extra=SIZE_SCHEMA)
     nodes: int = Field(1, ge=1, le=MAX_NODES,
                        description="1: a standalone instance; 2-5: a replicated cluster with "
                                    "automatic failover and stable endpoints")
@@ -46,7 +56,7 @@ class Quotas(Strict):
 
 
 class ProjectCreate(Strict):
-    name: str
+    name: str = Field(description=NAME_RULE, json_schema_extra=NAME_SCHEMA)
     quotas: Quotas | None = None
 
     _name = field_validator("name")(_check_name)
@@ -121,9 +131,15 @@ class ClusterPage(BaseModel):
     next: str | None = Field(description="URL of the next page, or null on the last page")
 
 
+CA_FILE_PLACEHOLDER = "{ca_file}"
+
+
 class ConnectCommand(BaseModel):
     argv: list[str]
     env: dict[str, str] = Field(description="Set these in the client's environment")
+    ca_file_placeholder: str = Field(
+        CA_FILE_PLACEHOLDER, description="An argv item or env value equal to this stands "
+        "for the path of Hoard's CA certificate (from ca_cert_url) on the client's machine")
 
 
 class CredentialsView(BaseModel):
@@ -131,8 +147,11 @@ class CredentialsView(BaseModel):
     password: str
     host: str
     port: int
-    uri: str
-    ca_cert_url: str
+    uri: str = Field(description="Requires TLS with the server's certificate and name "
+                     "verified; the client supplies Hoard's CA (ca_cert_url), e.g. psql "
+                     "with PGSSLROOTCERT, PyMySQL with ssl_ca, redis-py with ssl_ca_certs")
+    ca_cert_url: str = Field(description="Hoard's CA certificate, which signs every "
+                             "database endpoint's (public)")
     connect_command: ConnectCommand
 
 
@@ -154,7 +173,10 @@ class TokenView(BaseModel):
 class ClusterPatch(Strict):
     """Fields to change; only those present change. ``configuration_id: null`` detaches."""
 
-    size: str | None = None
+    model_config = ConfigDict(extra="forbid", strict=True,
+                              json_schema_extra={"minProperties": 1})
+
+    size: Annotated[str, Field(json_schema_extra=SIZE_SCHEMA)] | None = None
     storage_gb: int | None = Field(None, ge=MIN_STORAGE_GB, le=MAX_STORAGE_GB)
     configuration_id: str | None = None
     nodes: int | None = Field(None, ge=1, le=MAX_NODES,
@@ -168,7 +190,8 @@ class Switchover(Strict):
 
 
 class PromoteNode(Strict):
-    name: str = Field(description="Name of the new standalone cluster; " + NAME_RULE)
+    name: str = Field(description="Name of the new standalone cluster; " + NAME_RULE,
+                      json_schema_extra=NAME_SCHEMA)
 
     _name = field_validator("name")(_check_name)
 
@@ -209,8 +232,8 @@ class UserView(BaseModel):
 
 
 class ConfigurationCreate(Strict):
-    name: str
-    engine: str
+    name: str = Field(description=NAME_RULE, json_schema_extra=NAME_SCHEMA)
+    engine: str = Field(json_schema_extra=ENGINE_SCHEMA)
     version: str | None = None
     description: str = Field("", max_length=255)
     values: dict[str, int | bool | str] = Field(default_factory=dict, max_length=200)
@@ -256,6 +279,19 @@ class RestoreSpec(Strict):
     # Not strict: JSON carries times as ISO-8601 strings.
     time: dt.datetime | None = Field(None, strict=False, description="ISO-8601 with a time "
                                      "zone; with cluster_id: restore to this second")
+
+    @field_validator("time")
+    @classmethod
+    def _representable_in_utc(cls, value: dt.datetime | None) -> dt.datetime | None:
+        """Times are compared in UTC: one that falls outside years 1-9999 there
+        (9999-12-31T23:59:59-01:00) is refused here, not met as an overflow later."""
+        if value is not None and value.tzinfo is not None:
+            try:
+                value.astimezone(dt.UTC)
+            except OverflowError:
+                raise ValueError(f"{value.isoformat()} is outside years 1-9999 once in "
+                                 "UTC") from None
+        return value
 
 
 class BackupView(BaseModel):

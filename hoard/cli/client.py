@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -50,6 +53,28 @@ class Client:
 
     def delete(self, path: str) -> Any:
         return self.request("DELETE", path)
+
+    def ca_file(self, url: str = "/v2/ca.pem") -> Path:
+        """Hoard's CA certificate, fetched from the API and kept in
+        ``~/.cache/hoard/<host>-<port>/ca.pem`` (``$XDG_CACHE_HOME`` if set), so the
+        engines' clients can verify endpoints. Fetched each time (it is small):
+        the file is rewritten only when the CA has changed."""
+        try:
+            response = self._http.get(url)
+        except httpx.TransportError as exc:
+            raise ApiError(0, "Cannot reach Hoard", f"{self.url}: {exc}") from None
+        if response.status_code != 200 or b"BEGIN CERTIFICATE" not in response.content:
+            raise ApiError(response.status_code, "No CA certificate", f"GET {url}")
+        parts = urlsplit(self.url)
+        key = f"{parts.hostname}-{parts.port or (443 if parts.scheme == 'https' else 80)}"
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        path = cache / "hoard" / re.sub(r"[^A-Za-z0-9.-]", "_", key) / "ca.pem"
+        if not path.exists() or path.read_bytes() != response.content:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(response.content)
+            tmp.replace(path)  # atomic: a client never reads half a certificate
+        return path
 
     def find_cluster(self, name_or_id: str) -> dict[str, Any]:
         """A cluster by id, or by name within the project (walking the pages)."""

@@ -131,21 +131,28 @@ def credentials(name: str, output: Output = Format.table) -> None:
     if output == Format.json:
         emit(creds, output)
     else:
-        for key in ("username", "password", "host", "port", "uri"):
+        for key in ("username", "password", "host", "port", "uri", "ca_cert_url"):
             typer.echo(f"{key}: {creds[key]}")
 
 
 def connect(name: str) -> None:
-    """Open the engine's own client (psql) on a cluster, with its credentials."""
+    """Open the engine's own client (psql, mariadb, redis-cli) on a cluster, with its
+    credentials, verifying the server against Hoard's CA (fetched and cached)."""
     creds = _cluster_get(name, "/credentials")
     command = creds["connect_command"]
-    argv = command["argv"]
+    try:
+        ca_file = str(Client().ca_file(creds["ca_cert_url"]))
+    except ApiError as exc:
+        fail(exc)
+    placeholder = command["ca_file_placeholder"]
+    argv = [ca_file if arg == placeholder else arg for arg in command["argv"]]
+    env = {k: ca_file if v == placeholder else v for k, v in command["env"].items()}
     if shutil.which(argv[0]) is None:
         err_console.print(f"[red]error:[/red] {argv[0]} is not installed")
         raise typer.Exit(1)
     # Replace this process with the engine's own client; the password travels in
     # its environment, not its argv (which any user can read in ps).
-    os.execvpe(argv[0], argv, {**os.environ, **command["env"]})  # noqa: S606
+    os.execvpe(argv[0], argv, {**os.environ, **env})  # noqa: S606
 
 
 def finish(client: Client, accepted: dict[str, Any], output: Format) -> None:

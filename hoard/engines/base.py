@@ -137,14 +137,21 @@ class Engine(ABC):
         in ``names`` (after ``configure`` wrote them to its files)."""
 
     @abstractmethod
-    def connection_uri(self, host: str, port: int, creds: Credentials, ca_file: str) -> str:
-        """A URI for the tenant's admin account, TLS verified against ``ca_file``."""
+    def connection_uri(self, host: str, port: int, creds: Credentials,
+                       ca_file: str | None = None) -> str:
+        """A URI for the tenant's admin account that demands TLS with the server's
+        certificate and name verified. Without ``ca_file`` (what the API returns: a
+        path on Hoard's host means nothing on the tenant's) the client supplies
+        Hoard's CA itself; with it, the URI names that file, in the query
+        parameter of the client library the URI is meant for."""
 
     @abstractmethod
     def client_command(
         self, host: str, port: int, creds: Credentials, ca_file: str
     ) -> ClientCommand:
-        """The engine's interactive client, connected, for ``hoard connect``."""
+        """The engine's interactive client, connected, for ``hoard connect``;
+        ``ca_file`` is a whole argv item or environment value, never part of one,
+        so a client can put its own path (or a placeholder) there."""
 
 
 # --- optional abilities -------------------------------------------------------
@@ -175,6 +182,8 @@ class SqlAccounts(ABC):
 
     reserved_databases: frozenset[str]
     reserved_users: frozenset[str]
+    # Made with the cluster and named by its credentials' URI: never deleted.
+    default_database: str
 
     @abstractmethod
     def charsets(self) -> list[str]:

@@ -199,6 +199,7 @@ class MariaDB(Engine, SqlAccounts, MariaDBBackups, IncrementalBackups, MariaDBRe
     display_name = "MariaDB"
     client_binary = "mariadb"
     reserved_databases = frozenset({"mysql", "information_schema", "performance_schema", "sys"})
+    default_database = APP_DATABASE
     reserved_users = frozenset({"root", "hoard", "admin", "mariadb.sys", "mysql", "PUBLIC"})
 
     def versions(self) -> list[str]:
@@ -350,15 +351,15 @@ class MariaDB(Engine, SqlAccounts, MariaDBBackups, IncrementalBackups, MariaDBRe
                 else:  # only integers, ON/OFF and the schema's enum values get this far
                     raise ValueError(f"unexpected value for {name}: {value!r}")
 
-    def connection_uri(self, host: str, port: int, creds: Credentials, ca_file: str) -> str:
-        """``mysql://user:password@host:port/app?ssl_ca=<ca file>&ssl_verify_identity=true``,
-        user, password and path percent-encoded. The query names are PyMySQL's
-        ``connect()`` arguments: verify the server's certificate against the CA
-        file and its name against the host."""
-        return (
-            f"mysql://{quote(creds.user, safe='')}:{quote(creds.password, safe='')}"
-            f"@{host}:{port}/{APP_DATABASE}?ssl_ca={quote(ca_file)}&ssl_verify_identity=true"
-        )
+    def connection_uri(self, host: str, port: int, creds: Credentials,
+                       ca_file: str | None = None) -> str:
+        """``mysql://user:password@host:port/app?ssl_verify_identity=true`` (and
+        ``&ssl_ca=<ca file>`` with one), user and password percent-encoded. The
+        query names are PyMySQL's ``connect()`` arguments: verify the server's
+        certificate against the CA and its name against the host."""
+        uri = (f"mysql://{quote(creds.user, safe='')}:{quote(creds.password, safe='')}"
+               f"@{host}:{port}/{APP_DATABASE}?ssl_verify_identity=true")
+        return uri + (f"&ssl_ca={quote(ca_file)}" if ca_file else "")
 
     def client_command(
         self, host: str, port: int, creds: Credentials, ca_file: str

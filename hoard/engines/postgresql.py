@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path, PurePosixPath
+from urllib.parse import quote
 
 import psycopg
 from psycopg import sql
@@ -111,6 +112,7 @@ class PostgreSQL(Engine, SqlAccounts, PostgreSQLBackups, PostgreSQLReplication):
     display_name = "PostgreSQL"
     client_binary = "psql"
     reserved_databases = frozenset({"postgres", "template0", "template1"})
+    default_database = APP_DATABASE
     reserved_users = frozenset({"hoard", "admin", "postgres", "public"})
 
     def versions(self) -> list[str]:
@@ -229,19 +231,21 @@ class PostgreSQL(Engine, SqlAccounts, PostgreSQLBackups, PostgreSQLReplication):
         with self._connect(ctx, ca_file) as conn:
             conn.execute("SELECT pg_reload_conf()")
 
-    def connection_uri(self, host: str, port: int, creds: Credentials, ca_file: str) -> str:
-        return (
-            f"postgresql://{creds.user}:{creds.password}@{host}:{port}/{APP_DATABASE}"
-            f"?sslmode=verify-full&sslrootcert={ca_file}"
-        )
+    def connection_uri(self, host: str, port: int, creds: Credentials,
+                       ca_file: str | None = None) -> str:
+        """libpq's URI; without ``sslrootcert`` libpq reads the CA from
+        ``PGSSLROOTCERT`` or ``~/.postgresql/root.crt``."""
+        uri = (f"postgresql://{quote(creds.user, safe='')}:{quote(creds.password, safe='')}"
+               f"@{host}:{port}/{APP_DATABASE}?sslmode=verify-full")
+        return uri + (f"&sslrootcert={quote(ca_file)}" if ca_file else "")
 
     def client_command(
         self, host: str, port: int, creds: Credentials, ca_file: str
     ) -> ClientCommand:
         return ClientCommand(
             argv=["psql", f"host={host} port={port} user={creds.user} dbname={APP_DATABASE} "
-                          f"sslmode=verify-full sslrootcert={ca_file}"],
-            env={"PGPASSWORD": creds.password},
+                          "sslmode=verify-full"],
+            env={"PGPASSWORD": creds.password, "PGSSLROOTCERT": ca_file},
         )
 
     # --- SqlAccounts ------------------------------------------------------------

@@ -327,12 +327,14 @@ class Redis(Engine, AclAccounts, Backups, RedisReplication):
             with self._connect(ctx, ca_file) as client:
                 client.execute_command("CONFIG", "SET", *args)  # all or nothing
 
-    def connection_uri(self, host: str, port: int, creds: Credentials, ca_file: str) -> str:
+    def connection_uri(self, host: str, port: int, creds: Credentials,
+                       ca_file: str | None = None) -> str:
+        """``rediss://``: TLS, and redis-py verifies certificate and name by default;
+        ``ssl_ca_certs`` (redis-py's name) with a CA file."""
         netloc = f"[{host}]" if ":" in host else host
-        return (
-            f"rediss://{quote(creds.user, safe='')}:{quote(creds.password, safe='')}"
-            f"@{netloc}:{port}/0?ssl_ca_certs={quote(ca_file)}"
-        )
+        uri = (f"rediss://{quote(creds.user, safe='')}:{quote(creds.password, safe='')}"
+               f"@{netloc}:{port}/0")
+        return uri + (f"?ssl_ca_certs={quote(ca_file)}" if ca_file else "")
 
     def client_command(
         self, host: str, port: int, creds: Credentials, ca_file: str

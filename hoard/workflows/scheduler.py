@@ -13,7 +13,7 @@ import datetime as dt
 import logging
 from collections import defaultdict
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 from sqlalchemy import func, select
 
 from hoard.backups.sweeper import Sweeper
@@ -51,6 +51,32 @@ def is_due(cron: str, since: dt.datetime, now: dt.datetime) -> bool:
     when the schedule was set) and ``now``. A missed run fires once, not once
     per missed slot."""
     return bool(croniter(cron, since).get_next(dt.datetime) <= now)
+
+
+# A whole leap cycle: what cron (which has no year field) does in these years it
+# does in every year.
+CHECKED_YEARS = 5
+
+
+def cron_problem(cron: str, today: dt.date) -> str | None:
+    """Why ``cron`` is no backup schedule, or None if it is one: five fields, and a
+    backup in every calendar year. Cron has no year field, so a schedule that fires
+    in one common year fires in all of them; what fires in some years only is a
+    date that exists only in leap years (29 February), and a date that never
+    exists (31 February) never fires. Either looks configured while years go by
+    without a backup. Checked from 1 January of this year and the next four."""
+    if len(cron.split()) != 5 or not croniter.is_valid(cron):
+        return f"cron {cron!r} is not a 5-field cron expression"
+    for year in range(today.year, today.year + CHECKED_YEARS):
+        new_year = dt.datetime(year, 1, 1)
+        try:
+            fires = croniter(cron, new_year - dt.timedelta(minutes=1)).get_next(dt.datetime)
+        except (CroniterError, ValueError):  # croniter gives up: no such date, ever
+            return f"cron {cron!r} never fires (it names a date that does not exist)"
+        if fires.year != year:
+            return (f"cron {cron!r} does not fire in {year} (next: {fires:%Y-%m-%d}); a "
+                    "backup schedule must fire at least once every year")
+    return None
 
 
 def due_backups(now: dt.datetime) -> int:

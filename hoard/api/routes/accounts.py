@@ -120,7 +120,12 @@ def create_database(cluster_id: str, body: DatabaseCreate, principal: Auth, requ
 def delete_database(cluster_id: str, name: str, principal: Auth, request: Request,
                     response: Response) -> AccountResult:
     svc, engine, _ = _target(request, principal, cluster_id)
-    check_sql_name("database", name, _sql(engine).reserved_databases)
+    sql = _sql(engine)
+    check_sql_name("database", name, sql.reserved_databases)
+    if name == sql.default_database:
+        raise Conflict(f"database {name!r} is the cluster's default database: the "
+                       "credentials' URI and `hoard connect` open it, so it stays; drop "
+                       "what is in it instead")
     return AccountResult(operation=_run(svc, principal, cluster_id, "database.delete",
                                         {"name": name}, response))
 

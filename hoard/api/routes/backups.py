@@ -7,7 +7,6 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any
 
-from croniter import croniter
 from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -16,6 +15,7 @@ from hoard.api import changes
 from hoard.api.auth import Principal, authenticate
 from hoard.api.changes import get_cluster
 from hoard.api.schemas import (
+    ID_SCHEMA,
     BackupAccepted,
     BackupPage,
     BackupRequest,
@@ -30,7 +30,7 @@ from hoard.domain.status import ClusterStatus
 from hoard.engines.base import Backups, IncrementalBackups
 from hoard.store import models
 from hoard.workflows import backups
-from hoard.workflows.scheduler import delete_backup, new_backup
+from hoard.workflows.scheduler import cron_problem, delete_backup, new_backup
 from hoard.workflows.services import Services
 
 router = APIRouter(tags=["backups"])
@@ -100,10 +100,10 @@ def create_backup(cluster_id: str, principal: Auth, request: Request,
 @router.get("/v2/backups", response_model=BackupPage)
 def list_backups(
     principal: Auth, request: Request,
-    cluster_id: Annotated[str | None, Query(description="Only this cluster's (even deleted)")
-                          ] = None,
+    cluster_id: Annotated[str | None, Query(description="Only this cluster's (even deleted)",
+                                            json_schema_extra=ID_SCHEMA)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    marker: Annotated[str | None, Query()] = None,
+    marker: Annotated[str | None, Query(json_schema_extra=ID_SCHEMA)] = None,
 ) -> BackupPage:
     svc = _services(request)
     for value, what in ((marker, "marker"), (cluster_id, "cluster_id")):
@@ -156,8 +156,9 @@ def remove_backup(backup_id: str, principal: Auth, request: Request) -> Response
 def set_schedule(cluster_id: str, body: BackupSchedule, principal: Auth, request: Request
                  ) -> BackupSchedule:
     """Back the cluster up on a cron schedule (UTC), with retention."""
-    if not croniter.is_valid(body.cron) or len(body.cron.split()) != 5:
-        raise InvalidInput(f"cron {body.cron!r} is not a 5-field cron expression")
+    problem = cron_problem(body.cron, dt.datetime.now(dt.UTC).date())
+    if problem is not None:
+        raise InvalidInput(problem)
     with _services(request).store.session() as s:
         cluster = get_cluster(s, principal, cluster_id, lock=True)
         cluster.backup_schedule = body.model_dump()

@@ -13,6 +13,7 @@ from hoard.api import changes
 from hoard.api.auth import Principal, authenticate
 from hoard.api.changes import get_cluster
 from hoard.api.schemas import (
+    ID_SCHEMA,
     Accepted,
     ClusterPatch,
     EventPage,
@@ -206,7 +207,8 @@ def cluster_action(
 def list_events(
     cluster_id: str, principal: Auth, request: Request,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    marker: Annotated[str | None, Query(description="Last id of the previous page")] = None,
+    marker: Annotated[str | None, Query(description="Last id of the previous page",
+                                        json_schema_extra=ID_SCHEMA)] = None,
 ) -> EventPage:
     """What happened to the cluster, oldest first, and why anything failed."""
     if marker is not None:

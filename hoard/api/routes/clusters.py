@@ -15,6 +15,8 @@ from hoard.api.auth import Principal, authenticate
 from hoard.api.changes import get_cluster
 from hoard.api.routes.backups import plan_restore
 from hoard.api.schemas import (
+    CA_FILE_PLACEHOLDER,
+    ID_SCHEMA,
     Accepted,
     ClusterCreate,
     ClusterPage,
@@ -148,7 +150,8 @@ def list_clusters(
     principal: Auth,
     request: Request,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    marker: Annotated[str | None, Query(description="Last id of the previous page")] = None,
+    marker: Annotated[str | None, Query(description="Last id of the previous page",
+                                        json_schema_extra=ID_SCHEMA)] = None,
     status: Annotated[ClusterStatus | None, Query()] = None,
     engine: Annotated[str | None, Query(max_length=32)] = None,
 ) -> ClusterPage:
@@ -213,7 +216,9 @@ def delete_cluster(
 
 @router.get("/{cluster_id}/credentials", response_model=CredentialsView)
 def credentials(cluster_id: str, principal: Auth, request: Request) -> CredentialsView:
-    """The tenant's admin account and a URI that works as-is with the engine's client."""
+    """The tenant's admin account, and a URI that works from anywhere with the engine's
+    client and Hoard's CA certificate (``ca_cert_url``); nothing in it is a path on
+    Hoard's own host."""
     svc = _services(request)
     with svc.store.session() as s:
         cluster = get_cluster(s, principal, cluster_id)
@@ -227,10 +232,11 @@ def credentials(cluster_id: str, principal: Auth, request: Request) -> Credentia
         creds = Credentials(cluster.admin_user, svc.box.open(cluster.admin_password))
         engine = svc.engines[cluster.engine]
         host, port = writable.host, writable.port
-        uri = engine.connection_uri(host, port, creds, svc.ca_file)
-        client = engine.client_command(host, port, creds, svc.ca_file)
+        client = engine.client_command(host, port, creds, CA_FILE_PLACEHOLDER)
         return CredentialsView(
-            username=creds.user, password=creds.password, host=host,
-            port=port, uri=uri, ca_cert_url="/v2/ca.pem",
-            connect_command=ConnectCommand(argv=client.argv, env=client.env),
+            username=creds.user, password=creds.password, host=host, port=port,
+            uri=engine.connection_uri(host, port, creds),
+            ca_cert_url=str(request.url_for("ca_certificate")),
+            connect_command=ConnectCommand(argv=client.argv, env=client.env,
+                                           ca_file_placeholder=CA_FILE_PLACEHOLDER),
         )

@@ -16,7 +16,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hoard.api.auth import Principal, authenticate
-from hoard.api.schemas import ConfigurationCreate, ConfigurationUpdate, ConfigurationView
+from hoard.api.schemas import (
+    ID_SCHEMA,
+    ConfigurationCreate,
+    ConfigurationUpdate,
+    ConfigurationView,
+)
 from hoard.api.views import utc
 from hoard.domain import parameters
 from hoard.domain.errors import Conflict, InvalidInput, NotFound
@@ -79,7 +84,7 @@ def create_configuration(body: ConfigurationCreate, principal: Auth, request: Re
 def list_configurations(
     principal: Auth, request: Request,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    marker: Annotated[str | None, Query()] = None,
+    marker: Annotated[str | None, Query(json_schema_extra=ID_SCHEMA)] = None,
 ) -> dict[str, list[ConfigurationView] | str | None]:
     if marker is not None:
         try:
