@@ -7,13 +7,13 @@ import secrets
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
 from hoard.domain.catalog import SIZES
-from hoard.engines.base import Backups, Credentials, Engine, NodeContext
+from hoard.engines.base import Backups, Credentials, Engine, NodeContext, ParamValue
 from hoard.providers.local import LocalProvider
 from hoard.security.ca import CertificateAuthority
 from hoard.security.secrets import generate_password
@@ -62,9 +62,10 @@ class Restore:
 
 @contextmanager
 def running_node(engine: Engine, size: str = "nano", restore: Restore | None = None,
-                 storage_gb: int = 1) -> Iterator[RunningNode]:
-    """Bootstrap (or restore), configure, start and initialize one node; destroy it
-    afterwards."""
+                 storage_gb: int = 1, parameters: Mapping[str, ParamValue] | None = None
+                 ) -> Iterator[RunningNode]:
+    """Bootstrap (or restore), configure, start and initialize one node (with a
+    configuration's ``parameters`` from its first start); destroy it afterwards."""
     root = make_state_dir()
     provider = LocalProvider(root / "nodes", "hoard-db")
     ca = CertificateAuthority(root / "ca")
@@ -76,6 +77,7 @@ def running_node(engine: Engine, size: str = "nano", restore: Restore | None = N
             host=placement.host, port=placement.port,
             service=restore.service if restore else Credentials("hoard", generate_password()),
             admin=restore.admin if restore else Credentials("admin", generate_password()),
+            parameters=dict(parameters or {}),
         )
         runner = provider.runner(node_id)
         provider.apply_limits(node_id, SIZES[size], storage_gb)

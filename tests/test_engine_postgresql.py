@@ -69,3 +69,28 @@ def test_dynamic_parameter_applies_live(node: RunningNode) -> None:
                          password=ctx.service.password, dbname="postgres",
                          sslmode="verify-full", sslrootcert=node.ca_file) as conn:
         assert conn.execute("SHOW work_mem").fetchone() == ("8MB",)
+
+
+def test_passwords_never_reach_the_server_log() -> None:
+    """With every statement logged, creating the admin and a user and rotating the
+    user's password logs SCRAM verifiers only, and the passwords still log in."""
+    with running_node(ENGINE, parameters={"log_statement": "all"}) as logged:
+        e, ctx, ca = logged.engine, logged.ctx, logged.ca_file
+        assert isinstance(e, PostgreSQL)
+        first, second = "first-Secret-0451", "second-Secret-0452"
+        e.create_user(ctx, ca, "clerk", first)
+        e.set_password(ctx, ca, "clerk", second)
+        dsn = (f"host={ctx.host} port={ctx.port} dbname=postgres user=clerk "
+               f"sslmode=verify-full sslrootcert={ca}")
+        with psycopg.connect(dsn, password=second) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == ("clerk",)
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(dsn, password=first).close()
+        admin = (f"host={ctx.host} port={ctx.port} dbname=app user={ctx.admin.user} "
+                 f"sslmode=verify-full sslrootcert={ca}")
+        with psycopg.connect(admin, password=ctx.admin.password) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == (ctx.admin.user,)
+        log = (logged.provider.nodes_dir / ctx.node_id / "log" / "server.log").read_text()
+        for secret in (first, second, ctx.admin.password, ctx.service.password):
+            assert secret not in log
+        assert 'ALTER ROLE "clerk" PASSWORD' in log and "SCRAM-SHA-256$4096:" in log

@@ -101,6 +101,17 @@ def memory_settings(size: Size) -> dict[str, str]:
     }
 
 
+def scram_verifier(conn: psycopg.Connection, user: str, password: str) -> str:
+    """The SCRAM-SHA-256 verifier of ``password`` (``SCRAM-SHA-256$4096:salt$...``),
+    computed on Hoard's side by libpq (``PQencryptPasswordConn``, the function
+    psql's ``\\password`` uses). The server stores a verifier as it is given, so
+    the statement that sets a password never carries it in clear: the server
+    log (``log_statement=all``, ``log_min_duration_statement=0``, an error's
+    statement) and ``pg_stat_activity`` show only the verifier."""
+    verifier = conn.pgconn.encrypt_password(password.encode(), user.encode(), b"scram-sha-256")
+    return verifier.decode()
+
+
 def _render(name: str, value: int | bool | str) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
@@ -259,7 +270,8 @@ class PostgreSQL(Engine, SqlAccounts, PostgreSQLBackups, PostgreSQLReplication):
             # No CREATEROLE, no SUPERUSER: see the module docstring.
             conn.execute(
                 sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEROLE " + extra
-                        + " PASSWORD {}").format(sql.Identifier(name), sql.Literal(password))
+                        + " PASSWORD {}").format(sql.Identifier(name),
+                                                 sql.Literal(scram_verifier(conn, name, password)))
             )
 
     def charsets(self) -> list[str]:
@@ -337,7 +349,7 @@ class PostgreSQL(Engine, SqlAccounts, PostgreSQLBackups, PostgreSQLReplication):
     def set_password(self, ctx: NodeContext, ca_file: str, name: str, password: str) -> None:
         with self._connect(ctx, ca_file) as conn:
             conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
-                sql.Identifier(name), sql.Literal(password)))
+                sql.Identifier(name), sql.Literal(scram_verifier(conn, name, password))))
 
     def grant(self, ctx: NodeContext, ca_file: str, user: str, database: str) -> None:
         with self._connect(ctx, ca_file) as conn:
