@@ -363,3 +363,32 @@ def test_restart_applies_restart_only_parameters(node: RunningNode) -> None:
     group = _memory_cgroup(node)
     if group is not None:
         assert _oom_kills(group) == 0
+
+
+def test_passwords_never_reach_the_binary_or_slow_log() -> None:
+    """Creating the admin and a user and rotating the user's password write
+    mysql_native_password hashes to the binary log (and the slow log, with every
+    statement logged), never a password; the passwords still log in."""
+    from hoard.engines.mariadb_backup import BINLOG_DIR, DATA
+
+    slow_all = {"slow_query_log": True, "long_query_time": 0}
+    with running_node(ENGINE, parameters=slow_all) as logged:
+        e, ctx, ca = logged.engine, logged.ctx, logged.ca_file
+        assert isinstance(e, MariaDB)
+        first, second = "first-Secret-0451", "second-Secret-0452"
+        e.create_user(ctx, ca, "clerk", first)
+        e.set_password(ctx, ca, "clerk", second)
+        with _connect(logged, "clerk", second, None) as conn:
+            assert _query(conn, "SELECT CURRENT_USER()") == [("clerk@%",)]
+        with pytest.raises(pymysql.MySQLError):
+            _connect(logged, "clerk", first, None)
+        with _admin(logged) as conn:
+            assert _query(conn, "SELECT DATABASE()") == [("app",)]
+        root = logged.provider.runner(ctx.node_id).root
+        binlogs = sorted(str(p) for p in (root / BINLOG_DIR).glob("binlog.[0-9]*"))
+        decoded = subprocess.run(["mariadb-binlog", "--no-defaults", *binlogs],
+                                 capture_output=True, text=True, timeout=60, check=True).stdout
+        slow = (root / DATA / "slow.log").read_text()
+        for secret in (first, second, ctx.admin.password, ctx.service.password):
+            assert secret not in decoded and secret not in slow
+        assert "IDENTIFIED BY PASSWORD '*" in decoded

@@ -166,7 +166,10 @@ def _unpattern(pattern: str) -> str:
 
 
 def _native_hash(password: str) -> str:
-    """The mysql_native_password hash, so the bootstrap file holds no plain password."""
+    """The mysql_native_password hash (``*`` and the hex of SHA1(SHA1(password))).
+    Every account statement Hoard sends carries this, never the password: MariaDB
+    writes account statements as given to its binary log (and Galera's write
+    sets, the slow and general logs), and the bootstrap file holds no password."""
     stage1 = hashlib.sha1(password.encode()).digest()  # noqa: S324 - the protocol's own hash
     return "*" + hashlib.sha1(stage1).hexdigest().upper()  # noqa: S324
 
@@ -435,9 +438,11 @@ class MariaDB(Engine, SqlAccounts, MariaDBBackups, IncrementalBackups, MariaDBRe
 
     def create_user(self, ctx: NodeContext, ca_file: str, name: str, password: str) -> None:
         with self._connect(ctx, ca_file) as conn:
-            _run(conn, "CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s REQUIRE SSL",
-                 (name, "%", password))
-            _run(conn, "ALTER USER %s@%s IDENTIFIED BY %s REQUIRE SSL", (name, "%", password))
+            hashed = _native_hash(password)
+            _run(conn, "CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY PASSWORD %s REQUIRE SSL",
+                 (name, "%", hashed))
+            _run(conn, "ALTER USER %s@%s IDENTIFIED BY PASSWORD %s REQUIRE SSL",
+                 (name, "%", hashed))
 
     def drop_user(self, ctx: NodeContext, ca_file: str, name: str) -> None:
         with self._connect(ctx, ca_file) as conn:
@@ -446,7 +451,8 @@ class MariaDB(Engine, SqlAccounts, MariaDBBackups, IncrementalBackups, MariaDBRe
 
     def set_password(self, ctx: NodeContext, ca_file: str, name: str, password: str) -> None:
         with self._connect(ctx, ca_file) as conn:
-            _run(conn, "ALTER USER %s@%s IDENTIFIED BY %s", (name, "%", password))
+            _run(conn, "ALTER USER %s@%s IDENTIFIED BY PASSWORD %s",
+                 (name, "%", _native_hash(password)))
 
     def grant(self, ctx: NodeContext, ca_file: str, user: str, database: str) -> None:
         self._check_database(database)
