@@ -205,3 +205,27 @@ def test_hoard_trusts_only_its_own_ca(node: RunningNode, tmp_path: Path) -> None
     refused = ENGINE.health(node.ctx, str(public))
     assert not refused.ok and "certificate verify failed" in refused.detail
     assert ENGINE.health(node.ctx, node.ca_file).ok
+
+
+def test_passwords_never_reach_a_file_or_the_slow_log() -> None:
+    """Users are set with SHA-256 hashes (``#<hex>``): with every command in the
+    slow log, creating and rotating a user leaves its password in no file of the
+    node (ACL file, AOF, server log) and in no slow log entry."""
+    with running_node(ENGINE, parameters={"slowlog-log-slower-than": 0}) as logged:
+        e, ctx, ca = logged.engine, logged.ctx, logged.ca_file
+        assert isinstance(e, Redis)
+        first, second = "first-Secret-0451", "second-Secret-0452"
+        e.create_user(ctx, ca, "clerk", first, ["app:*"], ["read", "write"])
+        e.set_password(ctx, ca, "clerk", second)
+        with _client(logged, "clerk", second) as client:
+            assert client.set("app:x", "1")
+        with pytest.raises(redis.AuthenticationError), _client(logged, "clerk", first) as client:
+            client.ping()
+        with _service(logged) as client:
+            entries = client.slowlog_get(128)
+        logged_args = " ".join(str(a) for entry in entries for a in entry["command"].split())
+        assert "SETUSER" in logged_args.upper()
+        root = logged.provider.runner(ctx.node_id).root
+        files = b"".join(p.read_bytes() for p in root.rglob("*") if p.is_file())
+        for secret in (first, second, ctx.admin.password, ctx.service.password):
+            assert secret not in logged_args and secret.encode() not in files
