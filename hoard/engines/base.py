@@ -39,6 +39,12 @@ class Parameter:
     maximum: int | None = None
     allowed: tuple[str, ...] = ()
     unit: str = ""
+    # The most of a node's memory, or of the cluster's storage, the value may take
+    # (a fraction). The API refuses a configuration, a resize or a storage change
+    # that would break it, naming the limit: a server given more than its node has
+    # fails to start, or fills its disk.
+    memory_share: float | None = None
+    storage_share: float | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,9 @@ class NodeContext:
     service: Credentials  # Hoard's own management account
     admin: Credentials  # the tenant's account
     parameters: Mapping[str, ParamValue] = field(default_factory=dict)  # validated
+    # The node's storage: settings that grow on disk (WAL, redo logs) are derived
+    # within it. 0 when unknown: no such bound.
+    storage_gb: int = 0
 
 
 @dataclass(frozen=True)

@@ -74,14 +74,19 @@ SESSION_SQL_MODE = "STRICT_ALL_TABLES,NO_AUTO_CREATE_USER,NO_ENGINE_SUBSTITUTION
 DEFAULT_SQL_MODE = ("STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_AUTO_CREATE_USER,"
                     "NO_ENGINE_SUBSTITUTION")
 
+# Bounds by size (checked at the API, see Parameter): the buffer pool at most 75%
+# of memory (MariaDB's guidance for a dedicated server is up to 80%; the rest is
+# connections, the Aria and key caches); an in-memory temporary table and a
+# packet buffer, which every session may hold, 25% each.
 PARAMETERS = [
     Parameter("max_connections", "integer", True, "Most concurrent connections", 10, 5000),
     Parameter("innodb_buffer_pool_size", "integer", True,
-              "InnoDB page cache (resized online)", 32, 1048576, unit="MB"),
+              "InnoDB page cache (resized online)", 32, 1048576, unit="MB", memory_share=0.75),
     Parameter("max_allowed_packet", "integer", True, "Largest packet or row", 1, 1024,
-              unit="MB"),
+              unit="MB", memory_share=0.25),
     Parameter("tmp_table_size", "integer", True,
-              "In-memory temporary tables (also sets max_heap_table_size)", 1, 4096, unit="MB"),
+              "In-memory temporary tables (also sets max_heap_table_size)", 1, 4096, unit="MB",
+              memory_share=0.25),
     Parameter("wait_timeout", "integer", True, "Close idle connections after this long",
               60, 31536000, unit="s"),
     Parameter("long_query_time", "integer", True, "Slow log threshold", 0, 3600, unit="s"),
@@ -108,18 +113,23 @@ _DYNAMIC = frozenset({p.name for p in PARAMETERS if p.dynamic} | {
 _SIZED = re.compile(r"(\d+)([KMG]?)")
 
 
-def memory_settings(size: Size, performance_schema: bool | None = None) -> dict[str, str]:
+def memory_settings(size: Size, performance_schema: bool | None = None,
+                    storage_gb: int = 0) -> dict[str, str]:
     """Settings derived from the node's size. The Performance Schema (on from
     1 GB) takes about 100 MB whatever the size, so the buffer pool gives that
-    up while it is on; below 1 GB everything stays small to fit 256 MB."""
+    up while it is on; below 1 GB everything stays small to fit 256 MB. The
+    redo log stays within a quarter of the storage (when known)."""
     mem = size.memory_mb
+    redo = min(2048, max(32, mem // 4))
+    if storage_gb:
+        redo = min(redo, storage_gb * 1024 // 4)
     tiny = mem < 1024
     pfs = not tiny if performance_schema is None else performance_schema
     pool = max(64, (mem - (100 if pfs else 0)) * (50 if mem < 4096 else 60) // 100)
     heap = min(256, max(16, mem // 32))
     return {
         "innodb_buffer_pool_size": f"{pool}M",
-        "innodb_log_file_size": f"{min(2048, max(32, mem // 4))}M",
+        "innodb_log_file_size": f"{redo}M",
         "innodb_log_buffer_size": f"{min(64, max(8, mem // 64))}M",
         "max_connections": "50" if tiny else "150" if mem < 8192 else "400",
         "tmp_table_size": f"{heap}M",
@@ -214,7 +224,7 @@ class MariaDB(Engine, SqlAccounts, MariaDBBackups, IncrementalBackups, MariaDBRe
 
     def settings(self, ctx: NodeContext) -> dict[str, str]:
         pfs = ctx.parameters.get("performance_schema")
-        values = memory_settings(ctx.size, None if pfs is None else bool(pfs))
+        values = memory_settings(ctx.size, None if pfs is None else bool(pfs), ctx.storage_gb)
         for name, value in ctx.parameters.items():
             values[name] = _render(name, value)
             if name == "tmp_table_size":  # the in-memory limit is the smaller of the two

@@ -56,12 +56,26 @@ hostssl replication "{service}" all scram-sha-256
 hostssl all all all scram-sha-256
 """
 
+# Bounds by size and storage (checked at the API, see Parameter): shared_buffers
+# at most 40% of memory (PostgreSQL's own guidance: more rarely helps, and the
+# server maps all of it at start); work_mem and maintenance_work_mem 25% each
+# (one sort may take work_mem several times over; autovacuum workers each take
+# maintenance_work_mem). WAL sizes 25% of the storage each: max_wal_size is a
+# soft limit WAL may overrun, and archived segments wait beside it until shipped.
 PARAMETERS = [
     Parameter("max_connections", "integer", False, "Most concurrent connections", 10, 5000),
-    Parameter("shared_buffers", "integer", False, "Shared buffer cache", 16, 1048576, unit="MB"),
-    Parameter("work_mem", "integer", True, "Memory per sort or hash", 64, 2097151, unit="kB"),
+    Parameter("shared_buffers", "integer", False, "Shared buffer cache", 16, 1048576, unit="MB",
+              memory_share=0.4),
+    Parameter("work_mem", "integer", True, "Memory per sort or hash", 64, 2097151, unit="kB",
+              memory_share=0.25),
     Parameter("maintenance_work_mem", "integer", True, "Memory for VACUUM, CREATE INDEX",
-              1024, 2097151, unit="kB"),
+              1024, 2097151, unit="kB", memory_share=0.25),
+    Parameter("max_wal_size", "integer", True, "WAL between automatic checkpoints (soft limit)",
+              32, 1048576, unit="MB", storage_share=0.25),
+    Parameter("min_wal_size", "integer", True, "WAL kept for reuse rather than removed",
+              32, 1048576, unit="MB", storage_share=0.25),
+    Parameter("wal_keep_size", "integer", True, "WAL kept for replicas that fall behind",
+              0, 1048576, unit="MB", storage_share=0.25),
     Parameter("statement_timeout", "integer", True, "Abort statements after this long", 0,
               2147483647, unit="ms"),
     Parameter("idle_in_transaction_session_timeout", "integer", True,
@@ -76,25 +90,28 @@ PARAMETERS = [
               allowed=("read committed", "repeatable read", "serializable")),
 ]
 _PARAM_UNITS = {p.name: p.unit for p in PARAMETERS}
-# Settings Hoard derives from the size that are not tenant parameters.
-_STATIC_DERIVED = {"max_wal_size", "min_wal_size"}
 _KNOWN_STATIC = {p.name for p in PARAMETERS if not p.dynamic} | {"max_connections"}
+WAL_STORAGE_SHARE = 0.25  # derived WAL sizes stay within this share of the storage
 
 
-def memory_settings(size: Size) -> dict[str, str]:
-    """Memory settings derived from the node's size (the usual 25% / 75% rules)."""
+def memory_settings(size: Size, storage_gb: int = 0) -> dict[str, str]:
+    """Settings derived from the node's size (the usual 25% / 75% rules), WAL
+    sizes scaled to memory and kept within a quarter of the storage (when known)."""
     mem = size.memory_mb
     max_connections = 50 if mem < 1024 else 100 if mem < 8192 else 200
     shared_buffers = max(32, mem // 4)
     work_mem = max(4, (mem - shared_buffers) // (max_connections * 3))
+    max_wal = min(16384, max(1024, mem * 2))
+    if storage_gb:
+        max_wal = max(64, min(max_wal, int(storage_gb * 1024 * WAL_STORAGE_SHARE)))
     return {
         "max_connections": str(max_connections),
         "shared_buffers": f"{shared_buffers}MB",
         "effective_cache_size": f"{max(64, mem * 3 // 4)}MB",
         "maintenance_work_mem": f"{min(2048, max(16, mem // 16))}MB",
         "work_mem": f"{work_mem}MB",
-        "max_wal_size": f"{min(16384, max(1024, mem * 2))}MB",
-        "min_wal_size": "256MB",
+        "max_wal_size": f"{max_wal}MB",
+        "min_wal_size": _min_wal(max_wal),
         "checkpoint_completion_target": "0.9",
         "wal_compression": "on",
         "random_page_cost": "1.1",
@@ -110,6 +127,12 @@ def scram_verifier(conn: psycopg.Connection, user: str, password: str) -> str:
     statement) and ``pg_stat_activity`` show only the verifier."""
     verifier = conn.pgconn.encrypt_password(password.encode(), user.encode(), b"scram-sha-256")
     return verifier.decode()
+
+
+def _min_wal(max_wal_mb: int) -> str:
+    """WAL kept for reuse: a quarter of max_wal_size, at most 256 MB, at least the
+    two 16 MB segments PostgreSQL requires."""
+    return f"{max(32, min(256, max_wal_mb // 4))}MB"
 
 
 def _render(name: str, value: int | bool | str) -> str:
@@ -134,12 +157,14 @@ class PostgreSQL(Engine, SqlAccounts, PostgreSQLBackups, PostgreSQLReplication):
         return PARAMETERS
 
     def settings(self, ctx: NodeContext) -> dict[str, str]:
-        values = memory_settings(ctx.size)
+        values = memory_settings(ctx.size, ctx.storage_gb)
         values.update({k: _render(k, v) for k, v in ctx.parameters.items()})
+        if "max_wal_size" in ctx.parameters and "min_wal_size" not in ctx.parameters:
+            values["min_wal_size"] = _min_wal(int(ctx.parameters["max_wal_size"]))
         return values
 
     def is_dynamic(self, setting: str) -> bool:
-        return setting not in _KNOWN_STATIC and setting not in _STATIC_DERIVED
+        return setting not in _KNOWN_STATIC
 
     def _bin(self, version: str, tool: str) -> str:
         return str(PG_ROOT / version / "bin" / tool)

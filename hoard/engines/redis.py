@@ -80,7 +80,7 @@ TENANT_DENY = ("-@admin", "-@dangerous")
 
 PARAMETERS = [
     Parameter("maxmemory", "integer", True, "Memory for data; at the limit, maxmemory-policy "
-              "applies (at most the size's memory)", 16, 1048576, unit="MB"),
+              "applies (at most the size's memory)", 16, 1048576, unit="MB", memory_share=1.0),
     Parameter("maxmemory-policy", "enum", True, "What happens when maxmemory is reached",
               allowed=("noeviction", "allkeys-lru", "allkeys-lfu", "volatile-lru",
                        "volatile-lfu", "allkeys-random", "volatile-random", "volatile-ttl")),

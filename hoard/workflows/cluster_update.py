@@ -9,6 +9,7 @@ until ``POST /actions/restart``. A failed change puts the old settings back.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from dbos import DBOS
@@ -24,28 +25,40 @@ from hoard.workflows.steps import load_cluster, recorded, short_reason
 UPDATE_STEPS = ["apply settings", "restart", "record"]
 
 
-def _target(cluster: models.Cluster, changes: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """Size and parameters the cluster will have once ``changes`` are made."""
+@dataclass(frozen=True)
+class Target:
+    """What a cluster's nodes are configured for: size, storage and parameters."""
+
+    size: str
+    storage_gb: int
+    params: dict[str, Any]
+
+
+def _target(cluster: models.Cluster, changes: dict[str, Any]) -> Target:
+    """Size, storage and parameters the cluster will have once ``changes`` are made."""
     size = changes.get("size") or cluster.size
+    storage = changes.get("storage_gb") or cluster.storage_gb
     if "configuration_id" in changes:
         config_id = changes["configuration_id"]
         if config_id is None:
-            return size, {}
+            return Target(size, storage, {})
         with services().store.session() as s:
             config = s.get(models.Configuration, config_id)
-            return size, dict(config.values) if config else {}
-    return size, dict(cluster.configuration.values) if cluster.configuration else {}
+            return Target(size, storage, dict(config.values) if config else {})
+    return Target(size, storage,
+                  dict(cluster.configuration.values) if cluster.configuration else {})
 
 
-def _configure_all(cluster: models.Cluster, size: str, params: dict[str, Any]) -> list[str]:
-    """Write the settings for (size, params) to every node, apply the dynamic ones
+def _configure_all(cluster: models.Cluster, target: Target) -> list[str]:
+    """Write the settings for ``target`` to every node, apply the dynamic ones
     live, and return the settings that still need a restart."""
     svc = services()
     engine = svc.engines[cluster.engine]
     pending: set[str] = set()
     for node in cluster.nodes:
         before = engine.settings(svc.node_context(cluster, node))
-        ctx = svc.node_context(cluster, node, size=size, parameters=params)
+        ctx = svc.node_context(cluster, node, size=target.size, parameters=target.params,
+                               storage_gb=target.storage_gb)
         after = engine.settings(ctx)
         changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
         configure_node(cluster, node, ctx)
@@ -56,13 +69,14 @@ def _configure_all(cluster: models.Cluster, size: str, params: dict[str, Any]) -
     return sorted(pending)
 
 
-def _restart_nodes(cluster: models.Cluster, size: str, params: dict[str, Any]) -> None:
+def _restart_nodes(cluster: models.Cluster, target: Target) -> None:
     """One node at a time. A replicated cluster's replicas go first and its
     machinery fails over (cleanly: the stopped primary hands over) for the last."""
     svc = services()
     nodes = sorted(cluster.nodes, key=lambda n: n.role == "primary")
     for node in nodes:
-        ctx = svc.node_context(cluster, node, size=size, parameters=params)
+        ctx = svc.node_context(cluster, node, size=target.size, parameters=target.params,
+                               storage_gb=target.storage_gb)
         svc.provider.stop(node.id)
         start_node(cluster, node, ctx)
         wait_ready(cluster, node, READY_TIMEOUT, ctx)
@@ -124,20 +138,19 @@ def apply_settings(op_id: str, cluster_id: str, changes: dict[str, Any]) -> list
     with recorded(op_id, "apply settings"):
         cluster = load_cluster(cluster_id)
         assert cluster is not None
-        size, params = _target(cluster, changes)
-        storage = changes.get("storage_gb") or cluster.storage_gb
+        target = _target(cluster, changes)
         # The members' files are written for the new durability; the engine's
         # machinery takes it live (Patroni's synchronous mode, through its DCS).
         cluster.durability = changes.get("durability") or cluster.durability
         if "storage_gb" in changes:
-            _grow_storage(cluster, storage)
+            _grow_storage(cluster, target.storage_gb)
         for node in cluster.nodes:
-            limits = svc.provider.apply_limits(node.id, SIZES[size], storage)
+            limits = svc.provider.apply_limits(node.id, SIZES[target.size], target.storage_gb)
             with svc.store.session() as s:
                 row = s.get(models.Node, node.id)
                 if row is not None:
                     row.limits = limits
-        return _configure_all(cluster, size, params)
+        return _configure_all(cluster, target)
 
 
 @DBOS.step()
@@ -147,8 +160,7 @@ def restart_for_update(op_id: str, cluster_id: str, changes: dict[str, Any],
     with recorded(op_id, "restart"):
         cluster = load_cluster(cluster_id)
         assert cluster is not None
-        size, params = _target(cluster, changes)
-        _restart_nodes(cluster, size, params)
+        _restart_nodes(cluster, _target(cluster, changes))
         with svc.store.session() as s:
             events.record(s, cluster_id, "cluster.restarted",
                           f"restarted to apply {', '.join(pending)}", op_id)
@@ -180,10 +192,10 @@ def revert_update(op_id: str, cluster_id: str, reason: str) -> None:
     cluster = load_cluster(cluster_id)
     try:
         if cluster is not None:
-            size, params = _target(cluster, {})
+            target = _target(cluster, {})
             for node in cluster.nodes:
-                svc.provider.apply_limits(node.id, SIZES[size], cluster.storage_gb)
-            _configure_all(cluster, size, params)
+                svc.provider.apply_limits(node.id, SIZES[target.size], target.storage_gb)
+            _configure_all(cluster, target)
     finally:
         if cluster is not None:
             _set_status(cluster_id, _settled(cluster))
@@ -224,8 +236,7 @@ def pending_settings(cluster_id: str) -> list[str]:
 
 
 def _restart(cluster: models.Cluster) -> None:
-    size, params = _target(cluster, {})
-    _restart_nodes(cluster, size, params)
+    _restart_nodes(cluster, _target(cluster, {}))
     _set_status(cluster.id, ClusterStatus.ACTIVE, pending_restart=[])
 
 

@@ -49,10 +49,11 @@ class Services:
 
     def node_context(
         self, cluster: models.Cluster, node: models.Node, size: str | None = None,
-        parameters: Mapping[str, ParamValue] | None = None,
+        parameters: Mapping[str, ParamValue] | None = None, storage_gb: int | None = None,
     ) -> NodeContext:
-        """What the engine needs for ``node``; ``size`` and ``parameters`` override the
-        cluster's own (to compute the effect of a change before making it)."""
+        """What the engine needs for ``node``; ``size``, ``parameters`` and
+        ``storage_gb`` override the cluster's own (to compute the effect of a change
+        before making it)."""
         assert node.host is not None and node.port is not None, "node is not placed yet"
         if parameters is None:
             parameters = dict(cluster.configuration.values) if cluster.configuration else {}
@@ -65,6 +66,7 @@ class Services:
             service=Credentials(SERVICE_USER, self.box.open(cluster.service_password)),
             admin=Credentials(cluster.admin_user, self.box.open(cluster.admin_password)),
             parameters=parameters,
+            storage_gb=storage_gb or cluster.storage_gb,
         )
 
     def data_key(self, project_id: str) -> bytes:

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from hoard.api import changes
 from hoard.api.auth import Principal, authenticate
@@ -22,6 +23,7 @@ from hoard.api.schemas import (
     Switchover,
 )
 from hoard.api.views import utc
+from hoard.domain import parameters
 from hoard.domain.catalog import SIZES
 from hoard.domain.errors import Conflict, InvalidInput, NotFound
 from hoard.domain.status import ClusterStatus
@@ -93,6 +95,8 @@ def update_cluster(
                         f"configuration {config.name!r} is for {config.engine} "
                         f"{config.version}; the cluster runs {cluster.engine} {cluster.version}")
             params["configuration_id"] = body.configuration_id
+        if params.keys() & {"size", "storage_gb", "configuration_id"}:
+            _check_fit(svc, s, cluster, params)
     if not params:
         raise InvalidInput("nothing to change: the cluster already has these values")
     detail = ", ".join(f"{k}={v}" for k, v in params.items())
@@ -100,6 +104,24 @@ def update_cluster(
     return changes.begin(svc, principal, cluster_id, "update", cluster_update.UPDATE_STEPS,
                          (*RUNNING, ClusterStatus.STOPPED), ClusterStatus.UPDATING,
                          params=params, detail=detail)
+
+
+def _check_fit(svc: Services, s: Session, cluster: Cluster, params: dict[str, object]) -> None:
+    """Refuse a size, storage or configuration that leaves a sized setting more of
+    the node's memory or of the storage than it may take (see Parameter): checked
+    against the cluster as the change would leave it, for what the change touches.
+    A storage too small for the configuration's WAL sizes is refused here too."""
+    if "configuration_id" in params:
+        config_id = params["configuration_id"]
+        config = s.get(Configuration, config_id) if isinstance(config_id, str) else None
+        values = dict(config.values) if config else {}
+    else:
+        values = dict(cluster.configuration.values) if cluster.configuration else {}
+    size, storage = params.get("size", cluster.size), params.get("storage_gb", cluster.storage_gb)
+    assert isinstance(size, str) and isinstance(storage, int)
+    parameters.check_fit(svc.engines[cluster.engine].parameters(), values, SIZES[size], storage,
+                         memory=bool(params.keys() & {"size", "configuration_id"}),
+                         storage=bool(params.keys() & {"storage_gb", "configuration_id"}))
 
 
 def _scale(svc: Services, principal: Principal, cluster_id: str, nodes: int | None) -> Accepted:

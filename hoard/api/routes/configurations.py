@@ -24,6 +24,7 @@ from hoard.api.schemas import (
 )
 from hoard.api.views import utc
 from hoard.domain import parameters
+from hoard.domain.catalog import MAX_STORAGE_GB
 from hoard.domain.errors import Conflict, InvalidInput, NotFound
 from hoard.ids import new_id
 from hoard.store.models import Cluster, Configuration
@@ -68,6 +69,7 @@ def create_configuration(body: ConfigurationCreate, principal: Auth, request: Re
         raise InvalidInput(f"unknown {engine.name} version {version!r}; available: "
                            f"{', '.join(versions)}")
     values = parameters.validate(engine.parameters(), body.values)
+    parameters.check_fits_some_size(engine.parameters(), values, MAX_STORAGE_GB)
     try:
         with svc.store.session() as s:
             config = Configuration(id=new_id(), project_id=principal.project_id, name=body.name,
@@ -117,8 +119,10 @@ def update_configuration(config_id: str, body: ConfigurationUpdate, principal: A
         if _view(s, config).clusters:
             raise Conflict("the configuration is attached to clusters; create a new one and "
                            "attach it instead")
-        config.values = parameters.validate(svc.engines[config.engine].parameters(),
-                                            body.values)
+        schema = svc.engines[config.engine].parameters()
+        values = parameters.validate(schema, body.values)
+        parameters.check_fits_some_size(schema, values, MAX_STORAGE_GB)
+        config.values = values
         if body.description is not None:
             config.description = body.description
         s.flush()

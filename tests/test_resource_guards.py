@@ -1,0 +1,149 @@
+"""Settings bounded by what a node has: memory settings by the size's memory,
+WAL sizes by the cluster's storage (refused at the API, naming the limit).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from hoard.domain import parameters
+from hoard.domain.catalog import MAX_STORAGE_GB, SIZES
+from hoard.domain.errors import InvalidInput
+from hoard.engines.base import Credentials, NodeContext
+from hoard.engines.mariadb import MariaDB
+from hoard.engines.postgresql import PostgreSQL
+from hoard.engines.redis import Redis
+from tests.conftest import HoardServer, create_cluster, delete_cluster, new_tenant, wait_operation
+from tests.test_api_validation import assert_problem
+
+PG, MARIADB, REDIS = PostgreSQL(), MariaDB(), Redis()
+
+
+def _ctx(size: str, storage_gb: int = 0, **params: Any) -> NodeContext:
+    return NodeContext("n", "15", SIZES[size], "127.0.0.1", 1, Credentials("a", "b"),
+                       Credentials("c", "d"), params, storage_gb)
+
+
+# --- the bounds themselves (no server) -------------------------------------------
+
+
+def test_memory_settings_are_bounded_by_the_size() -> None:
+    nano = SIZES["nano"]
+    with pytest.raises(InvalidInput, match=r"shared_buffers: 1048576 MB does not fit a nano "
+                                           r"node's 256 MB of memory: at most 102 MB \(40%\)"):
+        parameters.check_fit(PG.parameters(), {"shared_buffers": 1048576}, nano, 10)
+    with pytest.raises(InvalidInput, match=r"work_mem: 100000 kB .* at most 65536 kB"):
+        parameters.check_fit(PG.parameters(), {"work_mem": 100000}, nano, 10)
+    with pytest.raises(InvalidInput, match=r"innodb_buffer_pool_size: 512 MB .* at most 192 MB"):
+        parameters.check_fit(MARIADB.parameters(), {"innodb_buffer_pool_size": 512}, nano, 10)
+    with pytest.raises(InvalidInput, match=r"maxmemory: 300 MB .* at most 256 MB"):
+        parameters.check_fit(REDIS.parameters(), {"maxmemory": 300}, nano, 10)
+    parameters.check_fit(PG.parameters(), {"shared_buffers": 102, "work_mem": 65536}, nano, 10)
+    # A value no size can hold is refused when the configuration is made.
+    with pytest.raises(InvalidInput, match=r"a large node's 16384 MB"):
+        parameters.check_fits_some_size(PG.parameters(), {"shared_buffers": 1048576},
+                                        MAX_STORAGE_GB)
+
+
+def test_wal_sizes_are_bounded_by_the_storage() -> None:
+    nano = SIZES["nano"]
+    with pytest.raises(InvalidInput, match=r"max_wal_size: 2048 MB does not fit 1 GB of "
+                                           r"storage: at most 256 MB \(25%\)"):
+        parameters.check_fit(PG.parameters(), {"max_wal_size": 2048}, nano, 1)
+    parameters.check_fit(PG.parameters(), {"max_wal_size": 2048}, nano, 8)
+    # Only what the change touches is checked: a resize looks at memory alone.
+    parameters.check_fit(PG.parameters(), {"max_wal_size": 2048}, nano, 1, storage=False)
+    # Derived WAL and redo sizes stay within a quarter of the storage.
+    assert PG.settings(_ctx("small", 1))["max_wal_size"] == "256MB"
+    assert PG.settings(_ctx("small", 1))["min_wal_size"] == "64MB"
+    assert PG.settings(_ctx("small", 100))["max_wal_size"] == "2048MB"
+    assert PG.settings(_ctx("small", 1, max_wal_size=128))["min_wal_size"] == "32MB"
+    assert MARIADB.settings(_ctx("large", 1))["innodb_log_file_size"] == "256M"
+    assert MARIADB.settings(_ctx("large", 100))["innodb_log_file_size"] == "2048M"
+    assert PG.is_dynamic("max_wal_size") and PG.is_dynamic("wal_keep_size")
+
+
+# --- through the API -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tenant(admin: httpx.Client, hoard: HoardServer) -> Iterator[httpx.Client]:
+    token = new_tenant(admin, f"guards-{time.monotonic_ns()}")
+    with hoard.client(token) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def nano(tenant: httpx.Client) -> Iterator[dict[str, Any]]:
+    made = create_cluster(tenant, "guarded", storage_gb=1)
+    yield made
+    if tenant.get(f"/v2/clusters/{made['id']}").status_code == 200:
+        delete_cluster(tenant, made["id"])
+
+
+def _config(client: httpx.Client, name: str, values: dict[str, Any]) -> str:
+    made = client.post("/v2/configurations", json={"name": name, "engine": "postgresql",
+                                                   "values": values})
+    assert made.status_code == 201, made.text
+    return str(made.json()["id"])
+
+
+def _show(client: httpx.Client, cluster_id: str, setting: str) -> str:
+    uri = client.get(f"/v2/clusters/{cluster_id}/credentials").json()["uri"]
+    with psycopg.connect(uri, connect_timeout=10) as conn:
+        row = conn.execute(f"SHOW {setting}").fetchone()
+    return str(row[0]) if row else ""
+
+
+def _run(client: httpx.Client, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    response = client.request(method, path, **kwargs)
+    assert response.status_code == 202, response.text
+    return wait_operation(client, response.json()["operation"]["id"])
+
+
+def test_memory_beyond_the_size_is_refused_and_changes_nothing(
+        tenant: httpx.Client, nano: dict[str, Any]) -> None:
+    assert_problem(tenant.post("/v2/configurations", json={
+        "name": "terabyte", "engine": "postgresql", "values": {"shared_buffers": 1048576}}),
+        422, "shared_buffers", "at most 6553 MB")
+    big = _config(tenant, "big-buffers", {"shared_buffers": 1024, "work_mem": 131072})
+    events = tenant.get(f"/v2/clusters/{nano['id']}/events").json()["events"]
+    assert_problem(tenant.patch(f"/v2/clusters/{nano['id']}", json={"configuration_id": big}),
+                   422, "shared_buffers: 1024 MB does not fit a nano node's 256 MB of memory: "
+                        "at most 102 MB (40%)", "work_mem: 131072 kB")
+    after = tenant.get(f"/v2/clusters/{nano['id']}").json()
+    assert (after["configuration_id"], after["status"], after["pending_restart"]) == (
+        None, "ACTIVE", [])
+    assert tenant.get(f"/v2/clusters/{nano['id']}/events").json()["events"] == events
+    assert _show(tenant, nano["id"], "shared_buffers") == "64MB"
+
+
+def test_wal_beyond_the_storage_is_refused(tenant: httpx.Client, nano: dict[str, Any]) -> None:
+    assert _show(tenant, nano["id"], "max_wal_size") == "256MB"  # a quarter of 1 GB
+    wal = _config(tenant, "big-wal", {"max_wal_size": 2048})
+    assert_problem(tenant.patch(f"/v2/clusters/{nano['id']}", json={"configuration_id": wal}),
+                   422, "max_wal_size: 2048 MB does not fit 1 GB of storage: at most 256 MB")
+    # Storage that is still too small for the configuration is refused with it.
+    assert_problem(tenant.patch(f"/v2/clusters/{nano['id']}", json={
+        "configuration_id": wal, "storage_gb": 2}), 422, "at most 512 MB")
+    assert tenant.get(f"/v2/clusters/{nano['id']}").json()["storage_gb"] == 1
+
+
+def test_resize_below_the_configuration_is_refused(tenant: httpx.Client) -> None:
+    small = create_cluster(tenant, "shrinking", size="small", storage_gb=1)
+    try:
+        config = _config(tenant, "small-buffers", {"shared_buffers": 300})
+        op = _run(tenant, "PATCH", f"/v2/clusters/{small['id']}",
+                  json={"configuration_id": config})
+        assert op["status"] == "succeeded", op["error"]
+        assert_problem(tenant.patch(f"/v2/clusters/{small['id']}", json={"size": "nano"}),
+                       422, "shared_buffers: 300 MB does not fit a nano node")
+        assert tenant.get(f"/v2/clusters/{small['id']}").json()["size"] == "small"
+    finally:
+        delete_cluster(tenant, small["id"])
