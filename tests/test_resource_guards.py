@@ -1,9 +1,13 @@
 """Settings bounded by what a node has: memory settings by the size's memory,
-WAL sizes by the cluster's storage (refused at the API, naming the limit).
+WAL sizes by the cluster's storage (refused at the API, naming the limit), and
+a restart whose settings keep a server from starting rolled back, the servers
+started again with what they ran with before.
 """
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +25,7 @@ from hoard.engines.postgresql import PostgreSQL
 from hoard.engines.redis import Redis
 from tests.conftest import HoardServer, create_cluster, delete_cluster, new_tenant, wait_operation
 from tests.test_api_validation import assert_problem
+from tests.test_lifecycle import node_pid
 
 PG, MARIADB, REDIS = PostgreSQL(), MariaDB(), Redis()
 
@@ -147,3 +152,37 @@ def test_resize_below_the_configuration_is_refused(tenant: httpx.Client) -> None
         assert tenant.get(f"/v2/clusters/{small['id']}").json()["size"] == "small"
     finally:
         delete_cluster(tenant, small["id"])
+
+
+def _store_values(server: HoardServer, config_id: str, values: dict[str, Any]) -> None:
+    """Write a configuration's values straight into the state store, as an earlier
+    release that had no bounds would have accepted them."""
+    with sqlite3.connect(server.state_dir / "state.sqlite", timeout=10) as db:
+        db.execute("UPDATE configurations SET \"values\" = ? WHERE id = ?",
+                   (json.dumps(values), config_id))
+
+
+def test_a_setting_that_keeps_the_server_down_is_rolled_back(
+        tenant: httpx.Client, nano: dict[str, Any], hoard: HoardServer) -> None:
+    base = f"/v2/clusters/{nano['id']}"
+    config = _config(tenant, "legacy", {"shared_buffers": 96})
+    assert _run(tenant, "PATCH", base, json={"configuration_id": config})["status"] == "succeeded"
+    assert tenant.get(base).json()["pending_restart"] == ["shared_buffers"]
+    _store_values(hoard, config, {"shared_buffers": 1048576})  # 1 TB on a nano node
+    assert _run(tenant, "POST", f"{base}/actions/stop")["status"] == "succeeded"
+    for action in ("start", "restart"):
+        op = _run(tenant, "POST", f"{base}/actions/{action}")
+        assert op["status"] == "failed"
+        assert "could not map anonymous shared memory" in op["error"], op["error"]
+        assert "rolled back" in op["error"]
+        cluster = tenant.get(base).json()
+        assert cluster["status"] == "ACTIVE" and cluster["pending_restart"] == ["shared_buffers"]
+        assert _show(tenant, nano["id"], "shared_buffers") == "64MB"  # what it ran with
+        kinds = [e["kind"] for e in tenant.get(f"{base}/events").json()["events"]]
+        assert kinds[-2:] == ["cluster.rolled_back", "operation.failed"]
+    # No crash loop: the observer leaves the server that runs alone.
+    pid = node_pid(hoard, nano["members"][0]["id"])
+    time.sleep(2)
+    assert node_pid(hoard, nano["members"][0]["id"]) == pid
+    assert tenant.get(base).json()["status"] == "ACTIVE"
+    _run(tenant, "PATCH", base, json={"configuration_id": None})

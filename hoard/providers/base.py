@@ -83,6 +83,11 @@ class Provider(ABC):
         """Whether the node's storage (its data) still exists."""
 
     @abstractmethod
+    def output_tail(self, node_id: str, name: str = "server", max_bytes: int = 4096) -> str:
+        """The end of what the node's process ``name`` wrote (stdout and stderr):
+        why a server that exited did so, in its own words. "" if none."""
+
+    @abstractmethod
     def node_ids(self) -> set[str]:
         """Every node this provider holds anything for (to find debris)."""
 

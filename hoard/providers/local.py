@@ -330,6 +330,14 @@ class LocalProvider(Provider):
     def has_storage(self, node_id: str) -> bool:
         return self._dir(node_id).is_dir()
 
+    def output_tail(self, node_id: str, name: str = SERVER, max_bytes: int = 4096) -> str:
+        try:
+            with open(self._dir(node_id) / "log" / f"{name}.log", "rb") as log:
+                log.seek(max(0, log.seek(0, os.SEEK_END) - max_bytes))
+                return log.read().decode(errors="replace")
+        except (FileNotFoundError, ValueError):
+            return ""
+
     def node_ids(self) -> set[str]:
         found = {p.name for p in self.nodes_dir.iterdir() if p.is_dir()}
         if self.volumes_dir.exists():

@@ -81,6 +81,10 @@ class Cluster(Base):
     )
     # Settings changed on disk that the running servers take only at a restart.
     pending_restart: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # While settings are pending: the configuration values the servers last started
+    # with, so a restart whose new settings keep a server from starting puts these
+    # back. None when the servers run with the attached configuration's values.
+    running_parameters: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     # {"cron": "0 3 * * *", "keep_last": 7, "keep_days": 30}, or None.
     backup_schedule: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     # "sync": a commit waits for a replica (replicated clusters only).

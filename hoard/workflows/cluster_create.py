@@ -8,6 +8,7 @@ FAILED with the reason, and nothing half-made is left behind.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -43,6 +44,9 @@ RESTORE_STEPS = ["place nodes", "restore data", "start", "finish restore",
 # or restored exactly as a standalone one), then the others join it.
 HA_STEPS = ["form cluster", "open endpoints"]
 READY_TIMEOUT = 120.0
+# How servers say why they stop, most telling first (PostgreSQL's FATAL before the
+# HINT that follows it; MariaDB's [ERROR]; Redis's "FATAL CONFIG FILE ERROR").
+_COMPLAINTS = (re.compile(r"FATAL|PANIC"), re.compile(r"ERROR"), re.compile(r"[Ee]rror"))
 
 
 def steps_for(replicated: bool, restore: bool) -> list[str]:
@@ -153,6 +157,17 @@ def finish_restore(op_id: str, cluster_id: str, restore: dict[str, Any]) -> None
                                   svc.provider.runner(node.id), restore.get("time"))
 
 
+def last_complaint(output: str) -> str:
+    """The last line of a server's output that reads like an error (else its last
+    line): why it exited, in its own words, rather than "connection refused"."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for complaint in _COMPLAINTS:
+        found = [line for line in lines if complaint.search(line)]
+        if found:
+            return found[-1][:300]
+    return lines[-1][:300] if lines else ""
+
+
 def wait_ready(
     cluster: models.Cluster, node: models.Node, timeout: float, ctx: NodeContext | None = None
 ) -> None:
@@ -167,7 +182,9 @@ def wait_ready(
         if health.ok:
             return
         if not svc.provider.is_running(node.id):
-            raise RuntimeError(f"node {node.ordinal} exited while starting: {health.detail}")
+            said = last_complaint(svc.provider.output_tail(node.id))
+            raise RuntimeError(f"node {node.ordinal} exited while starting: "
+                               f"{said or health.detail}")
         if time.monotonic() > deadline:
             raise TimeoutError(f"node {node.ordinal} not ready after {timeout:.0f}s: "
                                f"{health.detail}")

@@ -4,7 +4,10 @@ A change is planned by comparing the engine's effective settings before and
 after it. Dynamic settings are applied live; settings that need a restart are
 applied at once by a resize ("restart only when needed") and left pending by a
 configuration change, which shows them in the cluster's ``pending_restart``
-until ``POST /actions/restart``. A failed change puts the old settings back.
+until ``POST /actions/restart``. A failed change puts the old settings back;
+a restart (of a resize, or the restart action) that fails puts back the
+settings the servers last started with and starts them again with those, so a
+setting that keeps a server from starting never leaves it down.
 """
 
 from __future__ import annotations
@@ -49,6 +52,14 @@ def _target(cluster: models.Cluster, changes: dict[str, Any]) -> Target:
                   dict(cluster.configuration.values) if cluster.configuration else {})
 
 
+def _running(cluster: models.Cluster) -> Target:
+    """What the servers last started with: the recorded size and storage, and the
+    parameters kept while settings wait for a restart (else the configuration's)."""
+    if cluster.running_parameters is not None:
+        return Target(cluster.size, cluster.storage_gb, dict(cluster.running_parameters))
+    return _target(cluster, {})
+
+
 def _configure_all(cluster: models.Cluster, target: Target) -> list[str]:
     """Write the settings for ``target`` to every node, apply the dynamic ones
     live, and return the settings that still need a restart."""
@@ -84,6 +95,19 @@ def _restart_nodes(cluster: models.Cluster, target: Target) -> None:
         wait_formed(cluster, topology(cluster))
 
 
+def _roll_back(cluster: models.Cluster, bring_up: bool) -> None:
+    """Write back the settings the servers last started with (limits too) and, with
+    ``bring_up``, start every node that is not running with them and wait until
+    the cluster serves again."""
+    svc = services()
+    running = _running(cluster)
+    for node in cluster.nodes:
+        svc.provider.apply_limits(node.id, SIZES[running.size], running.storage_gb)
+    _configure_all(cluster, running)
+    if bring_up:
+        start_all(cluster)
+
+
 def _grow_storage(cluster: models.Cluster, storage_gb: int) -> None:
     """Grow each node's storage, stopping it around the growth where the provider
     cannot grow a live filesystem."""
@@ -93,9 +117,11 @@ def _grow_storage(cluster: models.Cluster, storage_gb: int) -> None:
             continue  # grown in place, or the node is stopped anyway
         ctx = svc.node_context(cluster, node)
         svc.provider.stop(node.id)
-        if not svc.provider.grow_storage(node.id, storage_gb):
-            raise RuntimeError(f"node {node.ordinal}: storage cannot grow")
-        start_node(cluster, node, ctx)
+        try:
+            if not svc.provider.grow_storage(node.id, storage_gb):
+                raise RuntimeError(f"node {node.ordinal}: storage cannot grow")
+        finally:  # grown or not, the node serves again
+            start_node(cluster, node, ctx)
         wait_ready(cluster, node, READY_TIMEOUT, ctx)
         with svc.store.session() as s:
             events.record(s, cluster.id, "node.storage_grown",
@@ -173,9 +199,15 @@ def record_update(op_id: str, cluster_id: str, changes: dict[str, Any],
     with recorded(op_id, "record"):
         cluster = load_cluster(cluster_id)
         assert cluster is not None
-        fields = {k: v for k, v in changes.items() if k in ("size", "storage_gb",
-                                                            "configuration_id", "durability")}
+        fields: dict[str, Any] = {k: v for k, v in changes.items() if k in (
+            "size", "storage_gb", "configuration_id", "durability")}
         fields["pending_restart"] = pending
+        # While settings wait, remember what the servers started with (the first
+        # change's "before": a second one changes nothing that is running).
+        before = cluster.running_parameters
+        if before is None:
+            before = dict(cluster.configuration.values) if cluster.configuration else {}
+        fields["running_parameters"] = before if pending else None
         _set_status(cluster_id, _settled(cluster), **fields)
         if pending:
             with svc.store.session() as s:
@@ -185,22 +217,50 @@ def record_update(op_id: str, cluster_id: str, changes: dict[str, Any],
         operations.finish(s, op_id)
 
 
-@DBOS.step()
-def revert_update(op_id: str, cluster_id: str, reason: str) -> None:
-    """Put the recorded (old) settings and limits back, then fail the operation."""
+def _restart_attempted(op_id: str) -> bool:
+    """Whether the update's restart step began: it runs only on a running cluster,
+    so the nodes it stopped must run again."""
+    with services().store.session() as s:
+        op = s.get(models.Operation, op_id)
+        return op is not None and any(
+            step["name"] == "restart" and step["status"] not in ("pending", "skipped")
+            for step in op.steps)
+
+
+def _fail_with_rollback(op_id: str, cluster_id: str, kind: str, reason: str,
+                        bring_up: bool) -> None:
+    """Put back what the servers ran with (starting them again if ``bring_up``),
+    say so in the events, and fail the operation with the reason. If that fails
+    too, the cluster is DEGRADED with both reasons and the observer takes over."""
     svc = services()
     cluster = load_cluster(cluster_id)
-    try:
-        if cluster is not None:
-            target = _target(cluster, {})
-            for node in cluster.nodes:
-                svc.provider.apply_limits(node.id, SIZES[target.size], target.storage_gb)
-            _configure_all(cluster, target)
-    finally:
-        if cluster is not None:
-            _set_status(cluster_id, _settled(cluster))
-        with svc.store.session() as s:
-            operations.finish(s, op_id, error=reason)
+    error = reason
+    if cluster is not None:
+        try:
+            _roll_back(cluster, bring_up)
+        except Exception as exc:
+            error = f"{reason}; putting the previous settings back failed: {short_reason(exc)}"
+            with svc.store.session() as s:
+                row = s.get(models.Cluster, cluster_id)
+                if row is not None:
+                    row.status, row.status_reason = ClusterStatus.DEGRADED, error
+        else:
+            _set_status(cluster_id, ClusterStatus.ACTIVE if bring_up else _settled(cluster))
+            if bring_up:
+                error = f"{reason}; rolled back: the servers run with their previous settings"
+                with svc.store.session() as s:
+                    events.record(s, cluster_id, "cluster.rolled_back",
+                                  f"{kind} failed: {reason}; the servers were started again "
+                                  "with the settings they ran with before", op_id)
+    with svc.store.session() as s:
+        operations.finish(s, op_id, error=error)
+
+
+@DBOS.step()
+def revert_update(op_id: str, cluster_id: str, reason: str) -> None:
+    """Put the recorded (old) settings and limits back, bring back up any node the
+    restart left down, then fail the operation."""
+    _fail_with_rollback(op_id, cluster_id, "update", reason, _restart_attempted(op_id))
 
 
 @DBOS.workflow()
@@ -236,8 +296,11 @@ def pending_settings(cluster_id: str) -> list[str]:
 
 
 def _restart(cluster: models.Cluster) -> None:
-    _restart_nodes(cluster, _target(cluster, {}))
-    _set_status(cluster.id, ClusterStatus.ACTIVE, pending_restart=[])
+    # Files are written again first: the restart applies what the store records.
+    target = _target(cluster, {})
+    _configure_all(cluster, target)
+    _restart_nodes(cluster, target)
+    _set_status(cluster.id, ClusterStatus.ACTIVE, pending_restart=[], running_parameters=None)
 
 
 def _stop(cluster: models.Cluster) -> None:
@@ -249,7 +312,7 @@ def _stop(cluster: models.Cluster) -> None:
 def _start(cluster: models.Cluster) -> None:
     # Files are written again first: settings changed while stopped apply now.
     start_all(cluster, configure=True)
-    _set_status(cluster.id, ClusterStatus.ACTIVE, pending_restart=[])
+    _set_status(cluster.id, ClusterStatus.ACTIVE, pending_restart=[], running_parameters=None)
 
 
 ACTIONS = {"restart": _restart, "stop": _stop, "start": _start}
@@ -266,8 +329,13 @@ def action_step(op_id: str, cluster_id: str, action: str) -> None:
 
 
 @DBOS.step()
-def action_failed(op_id: str, cluster_id: str, reason: str) -> None:
-    """A restart/stop/start that failed: say so; the observer takes over the status."""
+def action_failed(op_id: str, cluster_id: str, reason: str, action: str = "") -> None:
+    """A restart or start that failed puts back the settings the servers last
+    started with and starts them again; a stop that failed says so, and the
+    observer takes over the status."""
+    if action in ("restart", "start"):
+        _fail_with_rollback(op_id, cluster_id, action, reason, bring_up=True)
+        return
     with services().store.session() as s:
         cluster = s.get(models.Cluster, cluster_id)
         if cluster is not None:
@@ -281,4 +349,4 @@ def cluster_action(op_id: str, cluster_id: str, action: str) -> None:
     try:
         action_step(op_id, cluster_id, action)
     except Exception as exc:
-        action_failed(op_id, cluster_id, short_reason(exc))
+        action_failed(op_id, cluster_id, short_reason(exc), action)
