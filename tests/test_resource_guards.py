@@ -23,7 +23,14 @@ from hoard.engines.base import Credentials, NodeContext
 from hoard.engines.mariadb import MariaDB
 from hoard.engines.postgresql import PostgreSQL
 from hoard.engines.redis import Redis
-from tests.conftest import HoardServer, create_cluster, delete_cluster, new_tenant, wait_operation
+from tests.conftest import (
+    HoardServer,
+    create_cluster,
+    delete_cluster,
+    hoard_server,
+    new_tenant,
+    wait_operation,
+)
 from tests.test_api_validation import assert_problem
 from tests.test_lifecycle import node_pid
 
@@ -186,3 +193,22 @@ def test_a_setting_that_keeps_the_server_down_is_rolled_back(
     assert node_pid(hoard, nano["members"][0]["id"]) == pid
     assert tenant.get(base).json()["status"] == "ACTIVE"
     _run(tenant, "PATCH", base, json={"configuration_id": None})
+
+
+def test_a_configuration_being_attached_cannot_change() -> None:
+    """The workflow that attaches a configuration reads its values after the API
+    checked them: until it ends they cannot be edited (past the bounds) or deleted."""
+    with hoard_server({"HOARD_PAUSE_STEP": "apply settings"}) as server, \
+            server.client() as client:
+        cluster = create_cluster(client, "attaching", storage_gb=1)
+        config = _config(client, "attached-soon", {"work_mem": 8192})
+        response = client.patch(f"/v2/clusters/{cluster['id']}",
+                                json={"configuration_id": config})
+        assert response.status_code == 202, response.text
+        assert_problem(client.patch(f"/v2/configurations/{config}", json={
+            "values": {"max_wal_size": 4096}}), 409, "attached")
+        assert_problem(client.delete(f"/v2/configurations/{config}"), 409, "attached")
+        op = wait_operation(client, response.json()["operation"]["id"])
+        assert op["status"] == "succeeded", op["error"]
+        assert client.get(f"/v2/configurations/{config}").json()["values"] == {"work_mem": 8192}
+        delete_cluster(client, cluster["id"])

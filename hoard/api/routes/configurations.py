@@ -26,8 +26,9 @@ from hoard.api.views import utc
 from hoard.domain import parameters
 from hoard.domain.catalog import MAX_STORAGE_GB
 from hoard.domain.errors import Conflict, InvalidInput, NotFound
+from hoard.domain.status import OperationStatus
 from hoard.ids import new_id
-from hoard.store.models import Cluster, Configuration
+from hoard.store.models import Cluster, Configuration, Operation
 from hoard.workflows.services import Services
 
 router = APIRouter(prefix="/v2/configurations", tags=["configurations"])
@@ -46,6 +47,15 @@ def _view(s: Session, c: Configuration) -> ConfigurationView:
         values=dict(c.values), clusters=clusters, created_at=utc(c.created_at),
         updated_at=utc(c.updated_at),
     )
+
+
+def _being_attached(s: Session, config: Configuration) -> bool:
+    """Whether a running operation is attaching the configuration: its workflow
+    reads the values after the API checked them, so they must not change first."""
+    running = s.scalars(select(Operation).where(
+        Operation.project_id == config.project_id, Operation.kind == "update",
+        Operation.status == OperationStatus.RUNNING))
+    return any(op.params.get("configuration_id") == config.id for op in running)
 
 
 def _get(s: Session, principal: Principal, config_id: str) -> Configuration:
@@ -116,7 +126,7 @@ def update_configuration(config_id: str, body: ConfigurationUpdate, principal: A
     svc = _services(request)
     with svc.store.session() as s:
         config = _get(s, principal, config_id)
-        if _view(s, config).clusters:
+        if _view(s, config).clusters or _being_attached(s, config):
             raise Conflict("the configuration is attached to clusters; create a new one and "
                            "attach it instead")
         schema = svc.engines[config.engine].parameters()
@@ -137,5 +147,8 @@ def delete_configuration(config_id: str, principal: Auth, request: Request) -> R
         if attached:
             raise Conflict(f"the configuration is attached to {len(attached)} cluster(s); "
                            "detach it first")
+        if _being_attached(s, config):
+            raise Conflict("the configuration is being attached to a cluster; detach it "
+                           "once that ends")
         s.delete(config)
     return Response(status_code=204)
