@@ -73,6 +73,11 @@ class Endpoint(BaseModel):
     port: int
 
 
+class StorageView(BaseModel):
+    used_bytes: int
+    total_bytes: int
+
+
 class NodeView(BaseModel):
     id: str
     ordinal: int
@@ -85,6 +90,8 @@ class NodeView(BaseModel):
     zone: str | None = Field(description="The failure domain the node was placed in")
     lag_bytes: int | None = Field(description="Replication lag behind the primary")
     limits: dict[str, str]
+    storage: StorageView | None = Field(
+        description="Storage used and its size, as the observer last saw them")
     observed_at: dt.datetime | None
 
 

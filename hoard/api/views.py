@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import overload
 
-from hoard.api.schemas import ClusterView, Endpoint, NodeView, OperationView
+from hoard.api.schemas import ClusterView, Endpoint, NodeView, OperationView, StorageView
 from hoard.store.models import Cluster, Operation
 
 
@@ -15,6 +15,8 @@ def cluster_view(cluster: Cluster) -> ClusterView:
             id=n.id, ordinal=n.ordinal, role=n.role, status=n.status,
             status_reason=n.status_reason, provider=n.provider, host=n.host, port=n.port,
             zone=n.zone, lag_bytes=n.lag_bytes, limits=dict(n.limits or {}),
+            storage=None if n.storage_total_bytes is None else StorageView(
+                used_bytes=n.storage_used_bytes or 0, total_bytes=n.storage_total_bytes),
             observed_at=utc(n.observed_at),
         )
         for n in cluster.nodes

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from hoard.domain.catalog import Size
 from hoard.domain.nodes import Backend, NodeRunner, ProcessSpec, RoleCheck
 from hoard.domain.placement import Host
+from hoard.domain.storage import StorageUsage
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,11 @@ class Provider(ABC):
     @abstractmethod
     def has_storage(self, node_id: str) -> bool:
         """Whether the node's storage (its data) still exists."""
+
+    @abstractmethod
+    def storage_usage(self, node_id: str, storage_gb: int) -> StorageUsage | None:
+        """How much of the node's storage (``storage_gb`` as asked) is used; None if
+        the node has no storage."""
 
     @abstractmethod
     def output_tail(self, node_id: str, name: str = "server", max_bytes: int = 4096) -> str:

@@ -25,6 +25,7 @@ from typing import IO
 from hoard.domain.catalog import Size
 from hoard.domain.nodes import Backend, ProcessSpec, RoleCheck
 from hoard.domain.placement import Host, choose_host
+from hoard.domain.storage import StorageUsage
 from hoard.providers import cgroups
 from hoard.providers import volumes as volume_fs
 from hoard.providers.base import Endpoint, Placement, Provider
@@ -329,6 +330,27 @@ class LocalProvider(Provider):
 
     def has_storage(self, node_id: str) -> bool:
         return self._dir(node_id).is_dir()
+
+    def storage_usage(self, node_id: str, storage_gb: int) -> StorageUsage | None:
+        """A node's own filesystem: statvfs (constant time). A plain directory: the
+        bytes its files take, against the storage asked for (the walk stops once
+        past it, so a runaway directory costs no more than a full one)."""
+        root = self._dir(node_id)
+        if not root.is_dir():
+            return None
+        if self.use_volumes and volume_fs.is_mounted(root):
+            st = os.statvfs(root)
+            return StorageUsage((st.f_blocks - st.f_bfree) * st.f_frsize,
+                                st.f_blocks * st.f_frsize)
+        total = storage_gb * volume_fs.GB
+        used = 0
+        for dirpath, _dirs, files in os.walk(root):
+            for name in files:
+                with contextlib.suppress(OSError):
+                    used += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+            if used > total:
+                break
+        return StorageUsage(used, total)
 
     def output_tail(self, node_id: str, name: str = SERVER, max_bytes: int = 4096) -> str:
         try:

@@ -218,6 +218,9 @@ class Node(Base):
     status_reason: Mapped[str] = mapped_column(Text, default="")
     limits: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     observed_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    # The node's storage as the observer last saw it (None until it has looked).
+    storage_used_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    storage_total_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
     cluster: Mapped[Cluster] = relationship(back_populates="nodes")
 

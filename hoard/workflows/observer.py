@@ -10,18 +10,25 @@ processes died, so it rejoins as a replica, restarts a dead endpoint proxy,
 records each node's role and lag as the machinery reports them, and writes an
 event for every node that goes down or comes back and for every change of
 primary. A cluster with a node down is DEGRADED until the node is back.
+
+Storage: each pass reads every node's storage use from the provider and keeps
+it on the node (rewritten when it moves by 1% of the size or more). A node
+whose storage is full is reported as such ("storage full (N of M bytes used):
+resize the storage"), whatever else its server says: engines that hit the end
+of their disk fail with messages that never name it.
 """
 
 from __future__ import annotations
 
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from hoard.domain.status import ClusterStatus, NodeStatus
+from hoard.domain.storage import StorageUsage
 from hoard.engines.base import MemberState
 from hoard.store import events, models, operations
 from hoard.workflows.loops import Loop
@@ -46,6 +53,16 @@ class Observation:
     node_id: str
     healthy: bool
     detail: str
+    storage: StorageUsage | None = None
+
+
+def with_storage(cluster: models.Cluster, o: Observation) -> Observation:
+    """The observation with the node's storage use; a full storage is the reason
+    the node is unhealthy, whatever its server answered."""
+    usage = services().provider.storage_usage(o.node_id, cluster.storage_gb)
+    if usage is not None and usage.full:
+        return Observation(o.node_id, False, usage.describe(), usage)
+    return replace(o, storage=usage)
 
 
 def _still_ours(cluster_id: str) -> bool:
@@ -71,7 +88,7 @@ def observe_node(cluster: models.Cluster, node: models.Node) -> Observation:
 
 
 def _observe_one(cluster: models.Cluster, node: models.Node) -> list[Observation]:
-    return [observe_node(cluster, node)]
+    return [with_storage(cluster, observe_node(cluster, node))]
 
 
 def observe_replicated(cluster: models.Cluster) -> list[Observation]:
@@ -93,8 +110,9 @@ def observe_replicated(cluster: models.Cluster) -> list[Observation]:
         log.warning("endpoint of cluster %s was not running; restarted", cluster.name)
     observed: list[MemberState] = states(cluster, topo)
     record_roles(cluster.id, observed)
-    return [Observation(o.node_id, o.healthy and o.node_id not in restarted,
-                        restarted.get(o.node_id) or o.detail) for o in observed]
+    return [with_storage(cluster, Observation(o.node_id, o.healthy and o.node_id not in restarted,
+                                              restarted.get(o.node_id) or o.detail))
+            for o in observed]
 
 
 def _replace(cluster: models.Cluster, node: models.Node) -> None:
@@ -167,6 +185,9 @@ def _record(s: Session, cluster_id: str, observations: list[Observation]) -> Non
         o = by_id.get(node.id)
         if o is None:
             continue
+        if o.storage is not None and _moved(node, o.storage):
+            node.storage_used_bytes = o.storage.used_bytes
+            node.storage_total_bytes = o.storage.total_bytes
         status = NodeStatus.HEALTHY if o.healthy else NodeStatus.UNHEALTHY
         reason = "" if o.healthy else o.detail
         # Write only changes: the store is not a heartbeat log.
@@ -182,6 +203,14 @@ def _record(s: Session, cluster_id: str, observations: list[Observation]) -> Non
     why = "; ".join(f"node {n.ordinal}: {n.status_reason}" for n in sick)
     if (current.status, current.status_reason) != (overall, why):
         current.status, current.status_reason = overall, why
+
+
+def _moved(node: models.Node, usage: StorageUsage) -> bool:
+    """Whether the recorded storage use is worth rewriting: first seen, a new size,
+    or 1% of the size away (the store is not a heartbeat log)."""
+    if node.storage_used_bytes is None or node.storage_total_bytes != usage.total_bytes:
+        return True
+    return abs(node.storage_used_bytes - usage.used_bytes) * 100 >= usage.total_bytes
 
 
 def observer(interval: float, batch: int) -> Loop:
