@@ -172,10 +172,10 @@ def _store_values(server: HoardServer, config_id: str, values: dict[str, Any]) -
 def test_a_setting_that_keeps_the_server_down_is_rolled_back(
         tenant: httpx.Client, nano: dict[str, Any], hoard: HoardServer) -> None:
     base = f"/v2/clusters/{nano['id']}"
-    config = _config(tenant, "legacy", {"shared_buffers": 96})
+    config = _config(tenant, "legacy", {"shared_buffers": 96, "work_mem": 8192})
     assert _run(tenant, "PATCH", base, json={"configuration_id": config})["status"] == "succeeded"
     assert tenant.get(base).json()["pending_restart"] == ["shared_buffers"]
-    _store_values(hoard, config, {"shared_buffers": 1048576})  # 1 TB on a nano node
+    _store_values(hoard, config, {"shared_buffers": 1048576, "work_mem": 8192})  # 1 TB
     assert _run(tenant, "POST", f"{base}/actions/stop")["status"] == "succeeded"
     for action in ("start", "restart"):
         op = _run(tenant, "POST", f"{base}/actions/{action}")
@@ -185,6 +185,7 @@ def test_a_setting_that_keeps_the_server_down_is_rolled_back(
         cluster = tenant.get(base).json()
         assert cluster["status"] == "ACTIVE" and cluster["pending_restart"] == ["shared_buffers"]
         assert _show(tenant, nano["id"], "shared_buffers") == "64MB"  # what it ran with
+        assert _show(tenant, nano["id"], "work_mem") == "8MB"  # applied live, kept
         kinds = [e["kind"] for e in tenant.get(f"{base}/events").json()["events"]]
         assert kinds[-2:] == ["cluster.rolled_back", "operation.failed"]
     # No crash loop: the observer leaves the server that runs alone.

@@ -53,21 +53,32 @@ def _target(cluster: models.Cluster, changes: dict[str, Any]) -> Target:
 
 
 def _running(cluster: models.Cluster) -> Target:
-    """What the servers last started with: the recorded size and storage, and the
-    parameters kept while settings wait for a restart (else the configuration's)."""
-    if cluster.running_parameters is not None:
-        return Target(cluster.size, cluster.storage_gb, dict(cluster.running_parameters))
-    return _target(cluster, {})
+    """What the servers run with: the recorded size, storage and configuration,
+    but for restart-only parameters the values they last started with while
+    settings wait for a restart (dynamic ones were applied live already)."""
+    target = _target(cluster, {})
+    if cluster.running_parameters is None:
+        return target
+    static = {p.name for p in services().engines[cluster.engine].parameters() if not p.dynamic}
+    params = {k: v for k, v in target.params.items() if k not in static}
+    params.update({k: v for k, v in cluster.running_parameters.items() if k in static})
+    return Target(target.size, target.storage_gb, params)
 
 
-def _configure_all(cluster: models.Cluster, target: Target) -> list[str]:
+def _configure_all(cluster: models.Cluster, target: Target,
+                   current: Target | None = None) -> list[str]:
     """Write the settings for ``target`` to every node, apply the dynamic ones
-    live, and return the settings that still need a restart."""
+    live, and return the settings that still need a restart. What changes is
+    reckoned from the recorded cluster, or from ``current`` when the nodes were
+    given something else (a change being rolled back)."""
     svc = services()
     engine = svc.engines[cluster.engine]
     pending: set[str] = set()
     for node in cluster.nodes:
-        before = engine.settings(svc.node_context(cluster, node))
+        before = engine.settings(svc.node_context(cluster, node) if current is None else
+                                 svc.node_context(cluster, node, size=current.size,
+                                                  parameters=current.params,
+                                                  storage_gb=current.storage_gb))
         ctx = svc.node_context(cluster, node, size=target.size, parameters=target.params,
                                storage_gb=target.storage_gb)
         after = engine.settings(ctx)
@@ -95,15 +106,15 @@ def _restart_nodes(cluster: models.Cluster, target: Target) -> None:
         wait_formed(cluster, topology(cluster))
 
 
-def _roll_back(cluster: models.Cluster, bring_up: bool) -> None:
-    """Write back the settings the servers last started with (limits too) and, with
-    ``bring_up``, start every node that is not running with them and wait until
-    the cluster serves again."""
+def _roll_back(cluster: models.Cluster, failed: Target, bring_up: bool) -> None:
+    """Write back the settings the servers ran with before the ``failed`` change
+    (limits too; dynamic ones applied live again) and, with ``bring_up``, start
+    every node that is not running with them and wait until the cluster serves."""
     svc = services()
     running = _running(cluster)
     for node in cluster.nodes:
         svc.provider.apply_limits(node.id, SIZES[running.size], running.storage_gb)
-    _configure_all(cluster, running)
+    _configure_all(cluster, running, current=failed)
     if bring_up:
         start_all(cluster)
 
@@ -228,7 +239,7 @@ def _restart_attempted(op_id: str) -> bool:
 
 
 def _fail_with_rollback(op_id: str, cluster_id: str, kind: str, reason: str,
-                        bring_up: bool) -> None:
+                        changes: dict[str, Any], bring_up: bool) -> None:
     """Put back what the servers ran with (starting them again if ``bring_up``),
     say so in the events, and fail the operation with the reason. If that fails
     too, the cluster is DEGRADED with both reasons and the observer takes over."""
@@ -237,7 +248,7 @@ def _fail_with_rollback(op_id: str, cluster_id: str, kind: str, reason: str,
     error = reason
     if cluster is not None:
         try:
-            _roll_back(cluster, bring_up)
+            _roll_back(cluster, _target(cluster, changes), bring_up)
         except Exception as exc:
             error = f"{reason}; putting the previous settings back failed: {short_reason(exc)}"
             with svc.store.session() as s:
@@ -257,10 +268,12 @@ def _fail_with_rollback(op_id: str, cluster_id: str, kind: str, reason: str,
 
 
 @DBOS.step()
-def revert_update(op_id: str, cluster_id: str, reason: str) -> None:
+def revert_update(op_id: str, cluster_id: str, reason: str,
+                  changes: dict[str, Any] | None = None) -> None:
     """Put the recorded (old) settings and limits back, bring back up any node the
     restart left down, then fail the operation."""
-    _fail_with_rollback(op_id, cluster_id, "update", reason, _restart_attempted(op_id))
+    _fail_with_rollback(op_id, cluster_id, "update", reason, changes or {},
+                        _restart_attempted(op_id))
 
 
 @DBOS.workflow()
@@ -276,7 +289,7 @@ def update_cluster(op_id: str, cluster_id: str, changes: dict[str, Any]) -> None
             pending = sorted(set(pending) | set(pending_settings(cluster_id)))
         record_update(op_id, cluster_id, changes, pending)
     except Exception as exc:
-        revert_update(op_id, cluster_id, short_reason(exc))
+        revert_update(op_id, cluster_id, short_reason(exc), changes)
 
 
 @DBOS.step()
@@ -334,7 +347,7 @@ def action_failed(op_id: str, cluster_id: str, reason: str, action: str = "") ->
     started with and starts them again; a stop that failed says so, and the
     observer takes over the status."""
     if action in ("restart", "start"):
-        _fail_with_rollback(op_id, cluster_id, action, reason, bring_up=True)
+        _fail_with_rollback(op_id, cluster_id, action, reason, {}, bring_up=True)
         return
     with services().store.session() as s:
         cluster = s.get(models.Cluster, cluster_id)
