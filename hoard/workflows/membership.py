@@ -46,6 +46,7 @@ from hoard.store.db import Store
 log = logging.getLogger(__name__)
 LEASE_LOST_EXIT = 75  # the process's exit status when it stops for a lost lease
 STALE_WAIT = 2.0  # seconds between looks while a previous incarnation's lease runs out
+RELEASE_WAIT = 1.0  # seconds the lease thread waits for passes before giving shards up
 
 
 def rendezvous(shard: int, workers: list[str]) -> str:
@@ -76,15 +77,17 @@ class PassGate:
                 self._cond.notify_all()
 
     @contextmanager
-    def exclusive(self) -> Iterator[None]:
+    def exclusive(self, timeout: float) -> Iterator[bool]:
+        """Hold off new passes and wait up to ``timeout`` for running ones to end;
+        yield whether they did (if not, the caller tries again later: the lease
+        thread must never wait on a slow pass)."""
         with self._cond:
             while self._exclusive:
                 self._cond.wait()
             self._exclusive = True
-            while self._passes:
-                self._cond.wait()
+            drained = self._cond.wait_for(lambda: self._passes == 0, timeout)
         try:
-            yield
+            yield drained
         finally:
             with self._cond:
                 self._exclusive = False
@@ -182,7 +185,10 @@ class Membership:
         worker takes over at once whatever this one did not finish."""
         self._stop.set()
         self._thread.join(timeout=self.ttl)
-        with self._gate.exclusive(), self._session() as s:
+        with self._gate.exclusive(RELEASE_WAIT * 5) as drained, self._session() as s:
+            if not drained:
+                log.warning("worker %s leaves with a background pass still running",
+                            self.worker_id)
             s.execute(update(models.ShardOwner).where(
                 models.ShardOwner.worker_id == self.worker_id).values(worker_id=None))
             s.execute(update(models.Worker).where(
@@ -279,11 +285,15 @@ class Membership:
         wanted = {n for n in owners if rendezvous(n, live) == self.worker_id}
         mine = {n for n, w in owners.items() if w == self.worker_id}
         if mine - wanted:
-            with self._gate.exclusive(), self._session() as s:
-                s.execute(update(models.ShardOwner).where(
-                    models.ShardOwner.shard.in_(sorted(mine - wanted)),
-                    models.ShardOwner.worker_id == self.worker_id).values(worker_id=None))
-                self._owned = frozenset(mine & wanted)
+            with self._gate.exclusive(RELEASE_WAIT) as drained:
+                if drained:  # else a pass still runs over them: next beat
+                    with self._session() as s:
+                        s.execute(update(models.ShardOwner).where(
+                            models.ShardOwner.shard.in_(sorted(mine - wanted)),
+                            models.ShardOwner.worker_id == self.worker_id
+                        ).values(worker_id=None))
+                    mine &= wanted
+                    self._owned = frozenset(mine)
         free = [n for n in wanted - mine if owners[n] is None or owners[n] not in live]
         if free:
             with self._session() as s:
@@ -293,11 +303,9 @@ class Membership:
                         models.ShardOwner.worker_id.is_(None) if owners[n] is None
                         else models.ShardOwner.worker_id == owners[n],
                     ).values(worker_id=self.worker_id, epoch=self.epoch))
-                claimed = set(s.scalars(select(models.ShardOwner.shard).where(
+                mine = set(s.scalars(select(models.ShardOwner.shard).where(
                     models.ShardOwner.worker_id == self.worker_id)))
-            self._owned = frozenset(claimed & wanted)
-        elif not mine - wanted:
-            self._owned = frozenset(mine)
+        self._owned = frozenset(mine)  # what the store says is this worker's
 
     @contextmanager
     def pass_over_shards(self) -> Iterator[frozenset[int]]:
