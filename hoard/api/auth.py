@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from hoard.domain.errors import Forbidden, Unauthorized
 from hoard.ids import new_id
@@ -84,8 +85,16 @@ def bootstrap_admin(store: Store, settings: Settings) -> None:
     """Make sure the admin project and an admin token exist.
 
     ``HOARD_ADMIN_TOKEN`` wins when set; otherwise a token is generated once and
-    written to ``<state dir>/admin-token`` with mode 0600.
+    written to ``<state dir>/admin-token`` with mode 0600. API processes starting
+    together may race to make them: the loser finds the winner's rows.
     """
+    try:
+        _bootstrap_admin(store, settings)
+    except IntegrityError:
+        _bootstrap_admin(store, settings)
+
+
+def _bootstrap_admin(store: Store, settings: Settings) -> None:
     with store.session() as s:
         project = s.scalars(select(Project).where(Project.name == ADMIN_PROJECT)).first()
         if project is None:

@@ -112,11 +112,13 @@ worker_app.command("list")(workers.list_workers)
 def migrate(state_dir: StateDir = None) -> None:
     """Bring the state store's schema (and the workflow store's) up to date, and
     make the state directory's keys and CA if they are not there yet."""
+    from hoard.api.auth import bootstrap_admin
     from hoard.workflows.runtime import migrate_workflows
     from hoard.workflows.services import build
 
     settings = _settings(state_dir)
-    build(settings, migrate_schema=True)
+    services = build(settings, migrate_schema=True)
+    bootstrap_admin(services.store, settings)
     migrate_workflows(settings)
     typer.echo("the state store is up to date")
 
