@@ -19,6 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests import serverlogs
+
 ADMIN_TOKEN = "hoard_test_admin_token"
 
 
@@ -29,10 +31,30 @@ def free_port() -> int:
 
 
 def make_state_dir() -> Path:
-    """A state directory the database OS user can traverse (pytest's tmp is 0700)."""
+    """A state directory the database OS accounts can traverse (pytest's tmp is
+    0700); its server logs are reported with a failing test while it exists."""
     path = Path(tempfile.mkdtemp(prefix="hoard-test-", dir="/tmp"))
     path.chmod(0o755)
+    serverlogs.register(path)
     return path
+
+
+def remove_state_dir(path: Path) -> None:
+    serverlogs.unregister(path)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Iterator[None]:
+    """A failing test's report carries the server logs of the state directories
+    still alive (a session's Hoard, a fixture's nodes)."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.failed:
+        text = serverlogs.logs_text()
+        if text:
+            report.sections.append(("server logs", text))
 
 
 class HoardServer:
@@ -103,13 +125,16 @@ def hoard_server(extra_env: dict[str, str] | None = None) -> Iterator[HoardServe
     """A running Hoard on a fresh state directory; everything it made is removed after."""
     state_dir = make_state_dir()
     server = HoardServer(state_dir, extra_env)
-    server.start()
     try:
+        server.start()
         yield server
+    except BaseException:
+        serverlogs.print_logs(state_dir)
+        raise
     finally:
         server.stop()
         server.destroy_all_nodes()
-        shutil.rmtree(state_dir, ignore_errors=True)
+        remove_state_dir(state_dir)
 
 
 @pytest.fixture(scope="session")

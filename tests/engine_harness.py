@@ -4,7 +4,6 @@ for engine-level tests of bootstrap, TLS, health and accounts."""
 from __future__ import annotations
 
 import secrets
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +15,8 @@ from hoard.engines.base import Backups, Credentials, Engine, NodeContext
 from hoard.providers.local import LocalProvider
 from hoard.security.ca import CertificateAuthority
 from hoard.security.secrets import generate_password
-from tests.conftest import make_state_dir
+from tests.conftest import make_state_dir, remove_state_dir
+from tests.serverlogs import print_logs
 
 
 @dataclass
@@ -95,9 +95,12 @@ def running_node(engine: Engine, size: str = "nano", restore: Restore | None = N
             engine.finish_restore(ctx, node.ca_file, runner, restore.target)
         engine.initialize(ctx, node.ca_file)
         yield node
+    except BaseException:
+        print_logs(root)
+        raise
     finally:
         provider.destroy(node_id)
-        shutil.rmtree(root, ignore_errors=True)
+        remove_state_dir(root)
 
 
 def take_backup(node: RunningNode) -> tuple[list[bytes], dict[str, str]]:
