@@ -112,6 +112,7 @@ class HoardServer:
 
         nodes = self.state_dir / "nodes"
         if nodes.exists():
+            # Each node's OS account is found in Hoard's records and removed with it.
             provider = LocalProvider(nodes, "hoard-db")
             for node_id in provider.node_ids():
                 provider.destroy(node_id)

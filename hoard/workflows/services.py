@@ -94,7 +94,8 @@ def build(settings: Settings) -> Services:
     migrate(settings.store_url)
     key = load_or_create_key(settings.state_dir / "secret.key", settings.secret_key)
     provider = LocalProvider(settings.nodes_dir, settings.db_os_user, settings.local_volumes,
-                             hosts=parse_hosts(settings.local_hosts))
+                             hosts=parse_hosts(settings.local_hosts),
+                             uid_range=settings.uid_range)
     _services = Services(
         settings=settings,
         store=Store(settings.store_url),
