@@ -8,6 +8,7 @@ recorded in the workflow store and must stay plain data).
 from __future__ import annotations
 
 import base64
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -89,8 +90,15 @@ _services: Services | None = None
 def build(settings: Settings) -> Services:
     """Prepare the state directory and store, and wire every component."""
     global _services
+    # Every database node runs as an OS account of its own and must reach its
+    # directory under the state directory, but nothing else of Hoard's in it:
+    # the state directory is traversable only, and what Hoard makes without an
+    # explicit mode (the SQLite stores, the local backup store) is its own alone.
+    os.umask(0o077)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    settings.state_dir.chmod(0o755)
+    settings.state_dir.chmod(0o711)
+    for made_before in settings.state_dir.glob("*.sqlite*"):  # by a Hoard with another umask
+        made_before.chmod(0o600)
     migrate(settings.store_url)
     key = load_or_create_key(settings.state_dir / "secret.key", settings.secret_key)
     provider = LocalProvider(settings.nodes_dir, settings.db_os_user, settings.local_volumes,
