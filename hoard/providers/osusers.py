@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_UID_RANGE = (200000, 265535)
-LOCK = Path("/run/lock/hoard-uids")  # holds the last uid handed out
+LOCK = Path("/run/lock/hoard-uids")  # holds the last uid handed out from each range
 OWNER = "owner.json"
 MARK = "hoard "  # how Hoard's accounts are told apart (the GECOS field)
 NOLOGIN = "/usr/sbin/nologin"
@@ -180,14 +180,20 @@ class UserPool:
     def _next_uid(self, lock: int) -> int:
         used = {p.pw_uid for p in pwd.getpwall()} | {g.gr_gid for g in grp.getgrall()}
         sub = _subordinate()
-        last = os.pread(lock, 32, 0).decode().strip()
-        start = int(last) + 1 if last.isdigit() and self.lo <= int(last) < self.hi else self.lo
+        key = f"{self.lo}-{self.hi}"
+        try:  # the last uid handed out from each range
+            cursors = dict(json.loads(os.pread(lock, 1 << 16, 0) or b"{}"))
+        except (ValueError, TypeError):
+            cursors = {}
+        last = cursors.get(key)
+        start = last + 1 if isinstance(last, int) and self.lo <= last < self.hi else self.lo
         for uid in (*range(start, self.hi + 1), *range(self.lo, start)):
             if uid not in used and not any(a <= uid <= b for a, b in sub):
+                cursors[key] = uid
                 os.ftruncate(lock, 0)
-                os.pwrite(lock, str(uid).encode(), 0)
+                os.pwrite(lock, json.dumps(cursors).encode(), 0)
                 return uid
-        raise RuntimeError(f"no free uid left in {self.lo}-{self.hi} (HOARD_DB_UID_RANGE)")
+        raise RuntimeError(f"no free uid left in {key} (HOARD_DB_UID_RANGE)")
 
     @staticmethod
     def _create(name: str, uid: int, label: str) -> None:
