@@ -409,6 +409,10 @@ def test_a_hostile_postgresql_node_is_restarted_by_the_observer_within_its_limit
         assert snapshot(outside) == before, "root changed a file outside the node"
         assert in_node_cgroups(new, node_id)
         assert not (root / "log").is_symlink()
+        if os.path.ismount(root):  # a filesystem of its own: nothing on it raises privileges
+            options = next(line.split()[3] for line in Path("/proc/mounts").read_text()
+                           .splitlines() if line.split()[1] == str(root))
+            assert {"nosuid", "nodev"} <= set(options.split(","))
         for script in ("cat state.sqlite", "cat secret.key", "ls private", "ls ."):
             assert as_node(root, f"cd {server.state_dir} && {script}", check=False).returncode, \
                 script
