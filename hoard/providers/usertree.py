@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
 import shutil
 import stat
 from collections.abc import Iterable, Iterator
@@ -96,9 +97,10 @@ class UserTree:
 
     def _make_dir(self, fd: int, name: str) -> int:
         """Make ``name`` under a staging name, give it to the account, then rename
-        it into place: a crash never leaves a directory of root's there."""
-        staging = f".{name}.new"
-        remove_entry(fd, staging)
+        it into place: a crash never leaves a directory of root's there. The
+        staging name is this call's own, so two steps making the same directory
+        at once never take each other's."""
+        staging = f".{name}.{secrets.token_hex(4)}.new"
         os.mkdir(staging, 0o700, dir_fd=fd)
         made = os.open(staging, DIR_FLAGS, dir_fd=fd)
         try:
