@@ -233,7 +233,8 @@ class Supervisor:
         live = self.live(name)
         if live:
             pid, record = live
-            stop_signal = int(record.get("stop_signal", signal.SIGTERM)) if graceful else 9
+            stop_signal = (int(record.get("stop_signal", signal.SIGTERM)) if graceful
+                           else signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, stop_signal)
             wait = float(record.get("stop_timeout", 30.0)) if graceful else 5.0
