@@ -235,15 +235,19 @@ def test_files_hoard_writes_and_reads_follow_no_planted_link(
         mkdir archive && ln -s {outside / 'secret'} archive/000001 && mkfifo archive/000002
         ln -s {outside / 'dir'} binlog
         ln -s {outside / 'dir'} data.init""")
+    # A hard link to root's file (which fs.protected_hardlinks keeps the account
+    # from making; made here as root, for a host without it).
+    os.link(outside / "secret", root / "archive" / "000003")
     runner.write_file(PurePosixPath("tls/server.key"), b"KEY")
     runner.write_file(PurePosixPath("conf/server.conf"), b"port = 1\n")
     runner.write_file(PurePosixPath("conf/other.conf"), b"port = 2\n")
-    for name in ("000001", "000002"):  # a link to root's secret; a FIFO (no hang)
+    for name in ("000001", "000002", "000003"):  # links to root's secret; a FIFO (no hang)
         with pytest.raises(OSError):
             b"".join(runner.read_stream(PurePosixPath("archive") / name))
     assert runner.list_dir(PurePosixPath("binlog")) == []
     assert not runner.exists(PurePosixPath("binlog/keep"))
     runner.remove_tree(PurePosixPath("data.init"))
+    os.unlink(root / "archive" / "000003")
     assert snapshot(outside) == before, "root changed a file outside the node"
     key = root / "tls" / "server.key"
     assert not (root / "tls").is_symlink() and key.read_bytes() == b"KEY"
