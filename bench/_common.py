@@ -28,7 +28,7 @@ if str(ROOT) not in sys.path:
 
 ADMIN_TOKEN = "hoard_bench_admin_token"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-DB_USER = "hoard-db"
+DB_USER = "hoard-db"  # the account hand-run servers use (Hoard's nodes each have their own)
 LAUNCHER = 'for p in $HOARD_CGROUP_PROCS; do echo $$ > "$p" || exit 97; done; exec "$@"'
 
 
@@ -183,10 +183,11 @@ def teardown(hoard: Hoard | None, state_dir: Path, api_delete: bool = True) -> N
         shutil.rmtree(state_dir, ignore_errors=True)
 
 
-def db_user() -> pwd.struct_passwd:
-    """The OS user database servers run as (created like Hoard creates it)."""
+def db_user(name: str = DB_USER) -> pwd.struct_passwd:
+    """An OS account hand-run servers run as: ``DB_USER`` (made here if missing),
+    or a Hoard node's own when a tool works on that node's files."""
     try:
-        return pwd.getpwnam(DB_USER)
+        return pwd.getpwnam(name)
     except KeyError:
         subprocess.run(["useradd", "--system", "--user-group", "--no-create-home",
                         "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", DB_USER],
@@ -194,15 +195,17 @@ def db_user() -> pwd.struct_passwd:
         return pwd.getpwnam(DB_USER)
 
 
-def as_db_user(argv: list[str]) -> list[str]:
-    return ["setpriv", f"--reuid={DB_USER}", f"--regid={DB_USER}", "--clear-groups", "--", *argv]
+def as_db_user(argv: list[str], user: str = DB_USER) -> list[str]:
+    entry = db_user(user)
+    return ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--clear-groups",
+            "--", *argv]
 
 
-def owned_dir(path: Path) -> Path:
-    """Create ``path`` (mode 0700) owned by the database OS user."""
-    user = db_user()
+def owned_dir(path: Path, user: str = DB_USER) -> Path:
+    """Create ``path`` (mode 0700) owned by the OS account ``user``."""
+    entry = db_user(user)
     path.mkdir(mode=0o700)
-    os.chown(path, user.pw_uid, user.pw_gid)
+    os.chown(path, entry.pw_uid, entry.pw_gid)
     return path
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
-from _common import LAUNCHER, as_db_user, free_port, owned_dir, run_as_db_user
+from _common import DB_USER, LAUNCHER, as_db_user, free_port, owned_dir, run_as_db_user
 
 MARIADBD = "/usr/sbin/mariadbd"
 INSTALL_DB = "/usr/bin/mariadb-install-db"
@@ -59,11 +59,12 @@ def connect_once(engine: str, uri: str) -> None:
 
 
 class Server:
-    """A server in the foreground, in its own session, as the database OS user,
+    """A server in the foreground, in its own session, as the OS account ``user``,
     inside the cgroups of ``procs_files`` (if any). Stopped with SIGTERM."""
 
-    def __init__(self, argv: list[str], cwd: Path, procs_files: list[str] | None = None) -> None:
-        self.argv, self.cwd, self.procs_files = argv, cwd, procs_files or []
+    def __init__(self, argv: list[str], cwd: Path, procs_files: list[str] | None = None,
+                 user: str = DB_USER) -> None:
+        self.argv, self.cwd, self.procs_files, self.user = argv, cwd, procs_files or [], user
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -71,7 +72,7 @@ class Server:
                "HOARD_CGROUP_PROCS": " ".join(self.procs_files)}
         with open(self.cwd / "server.log", "ab") as log:
             self.proc = subprocess.Popen(
-                ["/bin/sh", "-c", LAUNCHER, "bench-launch", *as_db_user(self.argv)],
+                ["/bin/sh", "-c", LAUNCHER, "bench-launch", *as_db_user(self.argv, self.user)],
                 cwd=self.cwd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 start_new_session=True)
 

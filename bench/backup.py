@@ -29,6 +29,7 @@ import argparse
 import datetime as dt
 import functools
 import os
+import pwd
 import secrets
 import shutil
 import socket
@@ -86,6 +87,8 @@ class Target:
         store.engine.dispose()
         self.cluster_id, self.ca = cluster_id, ca
         self.dir = hoard.state_dir / "nodes" / self.node_id
+        # Raw tools reading the node's files run as the node's own OS account.
+        self.user = pwd.getpwuid(self.dir.stat().st_uid).pw_name
         self.uri = tenant_uri(client, cluster_id)
 
 
@@ -118,11 +121,12 @@ def timed(client: httpx.Client, method: str, url: str, body: dict[str, Any] | No
     raise TimeoutError(f"{method} {url} still running after {timeout:.0f} s")
 
 
-def tool(argv: list[str], cwd: Path, stdin: Any = None, stdout: Any = None,
+def tool(argv: list[str], t: Target, stdin: Any = None, stdout: Any = None,
          env: dict[str, str] | None = None) -> None:
-    proc = subprocess.run(as_db_user(argv), cwd=cwd, stdin=stdin, env={**TOOL_ENV, **(env or {})},
-                          stdout=stdout or subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          timeout=1800, check=False)
+    """``argv`` as the node's account, in the node's directory."""
+    proc = subprocess.run(as_db_user(argv, t.user), cwd=t.dir, stdin=stdin,
+                          env={**TOOL_ENV, **(env or {})}, stdout=stdout or subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, timeout=1800, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{argv[0]} failed: {proc.stderr.decode(errors='replace')[-2000:]}")
 
@@ -236,11 +240,12 @@ def raw_backup(engine: str, t: Target, raw: Path, out: Path) -> float:
     elif engine == "mariadb":
         (raw / "client.cnf").write_text(
             f'[mariadb-backup]\nuser = "{SERVICE_USER}"\npassword = "{t.password}"\n')
-        shutil.chown(raw / "client.cnf", "hoard-db", "hoard-db")
+        shutil.chown(raw / "client.cnf", t.user, t.user)
         shutil.rmtree(raw / "work", ignore_errors=True)
         argv = ["/usr/bin/mariadb-backup", f"--defaults-file={raw / 'client.cnf'}", "--backup",
                 "--stream=xbstream", f"--datadir={t.dir / 'data'}",
-                f"--target-dir={owned_dir(raw / 'work')}", f"--extra-lsndir={raw / 'work/info'}",
+                f"--target-dir={owned_dir(raw / 'work', t.user)}",
+                f"--extra-lsndir={raw / 'work/info'}",
                 f"--tmpdir={t.dir / 'tmp'}", f"--host={t.host}", f"--port={t.port}",
                 f"--ssl-ca={t.ca}", "--ssl-verify-server-cert"]
     else:
@@ -249,7 +254,7 @@ def raw_backup(engine: str, t: Target, raw: Path, out: Path) -> float:
         env = {"REDISCLI_AUTH": t.password}
     start = time.monotonic()
     with open(out, "wb") as fh:
-        tool(argv, t.dir, stdout=fh, env=env)
+        tool(argv, t, stdout=fh, env=env)
         os.fsync(fh.fileno())
     return time.monotonic() - start
 
@@ -267,7 +272,7 @@ def raw_server(engine: str, t: Target, scratch: Path, port: int,
         import psycopg
 
         server = Server([pg_bin(t, "postgres"), "-D", str(scratch), "-c", f"port={port}",
-                         "-c", "archive_mode=off"], scratch, procs_files)
+                         "-c", "archive_mode=off"], scratch, procs_files, t.user)
 
         def probe() -> None:
             with psycopg.connect(host=t.host, port=port, user=SERVICE_USER,
@@ -285,7 +290,7 @@ def raw_server(engine: str, t: Target, scratch: Path, port: int,
                          f"--log-bin={scratch / 'binlog'}",
                          f"--log-bin-index={scratch / 'binlog.index'}",
                          f"--slow-query-log-file={scratch / 'slow.log'}"], scratch,
-                        procs_files)
+                        procs_files, t.user)
 
         def probe() -> None:
             pymysql.connect(host=t.host, port=port, user=SERVICE_USER, password=t.password,
@@ -295,7 +300,7 @@ def raw_server(engine: str, t: Target, scratch: Path, port: int,
         # puts the same RDB where the append-only file's base goes instead).
         server = Server(["/usr/bin/redis-server", str(conf / "redis.conf"), "--dir",
                          str(scratch), "--tls-port", str(port), "--appendonly", "no",
-                         "--dbfilename", "dump.rdb"], scratch, procs_files)
+                         "--dbfilename", "dump.rdb"], scratch, procs_files, t.user)
         # One TLS context, not redis-py's per connection (which loads the system's
         # trust store each time: 40 ms of CPU taken from the loading server).
         context = ssl.create_default_context(cafile=t.ca)
@@ -329,26 +334,26 @@ def raw_restore(engine: str, t: Target, backup: Path, raw: Path, storage_gb: int
     fresh = volumes_work()
     if fresh:
         volumes.ensure(image, mount, storage_gb)
-        user = db_user()
+        user = db_user(t.user)
         os.chown(mount, user.pw_uid, user.pw_gid)
     else:
-        owned_dir(mount)
+        owned_dir(mount, t.user)
     scratch = mount / "data"
     server, probe = raw_server(engine, t, scratch, free_port(), procs_files)
     start = time.monotonic()
-    owned_dir(scratch)
+    owned_dir(scratch, t.user)
     with open(backup, "rb") as fh:
         if engine == "postgresql":
-            tool([*TAR_EXTRACT, "-C", str(scratch)], t.dir, stdin=fh)  # Hoard's arguments
-            tool([pg_bin(t, "pg_verifybackup"), "--quiet", str(scratch)], t.dir)
+            tool([*TAR_EXTRACT, "-C", str(scratch)], t, stdin=fh)  # Hoard's arguments
+            tool([pg_bin(t, "pg_verifybackup"), "--quiet", str(scratch)], t)
         elif engine == "mariadb":
-            tool(["/usr/bin/mbstream", "-x", "-C", str(scratch)], t.dir, stdin=fh)
+            tool(["/usr/bin/mbstream", "-x", "-C", str(scratch)], t, stdin=fh)
             tool(["/usr/bin/mariadb-backup", "--prepare", f"--target-dir={scratch}",
-                  f"--tmpdir={scratch}"], t.dir)
+                  f"--tmpdir={scratch}"], t)
         else:
             rdb = str(scratch / "dump.rdb")
-            tool(["sh", "-c", 'exec cat > "$0"', rdb], t.dir, stdin=fh)
-            tool(["/usr/bin/redis-check-rdb", rdb], t.dir)
+            tool(["sh", "-c", 'exec cat > "$0"', rdb], t, stdin=fh)
+            tool(["/usr/bin/redis-check-rdb", rdb], t)
     tool_steps = time.monotonic() - start
     try:
         server.start()
@@ -510,7 +515,8 @@ def main() -> None:
     try:
         hoard = Hoard(state, {"HOARD_ARCHIVE_INTERVAL": "1"})
         hoard.start()
-        raw = owned_dir(state / "raw")
+        raw = state / "raw"  # each engine's tools make what they write in it as its node
+        raw.mkdir(mode=0o755)
         shutil.copyfile(state / "ca" / "ca.pem", raw / "ca.crt")
         (raw / "ca.crt").chmod(0o644)
         with hoard.client() as client:

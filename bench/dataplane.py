@@ -152,7 +152,8 @@ def run_postgresql(args: argparse.Namespace) -> None:
             stock_root(stock_base, view["storage_gb"] if on_volume else None), group,
             size.cpus, size.memory_mb)
         targets = {"hoard": uri, "stock": stock_dsn}
-        hoard_pid = int(json.loads((node_dir / "process.json").read_text())["pid"])
+        hoard_pid = int(json.loads((state_dir / "private" / "nodes" / node_dir.name
+                                    / "process.json").read_text())["pid"])
         print(f"size {args.size}: {size.cpus:g} CPU, {size.memory_mb} MiB")
         print(f"  hoard limits: {view['members'][0]['limits']}")
         print(f"  hoard server cgroups: {server_cgroups(hoard_pid)}")
@@ -224,7 +225,8 @@ def run_other(engine: str, args: argparse.Namespace) -> None:
             stock, stock_target = stock_redis(root, limits.procs_files,
                                               args.redis_stock_aof == "yes")
         targets = {"hoard": uri_parts(uri), "stock": stock_target}
-        hoard_pid = int(json.loads((node_dir / "process.json").read_text())["pid"])
+        hoard_pid = int(json.loads((state_dir / "private" / "nodes" / node_dir.name
+                                    / "process.json").read_text())["pid"])
         assert stock.proc is not None
         print(f"size {args.size}: {size.cpus:g} CPU, {size.memory_mb} MiB; hoard limits "
               f"{view['members'][0]['limits']}; stock limits {limits.report}")

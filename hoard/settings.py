@@ -10,7 +10,7 @@ import os
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -31,7 +31,11 @@ class Settings(BaseSettings):
     secret_key: str | None = None
     host: str = "127.0.0.1"
     port: int = 8080
+    # The shared OS account of platform services (etcd). Each database node and
+    # each endpoint proxy runs as an account of its own, with a uid (= gid) from
+    # db_uid_range, made when it is placed and removed with it.
     db_os_user: str = "hoard-db"
+    db_uid_range: str = "200000-265535"
     # Local node storage: "loop" (a filesystem per node, sized to storage_gb),
     # "directory" (size observed only), or "auto" (loop where the host allows).
     local_volumes: str = "auto"
@@ -78,6 +82,21 @@ class Settings(BaseSettings):
     @property
     def pause_steps(self) -> set[str]:
         return {name.strip() for name in (self.pause_step or "").split(",") if name.strip()}
+
+    @field_validator("db_uid_range")
+    @classmethod
+    def _uid_range(cls, value: str) -> str:
+        first, sep, last = value.partition("-")
+        if not sep or not first.strip().isdigit() or not last.strip().isdigit():
+            raise ValueError(f"{value!r} is not FIRST-LAST")
+        if not 1000 <= int(first) <= int(last) < 2**31 - 1:
+            raise ValueError(f"{value!r}: uids must lie within 1000-2147483646, first <= last")
+        return value
+
+    @property
+    def uid_range(self) -> tuple[int, int]:
+        first, _, last = self.db_uid_range.partition("-")
+        return int(first), int(last)
 
     @cached_property
     def store_url(self) -> str:

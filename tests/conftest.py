@@ -21,6 +21,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from tests import serverlogs
+
 ADMIN_TOKEN = "hoard_test_admin_token"
 
 
@@ -30,45 +32,33 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-LIVE_STATE_DIRS: list[Path] = []  # whose server logs a failing test's report shows
-LOG_TAIL_LINES = 80
 
 
 def make_state_dir() -> Path:
-    """A state directory the database OS user can traverse (pytest's tmp is 0700)."""
+    """A state directory the database OS accounts can traverse (pytest's tmp is
+    0700); its server logs are reported with a failing test while it exists."""
     path = Path(tempfile.mkdtemp(prefix="hoard-test-", dir="/tmp"))
     path.chmod(0o755)
-    LIVE_STATE_DIRS.append(path)
+    serverlogs.register(path)
     return path
 
 
-def server_logs(root: Path) -> str:
-    """The tail of every log under a state directory: Hoard's own, each node's
-    processes' (server, HA agent, proxy) and MariaDB's state-transfer logs, so a
-    failure that involved servers explains itself."""
-    parts = []
-    patterns = ("*.log", "nodes/*/log/*.log", "nodes/*/tmp/sst-logs/*", "etcd/log/*.log",
-                "endpoints/*/log/*.log")
-    for pattern in patterns:
-        for path in sorted(root.glob(pattern)):
-            try:
-                lines = path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
-            except OSError:
-                continue
-            parts.append(f"----- {path.relative_to(root)} (last {len(lines)} lines)\n"
-                         + "\n".join(lines))
-    return "\n".join(parts)
+def remove_state_dir(path: Path) -> None:
+    serverlogs.unregister(path)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """A failed test's report carries the logs of every server still running then."""
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Iterator[None]:
+    """A failing test's report carries the server logs of the state directories
+    still alive (a session's Hoard, a fixture's nodes)."""
     outcome = yield
-    report = outcome.get_result()
+    report = outcome.get_result()  # type: ignore[attr-defined]
     if report.failed:
-        LIVE_STATE_DIRS[:] = [p for p in LIVE_STATE_DIRS if p.exists()]
-        for root in LIVE_STATE_DIRS:
-            report.sections.append((f"server logs: {root}", server_logs(root)))
+        text = serverlogs.logs_text()
+        if text:
+            report.sections.append(("server logs", text))
 
 
 class HoardServer:
@@ -126,6 +116,7 @@ class HoardServer:
 
         nodes = self.state_dir / "nodes"
         if nodes.exists():
+            # Each node's OS account is found in Hoard's records and removed with it.
             provider = LocalProvider(nodes, "hoard-db")
             for node_id in provider.node_ids():
                 provider.destroy(node_id)
@@ -139,13 +130,16 @@ def hoard_server(extra_env: dict[str, str] | None = None) -> Iterator[HoardServe
     """A running Hoard on a fresh state directory; everything it made is removed after."""
     state_dir = make_state_dir()
     server = HoardServer(state_dir, extra_env)
-    server.start()
     try:
+        server.start()
         yield server
+    except BaseException:
+        serverlogs.print_logs(state_dir)
+        raise
     finally:
         server.stop()
         server.destroy_all_nodes()
-        shutil.rmtree(state_dir, ignore_errors=True)
+        remove_state_dir(state_dir)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ process that a test can kill -9, pause, stop and start again."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import ADMIN_TOKEN, HoardServer, free_port, make_state_dir
+from tests.conftest import ADMIN_TOKEN, HoardServer, free_port, make_state_dir, remove_state_dir
 from tests.pgserver import postgres_store
 
 
@@ -142,4 +141,4 @@ def control_plane(workers: int = 3, extra_env: dict[str, str] | None = None
         finally:
             plane.stop()
             HoardServer(state_dir).destroy_all_nodes()
-            shutil.rmtree(state_dir, ignore_errors=True)
+            remove_state_dir(state_dir)

@@ -4,8 +4,6 @@ for engine-level tests of bootstrap, TLS, health and accounts."""
 from __future__ import annotations
 
 import secrets
-import shutil
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -17,7 +15,8 @@ from hoard.engines.base import Backups, Credentials, Engine, NodeContext, ParamV
 from hoard.providers.local import LocalProvider
 from hoard.security.ca import CertificateAuthority
 from hoard.security.secrets import generate_password
-from tests.conftest import make_state_dir, server_logs
+from tests.conftest import make_state_dir, remove_state_dir
+from tests.serverlogs import print_logs
 
 
 @dataclass
@@ -98,11 +97,12 @@ def running_node(engine: Engine, size: str = "nano", restore: Restore | None = N
             engine.finish_restore(ctx, node.ca_file, runner, restore.target)
         engine.initialize(ctx, node.ca_file)
         yield node
+    except BaseException:
+        print_logs(root)
+        raise
     finally:
-        if sys.exc_info()[0] is not None:  # why it failed, in the test's captured output
-            print(server_logs(root))
         provider.destroy(node_id)
-        shutil.rmtree(root, ignore_errors=True)
+        remove_state_dir(root)
 
 
 def take_backup(node: RunningNode) -> tuple[list[bytes], dict[str, str]]:

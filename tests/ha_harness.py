@@ -5,8 +5,6 @@ failover, rejoin, detach) and of the endpoint proxy in front of it."""
 from __future__ import annotations
 
 import secrets
-import shutil
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,7 +26,8 @@ from hoard.providers.base import Endpoint
 from hoard.providers.local import LocalProvider
 from hoard.security.ca import CertificateAuthority
 from hoard.security.secrets import generate_password
-from tests.conftest import make_state_dir, server_logs
+from tests.conftest import make_state_dir, remove_state_dir
+from tests.serverlogs import print_logs
 
 FORM_TIMEOUT = 120.0
 
@@ -176,11 +175,12 @@ def running_cluster(engine: Engine, nodes: int = 3, durability: str = "async",
                 cluster.wait_joined(ctx.node_id)
         cluster.wait_formed()
         yield cluster
+    except BaseException:
+        print_logs(root)
+        raise
     finally:
-        if sys.exc_info()[0] is not None:  # why it failed, in the test's captured output
-            print(server_logs(root))
         provider.remove_endpoint(cluster_id)
         for node_id in node_ids:
             provider.destroy(node_id)
         provider.etcd.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        remove_state_dir(root)

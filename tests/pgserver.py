@@ -20,9 +20,9 @@ AS_DB_USER = ["setpriv", "--reuid=hoard-db", "--regid=hoard-db", "--clear-groups
 
 def _ensure_user() -> None:
     # The local provider creates this user on first use; tests may run first.
-    from hoard.providers.local import OSUser
+    from hoard.providers.osusers import service_user
 
-    OSUser("hoard-db")
+    service_user("hoard-db")
 
 
 @contextmanager

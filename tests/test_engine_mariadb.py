@@ -3,7 +3,6 @@ live and restart-only parameters, and the node's memory limit."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ import pytest
 from hoard.domain.catalog import SIZES, Size
 from hoard.engines.base import Credentials, Health, NodeContext, ParamValue
 from hoard.engines.mariadb import MariaDB
+from hoard.providers import cgroups
 from hoard.security.ca import CertificateAuthority
 from tests.conftest import free_port
 from tests.engine_harness import RunningNode, running_node
@@ -295,8 +295,7 @@ def test_dynamic_parameters_apply_live(node: RunningNode) -> None:
 
 
 def _memory_cgroup(node: RunningNode) -> Path | None:
-    root = Path(node.provider.runner(node.ctx.node_id).root)
-    procs = json.loads((root / "cgroups.json").read_text())["procs"]
+    procs = cgroups.procs_files(node.ctx.node_id)
     found = [Path(p).parent for p in procs if "/memory/" in p or "/cgroup/hoard/" in p]
     return found[0] if found else None
 

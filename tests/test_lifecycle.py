@@ -27,7 +27,8 @@ from tests.conftest import (
 def node_pid(server: HoardServer, node_id: str) -> int:
     import json
 
-    record = json.loads((server.state_dir / "nodes" / node_id / "process.json").read_text())
+    record = json.loads((server.state_dir / "private" / "nodes" / node_id / "process.json"
+                         ).read_text())
     return int(record["pid"])
 
 

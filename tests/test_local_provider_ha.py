@@ -220,9 +220,12 @@ def test_streamed_file_is_the_database_users_and_appears_only_whole(
         runner.write_stream(PurePosixPath("restoring/other.bin"), cut_short())
     assert sorted(p.name for p in made.parent.iterdir()) == ["data.bin"]
 
-    # A link planted where the file is staged is not followed.
+    # A link planted where the file is staged is removed, not followed.
+    before = Path("/etc/hostname").read_bytes()
     (made.parent / "next.bin.tmp").symlink_to("/etc/hostname")
-    with pytest.raises(OSError):
-        runner.write_stream(PurePosixPath("restoring/next.bin"), [b"x"])
+    runner.write_stream(PurePosixPath("restoring/next.bin"), [b"x"])
+    assert (made.parent / "next.bin").read_bytes() == b"x"
+    assert not (made.parent / "next.bin.tmp").is_symlink()
+    assert Path("/etc/hostname").read_bytes() == before
     with pytest.raises(ValueError, match="leaves the node directory"):
         runner.write_stream(PurePosixPath("../escape.bin"), [b"x"])

@@ -20,7 +20,7 @@ from hoard.engines.postgresql import PostgreSQL
 from hoard.engines.postgresql_ha import LOOP_WAIT, RETRY_TIMEOUT, TTL
 from hoard.providers.local import LocalProvider
 from hoard.providers.processes import free_port
-from tests.conftest import make_state_dir
+from tests.conftest import make_state_dir, remove_state_dir
 from tests.ha_harness import HaCluster, running_cluster
 
 ENGINE = PostgreSQL()
@@ -121,55 +121,57 @@ def _kill_primary_under_writer(cluster: HaCluster, table: str) -> tuple[str, Wri
 def test_patroni_config_keeps_the_engine_settings() -> None:
     root = make_state_dir()
     provider = LocalProvider(root / "nodes", "hoard-db", volumes="directory")
-    provider.place("n0", set(), 1)
-    runner = provider.runner("n0")
-    ctx = NodeContext("n0", "15", SIZES["nano"], "127.0.0.1", 5432,
-                      Credentials("hoard", "pw-service"), Credentials("admin", "pw-admin"),
-                      {"max_connections": 10, "work_mem": 8192})
-    api = free_port("127.0.0.1")  # nothing listens: Patroni "is not running"
-    topo = Topology("c1", (Member("n0", 0, "127.0.0.1", 5432, {"patroni": api}),),
-                    "sync", "http://127.0.0.1:2379")
-    with pytest.raises(ValueError, match="CA certificate"):
+    try:
+        provider.place("n0", set(), 1)
+        runner = provider.runner("n0")
+        ctx = NodeContext("n0", "15", SIZES["nano"], "127.0.0.1", 5432,
+                          Credentials("hoard", "pw-service"), Credentials("admin", "pw-admin"),
+                          {"max_connections": 10, "work_mem": 8192})
+        api = free_port("127.0.0.1")  # nothing listens: Patroni "is not running"
+        topo = Topology("c1", (Member("n0", 0, "127.0.0.1", 5432, {"patroni": api}),),
+                        "sync", "http://127.0.0.1:2379")
+        with pytest.raises(ValueError, match="CA certificate"):
+            ENGINE.configure_member(ctx, topo, runner)
+        ENGINE.install_tls(runner, b"cert", b"key", b"ca")
         ENGINE.configure_member(ctx, topo, runner)
-    ENGINE.install_tls(runner, b"cert", b"key", b"ca")
-    ENGINE.configure_member(ctx, topo, runner)
-    config = json.loads(Path(runner.abspath(PurePosixPath("patroni/patroni.yml"))).read_text())
-    local = config["postgresql"]["parameters"]
-    dcs = config["bootstrap"]["dcs"]
-    # The engine's own settings reach PostgreSQL through Patroni.
-    assert local["ssl"] == "on" and local["work_mem"] == "8192kB"
-    assert "archive" in local["archive_command"] and local["unix_socket_directories"] == ""
-    assert "listen_addresses" not in local and "max_connections" not in local
-    assert dcs["postgresql"]["parameters"]["max_connections"] == "25"  # Patroni's minimum
-    assert dcs["postgresql"]["parameters"]["wal_level"] == "replica"
-    assert dcs["synchronous_mode"] is True and dcs["postgresql"]["use_pg_rewind"] is True
-    assert LOOP_WAIT + 2 * RETRY_TIMEOUT <= TTL == dcs["ttl"]
-    assert config["scope"] == "c1" and config["namespace"] == "/hoard/"
-    assert config["name"] == "n0" and config["etcd3"]["url"] == "http://127.0.0.1:2379"
-    assert config["restapi"]["listen"] == f"127.0.0.1:{api}"
-    assert config["restapi"]["authentication"]["username"] == "hoard"
-    auth = config["postgresql"]["authentication"]["replication"]
-    assert (auth["sslmode"], auth["channel_binding"]) == ("verify-full", "require")
-    assert auth["sslrootcert"].endswith("tls/ca.crt")
-    ENGINE.configure_member(ctx, replace(topo, durability="async"), runner)
-    # A founder must have its data, and any restore finished.
-    with pytest.raises(ValueError, match="no data"):
-        ENGINE.prepare_member(ctx, topo, runner, founder=True)
-    runner.write_file(PurePosixPath("data/PG_VERSION"), b"15\n")
-    runner.write_file(PurePosixPath("data/recovery.signal"), b"")
-    with pytest.raises(ValueError, match="recovery is not finished"):
-        ENGINE.prepare_member(ctx, topo, runner, founder=True)
-    config = json.loads(Path(runner.abspath(PurePosixPath("patroni/patroni.yml"))).read_text())
-    assert config["bootstrap"]["dcs"]["synchronous_mode"] is False
-    assert ENGINE.role_check(topo, ctx.service, "") == HttpRoleCheck(
-        "patroni", "/primary", "/replica", tls=True)
-    # A clone cut short (no pg_control yet) is thrown away while Patroni is down.
-    runner.remove_tree(PurePosixPath("data/recovery.signal"))
-    [spec] = ENGINE.member_processes(ctx, topo, runner)
-    assert spec.name == "server" and spec.argv[0] == "/usr/bin/patroni"
-    assert not runner.exists(PurePosixPath("data"))
-    provider.destroy("n0")
-
+        config = json.loads(Path(runner.abspath(PurePosixPath("patroni/patroni.yml"))).read_text())
+        local = config["postgresql"]["parameters"]
+        dcs = config["bootstrap"]["dcs"]
+        # The engine's own settings reach PostgreSQL through Patroni.
+        assert local["ssl"] == "on" and local["work_mem"] == "8192kB"
+        assert "archive" in local["archive_command"] and local["unix_socket_directories"] == ""
+        assert "listen_addresses" not in local and "max_connections" not in local
+        assert dcs["postgresql"]["parameters"]["max_connections"] == "25"  # Patroni's minimum
+        assert dcs["postgresql"]["parameters"]["wal_level"] == "replica"
+        assert dcs["synchronous_mode"] is True and dcs["postgresql"]["use_pg_rewind"] is True
+        assert LOOP_WAIT + 2 * RETRY_TIMEOUT <= TTL == dcs["ttl"]
+        assert config["scope"] == "c1" and config["namespace"] == "/hoard/"
+        assert config["name"] == "n0" and config["etcd3"]["url"] == "http://127.0.0.1:2379"
+        assert config["restapi"]["listen"] == f"127.0.0.1:{api}"
+        assert config["restapi"]["authentication"]["username"] == "hoard"
+        auth = config["postgresql"]["authentication"]["replication"]
+        assert (auth["sslmode"], auth["channel_binding"]) == ("verify-full", "require")
+        assert auth["sslrootcert"].endswith("tls/ca.crt")
+        ENGINE.configure_member(ctx, replace(topo, durability="async"), runner)
+        # A founder must have its data, and any restore finished.
+        with pytest.raises(ValueError, match="no data"):
+            ENGINE.prepare_member(ctx, topo, runner, founder=True)
+        runner.write_file(PurePosixPath("data/PG_VERSION"), b"15\n")
+        runner.write_file(PurePosixPath("data/recovery.signal"), b"")
+        with pytest.raises(ValueError, match="recovery is not finished"):
+            ENGINE.prepare_member(ctx, topo, runner, founder=True)
+        config = json.loads(Path(runner.abspath(PurePosixPath("patroni/patroni.yml"))).read_text())
+        assert config["bootstrap"]["dcs"]["synchronous_mode"] is False
+        assert ENGINE.role_check(topo, ctx.service, "") == HttpRoleCheck(
+            "patroni", "/primary", "/replica", tls=True)
+        # A clone cut short (no pg_control yet) is thrown away while Patroni is down.
+        runner.remove_tree(PurePosixPath("data/recovery.signal"))
+        [spec] = ENGINE.member_processes(ctx, topo, runner)
+        assert spec.name == "server" and spec.argv[0] == "/usr/bin/patroni"
+        assert not runner.exists(PurePosixPath("data"))
+    finally:
+        provider.destroy("n0")
+        remove_state_dir(root)
 
 # --- a three-member asynchronous cluster ------------------------------------------
 

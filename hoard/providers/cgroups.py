@@ -1,13 +1,15 @@
 """CPU and memory limits for local processes through Linux cgroups (v1 or v2).
 
 A process joins its cgroups before it execs the server (see the local
-provider's launcher), so every backend it forks inherits the limits.
+provider's launcher), so every backend it forks inherits the limits. Which
+cgroups a node has is derived from its id every time (``procs_files``), never
+read from a file a database account could rewrite.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,12 +78,32 @@ def _unenforced(reason: str) -> CgroupResult:
     return CgroupResult([], {"memory": f"not enforced: {reason}", "cpu": f"not enforced: {reason}"})
 
 
-def remove(group: str) -> None:
+def _candidates(group: str) -> list[Path]:
+    if "/" in group or group in ("", ".", ".."):
+        raise ValueError(f"bad cgroup name {group!r}")
+    if _unified():
+        return [ROOT / "hoard" / group]
+    return [ROOT / c / "hoard" / group for c in ("memory", "cpu")]
+
+
+def procs_files(group: str) -> list[str]:
+    """The ``cgroup.procs`` files of the group's cgroups that exist (made by
+    ``apply``; only root can make them), for a process to join."""
+    return [str(path / "cgroup.procs") for path in _candidates(group) if path.is_dir()]
+
+
+def remove(group: str, wait: float = 2.0) -> None:
     """Remove the node's cgroups (they must hold no process). Idempotent."""
-    candidates = [ROOT / "hoard" / group] if _unified() else [
-        ROOT / c / "hoard" / group for c in ("memory", "cpu")
-    ]
-    for path in candidates:
-        # Missing is fine; busy (a process still inside) is retried by the next destroy.
-        with contextlib.suppress(OSError):
-            path.rmdir()
+    deadline = time.monotonic() + wait
+    for path in _candidates(group):
+        while path.exists():
+            try:
+                path.rmdir()
+            except FileNotFoundError:
+                break
+            except OSError:
+                # Busy: a killed process not yet reaped. Past the wait, the next
+                # destroy retries.
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)

@@ -6,7 +6,9 @@ honestly offer; a provider spanning hosts runs three or five (Patroni keeps
 the primary running through a short DCS outage only with failsafe mode).
 
 It listens on loopback only. Its data directory lives in Hoard's state
-directory and survives restarts; the ports chosen at first start are kept.
+directory (owned by the platform services' account) and survives restarts; the
+ports chosen at first start are kept in Hoard's own records, beside its
+process record, where that account cannot change them.
 """
 
 from __future__ import annotations
@@ -20,24 +22,33 @@ from pathlib import Path
 import httpx
 
 from hoard.domain.nodes import ProcessSpec
-from hoard.providers.processes import OSUser, Supervisor, free_port
+from hoard.providers.osusers import OSUser
+from hoard.providers.processes import Supervisor, free_port
+from hoard.providers.usertree import UserTree
 
 ETCD = "/usr/bin/etcd"
 READY_TIMEOUT = 30.0
 
 
 class LocalEtcd:
-    def __init__(self, root: Path, user: OSUser, host: str = "127.0.0.1") -> None:
+    """etcd in ``root`` as ``user``; its records in ``records`` (root only)."""
+
+    def __init__(self, root: Path, records: Path, user: OSUser,
+                 host: str = "127.0.0.1") -> None:
         self.root = root
+        self.records = records
         self.user = user
         self.host = host
 
     def _ports(self) -> dict[str, int]:
-        record = self.root / "ports.json"
+        record = self.records / "ports.json"
         if record.exists():
-            return dict(json.loads(record.read_text()))
+            return {k: int(v) for k, v in json.loads(record.read_text()).items()}
+        self.records.mkdir(mode=0o700, parents=True, exist_ok=True)
         ports = {"client": free_port(self.host), "peer": free_port(self.host)}
-        record.write_text(json.dumps(ports))
+        tmp = record.with_suffix(".tmp")
+        tmp.write_text(json.dumps(ports))
+        tmp.replace(record)
         return ports
 
     def url(self) -> str:
@@ -46,7 +57,7 @@ class LocalEtcd:
     def ensure(self) -> str:
         """Start etcd unless it runs; wait until it answers; its client URL."""
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.user.chown(self.root)
+        UserTree(self.root, self.user).own_root(0o700)
         ports = self._ports()
         client = f"http://{self.host}:{ports['client']}"
         peer = f"http://{self.host}:{ports['peer']}"
@@ -57,7 +68,7 @@ class LocalEtcd:
             "--initial-cluster", f"hoard={peer}", "--initial-cluster-state", "new",
             "--auto-compaction-retention", "1", "--log-level", "warn",
         ], stop_signal=signal.SIGTERM, stop_timeout=10.0)
-        Supervisor(self.root, self.user).start(spec)
+        Supervisor(self.root, self.records, self.user).start(spec)
         deadline = time.monotonic() + READY_TIMEOUT
         while True:
             try:
@@ -80,9 +91,9 @@ class LocalEtcd:
         answer.raise_for_status()
 
     def running(self) -> bool:
-        return self.root.exists() and Supervisor(self.root, self.user).live() is not None
+        return Supervisor(self.root, self.records, None).live() is not None
 
     def stop(self) -> None:
-        if self.root.exists():
-            Supervisor(self.root, self.user).stop()
+        if self.root.exists() or self.records.exists():
+            Supervisor(self.root, self.records, self.user).stop()
 

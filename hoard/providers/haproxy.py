@@ -18,9 +18,12 @@ removed) is loaded with SIGUSR2, without dropping established connections.
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import shutil
 import signal
-import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -33,7 +36,9 @@ from hoard.domain.nodes import (
     RoleCheck,
 )
 from hoard.providers.base import Endpoint
-from hoard.providers.processes import OSUser, Supervisor, free_port
+from hoard.providers.osusers import OSUser, UserPool
+from hoard.providers.processes import SAFE_ENV, Supervisor, free_port
+from hoard.providers.usertree import UserTree
 
 HAPROXY = "/usr/sbin/haproxy"
 FIRST_CHECKS = 1.2  # two check intervals and a margin
@@ -135,12 +140,30 @@ def check_script(check: CommandRoleCheck) -> str:
     return f"#!/bin/sh\n# Managed by Hoard.\n{exports}exec {argv}\n"
 
 
-class LocalEndpoints:
-    """Each cluster's HAProxy, under ``<root>/<cluster id>/``."""
+# Run as the proxy's account: the admin socket is a path in its directory, which
+# root would follow wherever the account pointed it.
+SAVE_STATES = """
+import os, socket
+with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+    sock.settimeout(2)
+    sock.connect("admin.sock")
+    sock.sendall(b"show servers state\\n")
+    data = b"".join(iter(lambda: sock.recv(65536), b""))
+with open("servers.state.tmp", "wb") as fh:
+    fh.write(data)
+os.replace("servers.state.tmp", "servers.state")
+"""
 
-    def __init__(self, root: Path, user: OSUser, host: str) -> None:
+
+class LocalEndpoints:
+    """Each cluster's HAProxy, under ``<root>/<cluster id>/`` as an OS account of
+    its own; Hoard's records of it (account, ports, process) under
+    ``<records>/<cluster id>/``, where that account cannot write."""
+
+    def __init__(self, root: Path, records: Path, users: UserPool, host: str) -> None:
         self.root = root
-        self.user = user
+        self.records = records
+        self.users = users
         self.host = host
 
     def _dir(self, cluster_id: str) -> Path:
@@ -148,23 +171,29 @@ class LocalEndpoints:
             raise ValueError(f"bad cluster id {cluster_id!r}")
         return self.root / cluster_id
 
+    def _record(self, cluster_id: str) -> Path:
+        self._dir(cluster_id)  # checks the id
+        return self.records / cluster_id
+
     def ensure(self, cluster_id: str, backends: list[Backend], check: RoleCheck, ca_file: str,
                taken_ports: set[int]) -> Endpoint:
         self.root.mkdir(exist_ok=True)
-        self.root.chmod(0o755)  # traversable by the proxy's OS user, whatever the umask
+        self.root.chmod(0o711)  # each proxy's account reaches its own directory, lists none
+        record = self._record(cluster_id)
+        user = self.users.ensure(record, f"endpoint {cluster_id}")
         directory = self._dir(cluster_id)
         directory.mkdir(exist_ok=True, mode=0o700)
-        self.user.chown(directory)
+        tree = UserTree(directory, user)
+        tree.own_root(0o700)
         # The proxy runs unprivileged: it gets its own copy of the CA certificate.
-        self._write(directory / "ca.pem", Path(ca_file).read_text(), 0o644)
-        ca_file = str(directory / "ca.pem")
-        endpoint = self._endpoint(directory, taken_ports)
-        script = directory / "check.sh"
+        self._write(tree, "ca.pem", Path(ca_file).read_bytes(), 0o644)
+        ca_file = str(tree.path("ca.pem"))
+        endpoint = self._endpoint(record, taken_ports)
         if isinstance(check, CommandRoleCheck):
-            self._write(script, check_script(check), 0o700)
+            self._write(tree, "check.sh", check_script(check).encode(), 0o700)
         config = render(endpoint, backends, check, ca_file, directory)
-        changed = self._write(directory / "haproxy.cfg", config, 0o600)
-        supervisor = Supervisor(directory, self.user)
+        changed = self._write(tree, "haproxy.cfg", config.encode(), 0o600)
+        supervisor = Supervisor(directory, record, user)
         spec = ProcessSpec([HAPROXY, "-W", "-db", "-f", str(directory / "haproxy.cfg")],
                            stop_signal=signal.SIGUSR1, stop_timeout=5.0)
         if supervisor.start(spec):
@@ -173,58 +202,55 @@ class LocalEndpoints:
             time.sleep(FIRST_CHECKS)
         elif changed:
             # A reloaded worker starts from the saved server states, not all-UP.
-            self._save_states(directory)
+            self._save_states(user, directory)
             supervisor.signal("server", signal.SIGUSR2)  # master-worker reload
         return endpoint
 
-    def _save_states(self, directory: Path) -> None:
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                sock.settimeout(2)
-                sock.connect(str(directory / "admin.sock"))
-                sock.sendall(b"show servers state\n")
-                chunks = []
-                while data := sock.recv(65536):
-                    chunks.append(data)
-        except OSError:
-            return  # no states to carry over: the new worker starts from scratch
-        self._write(directory / "servers.state", b"".join(chunks).decode(), 0o600)
+    @staticmethod
+    def _save_states(user: OSUser, directory: Path) -> None:
+        """Ask the running proxy for its server states and save them for the next
+        worker (best effort: without them it starts from scratch)."""
+        python = os.path.realpath(sys.executable)  # the base interpreter, not a venv's
+        subprocess.run(user.wrap([python, "-I", "-S", "-c", SAVE_STATES], pdeathsig=True),
+                       cwd=directory, env=SAFE_ENV, capture_output=True, check=False,
+                       timeout=10)
 
-    def _endpoint(self, directory: Path, taken_ports: set[int]) -> Endpoint:
-        record = directory / "endpoint.json"
-        if record.exists():
-            return Endpoint(**json.loads(record.read_text()))
+    def _endpoint(self, record: Path, taken_ports: set[int]) -> Endpoint:
+        path = record / "endpoint.json"
+        if path.exists():
+            return Endpoint(**json.loads(path.read_text()))
         ports: list[int] = []
         while len(ports) < 2:
             port = free_port(self.host)
             if port not in taken_ports and port not in ports:
                 ports.append(port)
         endpoint = Endpoint(self.host, ports[0], ports[1])
-        record.write_text(json.dumps(endpoint.__dict__))
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(endpoint.__dict__))
+        tmp.replace(path)
         return endpoint
 
-    def _write(self, path: Path, content: str, mode: int) -> bool:
-        if path.exists() and path.read_text() == content:
+    @staticmethod
+    def _write(tree: UserTree, name: str, content: bytes, mode: int) -> bool:
+        if tree.read_bytes(name) == content:
             return False
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(content)
-        tmp.chmod(mode)
-        self.user.chown(tmp)
-        tmp.replace(path)
+        tree.write_stream(name, [content], mode)
         return True
 
     def running(self, cluster_id: str) -> bool:
-        directory = self._dir(cluster_id)
-        return directory.exists() and Supervisor(directory, self.user).live() is not None
+        return Supervisor(self._dir(cluster_id), self._record(cluster_id), None).live() is not None
 
     def remove(self, cluster_id: str) -> None:
-        import shutil
-
-        directory = self._dir(cluster_id)
-        if directory.exists():
-            Supervisor(directory, self.user).stop()
-            shutil.rmtree(directory, ignore_errors=True)
+        directory, record = self._dir(cluster_id), self._record(cluster_id)
+        if directory.exists() or record.exists():
+            Supervisor(directory, record, self.users.recorded(record)).stop()
+        shutil.rmtree(directory, ignore_errors=True)
+        self.users.remove(record)
+        shutil.rmtree(record, ignore_errors=True)
 
     def cluster_ids(self) -> set[str]:
-        return {p.name for p in self.root.iterdir() if p.is_dir()} if self.root.exists() else set()
-
+        found: set[str] = set()
+        for parent in (self.root, self.records):
+            if parent.exists():
+                found |= {p.name for p in parent.iterdir() if p.is_dir()}
+        return found

@@ -1,26 +1,30 @@
 """The local provider: each node is a supervised process on this host.
 
-- Each node gets a directory ``<state>/nodes/<node id>`` owned by a dedicated,
-  unprivileged OS user; every engine process and tool runs as that user.
+- Each node gets a directory ``<state>/nodes/<node id>`` (mode 0700) owned by
+  an OS account of its own (``hoard/providers/osusers.py``); every engine
+  process and tool of the node runs as that account, so one tenant's server
+  cannot read another's data, keys or configuration.
+- Hoard's own bookkeeping about a node (its account, its processes) lives in
+  ``<state>/private/nodes/<node id>``, which only root can read or write; its
+  cgroups are derived from its id. Nothing in the node's directory is trusted:
+  Hoard reaches it only through :class:`hoard.providers.usertree.UserTree`.
 - A node's processes (its server, and sidecars such as Redis Sentinel) are
   supervised by :class:`hoard.providers.processes.Supervisor`: they outlive
   Hoard and are re-adopted, never restarted, by the next one.
-- Tools (``initdb`` and the like) die with Hoard (``--pdeathsig``), so a killed
-  Hoard leaves no half-done tool behind; the step that ran it is redone.
+
+Nodes made by the first layout (one shared ``hoard-db`` account, records inside
+the node's directory) are not adopted: there are no deployments of it. Such a
+node is still destroyed cleanly (its processes are found by directory and
+cgroup); ``runner``/``start`` on one say it must be made again.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
 import os
 import shutil
-import subprocess
-import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
-from typing import IO
 
 from hoard.domain.catalog import Size
 from hoard.domain.nodes import Backend, ProcessSpec, RoleCheck
@@ -31,173 +35,42 @@ from hoard.providers import volumes as volume_fs
 from hoard.providers.base import Endpoint, Placement, Provider
 from hoard.providers.etcd import LocalEtcd
 from hoard.providers.haproxy import LocalEndpoints
-from hoard.providers.processes import SAFE_ENV, SERVER, OSUser, Supervisor, free_port
+from hoard.providers.osusers import DEFAULT_UID_RANGE, OSUser, UserPool, service_user
+from hoard.providers.processes import SERVER, Supervisor, free_port
+from hoard.providers.runner import LocalRunner, ToolFailed
+from hoard.providers.usertree import UserTree
 
-CHUNK = 1 << 20
-PIPE_SIZE = 1 << 20  # a tool's pipe holds a whole chunk: fewer wake-ups on either end
-
-
-class ToolFailed(RuntimeError):
-    pass
-
-
-def _failed(argv: list[str], code: int, output: str) -> ToolFailed:
-    tail = output.strip().splitlines()[-5:]
-    return ToolFailed(f"{Path(argv[0]).name} exited {code}: " + " | ".join(tail))
-
-
-def _widen(pipe: IO[bytes]) -> None:
-    """Grow a pipe from the kernel's 64 KiB to ``PIPE_SIZE`` (best effort: the
-    limit for unprivileged users is /proc/sys/fs/pipe-max-size)."""
-    with contextlib.suppress(OSError):
-        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_SIZE)
-
-
-class LocalRunner:
-    """Files and tools inside one node's directory, as the database OS user."""
-
-    def __init__(self, root: Path, user: OSUser) -> None:
-        self.root = root
-        self.user = user
-
-    def _path(self, rel: PurePosixPath) -> Path:
-        path = (self.root / rel).resolve()
-        if not path.is_relative_to(self.root.resolve()):
-            raise ValueError(f"path {rel} leaves the node directory")
-        return path
-
-    def abspath(self, path: PurePosixPath) -> str:
-        return str(self._path(path))
-
-    def exists(self, path: PurePosixPath) -> bool:
-        return self._path(path).exists()
-
-    def write_file(self, path: PurePosixPath, content: bytes, mode: int = 0o600) -> None:
-        self.write_stream(path, [content], mode)
-
-    def write_stream(self, path: PurePosixPath, chunks: Iterable[bytes],
-                     mode: int = 0o600) -> int:
-        target = self._path(path)
-        self._mkdirs(target.parent)
-        tmp = target.with_name(target.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
-        written = 0
-        try:
-            with os.fdopen(fd, "wb") as fh:  # large writes go straight through
-                os.fchmod(fh.fileno(), mode)
-                self.user.chown(tmp)
-                for chunk in chunks:
-                    written += fh.write(chunk)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        tmp.replace(target)
-        return written
-
-    def _mkdirs(self, directory: Path) -> None:
-        missing = []
-        while not directory.exists():
-            missing.append(directory)
-            directory = directory.parent
-        for d in reversed(missing):
-            d.mkdir(mode=0o700)
-            self.user.chown(d)
-
-    def remove_tree(self, path: PurePosixPath) -> None:
-        """Remove a file or a directory tree; missing is fine."""
-        target = self._path(path)
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                target.unlink()
-
-    def rename(self, src: PurePosixPath, dst: PurePosixPath) -> None:
-        self._path(src).rename(self._path(dst))
-
-    def run(self, argv: list[str], timeout: float = 300.0,
-            env: dict[str, str] | None = None) -> str:
-        proc = subprocess.run(
-            self.user.wrap(argv, pdeathsig=True), cwd=self.root, env={**SAFE_ENV, **(env or {})},
-            capture_output=True, text=True, timeout=timeout, check=False,
-        )
-        if proc.returncode != 0:
-            raise _failed(argv, proc.returncode, proc.stderr or proc.stdout)
-        return proc.stdout
-
-    def stream(self, argv: list[str], env: dict[str, str] | None = None) -> Iterator[bytes]:
-        with tempfile.TemporaryFile() as errors:
-            proc = subprocess.Popen(
-                self.user.wrap(argv, pdeathsig=True), cwd=self.root,
-                env={**SAFE_ENV, **(env or {})}, stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=errors,
-            )
-            assert proc.stdout is not None
-            _widen(proc.stdout)
-            try:
-                while chunk := proc.stdout.read(CHUNK):
-                    yield chunk
-            finally:
-                if proc.poll() is None and not proc.stdout.closed:
-                    proc.stdout.close()
-                code = proc.wait()
-            if code != 0:
-                errors.seek(0)
-                raise _failed(argv, code, errors.read().decode(errors="replace"))
-
-    def feed(self, argv: list[str], chunks: Iterable[bytes],
-             env: dict[str, str] | None = None, timeout: float = 3600.0) -> str:
-        with tempfile.TemporaryFile() as out:
-            proc = subprocess.Popen(
-                self.user.wrap(argv, pdeathsig=True), cwd=self.root,
-                env={**SAFE_ENV, **(env or {})}, stdin=subprocess.PIPE, stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-            assert proc.stdin is not None
-            _widen(proc.stdin)
-            try:
-                for chunk in chunks:
-                    proc.stdin.write(chunk)
-            except BrokenPipeError:
-                pass  # the tool stopped reading; its exit code says why
-            finally:
-                with contextlib.suppress(BrokenPipeError):
-                    proc.stdin.close()
-            code = proc.wait(timeout=timeout)
-            out.seek(0)
-            output = out.read().decode(errors="replace")
-        if code != 0:
-            raise _failed(argv, code, output)
-        return output
-
-    def list_dir(self, path: PurePosixPath) -> list[str]:
-        target = self._path(path)
-        return sorted(p.name for p in target.iterdir()) if target.is_dir() else []
-
-    def read_stream(self, path: PurePosixPath) -> Iterator[bytes]:
-        with open(self._path(path), "rb") as fh:
-            while chunk := fh.read(CHUNK):
-                yield chunk
+__all__ = ["LocalProvider", "LocalRunner", "ToolFailed"]
 
 
 class LocalProvider(Provider):
     name = "local"
 
     def __init__(self, nodes_dir: Path, os_user: str, volumes: str = "auto",
-                 hosts: list[Host] | None = None) -> None:
-        """``volumes``: "loop" (a filesystem per node, sized to its storage),
+                 hosts: list[Host] | None = None,
+                 uid_range: tuple[int, int] = DEFAULT_UID_RANGE) -> None:
+        """``os_user``: the shared account of platform services (etcd); each node
+        and each endpoint proxy gets an account of its own from ``uid_range``.
+        ``volumes``: "loop" (a filesystem per node, sized to its storage),
         "directory" (plain directories, size observed only) or "auto".
         ``hosts``: the loopback addresses (with zones) nodes are spread over."""
+        state = nodes_dir.parent
         self.nodes_dir = nodes_dir
-        self.volumes_dir = nodes_dir.parent / "volumes"
-        self.user = OSUser(os_user)
+        self.volumes_dir = state / "volumes"
+        self.private_dir = state / "private"
+        self.users = UserPool(uid_range)
+        self.service_user = service_user(os_user)
         self.hosts = hosts or [Host("127.0.0.1", "local")]
         self.endpoint_host = self.hosts[0].address
-        self.etcd = LocalEtcd(nodes_dir.parent / "etcd", self.user, self.hosts[0].address)
-        self.endpoints = LocalEndpoints(nodes_dir.parent / "endpoints", self.user,
-                                        self.hosts[0].address)
+        self.etcd = LocalEtcd(state / "etcd", self.private_dir / "etcd", self.service_user,
+                              self.hosts[0].address)
+        self.endpoints = LocalEndpoints(state / "endpoints", self.private_dir / "endpoints",
+                                        self.users, self.hosts[0].address)
+        for private in (self.private_dir, self.private_dir / "nodes"):
+            private.mkdir(mode=0o700, parents=True, exist_ok=True)
+            private.chmod(0o700)
         nodes_dir.mkdir(parents=True, exist_ok=True)
-        nodes_dir.chmod(0o755)
+        nodes_dir.chmod(0o711)  # each account reaches its own directory, lists none
         self._check_traversable(nodes_dir)
         if volumes == "directory":
             self.use_volumes, self.volume_note = False, "HOARD_LOCAL_VOLUMES=directory"
@@ -208,11 +81,10 @@ class LocalProvider(Provider):
 
     def _check_traversable(self, path: Path) -> None:
         for parent in [path, *path.parents]:
-            st = parent.stat()
-            if self.user.is_root and not st.st_mode & 0o001 and st.st_uid != self.user.uid:
+            if self.service_user.is_root and not parent.stat().st_mode & 0o001:
                 raise RuntimeError(
-                    f"{parent} is not traversable by the OS user {self.user.name!r}; "
-                    "choose a state directory outside it (HOARD_STATE_DIR)"
+                    f"{parent} is not traversable by other OS users (each node runs as "
+                    "one); choose a state directory outside it (HOARD_STATE_DIR)"
                 )
 
     def _dir(self, node_id: str) -> Path:
@@ -220,19 +92,34 @@ class LocalProvider(Provider):
             raise ValueError(f"bad node id {node_id!r}")
         return self.nodes_dir / node_id
 
+    def _record(self, node_id: str) -> Path:
+        """Hoard's own records of the node (root only)."""
+        self._dir(node_id)  # checks the id
+        return self.private_dir / "nodes" / node_id
+
     def _image(self, node_id: str) -> Path:
         return self.volumes_dir / f"{node_id}.img"
+
+    def node_user(self, node_id: str) -> OSUser:
+        """The node's OS account, from Hoard's own record."""
+        user = self.users.recorded(self._record(node_id))
+        if user is None:
+            raise RuntimeError(
+                f"node {node_id} has no OS account on record: it was not placed, or was "
+                "made by an earlier layout of the local provider (one shared account); "
+                "destroy it and make it again")
+        return user
 
     def place(self, node_id: str, taken_ports: set[int], storage_gb: int,
               port_names: Iterable[str] = (), siblings: Iterable[Host] = ()) -> Placement:
         root = self._dir(node_id)
+        user = self.users.ensure(self._record(node_id), f"node {node_id}")
         if not root.exists():
             root.mkdir(mode=0o700)
         if self.use_volumes:
             self.volumes_dir.mkdir(mode=0o700, exist_ok=True)
             volume_fs.ensure(self._image(node_id), root, storage_gb)
-            root.chmod(0o700)
-        self.user.chown(root)
+        UserTree(root, user).own_root(0o700)
         host = choose_host(self.hosts, siblings)
         ports: list[int] = []
         names = list(port_names)
@@ -244,11 +131,10 @@ class LocalProvider(Provider):
                          ports=dict(zip(names, ports[1:], strict=True)))
 
     def runner(self, node_id: str) -> LocalRunner:
-        return LocalRunner(self._dir(node_id), self.user)
+        return LocalRunner(self._dir(node_id), self.node_user(node_id))
 
     def apply_limits(self, node_id: str, size: Size, storage_gb: int) -> dict[str, str]:
         result = cgroups.apply(node_id, size.cpus, size.memory_mb)
-        self._write_json(node_id, "cgroups.json", {"procs": result.procs_files})
         storage = (f"enforced ({self.volume_note})" if self.use_volumes else
                    f"observed and reported, not enforced: {self.volume_note}")
         return {
@@ -265,24 +151,12 @@ class LocalProvider(Provider):
         volume_fs.grow(self._image(node_id), self._dir(node_id), storage_gb)
         return True
 
-    def _write_json(self, node_id: str, name: str, data: dict) -> None:
-        path = self._dir(node_id) / name
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data))
-        tmp.replace(path)
-
-    def _read_json(self, node_id: str, name: str) -> dict | None:
-        try:
-            return dict(json.loads((self._dir(node_id) / name).read_text()))
-        except (FileNotFoundError, json.JSONDecodeError):
-            return None
-
-    def _supervisor(self, node_id: str) -> Supervisor:
-        return Supervisor(self._dir(node_id), self.user)
+    def _supervisor(self, node_id: str, user: OSUser | None = None) -> Supervisor:
+        return Supervisor(self._dir(node_id), self._record(node_id), user,
+                          cgroups.procs_files(node_id))
 
     def start(self, node_id: str, spec: ProcessSpec) -> bool:
-        procs = (self._read_json(node_id, "cgroups.json") or {}).get("procs", [])
-        return self._supervisor(node_id).start(spec, procs)
+        return self._supervisor(node_id, self.node_user(node_id)).start(spec)
 
     def is_running(self, node_id: str, name: str = SERVER) -> bool:
         return self._supervisor(node_id).live(name) is not None
@@ -294,13 +168,14 @@ class LocalProvider(Provider):
     def stop(self, node_id: str, graceful: bool = True) -> None:
         """Stop every process of the node, sidecars first: each its own stop signal
         (unless ``graceful`` is off, when its data is about to be thrown away),
-        then SIGKILL for what is left."""
-        if self._dir(node_id).exists():
-            self._supervisor(node_id).stop(graceful)
+        then SIGKILL for what is left, wherever it hid."""
+        if self._dir(node_id).exists() or self._record(node_id).exists():
+            user = self.users.recorded(self._record(node_id))
+            self._supervisor(node_id, user).stop(graceful)
 
     def kill(self, node_id: str) -> None:
         """SIGKILL every process of the node at once: a simulated host failure."""
-        self._supervisor(node_id).kill()
+        self._supervisor(node_id, self.users.recorded(self._record(node_id))).kill()
 
     def ensure_etcd(self) -> str:
         return self.etcd.ensure()
@@ -320,13 +195,15 @@ class LocalProvider(Provider):
         self.endpoints.remove(cluster_id)
 
     def destroy(self, node_id: str) -> None:
-        root = self._dir(node_id)
-        if root.exists():
-            # No shutdown checkpoint or snapshot for data that is deleted next.
-            self.stop(node_id, graceful=False)
+        root, record = self._dir(node_id), self._record(node_id)
+        # No shutdown checkpoint or snapshot for data that is deleted next.
+        self.stop(node_id, graceful=False)
+        if root.exists() or self._image(node_id).exists():
             volume_fs.remove(self._image(node_id), root)
             shutil.rmtree(root, ignore_errors=True)
         cgroups.remove(node_id)
+        self.users.remove(record)  # its processes are gone: the account can go
+        shutil.rmtree(record, ignore_errors=True)
 
     def has_storage(self, node_id: str) -> bool:
         return self._dir(node_id).is_dir()
@@ -353,15 +230,17 @@ class LocalProvider(Provider):
         return StorageUsage(used, total)
 
     def output_tail(self, node_id: str, name: str = SERVER, max_bytes: int = 4096) -> str:
+        """The end of a process's output, read as its account's file (no links)."""
         try:
-            with open(self._dir(node_id) / "log" / f"{name}.log", "rb") as log:
-                log.seek(max(0, log.seek(0, os.SEEK_END) - max_bytes))
-                return log.read().decode(errors="replace")
-        except (FileNotFoundError, ValueError):
+            tail = self.runner(node_id).tree.read_tail(PurePosixPath("log", f"{name}.log"),
+                                                       max_bytes)
+        except (OSError, ValueError):
             return ""
+        return tail.decode(errors="replace")
 
     def node_ids(self) -> set[str]:
         found = {p.name for p in self.nodes_dir.iterdir() if p.is_dir()}
+        found |= {p.name for p in (self.private_dir / "nodes").iterdir() if p.is_dir()}
         if self.volumes_dir.exists():
             found |= {p.stem for p in self.volumes_dir.glob("*.img")}
         return found

@@ -2,12 +2,20 @@
 
 A node (or a platform service such as etcd, or a cluster's endpoint proxy)
 runs one or more named processes. Each runs in its own session, so it outlives
-Hoard: a restarted Hoard re-adopts it from ``process[-NAME].json`` (pid + kernel
-start time, which guards against a recycled pid) instead of restarting it.
+Hoard: a restarted Hoard re-adopts it from its record ``process[-NAME].json``
+(pid + kernel start time, which guards against a recycled pid) instead of
+restarting it. Records live in a directory of Hoard's own, never in the one the
+processes can write: a forged record would otherwise point Hoard's signals at
+any process on the host.
 
 Processes join their cgroups before ``exec``, through a two-line shell
 launcher, so no Python runs between ``fork`` and ``exec`` in a threaded
-server. ``setpriv`` drops privileges.
+server. ``setpriv`` drops privileges. The cgroups are the caller's (derived
+from the node's id), never read from a file.
+
+Stopping escalates: the process's own stop signal, SIGKILL to its process
+group, then a sweep that kills whatever is left of the node however it hid:
+by working directory, by cgroup, and (an account of its own) by uid.
 
 ``TMPDIR`` is the directory's own ``tmp``: a helper that a server spawns in a
 temporary directory (Galera's SST script runs its listener in one, under
@@ -21,19 +29,22 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pwd
 import re
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from hoard.domain.nodes import ProcessSpec
+from hoard.providers.osusers import OSUser
+from hoard.providers.usertree import UserTree
 
 LAUNCHER = 'for p in $HOARD_CGROUP_PROCS; do echo $$ > "$p" || exit 97; done; exec "$@"'
 SAFE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
 SERVER = "server"
+SWEEP_TIMEOUT = 10.0
 _NAME = re.compile(r"[a-z][a-z0-9]{0,31}")
 
 
@@ -76,79 +87,73 @@ def processes_under(root: Path) -> list[int]:
     return found
 
 
-def kill_all(pids: list[int], wait: float = 5.0) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + wait
-    for pid in pids:
-        while time.monotonic() < deadline:
-            _reap(pid)
-            state = proc_state(pid)
-            if state is None or state[0] == "Z":
-                break
-            time.sleep(0.01)
+def _uids(pid: int) -> set[int]:
+    """Real, effective, saved and filesystem uid of a process (from ``status``,
+    which a process cannot hide by making itself non-dumpable)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("Uid:"):
+                return {int(u) for u in line.split()[1:]}
+    except (OSError, ValueError):
+        pass
+    return set()
 
 
-class OSUser:
-    """The unprivileged account database processes run as (created when root)."""
+def cgroup_members(procs_files: Sequence[str]) -> set[int]:
+    found: set[int] = set()
+    for path in procs_files:
+        with contextlib.suppress(OSError, ValueError):
+            found |= {int(line) for line in Path(path).read_text().split()}
+    return found
 
-    def __init__(self, name: str) -> None:
-        self.is_root = os.geteuid() == 0
-        if self.is_root:
-            try:
-                pwd.getpwnam(name)
-            except KeyError:
-                subprocess.run(
-                    ["useradd", "--system", "--user-group", "--no-create-home",
-                     "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name],
-                    check=True, capture_output=True,
-                )
-            entry = pwd.getpwnam(name)
-        else:
-            entry = pwd.getpwuid(os.geteuid())
-        self.name, self.uid, self.gid = entry.pw_name, entry.pw_uid, entry.pw_gid
 
-    def wrap(self, argv: list[str], pdeathsig: bool) -> list[str]:
-        if not self.is_root:
-            return argv
-        pre = ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups"]
-        if pdeathsig:
-            pre.append("--pdeathsig=KILL")
-        return [*pre, "--", *argv]
+def processes_of(uid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and uid in _uids(int(entry.name)):
+            found.add(int(entry.name))
+    return found
 
-    def chown(self, path: Path) -> None:
-        if self.is_root:
-            os.chown(path, self.uid, self.gid)
+
+def _gone(pid: int) -> bool:
+    _reap(pid)
+    state = proc_state(pid)
+    return state is None or state[0] == "Z"
 
 
 class Supervisor:
-    """The named processes of one directory (``root``), each recorded beside it."""
+    """The named processes of one directory (``root``, which ``user`` owns), each
+    recorded in ``records`` (Hoard's own directory, root only)."""
 
-    def __init__(self, root: Path, user: OSUser) -> None:
+    def __init__(self, root: Path, records: Path, user: OSUser | None,
+                 cgroup_procs: Sequence[str] = ()) -> None:
         self.root = root
-        self.user = user
+        self.records = records
+        self.user = user  # None: unknown (a node half made, or of an earlier layout)
+        self.cgroup_procs = list(cgroup_procs)
 
     def _record(self, name: str) -> Path:
         if not _NAME.fullmatch(name):
             raise ValueError(f"bad process name {name!r}")
-        return self.root / ("process.json" if name == SERVER else f"process-{name}.json")
+        return self.records / ("process.json" if name == SERVER else f"process-{name}.json")
 
     def names(self) -> list[str]:
         """Every recorded process name, the server last (it stops last)."""
-        found = [p.name[len("process-"):-len(".json")] for p in self.root.glob("process-*.json")]
-        if (self.root / "process.json").exists():
+        found = [p.name[len("process-"):-len(".json")]
+                 for p in self.records.glob("process-*.json")]
+        if (self.records / "process.json").exists():
             found.append(SERVER)
-        return found
+        return [n for n in found if _NAME.fullmatch(n)]
 
     def live(self, name: str = SERVER) -> tuple[int, dict] | None:
+        path = self._record(name)
         try:
-            record = json.loads(self._record(name).read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
+            record = json.loads(path.read_text())
+            pid, start_time = int(record["pid"]), int(record["start_time"])
+        except (OSError, ValueError, KeyError, TypeError):
             return None
-        pid = int(record["pid"])
         state = proc_state(pid)
-        if state is None or state[1] != record["start_time"]:
+        if state is None or state[1] != start_time:
             return None
         if state[0] == "Z":
             _reap(pid)
@@ -158,39 +163,52 @@ class Supervisor:
     def _live_groups(self) -> set[int]:
         return {live[0] for name in self.names() if (live := self.live(name))}
 
+    def members(self) -> set[int]:
+        """Every process of the directory: by working directory, by cgroup, and
+        by uid when the account runs nothing else."""
+        found = set(processes_under(self.root)) | cgroup_members(self.cgroup_procs)
+        if self.user is not None and self.user.dedicated:
+            found |= processes_of(self.user.uid)
+        return found - {os.getpid()}
+
     def _strays(self) -> list[int]:
-        """Processes under the directory that belong to no live recorded process
-        (started by a Hoard that died before recording them: not ours to trust)."""
+        """Processes of the directory that belong to no live recorded process
+        (started by a Hoard that died before recording them, or escaped from
+        their process group): not ours to trust."""
         groups = self._live_groups()
         strays = []
-        for pid in processes_under(self.root):
+        for pid in self.members():
             with contextlib.suppress(ProcessLookupError):
                 if os.getpgid(pid) not in groups:
                     strays.append(pid)
         return strays
 
-    def start(self, spec: ProcessSpec, cgroup_procs: list[str] | None = None) -> bool:
+    def start(self, spec: ProcessSpec) -> bool:
         """Start ``spec`` under its name unless that one runs; True if started."""
         if self.live(spec.name):
             return False
-        kill_all(self._strays())
+        if self.user is None:
+            raise RuntimeError(f"no OS account is recorded for {self.root.name}")
+        self._kill_until_none(self._strays)
         # TMPDIR inside: its temporary files, and whatever runs in them, are found with it.
-        log_dir, tmp = self.root / "log", self.root / "tmp"
-        for made in (log_dir, tmp):
-            made.mkdir(exist_ok=True)
-            self.user.chown(made)
-        env = {**SAFE_ENV, "TMPDIR": str(tmp), **spec.env,
-               "HOARD_CGROUP_PROCS": " ".join(cgroup_procs or [])}
-        with open(log_dir / f"{spec.name}.log", "ab") as log:
+        tree = UserTree(self.root, self.user)
+        tree.ensure_dir("tmp")
+        env = {**SAFE_ENV, "TMPDIR": str(tree.path("tmp")), **spec.env,
+               "HOARD_CGROUP_PROCS": " ".join(self.cgroup_procs)}
+        log = tree.open_append(f"log/{spec.name}.log")
+        try:
             proc = subprocess.Popen(
                 ["/bin/sh", "-c", LAUNCHER, "hoard-launch",
                  *self.user.wrap(spec.argv, pdeathsig=False)],
                 cwd=self.root, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 start_new_session=True,
             )
+        finally:
+            os.close(log)
         state = proc_state(proc.pid)
         if state is None:
             raise RuntimeError(f"{spec.name} process in {self.root.name} exited at once")
+        self.records.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = self._record(spec.name)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps({
@@ -215,29 +233,54 @@ class Supervisor:
         live = self.live(name)
         if live:
             pid, record = live
+            stop_signal = (int(record.get("stop_signal", signal.SIGTERM)) if graceful
+                           else signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, record["stop_signal"] if graceful else signal.SIGKILL)
-            deadline = time.monotonic() + (float(record["stop_timeout"]) if graceful else 5.0)
+                os.kill(pid, stop_signal)
+            wait = float(record.get("stop_timeout", 30.0)) if graceful else 5.0
+            deadline = time.monotonic() + wait
             while time.monotonic() < deadline and self.live(name):
                 time.sleep(0.05)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
+            deadline = time.monotonic() + SWEEP_TIMEOUT
             while self.live(name):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} of {self.root.name} survives SIGKILL")
                 time.sleep(0.02)
         with contextlib.suppress(FileNotFoundError):
             self._record(name).unlink()
 
     def stop(self, graceful: bool = True) -> None:
-        """Stop every process (the server last), then anything left in the directory."""
+        """Stop every process (the server last), then anything left of the node."""
         for name in self.names():
             self.stop_one(name, graceful)
-        kill_all(processes_under(self.root))
+        self.sweep()
 
     def kill(self) -> None:
         """SIGKILL every process at once, as a host failure would; records stay, so
         a later ``start`` sees them dead and starts them again."""
-        groups = self._live_groups()
-        for pgid in groups:
+        for pgid in self._live_groups():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, signal.SIGKILL)
-        kill_all(processes_under(self.root))
+        self.sweep()
+
+    def sweep(self, timeout: float = SWEEP_TIMEOUT) -> None:
+        """SIGKILL every process of the directory until none is left."""
+        if self.user is not None and self.user.dedicated and self.user.is_root:
+            # Every process of the account at once, as the account: one that forks
+            # as fast as it is killed cannot outrun it.
+            subprocess.run(self.user.wrap(["kill", "-KILL", "-1"], pdeathsig=True),
+                           env=SAFE_ENV, capture_output=True, check=False, timeout=30)
+        self._kill_until_none(self.members, timeout)
+
+    def _kill_until_none(self, find: Callable[[], Iterable[int]],
+                         timeout: float = SWEEP_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while alive := sorted(pid for pid in find() if not _gone(pid)):
+            for pid in alive:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"processes {alive} of {self.root.name} survive SIGKILL")
+            time.sleep(0.02)

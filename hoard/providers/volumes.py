@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 
 GB = 1024**3
+# The filesystem belongs to one node's account: nothing on it may raise privileges.
+MOUNT = ["mount", "-o", "loop,nosuid,nodev"]
 
 
 def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
@@ -62,15 +64,14 @@ def ensure(image: Path, mountpoint: Path, size_gb: int) -> None:
     if is_mounted(mountpoint):
         return
     mountpoint.mkdir(parents=True, exist_ok=True)
-    if image.exists() and _run(["mount", "-o", "loop", str(image), str(mountpoint)]
-                               ).returncode == 0:
+    if image.exists() and _run([*MOUNT, str(image), str(mountpoint)]).returncode == 0:
         return
     image.parent.mkdir(parents=True, exist_ok=True)
     with open(image, "wb") as fh:
         fh.truncate(size_gb * GB)  # sparse: costs nothing until written
     _check(["mkfs.ext4", "-q", "-F", "-m", "0", "-E",
             "lazy_itable_init=1,lazy_journal_init=1", str(image)])
-    _check(["mount", "-o", "loop", str(image), str(mountpoint)])
+    _check([*MOUNT, str(image), str(mountpoint)])
     with contextlib.suppress(FileNotFoundError):
         (mountpoint / "lost+found").rmdir()
 
@@ -89,7 +90,7 @@ def grow(image: Path, mountpoint: Path, size_gb: int) -> None:
         raise RuntimeError(f"e2fsck found errors it cannot fix in {image.name}: "
                            f"{fsck.stdout.strip()[-300:]}")
     _check(["resize2fs", str(image)])
-    _check(["mount", "-o", "loop", str(image), str(mountpoint)])
+    _check([*MOUNT, str(image), str(mountpoint)])
 
 
 def remove(image: Path, mountpoint: Path) -> None:

@@ -8,6 +8,7 @@ recorded in the workflow store and must stay plain data).
 from __future__ import annotations
 
 import base64
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,8 +97,15 @@ def build(settings: Settings, migrate_schema: bool = True) -> Services:
     ``migrate_schema`` the store is brought up to date (``hoard serve``, the
     embedded default); otherwise it must be already (``hoard migrate``)."""
     global _services, _lock
+    # Every database node runs as an OS account of its own and must reach its
+    # directory under the state directory, but nothing else of Hoard's in it:
+    # the state directory is traversable only, and what Hoard makes without an
+    # explicit mode (the SQLite stores, the local backup store) is its own alone.
+    os.umask(0o077)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    settings.state_dir.chmod(0o755)
+    settings.state_dir.chmod(0o711)
+    for made_before in settings.state_dir.glob("*.sqlite*"):  # by a Hoard with another umask
+        made_before.chmod(0o600)
     if settings.store_url.startswith("sqlite:///"):
         _lock = lock_single_process(Path(settings.store_url.removeprefix("sqlite:///")))
     if migrate_schema:
@@ -106,7 +114,8 @@ def build(settings: Settings, migrate_schema: bool = True) -> Services:
         check_schema(settings.store_url)
     key = load_or_create_key(settings.state_dir / "secret.key", settings.secret_key)
     provider = LocalProvider(settings.nodes_dir, settings.db_os_user, settings.local_volumes,
-                             hosts=parse_hosts(settings.local_hosts))
+                             hosts=parse_hosts(settings.local_hosts),
+                             uid_range=settings.uid_range)
     _services = Services(
         settings=settings,
         store=Store(settings.store_url),

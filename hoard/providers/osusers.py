@@ -1,0 +1,231 @@
+"""OS accounts for what the local provider runs: one of its own per node and per
+endpoint proxy, so a compromised server reaches no other tenant's files.
+
+Accounts come from a configured uid range (``HOARD_DB_UID_RANGE``), are made
+with ``groupadd``/``useradd`` (no home, no login shell, uid = gid) and removed
+with what they ran. Which account belongs to what is Hoard's own record
+(``owner.json`` in a root-only directory), never anything the account can
+write. Shared platform services (etcd) run as one named service account.
+
+Allocation is machine-wide (several Hoards, and test runs, may share a host):
+it holds a lock file, takes the next free uid after the last one handed out
+(so a uid is not given again soon after its account was removed) and skips
+uids and gids in use and subordinate ranges in ``/etc/subuid``/``/etc/subgid``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import grp
+import hashlib
+import json
+import os
+import pwd
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_UID_RANGE = (200000, 265535)
+LOCK = Path("/run/lock/hoard-uids")  # holds the last uid handed out from each range
+OWNER = "owner.json"
+MARK = "hoard "  # how Hoard's accounts are told apart (the GECOS field)
+NOLOGIN = "/usr/sbin/nologin"
+LEFTOVER_DIRS = ("/tmp", "/var/tmp", "/dev/shm")  # noqa: S108 - swept as the account itself
+
+
+def hoard_is_root() -> bool:
+    return os.geteuid() == 0
+
+
+@dataclass(frozen=True)
+class OSUser:
+    """An account processes run as. ``dedicated``: it runs nothing but one node's
+    (or one proxy's) processes, so every process with its uid is that node's."""
+
+    name: str
+    uid: int
+    gid: int
+    dedicated: bool = False
+
+    @property
+    def is_root(self) -> bool:
+        """Whether Hoard runs as root (and so switches to this account)."""
+        return hoard_is_root()
+
+    def wrap(self, argv: list[str], pdeathsig: bool) -> list[str]:
+        """``argv`` run as this account (unchanged when Hoard is not root)."""
+        if not self.is_root:
+            return argv
+        pre = ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups"]
+        if pdeathsig:
+            pre.append("--pdeathsig=KILL")
+        return [*pre, "--", *argv]
+
+    def fchown(self, fd: int) -> None:
+        """Give an open file to this account (by descriptor: never by a path the
+        account could have swapped for a link)."""
+        if self.is_root:
+            os.fchown(fd, self.uid, self.gid)
+
+
+def current_user() -> OSUser:
+    entry = pwd.getpwuid(os.geteuid())
+    return OSUser(entry.pw_name, entry.pw_uid, entry.pw_gid)
+
+
+def service_user(name: str) -> OSUser:
+    """The shared account of Hoard's platform services, created when root."""
+    if not hoard_is_root():
+        return current_user()
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        _tool(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir",
+               "/nonexistent", "--shell", NOLOGIN, name])
+        entry = pwd.getpwnam(name)
+    return OSUser(entry.pw_name, entry.pw_uid, entry.pw_gid)
+
+
+def _tool(argv: list[str], ok: tuple[int, ...] = (0,)) -> int:
+    """Run an account tool; retried while another one holds /etc/passwd's lock."""
+    for _ in range(100):
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
+        if proc.returncode in ok:
+            return proc.returncode
+        if "lock" not in proc.stderr and "currently used" not in proc.stderr:
+            break
+        time.sleep(0.1)
+    raise RuntimeError(f"{argv[0]} failed ({proc.returncode}): {proc.stderr.strip()[-300:]}")
+
+
+def _subordinate() -> list[tuple[int, int]]:
+    ranges = []
+    for path in ("/etc/subuid", "/etc/subgid"):
+        with contextlib.suppress(OSError):
+            for line in Path(path).read_text().splitlines():
+                parts = line.split(":")
+                if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+                    ranges.append((int(parts[1]), int(parts[1]) + int(parts[2]) - 1))
+    return ranges
+
+
+@contextlib.contextmanager
+def _allocation_lock() -> Iterator[int]:
+    LOCK.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield fd
+    finally:
+        os.close(fd)
+
+
+class UserPool:
+    """Dedicated accounts from ``uid_range``, each recorded in a root-only directory."""
+
+    def __init__(self, uid_range: tuple[int, int] = DEFAULT_UID_RANGE) -> None:
+        self.lo, self.hi = uid_range
+
+    @staticmethod
+    def _name(record_dir: Path) -> str:
+        # Derived from Hoard's own record, so a Hoard that died between making the
+        # account and recording it finds the account again.
+        digest = hashlib.sha256(os.path.abspath(record_dir).encode()).hexdigest()
+        return "hoard-" + digest[:16]
+
+    def recorded(self, record_dir: Path) -> OSUser | None:
+        """The account recorded for ``record_dir``, or None (none made yet)."""
+        if not hoard_is_root():
+            return current_user()
+        try:
+            record = json.loads((record_dir / OWNER).read_text())
+            user = OSUser(str(record["name"]), int(record["uid"]), int(record["gid"]), True)
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            return None
+        try:
+            entry = pwd.getpwnam(user.name)
+        except KeyError:
+            return user  # removed behind Hoard's back: ensure() makes it again
+        if (entry.pw_uid, entry.pw_gid) != (user.uid, user.gid):
+            raise RuntimeError(f"account {user.name} no longer has uid {user.uid}")
+        return user
+
+    def ensure(self, record_dir: Path, label: str) -> OSUser:
+        """The account of ``record_dir``, made and recorded on first use."""
+        if not hoard_is_root():
+            return current_user()
+        record_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        user = self.recorded(record_dir)
+        if user is not None and _exists(user.name):
+            return user
+        with _allocation_lock() as lock:
+            name = user.name if user else self._name(record_dir)
+            try:
+                entry = pwd.getpwnam(name)
+            except KeyError:
+                uid = user.uid if user else self._next_uid(lock)
+                self._create(name, uid, label)
+                entry = pwd.getpwnam(name)
+            if not entry.pw_gecos.startswith(MARK):
+                raise RuntimeError(f"account {name} exists and is not one of Hoard's")
+        user = OSUser(entry.pw_name, entry.pw_uid, entry.pw_gid, True)
+        tmp = record_dir / (OWNER + ".tmp")
+        tmp.write_text(json.dumps({"name": user.name, "uid": user.uid, "gid": user.gid}))
+        tmp.replace(record_dir / OWNER)
+        return user
+
+    def _next_uid(self, lock: int) -> int:
+        used = {p.pw_uid for p in pwd.getpwall()} | {g.gr_gid for g in grp.getgrall()}
+        sub = _subordinate()
+        key = f"{self.lo}-{self.hi}"
+        try:  # the last uid handed out from each range
+            cursors = dict(json.loads(os.pread(lock, 1 << 16, 0) or b"{}"))
+        except (ValueError, TypeError):
+            cursors = {}
+        last = cursors.get(key)
+        start = last + 1 if isinstance(last, int) and self.lo <= last < self.hi else self.lo
+        for uid in (*range(start, self.hi + 1), *range(self.lo, start)):
+            if uid not in used and not any(a <= uid <= b for a, b in sub):
+                cursors[key] = uid
+                os.ftruncate(lock, 0)
+                os.pwrite(lock, json.dumps(cursors).encode(), 0)
+                return uid
+        raise RuntimeError(f"no free uid left in {key} (HOARD_DB_UID_RANGE)")
+
+    @staticmethod
+    def _create(name: str, uid: int, label: str) -> None:
+        _tool(["groupadd", "-g", str(uid), name])
+        try:
+            # --system: no subordinate ids and no password ageing for it.
+            _tool(["useradd", "--system", "-u", str(uid), "-g", str(uid), "-M", "-l",
+                   "-d", "/nonexistent", "-s", NOLOGIN, "-c", MARK + label, name])
+        except RuntimeError:
+            _tool(["groupdel", name], ok=(0, 6))
+            raise
+
+    def remove(self, record_dir: Path) -> None:
+        """Remove the account of ``record_dir`` (its processes must be gone) and
+        what it left in shared temporary places, so the uid, given again one
+        day, inherits nothing. Idempotent."""
+        user = self.recorded(record_dir) if hoard_is_root() else None
+        if user is not None and _exists(user.name):
+            # As the account itself: it deletes only what it could delete anyway,
+            # and root follows no link it planted there.
+            subprocess.run(user.wrap(["find", *LEFTOVER_DIRS, "-xdev", "-user", str(user.uid),
+                                      "-delete"], pdeathsig=True),
+                           cwd="/", capture_output=True, check=False, timeout=120)
+            _tool(["userdel", user.name], ok=(0, 6))
+            _tool(["groupdel", user.name], ok=(0, 6))
+        with contextlib.suppress(FileNotFoundError):
+            (record_dir / OWNER).unlink()
+
+
+def _exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
