@@ -30,7 +30,13 @@ from hoard.domain.nodes import Backend, HttpRoleCheck, ProcessSpec
 from hoard.providers import cgroups
 from hoard.providers.local import LocalProvider
 from hoard.providers.processes import proc_state
-from tests.conftest import create_cluster, delete_cluster, hoard_server, make_state_dir
+from tests.conftest import (
+    create_cluster,
+    delete_cluster,
+    hoard_server,
+    make_state_dir,
+    tenant_uri,
+)
 from tests.conftest import remove_state_dir as remove_dir
 
 SLEEP = ProcessSpec(["/bin/sh", "-c", "echo started; exec sleep 600"])  # a line in its log
@@ -400,11 +406,11 @@ def test_a_hostile_postgresql_node_is_restarted_by_the_observer_within_its_limit
             return False
         wait_for(restarted, "the observer's restart")
         new = server_pid()
-        creds = client.get(f"/v2/clusters/{cluster['id']}/credentials").json()
+        uri = tenant_uri(client, cluster["id"])
         deadline = time.monotonic() + 30
         while True:
             try:
-                with psycopg.connect(creds["uri"], connect_timeout=3) as conn:
+                with psycopg.connect(uri, connect_timeout=3) as conn:
                     assert conn.execute("SELECT 1").fetchone() == (1,)
                 break
             except psycopg.OperationalError:

@@ -29,6 +29,7 @@ from tests.conftest import (
     delete_cluster,
     hoard_server,
     new_tenant,
+    tenant_uri,
     wait_operation,
 )
 from tests.test_api_validation import assert_problem
@@ -107,7 +108,7 @@ def _config(client: httpx.Client, name: str, values: dict[str, Any]) -> str:
 
 
 def _show(client: httpx.Client, cluster_id: str, setting: str) -> str:
-    uri = client.get(f"/v2/clusters/{cluster_id}/credentials").json()["uri"]
+    uri = tenant_uri(client, cluster_id)
     with psycopg.connect(uri, connect_timeout=10) as conn:
         row = conn.execute(f"SHOW {setting}").fetchone()
     return str(row[0]) if row else ""

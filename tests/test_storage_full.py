@@ -22,6 +22,7 @@ from tests.conftest import (
     delete_cluster,
     make_state_dir,
     new_tenant,
+    tenant_uri,
     wait_operation,
 )
 
@@ -93,7 +94,7 @@ def test_a_full_storage_says_so_and_a_resize_clears_it(admin: httpx.Client,
             member = _until(client, cluster["id"], lambda m: m["storage"] is not None)
             total = member["storage"]["total_bytes"]
             assert 0.9 * GIB < total <= GIB and member["storage"]["used_bytes"] < total / 4
-            _fill(client.get(f"/v2/clusters/{cluster['id']}/credentials").json()["uri"])
+            _fill(tenant_uri(client, cluster["id"]))
             member = _until(client, cluster["id"], lambda m: m["status_reason"].startswith(
                 "storage full"))
             found = FULL.fullmatch(member["status_reason"])
