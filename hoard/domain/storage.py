@@ -22,11 +22,14 @@ class StorageUsage:
 
     @property
     def full(self) -> bool:
-        """Too little left for an engine to go on writing: under 32 MiB (two WAL
-        segments; a few InnoDB extents) or under 2% of the storage, up to 1 GiB.
-        An engine that hits the end fails writes, checkpoints or its next start
-        with errors that never name the disk, so Hoard says it instead."""
-        return self.free_bytes < max(32 * MIB, min(self.total_bytes // 50, GIB))
+        """Too little left for an engine to go on writing: under 10% of the
+        storage (at least 64 MiB, at most 1 GiB). Engines stop well before the
+        last byte: PostgreSQL was seen refusing every insert (DiskFull) with 9%
+        of a 1 GB volume free, as it could not make the next WAL segments;
+        InnoDB extends in extents. An engine that hits the end fails writes,
+        checkpoints or its next start with errors that never name the disk, so
+        Hoard says it instead."""
+        return self.free_bytes < max(64 * MIB, min(self.total_bytes // 10, GIB))
 
     def describe(self) -> str:
         return (f"storage full ({self.used_bytes} of {self.total_bytes} bytes used): "

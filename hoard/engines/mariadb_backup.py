@@ -234,8 +234,11 @@ class MariaDBBackups(Backups):
                 "'Binlog Dump', 'Killed') AND USER NOT IN ('system user', 'event_scheduler')")
             now, running_ms = cur.fetchone()
             at = (now - timedelta(milliseconds=float(running_ms or 0))).replace(tzinfo=UTC)
-            cur.execute("FLUSH BINARY LOGS")
-            cur.execute("FLUSH ENGINE LOGS")
+            # LOCAL: not written to the binlog. A logged FLUSH would put an event of
+            # Hoard's own into every rotation's second, and a restore to a time in
+            # that second could never be told apart from it (nor do replicas need it).
+            cur.execute("FLUSH LOCAL BINARY LOGS")
+            cur.execute("FLUSH LOCAL ENGINE LOGS")
             cur.execute("SHOW MASTER STATUS")
             row = cur.fetchone()
             if row is None:
