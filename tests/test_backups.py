@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -317,3 +318,36 @@ def test_engines_without_incremental_backups_say_so(client: httpx.Client) -> Non
     assert client.post(f"/v2/clusters/{source['id']}/backups", json={"kind": "weekly"}
                        ).status_code == 422
     delete_cluster(client, source["id"])
+
+
+def test_one_bad_schedule_stops_no_one_elses_backups(server: HoardServer,
+                                                     client: httpx.Client) -> None:
+    engine = BACKUP_ENGINES[0]
+    broken = create_cluster(client, "sched-broken", engine=engine)  # walked first: older id
+    healthy = create_cluster(client, "sched-healthy", engine=engine)
+    every_minute = {"cron": "* * * * *", "keep_last": 5}
+    for cluster in (broken, healthy):
+        path = f"/v2/clusters/{cluster['id']}/backup-schedule"
+        assert client.put(path, json=every_minute).status_code == 200
+    assert client.delete(f"/v2/clusters/{broken['id']}/backup-schedule").status_code == 204
+    with sqlite3.connect(server.state_dir / "state.sqlite", timeout=10) as db:
+        # No schedule is SQL NULL, not JSON null.
+        assert db.execute("SELECT backup_schedule IS NULL FROM clusters WHERE id = ?",
+                          (broken["id"],)).fetchone() == (1,)
+        # A record the scheduler cannot use (no cron), and the healthy schedule due now.
+        db.execute("UPDATE clusters SET backup_schedule = '{\"keep_last\": 1}' WHERE id = ?",
+                   (broken["id"],))
+        due = (dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(minutes=2))
+        db.execute("UPDATE clusters SET updated_at = ? WHERE id = ?",
+                   (due.isoformat(sep=" "), healthy["id"]))
+    deadline = time.monotonic() + 30
+    while True:
+        made = client.get("/v2/backups", params={"cluster_id": healthy["id"]}).json()["backups"]
+        if [b["status"] for b in made if b["reason"] == "scheduled"] == ["available"]:
+            break
+        assert time.monotonic() < deadline, made
+        time.sleep(0.3)
+    assert "cron" in (server.state_dir / "serve.log").read_text()  # the bad one was logged
+    for cluster in (broken, healthy):
+        client.delete(f"/v2/clusters/{cluster['id']}/backup-schedule")
+        delete_cluster(client, cluster["id"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tests.conftest import create_cluster, delete_cluster, hoard_server, wait_operation
 from tests.pgserver import postgres_store
+from tests.test_cluster_lock import at_once, one_accepted
 from tests.test_lifecycle import connect
 
 
@@ -16,7 +17,6 @@ def test_create_and_delete_with_postgresql_state_store() -> None:
                 assert conn.execute("SELECT 1").fetchone() == (1,)
             listed = client.get("/v2/clusters").json()["clusters"]
             assert [c["name"] for c in listed] == ["on-pg"]
-            # Changes lock the cluster row: exercise that path on PostgreSQL too.
             base = f"/v2/clusters/{cluster['id']}"
             for method, path, body in (("PATCH", base, {"storage_gb": 11}),
                                        ("POST", f"{base}/actions/restart", None),
@@ -25,4 +25,7 @@ def test_create_and_delete_with_postgresql_state_store() -> None:
                 assert response.status_code in (201, 202), response.text
                 op = wait_operation(client, response.json()["operation"]["id"])
                 assert op["status"] == "succeeded", (method, path, op["error"])
+            # Ten changes at once: the claim is a compare-and-set on PostgreSQL too.
+            answers = at_once([lambda: client.post(f"{base}/actions/restart")] * 10)
+            wait_operation(client, one_accepted(answers).json()["operation"]["id"])
             delete_cluster(client, cluster["id"])

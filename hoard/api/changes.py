@@ -1,14 +1,14 @@
 """Starting an operation on a cluster, and waiting briefly for short ones.
 
-One rule for every change: the cluster row is locked, no other operation may be
-running on it, its status must allow the change, and the operation is
+One rule for every change: the operation claims the cluster (no other may be
+running on it), its status must allow the change, and the operation is
 committed before its workflow starts (the operation row is the outbox).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy import func, select
@@ -19,7 +19,8 @@ from hoard.api.schemas import Accepted
 from hoard.api.views import cluster_view, operation_view
 from hoard.domain.errors import Conflict, HoardError, NotFound, QuotaExceeded
 from hoard.domain.status import ClusterStatus, OperationStatus
-from hoard.store import operations
+from hoard.ids import new_id
+from hoard.store import locks, operations
 from hoard.store.models import Cluster, Operation, Project
 from hoard.workflows import runtime
 from hoard.workflows.services import Services
@@ -35,38 +36,48 @@ class OperationFailed(HoardError):
             self.status, "Operation failed")
 
 
-def get_cluster(s: Session, principal: Principal, cluster_id: str, lock: bool = False
-                ) -> Cluster:
-    # Lock only the cluster row: PostgreSQL refuses FOR UPDATE on the outer-joined
-    # configuration that is loaded with it.
-    cluster = s.get(Cluster, cluster_id, with_for_update={"of": Cluster} if lock else None)
+def get_cluster(s: Session, principal: Principal, cluster_id: str) -> Cluster:
+    cluster = s.get(Cluster, cluster_id)
     # Another project's cluster answers exactly like a missing one.
     if cluster is None or cluster.project_id != principal.project_id:
         raise NotFound(f"no cluster {cluster_id!r} in this project")
     return cluster
 
 
+Guard = Callable[[Session, Cluster], None]
+
+
 def begin(
     svc: Services, principal: Principal, cluster_id: str, kind: str, steps: list[str],
     allowed: Iterable[ClusterStatus], new_status: ClusterStatus | None,
-    params: dict[str, Any] | None = None, detail: str = "",
+    params: dict[str, Any] | None = None, detail: str = "", quota: Guard | None = None,
 ) -> Accepted:
-    """Record an operation on a cluster and start its workflow."""
+    """Record an operation on a cluster and start its workflow.
+
+    The operation first claims the cluster (compare-and-set, ``hoard.store.locks``),
+    and only then are the cluster's status and the caller's ``quota`` check read:
+    of concurrent changes exactly one is accepted and the rest get 409, on either
+    store. A check that fails rolls the claim back with everything else."""
+    op_id = new_id()
     with svc.store.session() as s:
-        cluster = get_cluster(s, principal, cluster_id, lock=True)
-        running = operations.running_for(s, cluster.id)
-        if running is not None:
-            raise Conflict(f"operation {running.id} ({running.kind}) is still running on "
-                           "this cluster; try again when it ends")
+        if quota is not None:
+            locks.hold_project(s, principal.project_id)
+        claimed = locks.claim_cluster(s, cluster_id, op_id)
+        cluster = get_cluster(s, principal, cluster_id)
+        if not claimed:
+            raise Conflict(f"operation {cluster.operation_id} is still running on this "
+                           "cluster; try again when it ends")
         allowed = set(allowed)
         if cluster.status not in allowed:
             raise Conflict(f"the cluster is {cluster.status}; {kind} needs it "
                            f"{' or '.join(sorted(allowed))}")
+        if quota is not None:
+            quota(s, cluster)
         if new_status is not None:
             cluster.status = new_status
             cluster.status_reason = ""
         op = operations.new_operation(s, principal.project_id, cluster.id, kind, steps,
-                                      detail=detail, params=params)
+                                      detail=detail, params=params, op_id=op_id)
         s.flush()
         accepted = Accepted(cluster=cluster_view(cluster), operation=operation_view(op))
     runtime.start(op)
@@ -90,6 +101,8 @@ def wait(svc: Services, op_id: str, timeout: float) -> Operation:
 
 
 def usage(s: Session, project_id: str) -> tuple[int, int, int]:
+    """Clusters, nodes and GB the project uses, counting growth already accepted
+    but not yet made (a resize or scale still running holds what it will take)."""
     count, nodes, storage = s.execute(
         select(
             func.count(Cluster.id),
@@ -97,6 +110,16 @@ def usage(s: Session, project_id: str) -> tuple[int, int, int]:
             func.coalesce(func.sum(Cluster.node_count * Cluster.storage_gb), 0),
         ).where(Cluster.project_id == project_id)
     ).one()
+    growing = s.execute(
+        select(Operation.params, Cluster.node_count, Cluster.storage_gb)
+        .join(Cluster, Cluster.id == Operation.cluster_id)
+        .where(Operation.project_id == project_id, Operation.kind.in_(("update", "scale")),
+               Operation.status == OperationStatus.RUNNING))
+    for params, node_count, storage_gb in growing:
+        more_nodes = max(0, int(params.get("nodes") or node_count) - node_count)
+        more_gb = max(0, int(params.get("storage_gb") or storage_gb) - storage_gb)
+        nodes += more_nodes
+        storage += more_nodes * storage_gb + more_gb * (node_count + more_nodes)
     return int(count), int(nodes), int(storage)
 
 

@@ -43,9 +43,9 @@ def _config(url: str) -> Config:
     return cfg
 
 
-def migrate(url: str) -> None:
-    """Apply every Alembic migration up to head (idempotent)."""
-    command.upgrade(_config(url), "head")
+def migrate(url: str, revision: str = "head") -> None:
+    """Apply every Alembic migration up to ``revision`` (idempotent)."""
+    command.upgrade(_config(url), revision)
 
 
 def check_schema(url: str) -> None:

@@ -84,9 +84,15 @@ class Cluster(Base):
     # While settings are pending: the configuration values the servers last started
     # with, so a restart whose new settings keep a server from starting puts these
     # back. None when the servers run with the attached configuration's values.
-    running_parameters: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    # {"cron": "0 3 * * *", "keep_last": 7, "keep_days": 30}, or None.
-    backup_schedule: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    running_parameters: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON(none_as_null=True), nullable=True)
+    # {"cron": "0 3 * * *", "keep_last": 7, "keep_days": 30}, or SQL NULL (never JSON
+    # null: "IS NOT NULL" must mean "has a schedule").
+    backup_schedule: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON(none_as_null=True), nullable=True)
+    # The one operation running on the cluster, claimed by compare-and-set
+    # (hoard.store.locks); NULL when it is free for the next.
+    operation_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     # "sync": a commit waits for a replica (replicated clusters only).
     durability: Mapped[str] = mapped_column(String(16), default="async",
                                             server_default="async")

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hoard.domain.status import OperationStatus
 from hoard.ids import new_id
-from hoard.store import events
+from hoard.store import events, locks
 from hoard.store.models import Cluster, Operation, utcnow
 
 
 def new_operation(
     session: Session, project_id: str, cluster_id: str, kind: str, steps: list[str],
-    detail: str = "", params: dict[str, Any] | None = None,
+    detail: str = "", params: dict[str, Any] | None = None, op_id: str | None = None,
 ) -> Operation:
     op = Operation(
-        id=new_id(), project_id=project_id, cluster_id=cluster_id, kind=kind,
+        id=op_id or new_id(), project_id=project_id, cluster_id=cluster_id, kind=kind,
         status=OperationStatus.RUNNING, progress=0, error="", params=params or {},
         steps=[{"name": s, "status": "pending"} for s in steps],
     )
@@ -60,6 +59,8 @@ def finish(session: Session, op_id: str, error: str = "", error_status: int = 50
     if not error:
         op.progress = 100
     op.finished_at = utcnow()
+    if op.cluster_id:
+        locks.release_cluster(session, op.cluster_id, op.id)
     if op.cluster_id and session.get(Cluster, op.cluster_id) is not None:
         if error:
             events.record(session, op.cluster_id, "operation.failed",
@@ -67,11 +68,3 @@ def finish(session: Session, op_id: str, error: str = "", error_status: int = 50
         else:
             events.record(session, op.cluster_id, "operation.succeeded",
                           f"{op.kind} succeeded", op.id)
-
-
-def running_for(session: Session, cluster_id: str) -> Operation | None:
-    return session.scalars(
-        select(Operation).where(
-            Operation.cluster_id == cluster_id, Operation.status == OperationStatus.RUNNING
-        )
-    ).first()

@@ -30,7 +30,8 @@ from sqlalchemy.orm import Session, selectinload
 from hoard.domain.status import ClusterStatus, NodeStatus
 from hoard.domain.storage import StorageUsage
 from hoard.engines.base import MemberState
-from hoard.store import events, models, operations
+from hoard.ids import new_id
+from hoard.store import events, locks, models, operations
 from hoard.workflows.loops import Loop
 from hoard.workflows.members import (
     ensure_endpoint,
@@ -120,15 +121,19 @@ def _replace(cluster: models.Cluster, node: models.Node) -> None:
     machinery has already failed over if it was the primary)."""
     from hoard.workflows import cluster_scale, runtime  # runtime imports the workflows
 
+    op_id = new_id()
     with services().store.session() as s:
-        row = s.get(models.Cluster, cluster.id, with_for_update=True)
-        if row is None or row.status not in OBSERVED or operations.running_for(s, row.id):
+        if not locks.claim_cluster(s, cluster.id, op_id):
+            return  # another operation runs; the next pass looks again
+        row = s.get(models.Cluster, cluster.id)
+        if row is None or row.status not in OBSERVED:
+            locks.release_cluster(s, cluster.id, op_id)
             return
         row.status, row.status_reason = ClusterStatus.UPDATING, ""
         op = operations.new_operation(s, row.project_id, row.id, "replace",
                                       cluster_scale.REPLACE_STEPS,
                                       detail=f"node {node.ordinal}",
-                                      params={"node_id": node.id})
+                                      params={"node_id": node.id}, op_id=op_id)
         events.record(s, row.id, "node.down",
                       f"node {node.ordinal} is down and its storage is gone", op.id)
     log.warning("node %s of cluster %s lost its storage; replacing it", node.id, cluster.name)

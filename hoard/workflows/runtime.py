@@ -18,9 +18,9 @@ from dbos import DBOS, DBOSClient, DBOSConfig, SetWorkflowID
 from sqlalchemy import select
 
 from hoard import __version__
-from hoard.domain.status import OperationStatus
+from hoard.domain.status import ClusterStatus, OperationStatus
 from hoard.settings import Settings
-from hoard.store import models
+from hoard.store import models, operations
 from hoard.workflows import (
     accounts,
     backups,
@@ -150,7 +150,8 @@ def resume_unstarted(min_age: float = OUTBOX_AGE) -> int:
     """Queue the workflows of operations recorded but never started (the API
     process committed the operation and died before starting it), for the
     clusters in this worker's shards. An operation younger than ``min_age`` is
-    left to its API process. Queueing is idempotent: one workflow per id."""
+    left to its API process. Queueing is idempotent: one workflow per id. An
+    operation whose workflow has ended but is still running is settled."""
     membership = _runtime.membership
     if membership is None:
         return 0
@@ -165,7 +166,10 @@ def resume_unstarted(min_age: float = OUTBOX_AGE) -> int:
     queue = DBOS.retrieve_queue(OPERATIONS_QUEUE)
     assert queue is not None, "registered at launch"
     for op in pending:
-        if DBOS.get_workflow_status(op.id) is None:
+        status = DBOS.get_workflow_status(op.id)
+        if status is not None and status.status in ENDED:
+            settle_ended(op.id, status.status, status.error)
+        elif status is None:
             log.info("starting workflow for recorded operation %s", op.id)
             assert op.cluster_id is not None
             target, args = _workflow(op.kind, op.id, op.cluster_id, dict(op.params))
@@ -173,6 +177,32 @@ def resume_unstarted(min_age: float = OUTBOX_AGE) -> int:
                 queue.enqueue(target, *args)
             started += 1
     return started
+
+
+# DBOS states in which a workflow will never run another step.
+ENDED = frozenset({"SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"})
+# What a cluster left mid-change by a workflow that ended without saying so becomes:
+# the observer moves a DEGRADED cluster back to ACTIVE once its nodes answer.
+AFTER_LOST_WORKFLOW = {ClusterStatus.BUILDING: ClusterStatus.FAILED,
+                       ClusterStatus.UPDATING: ClusterStatus.DEGRADED}
+
+
+def settle_ended(op_id: str, state: str, error: Any) -> None:
+    """Fail an operation whose workflow ended without recording an outcome (an
+    exception outside every step's handler, or DBOS giving up on recovery), so the
+    cluster's claim is released instead of refusing every later change with 409."""
+    reason = (f"the operation's workflow ended ({state.lower()}) without finishing it"
+              + (f": {str(error).splitlines()[0][:300]}" if error else ""))
+    log.error("operation %s: %s", op_id, reason)
+    with services().store.session() as s:
+        op = s.get(models.Operation, op_id)
+        if op is None or op.status != OperationStatus.RUNNING:
+            return
+        cluster = s.get(models.Cluster, op.cluster_id) if op.cluster_id else None
+        if cluster is not None and cluster.status in AFTER_LOST_WORKFLOW:
+            cluster.status = AFTER_LOST_WORKFLOW[ClusterStatus(cluster.status)]
+            cluster.status_reason = reason
+        operations.finish(s, op_id, error=reason)
 
 
 def outbox(interval: float) -> Loop:

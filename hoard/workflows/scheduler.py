@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from hoard.backups.sweeper import Sweeper
 from hoard.domain.status import ClusterStatus
 from hoard.ids import new_id
-from hoard.store import models, operations
+from hoard.store import locks, models, operations
 from hoard.workflows import backups, runtime
 from hoard.workflows.loops import Loop
 from hoard.workflows.membership import my_clusters, owns_shard
@@ -80,33 +80,43 @@ def cron_problem(cron: str, today: dt.date) -> str | None:
 
 
 def due_backups(now: dt.datetime) -> int:
-    """Start a backup for every cluster whose schedule has come round."""
+    """Start a backup for every cluster whose schedule has come round. One
+    cluster's failure is logged and skipped: it never stops the others'."""
     svc = services()
     started = 0
     with svc.store.session() as s:
         clusters = list(s.scalars(select(models.Cluster).where(
             models.Cluster.backup_schedule.isnot(None),
             models.Cluster.status.in_((ClusterStatus.ACTIVE, ClusterStatus.DEGRADED)),
-            my_clusters())))
+            my_clusters()).order_by(models.Cluster.id)))
     for cluster in clusters:
-        schedule = cluster.backup_schedule or {}
-        with svc.store.session() as s:
-            last = s.scalar(select(func.max(models.Backup.created_at)).where(
-                models.Backup.cluster_id == cluster.id, models.Backup.reason == "scheduled"))
-            since = last or cluster.updated_at
-            if not is_due(schedule["cron"], since, now):
-                continue
-            if operations.running_for(s, cluster.id) is not None:
-                continue  # next pass
-            backup = new_backup(cluster, "scheduled")
-            s.add(backup)
-            op = operations.new_operation(s, cluster.project_id, cluster.id, "backup",
-                                          backups.BACKUP_STEPS, detail="scheduled",
-                                          params={"backup_id": backup.id})
-            s.flush()
-        runtime.start(op)
-        started += 1
+        try:
+            started += _start_if_due(cluster, now)
+        except Exception:
+            log.exception("scheduled backup of cluster %s (%s) not started; the next "
+                          "pass tries again", cluster.id, cluster.name)
     return started
+
+
+def _start_if_due(cluster: models.Cluster, now: dt.datetime) -> int:
+    svc = services()
+    schedule = cluster.backup_schedule or {}
+    with svc.store.session() as s:
+        last = s.scalar(select(func.max(models.Backup.created_at)).where(
+            models.Backup.cluster_id == cluster.id, models.Backup.reason == "scheduled"))
+        if not is_due(schedule["cron"], last or cluster.updated_at, now):
+            return 0
+        op_id = new_id()
+        if not locks.claim_cluster(s, cluster.id, op_id):
+            return 0  # another operation runs: the next pass
+        backup = new_backup(cluster, "scheduled")
+        s.add(backup)
+        op = operations.new_operation(s, cluster.project_id, cluster.id, "backup",
+                                      backups.BACKUP_STEPS, detail="scheduled",
+                                      params={"backup_id": backup.id}, op_id=op_id)
+        s.flush()
+    runtime.start(op)
+    return 1
 
 
 def apply_retention(now: dt.datetime) -> int:
@@ -124,23 +134,32 @@ def apply_retention(now: dt.datetime) -> int:
             by_cluster[row.cluster_id].append(row)
     removed = 0
     for cluster_id, kept in by_cluster.items():
-        policy = schedules.get(cluster_id) or {}
-        keep_last = policy.get("keep_last", kept[0].keep_last)
-        keep_days = policy.get("keep_days", kept[0].keep_days)
-        doomed = [b for i, b in enumerate(kept)
-                  if (keep_last is not None and i >= keep_last)
-                  or (keep_days is not None and i > 0
-                      and b.created_at < now - dt.timedelta(days=keep_days))]
-        # A backup some kept incremental builds on must stay, or that one is useless.
-        needed = _ancestors([b for b in kept if b not in doomed], kept)
-        doomed = [b for b in doomed if b.id not in needed]
-        for backup in doomed:
-            delete_backup(backup.id)
-            removed += 1
-        survivors = [b for b in kept if b not in doomed]
-        if survivors:
-            prune_logs(cluster_id, survivors[-1].created_at)
+        try:
+            removed += _retain(cluster_id, kept, schedules.get(cluster_id) or {}, now)
+        except Exception:
+            log.exception("retention of cluster %s's backups failed; the next pass tries "
+                          "again", cluster_id)
     return removed
+
+
+def _retain(cluster_id: str, kept: list[models.Backup], policy: dict[str, int],
+            now: dt.datetime) -> int:
+    """Apply one cluster's retention to its backups (newest first)."""
+    keep_last = policy.get("keep_last", kept[0].keep_last)
+    keep_days = policy.get("keep_days", kept[0].keep_days)
+    doomed = [b for i, b in enumerate(kept)
+              if (keep_last is not None and i >= keep_last)
+              or (keep_days is not None and i > 0
+                  and b.created_at < now - dt.timedelta(days=keep_days))]
+    # A backup some kept incremental builds on must stay, or that one is useless.
+    needed = _ancestors([b for b in kept if b not in doomed], kept)
+    doomed = [b for b in doomed if b.id not in needed]
+    for backup in doomed:
+        delete_backup(backup.id)
+    survivors = [b for b in kept if b not in doomed]
+    if survivors:
+        prune_logs(cluster_id, survivors[-1].created_at)
+    return len(doomed)
 
 
 def _ancestors(survivors: list[models.Backup], rows: list[models.Backup]) -> set[str]:

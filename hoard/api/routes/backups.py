@@ -160,7 +160,7 @@ def set_schedule(cluster_id: str, body: BackupSchedule, principal: Auth, request
     if problem is not None:
         raise InvalidInput(problem)
     with _services(request).store.session() as s:
-        cluster = get_cluster(s, principal, cluster_id, lock=True)
+        cluster = get_cluster(s, principal, cluster_id)
         cluster.backup_schedule = body.model_dump()
     return body
 
@@ -169,7 +169,7 @@ def set_schedule(cluster_id: str, body: BackupSchedule, principal: Auth, request
                response_class=Response)
 def remove_schedule(cluster_id: str, principal: Auth, request: Request) -> Response:
     with _services(request).store.session() as s:
-        get_cluster(s, principal, cluster_id, lock=True).backup_schedule = None
+        get_cluster(s, principal, cluster_id).backup_schedule = None
     return Response(status_code=204)
 
 

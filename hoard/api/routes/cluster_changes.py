@@ -29,6 +29,7 @@ from hoard.domain.errors import Conflict, InvalidInput, NotFound
 from hoard.domain.status import ClusterStatus
 from hoard.engines.base import Replication
 from hoard.ids import new_id
+from hoard.store import locks
 from hoard.store.models import Cluster, Configuration, Event, Project
 from hoard.workflows import cluster_scale, cluster_update
 from hoard.workflows.services import Services
@@ -101,9 +102,21 @@ def update_cluster(
         raise InvalidInput("nothing to change: the cluster already has these values")
     detail = ", ".join(f"{k}={v}" for k, v in params.items())
     # A stopped cluster can be changed too: the new settings apply when it starts.
+    seen = (cluster.size, cluster.storage_gb, cluster.configuration_id, cluster.durability)
+
+    def still_fits(s: Session, claimed: Cluster) -> None:
+        # What was checked above, checked again now that the change holds the cluster
+        # and the project: the storage quota is taken atomically with the change.
+        if (claimed.size, claimed.storage_gb, claimed.configuration_id,
+                claimed.durability) != seen:
+            raise Conflict("the cluster changed while this request was checked; look "
+                           "again and retry")
+        if "storage_gb" in params:
+            changes.check_storage_quota(s, claimed, int(str(params["storage_gb"])))
+
     return changes.begin(svc, principal, cluster_id, "update", cluster_update.UPDATE_STEPS,
                          (*RUNNING, ClusterStatus.STOPPED), ClusterStatus.UPDATING,
-                         params=params, detail=detail)
+                         params=params, detail=detail, quota=still_fits)
 
 
 def _check_fit(svc: Services, s: Session, cluster: Cluster, params: dict[str, object]) -> None:
@@ -148,9 +161,21 @@ def _scale(svc: Services, principal: Principal, cluster_id: str, nodes: int | No
             by_preference = sorted(cluster.nodes, key=lambda n: (n.role != "primary",
                                                                  n.ordinal), reverse=True)
             params["leaving"] = [n.id for n in by_preference[:cluster.node_count - nodes]]
+    seen = cluster.node_count
+
+    def still_fits(s: Session, claimed: Cluster) -> None:
+        if claimed.node_count != seen:
+            raise Conflict("the cluster changed while this request was checked; look "
+                           "again and retry")
+        if nodes > seen:
+            project = s.get(Project, claimed.project_id)
+            assert project is not None
+            changes.check_quota(s, project, clusters=0, nodes=nodes - seen,
+                                storage_gb=(nodes - seen) * claimed.storage_gb)
+
     return changes.begin(svc, principal, cluster_id, "scale", cluster_scale.SCALE_STEPS,
                          RUNNING, ClusterStatus.UPDATING, params=params,
-                         detail=f"nodes={nodes}")
+                         detail=f"nodes={nodes}", quota=still_fits)
 
 
 @router.post("/{cluster_id}/switchover", status_code=202, response_model=Accepted)
@@ -181,6 +206,7 @@ def promote(cluster_id: str, node_id: str, body: PromoteNode, principal: Auth,
     (its accounts included). The source cluster keeps serving with one node less."""
     svc = _services(request)
     with svc.store.session() as s:
+        locks.hold_project(s, principal.project_id)  # the cluster quota, checked alone
         cluster = get_cluster(s, principal, cluster_id)
         node = next((n for n in cluster.nodes if n.id == node_id), None)
         if node is None:

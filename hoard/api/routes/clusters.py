@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
 from typing import Annotated, Any
 
@@ -31,7 +30,7 @@ from hoard.domain.status import ClusterStatus, NodeStatus
 from hoard.engines.base import Credentials, Replication
 from hoard.ids import new_id
 from hoard.security.secrets import generate_password
-from hoard.store import operations
+from hoard.store import locks, operations
 from hoard.store.models import Cluster, Node, Project
 from hoard.workflows import cluster_create, cluster_delete, runtime
 from hoard.workflows.scheduler import delete_backup, new_backup
@@ -42,7 +41,6 @@ Auth = Annotated[Principal, Depends(authenticate)]
 ADMIN_USER = "admin"
 # SQLite serializes writers anyway; this keeps the quota check and the insert in
 # one critical section there. On PostgreSQL the project row lock does it.
-_create_lock = threading.Lock()
 
 
 def _services(request: Request) -> Services:
@@ -99,8 +97,9 @@ def create_cluster(body: ClusterCreate, principal: Auth, request: Request) -> Ac
     service_password = (restore["service_password"] if restore
                         else svc.box.seal(generate_password()))
     try:
-        with _create_lock, svc.store.session() as s:
-            project = s.get(Project, principal.project_id, with_for_update=True)
+        with svc.store.session() as s:
+            locks.hold_project(s, principal.project_id)  # quota and name checked alone
+            project = s.get(Project, principal.project_id)
             assert project is not None
             if s.scalar(select(Cluster.id).where(
                 Cluster.project_id == project.id, Cluster.name == body.name
@@ -108,8 +107,10 @@ def create_cluster(body: ClusterCreate, principal: Auth, request: Request) -> Ac
                 raise Conflict(f"a cluster named {body.name!r} already exists in this project")
             changes.check_quota(s, project, clusters=1, nodes=body.nodes,
                                  storage_gb=body.nodes * body.storage_gb)
+            op_id = new_id()
             cluster = Cluster(
                 id=new_id(), project_id=project.id, name=body.name, engine=body.engine,
+                operation_id=op_id,
                 version=restore["version"] if restore else version, size=body.size,
                 node_count=body.nodes, storage_gb=body.storage_gb, durability=durability,
                 status=ClusterStatus.BUILDING, status_reason="", admin_user=admin_user,
@@ -127,7 +128,7 @@ def create_cluster(body: ClusterCreate, principal: Auth, request: Request) -> Ac
             if restore:
                 params["restore"] = {"backup_id": restore["backup_id"], "time": restore["time"]}
             op = operations.new_operation(s, project.id, cluster.id, "create", steps,
-                                          params=params)
+                                          params=params, op_id=op_id)
             s.flush()
             accepted = Accepted(cluster=cluster_view(cluster), operation=operation_view(op))
     except IntegrityError:
