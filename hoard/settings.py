@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     # Hosts the local provider spreads a cluster's nodes over, as address@zone
     # (every 127.0.0.0/8 address is this machine's loopback).
     local_hosts: str = "127.0.0.1@local"
+    # Where clusters' own addresses come from: each standalone cluster, and each
+    # endpoint (read-write, read-only) of a replicated one, gets one address of
+    # this network, on which the engine's standard port (5432, 3306, 6379) answers.
+    local_addresses: str = "127.64.0.0/10"
     worker_id: str = "local"
     # A worker's lease: renewed every third of it; once it runs out, another worker
     # takes over the worker's unfinished workflows.

@@ -24,6 +24,7 @@ from hoard.engines.base import (
 )
 from hoard.providers.base import Endpoint
 from hoard.providers.local import LocalProvider
+from hoard.providers.processes import free_port
 from hoard.security.ca import CertificateAuthority
 from hoard.security.secrets import generate_password
 from tests.conftest import make_state_dir, remove_state_dir
@@ -120,10 +121,17 @@ class HaCluster:
         """(host, read-write port, read-only port) of an HAProxy in front."""
         backends = [Backend(m.node_id, m.host, m.port, dict(m.ports)) for m in self.topo.members]
         check = self.ha.role_check(self.topo, self.ctxs[0].service, self.ca_file)
-        self._endpoint = self.provider.ensure_endpoint(
-            self.topo.cluster_id, backends, check, self.ca_file,
-            {m.port for m in self.topo.members})
-        return self._endpoint.host, self._endpoint.rw_port, self._endpoint.ro_port
+        if self._endpoint is None:  # kept for the cluster's life, as Hoard keeps it
+            # On the host the certificates name; Hoard's own addresses are tested
+            # through the API (tests/test_addresses.py).
+            taken = {m.port for m in self.topo.members}
+            rw = next(p for p in iter(lambda: free_port("127.0.0.1"), 0) if p not in taken)
+            ro = next(p for p in iter(lambda: free_port("127.0.0.1"), 0)
+                      if p not in taken | {rw})
+            self._endpoint = Endpoint("127.0.0.1", rw, "127.0.0.1", ro)
+        self.provider.ensure_endpoint(self.topo.cluster_id, backends, check, self.ca_file,
+                                      self._endpoint)
+        return self._endpoint.rw_host, self._endpoint.rw_port, self._endpoint.ro_port
 
 
 @contextmanager

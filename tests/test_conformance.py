@@ -262,7 +262,7 @@ def test_delete_leaves_nothing(tenant: httpx.Client, engine: str, cluster: dict[
                                hoard: HoardServer) -> None:
     node = current(tenant, cluster)["members"][0]
     delete_cluster(tenant, cluster["id"])
-    assert_no_debris(hoard, [node["id"]], [node["port"]])
+    assert_no_debris(hoard, [node["id"]], [(node["host"], node["port"])])
 
 
 @pytest.mark.parametrize("engine", [e for e in ENGINE_NAMES if e != "redis"])

@@ -71,5 +71,5 @@ def test_kill9_mid_create_then_restart(step: str | None) -> None:
         with connect(client, cluster_id) as conn:
             assert conn.execute("SELECT current_user").fetchone() == ("admin",)
         delete_cluster(client, cluster_id)
-        assert_no_debris(server, [node["id"]], [node["port"]])
+        assert_no_debris(server, [node["id"]], [(node["host"], node["port"])])
         assert processes_under(node_dir) == []

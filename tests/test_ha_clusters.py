@@ -27,6 +27,7 @@ from tests.conftest import (
     wait_operation,
 )
 from tests.ha_load import Writer, present
+from tests.test_addresses import answers_at_its_address
 
 HA_ENGINES = [name for name, e in ENGINES.items() if isinstance(e, Replication)]
 DURABILITY = {"postgresql": "sync", "mariadb": "sync", "redis": "async"}
@@ -93,8 +94,11 @@ def test_failover_under_write_load(ha_hoard: HoardServer, engine: str) -> None:
         assert sorted(m["zone"] for m in cluster["members"]) == ["zone-a", "zone-b", "zone-c"]
         roles = {e["role"]: e for e in cluster["endpoints"]}
         assert set(roles) == {"read-write", "read-only"}
+        # Each endpoint an address of its own, on the standard port.
+        assert roles["read-write"]["host"] != roles["read-only"]["host"]
+        answers_at_its_address(client, cluster)
         uri = _uri(client, cluster["id"])
-        assert f":{roles['read-write']['port']}" in uri
+        assert f"@{roles['read-write']['host']}:{roles['read-write']['port']}" in uri
 
         with Writer(engine, uri) as writer:
             writer.wait_writes(20)
@@ -132,6 +136,8 @@ def test_failover_under_write_load(ha_hoard: HoardServer, engine: str) -> None:
             timeout=180)
         assert "node.replacing" in _events(client, cluster["id"])
         assert present(engine, uri) >= stored
+        # Failover and a replaced node moved no endpoint.
+        assert {e["role"]: e for e in cluster["endpoints"]} == roles
         wait_operation(client, client.delete(f"/v2/clusters/{cluster['id']}").json()
                        ["operation"]["id"])
 

@@ -28,6 +28,7 @@ import pytest
 from hoard.domain.catalog import SIZES
 from hoard.domain.nodes import Backend, HttpRoleCheck, ProcessSpec
 from hoard.providers import cgroups
+from hoard.providers.base import Endpoint
 from hoard.providers.local import LocalProvider
 from hoard.providers.processes import proc_state
 from tests.conftest import (
@@ -348,13 +349,14 @@ def test_destroy_kills_a_stubborn_node_without_stopping_it_first(
 def test_the_proxys_account_cannot_redirect_hoards_writes(
         provider: LocalProvider, outside: Path) -> None:
     """The endpoint proxy's account plants links at every name Hoard writes or
-    stages in its directory and forges its ports; a reload changes nothing
-    outside and keeps the ports Hoard recorded."""
+    stages in its directory and forges a record of its addresses; a reload changes
+    nothing outside and binds the addresses Hoard gave it."""
     check = HttpRoleCheck("agent", "/primary", "/replica")
     ca = outside / "ca.pem"
     ca.write_text("not used by plain checks\n")
     backends = [Backend("na", "127.0.0.1", 1, {"agent": 2})]
-    endpoint = provider.ensure_endpoint("c1", backends, check, str(ca), set())
+    endpoint = Endpoint(provider.new_address(), 5432, provider.new_address(), 5432)
+    provider.ensure_endpoint("c1", backends, check, str(ca), endpoint)
     directory = provider.endpoints.root / "c1"
     before = snapshot(outside)
     links = " ".join(f"ln -sf {outside / 'file'} {n};" for n in (
@@ -366,9 +368,12 @@ def test_the_proxys_account_cannot_redirect_hoards_writes(
         rm -f endpoint.json
         echo '{{"host": "0.0.0.0", "rw_port": 1, "ro_port": 2}}' > endpoint.json""")
     moved = [*backends, Backend("nb", "127.0.0.1", 3, {"agent": 4})]
-    assert provider.ensure_endpoint("c1", moved, check, str(ca), set()) == endpoint
+    provider.ensure_endpoint("c1", moved, check, str(ca), endpoint)
     assert snapshot(outside) == before, "root changed a file outside the proxy's directory"
-    assert "n-nb" in (directory / "haproxy.cfg").read_text()
+    config = (directory / "haproxy.cfg").read_text()
+    assert "n-nb" in config
+    assert f"bind {endpoint.rw_host}:5432" in config
+    assert f"bind {endpoint.ro_host}:5432" in config
     assert provider.endpoint_running("c1")
 
 

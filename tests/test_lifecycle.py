@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import signal
 import socket
@@ -47,12 +48,12 @@ def connect(client: httpx.Client, cluster_id: str) -> psycopg.Connection:
     return psycopg.connect(tenant_uri(client, cluster_id), connect_timeout=5)
 
 
-def port_is_free(port: int) -> bool:
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     """No process listens on the port (connections in TIME_WAIT do not count)."""
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind(("127.0.0.1", port))
+            sock.bind((host, port))
         except OSError:
             return False
     return True
@@ -64,15 +65,16 @@ def filesystem_gb(server: HoardServer, node_id: str) -> float:
     return st.f_blocks * st.f_frsize / 1024**3
 
 
-def assert_no_debris(server: HoardServer, node_ids: list[str], ports: list[int]) -> None:
+def assert_no_debris(server: HoardServer, node_ids: list[str],
+                     addresses: list[tuple[str, int]]) -> None:
     mounts = Path("/proc/mounts").read_text()
     for node_id in node_ids:
         assert not (server.state_dir / "nodes" / node_id).exists()
         assert not (server.state_dir / "volumes" / f"{node_id}.img").exists()
         assert node_id not in mounts
         assert not Path(f"/sys/fs/cgroup/memory/hoard/{node_id}").exists()
-    for port in ports:
-        assert port_is_free(port), f"port {port} still in use"
+    for host, port in addresses:
+        assert port_is_free(port, host), f"{host}:{port} still in use"
 
 
 def test_create_connect_delete(admin: httpx.Client, hoard: HoardServer) -> None:
@@ -81,8 +83,10 @@ def test_create_connect_delete(admin: httpx.Client, hoard: HoardServer) -> None:
     try:
         assert cluster["status"] == "ACTIVE"
         assert node["status"] == "HEALTHY" and node["role"] == "primary"
-        assert cluster["endpoints"] == [{"role": "read-write", "host": "127.0.0.1",
-                                         "port": node["port"]}]
+        # The cluster's own address, where PostgreSQL's standard port answers.
+        assert cluster["endpoints"] == [{"role": "read-write", "host": node["host"],
+                                         "port": 5432}]
+        assert ipaddress.ip_address(node["host"]) in ipaddress.ip_network("127.64.0.0/10")
         assert set(node["limits"]) == {"cpu", "memory", "storage"}
         if "enforced (" in node["limits"]["storage"]:  # a filesystem of the asked size
             assert 9 < filesystem_gb(hoard, node["id"]) <= 10
@@ -102,7 +106,7 @@ def test_create_connect_delete(admin: httpx.Client, hoard: HoardServer) -> None:
     finally:
         delete_cluster(admin, cluster["id"])
     assert admin.get(f"/v2/clusters/{cluster['id']}").status_code == 404
-    assert_no_debris(hoard, [node["id"]], [node["port"]])
+    assert_no_debris(hoard, [node["id"]], [(node["host"], node["port"])])
 
 
 def test_observer_restarts_a_crashed_server(admin: httpx.Client, hoard: HoardServer) -> None:

@@ -17,6 +17,7 @@ import pytest
 
 from hoard.domain.nodes import Backend, CommandRoleCheck, HttpRoleCheck, ProcessSpec
 from hoard.domain.placement import Host, choose_host, parse_hosts
+from hoard.providers.base import Endpoint
 from hoard.providers.local import LocalProvider
 from hoard.providers.processes import proc_state
 from tests.conftest import make_state_dir
@@ -75,11 +76,11 @@ def _fake_node(provider: LocalProvider, node_id: str, role: str) -> Backend:
     return Backend(node_id, placement.host, placement.port, placement.ports)
 
 
-def _read_name(port: int, timeout: float = 10.0) -> str:
+def _read_name(host: str, port: int, timeout: float = 10.0) -> str:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            with socket.create_connection((host, port), timeout=1) as sock:
                 data = sock.recv(100).decode()
                 if data:
                     return data
@@ -154,21 +155,23 @@ def test_etcd_runs_once_and_answers(provider: LocalProvider) -> None:
 def test_endpoint_follows_the_primary_and_spreads_reads(provider: LocalProvider) -> None:
     a, b = _fake_node(provider, "na", "primary"), _fake_node(provider, "nb", "replica")
     check = HttpRoleCheck("agent", "/primary", "/replica")
-    endpoint = provider.ensure_endpoint("c1", [a, b], check, _ca(provider), {a.port, b.port})
-    assert _read_name(endpoint.rw_port) == "na"
-    assert _read_name(endpoint.ro_port) == "nb"
-    assert provider.ensure_endpoint("c1", [a, b], check, _ca(provider), set()) == endpoint
+    # Addresses of the endpoint's own, on one port (what Hoard gives a cluster).
+    endpoint = Endpoint(provider.new_address(), 5432, provider.new_address(), 5432)
+    provider.ensure_endpoint("c1", [a, b], check, _ca(provider), endpoint)
+    assert _read_name(endpoint.rw_host, endpoint.rw_port) == "na"
+    assert _read_name(endpoint.ro_host, endpoint.ro_port) == "nb"
+    provider.ensure_endpoint("c1", [a, b], check, _ca(provider), endpoint)  # unchanged: no-op
 
     # The primary fails over to b: the read-write address follows within seconds.
     provider.kill("na")
     root_b = Path(provider.runner("nb").abspath(Path(".")))  # type: ignore[arg-type]
     (root_b / "role").write_text("primary")
     started = time.monotonic()
-    while _read_name(endpoint.rw_port) != "nb":
+    while _read_name(endpoint.rw_host, endpoint.rw_port) != "nb":
         assert time.monotonic() - started < 5, "read-write address did not follow the primary"
         time.sleep(0.1)
     # With no replica up, reads go to the primary.
-    assert _read_name(endpoint.ro_port) == "nb"
+    assert _read_name(endpoint.ro_host, endpoint.ro_port) == "nb"
     provider.remove_endpoint("c1")
     assert not provider.endpoint_running("c1")
 
@@ -178,10 +181,11 @@ def test_command_check_endpoint_sends_writes_to_one_node(provider: LocalProvider
     # Every node passes (as every synced Galera node does): writes still go to one.
     check = CommandRoleCheck(("/bin/sh", "-c", 'test "$0" -gt 0 && test -n "$CHECK_ENV"',
                               "{port}"), (("CHECK_ENV", "it's set"),))
-    endpoint = provider.ensure_endpoint("c2", [a, b], check, _ca(provider), set())
+    endpoint = Endpoint(provider.new_address(), 3306, provider.new_address(), 3306)
+    provider.ensure_endpoint("c2", [a, b], check, _ca(provider), endpoint)
     time.sleep(1.5)
-    assert {_read_name(endpoint.rw_port) for _ in range(6)} == {"na"}
-    assert {_read_name(endpoint.ro_port) for _ in range(6)} == {"na", "nb"}
+    assert {_read_name(endpoint.rw_host, endpoint.rw_port) for _ in range(6)} == {"na"}
+    assert {_read_name(endpoint.ro_host, endpoint.ro_port) for _ in range(6)} == {"na", "nb"}
 
 
 def test_nodes_are_spread_over_zones_then_hosts() -> None:

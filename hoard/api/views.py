@@ -36,7 +36,8 @@ def endpoints(cluster: Cluster) -> list[Endpoint]:
     """A replicated cluster's stable addresses; a standalone node's own address."""
     if cluster.endpoint_host and cluster.rw_port and cluster.ro_port:
         return [Endpoint(role="read-write", host=cluster.endpoint_host, port=cluster.rw_port),
-                Endpoint(role="read-only", host=cluster.endpoint_host, port=cluster.ro_port)]
+                Endpoint(role="read-only", host=cluster.ro_host or cluster.endpoint_host,
+                         port=cluster.ro_port)]
     return [
         Endpoint(role="read-write", host=n.host, port=n.port)
         for n in cluster.nodes

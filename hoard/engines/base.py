@@ -90,6 +90,8 @@ class Engine(ABC):
     name: str
     display_name: str
     client_binary: str  # what ``hoard connect`` runs
+    # Where clients look when no port is given: a cluster's own address answers here.
+    standard_port: int
 
     @abstractmethod
     def versions(self) -> list[str]:

@@ -210,6 +210,7 @@ def _installed_version() -> str | None:
 class MariaDB(Engine, SqlAccounts, MariaDBBackups, IncrementalBackups, MariaDBReplication):
     name = "mariadb"
     display_name = "MariaDB"
+    standard_port = 3306
     client_binary = "mariadb"
     reserved_databases = frozenset({"mysql", "information_schema", "performance_schema", "sys"})
     default_database = APP_DATABASE

@@ -144,6 +144,7 @@ def _render(name: str, value: int | bool | str) -> str:
 class PostgreSQL(Engine, SqlAccounts, PostgreSQLBackups, PostgreSQLReplication):
     name = "postgresql"
     display_name = "PostgreSQL"
+    standard_port = 5432
     client_binary = "psql"
     reserved_databases = frozenset({"postgres", "template0", "template1"})
     default_database = APP_DATABASE

@@ -193,6 +193,7 @@ def _first_line(exc: Exception) -> str:
 class Redis(Engine, AclAccounts, Backups, RedisReplication):
     name = "redis"
     display_name = "Redis"
+    standard_port = 6379
     client_binary = "redis-cli"
     reserved_users = frozenset({"default", "hoard", "admin"})
     categories = frozenset({

@@ -25,23 +25,34 @@ class Placement:
 @dataclass(frozen=True)
 class Endpoint:
     """A replicated cluster's stable addresses: writes reach the primary, reads
-    are spread over the replicas (the primary when none is up)."""
+    are spread over the replicas (the primary when none is up). Each is an
+    address of its own on the engine's standard port (clusters made before that
+    share one host, on ports of their own)."""
 
-    host: str
+    rw_host: str
     rw_port: int
+    ro_host: str
     ro_port: int
 
 
 class Provider(ABC):
     name: str
-    endpoint_host: str  # where replicated clusters' endpoints listen
+
+    @abstractmethod
+    def new_address(self) -> str:
+        """A candidate for an address of a cluster's own (a standalone node's, an
+        endpoint's): the caller makes it the cluster's by recording it in the store,
+        where two clusters cannot hold one, and asks again if it was taken."""
 
     @abstractmethod
     def place(self, node_id: str, taken_ports: set[int], storage_gb: int,
-              port_names: Iterable[str] = (), siblings: Iterable[Host] = ()) -> Placement:
+              port_names: Iterable[str] = (), siblings: Iterable[Host] = (),
+              address: tuple[str, int] | None = None) -> Placement:
         """Reserve an address (and a port per extra name) and storage for a node,
-        away from its ``siblings`` where the provider can. Storage is idempotent
-        per node id; the address is chosen anew, so callers keep the first one."""
+        away from its ``siblings`` where the provider can; with ``address``, the
+        node answers there (a standalone cluster's own address and standard port).
+        Storage is idempotent per node id; the address is chosen anew, so callers
+        keep the first one."""
 
     @abstractmethod
     def grow_storage(self, node_id: str, storage_gb: int) -> bool:
@@ -110,9 +121,9 @@ class Provider(ABC):
 
     @abstractmethod
     def ensure_endpoint(self, cluster_id: str, backends: list[Backend], check: RoleCheck,
-                        ca_file: str, taken_ports: set[int]) -> Endpoint:
+                        ca_file: str, endpoint: Endpoint) -> None:
         """Run (or update in place) the cluster's endpoint proxy in front of
-        ``backends``. The ports stay the same for the cluster's whole life."""
+        ``backends``, answering at ``endpoint`` (the cluster's for its whole life)."""
 
     @abstractmethod
     def endpoint_running(self, cluster_id: str) -> bool: ...

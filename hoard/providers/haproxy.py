@@ -17,7 +17,6 @@ removed) is loaded with SIGUSR2, without dropping established connections.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import shutil
@@ -37,7 +36,7 @@ from hoard.domain.nodes import (
 )
 from hoard.providers.base import Endpoint
 from hoard.providers.osusers import OSUser, UserPool
-from hoard.providers.processes import SAFE_ENV, Supervisor, free_port
+from hoard.providers.processes import SAFE_ENV, Supervisor
 from hoard.providers.usertree import UserTree
 
 HAPROXY = "/usr/sbin/haproxy"
@@ -68,11 +67,11 @@ def render(endpoint: Endpoint, backends: list[Backend], check: RoleCheck, ca_fil
         f"    default-server {CHECK_TIMING} on-marked-down shutdown-sessions",
         "",
         "frontend rw",
-        f"    bind {endpoint.host}:{endpoint.rw_port}",
+        f"    bind {endpoint.rw_host}:{endpoint.rw_port}",
         "    default_backend rw",
         "",
         "frontend ro",
-        f"    bind {endpoint.host}:{endpoint.ro_port}",
+        f"    bind {endpoint.ro_host}:{endpoint.ro_port}",
         "    default_backend ro",
         "",
         "backend rw",
@@ -160,11 +159,10 @@ class LocalEndpoints:
     its own; Hoard's records of it (account, ports, process) under
     ``<records>/<cluster id>/``, where that account cannot write."""
 
-    def __init__(self, root: Path, records: Path, users: UserPool, host: str) -> None:
+    def __init__(self, root: Path, records: Path, users: UserPool) -> None:
         self.root = root
         self.records = records
         self.users = users
-        self.host = host
 
     def _dir(self, cluster_id: str) -> Path:
         if not cluster_id.replace("-", "").isalnum():
@@ -176,7 +174,7 @@ class LocalEndpoints:
         return self.records / cluster_id
 
     def ensure(self, cluster_id: str, backends: list[Backend], check: RoleCheck, ca_file: str,
-               taken_ports: set[int]) -> Endpoint:
+               endpoint: Endpoint) -> None:
         self.root.mkdir(exist_ok=True)
         self.root.chmod(0o711)  # each proxy's account reaches its own directory, lists none
         record = self._record(cluster_id)
@@ -188,7 +186,6 @@ class LocalEndpoints:
         # The proxy runs unprivileged: it gets its own copy of the CA certificate.
         self._write(tree, "ca.pem", Path(ca_file).read_bytes(), 0o644)
         ca_file = str(tree.path("ca.pem"))
-        endpoint = self._endpoint(record, taken_ports)
         if isinstance(check, CommandRoleCheck):
             self._write(tree, "check.sh", check_script(check).encode(), 0o700)
         config = render(endpoint, backends, check, ca_file, directory)
@@ -204,7 +201,6 @@ class LocalEndpoints:
             # A reloaded worker starts from the saved server states, not all-UP.
             self._save_states(user, directory)
             supervisor.signal("server", signal.SIGUSR2)  # master-worker reload
-        return endpoint
 
     @staticmethod
     def _save_states(user: OSUser, directory: Path) -> None:
@@ -214,21 +210,6 @@ class LocalEndpoints:
         subprocess.run(user.wrap([python, "-I", "-S", "-c", SAVE_STATES], pdeathsig=True),
                        cwd=directory, env=SAFE_ENV, capture_output=True, check=False,
                        timeout=10)
-
-    def _endpoint(self, record: Path, taken_ports: set[int]) -> Endpoint:
-        path = record / "endpoint.json"
-        if path.exists():
-            return Endpoint(**json.loads(path.read_text()))
-        ports: list[int] = []
-        while len(ports) < 2:
-            port = free_port(self.host)
-            if port not in taken_ports and port not in ports:
-                ports.append(port)
-        endpoint = Endpoint(self.host, ports[0], ports[1])
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(endpoint.__dict__))
-        tmp.replace(path)
-        return endpoint
 
     @staticmethod
     def _write(tree: UserTree, name: str, content: bytes, mode: int) -> bool:

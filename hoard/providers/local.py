@@ -21,7 +21,9 @@ cgroup); ``runner``/``start`` on one say it must be made again.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
+import secrets
 import shutil
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
@@ -42,18 +44,36 @@ from hoard.providers.usertree import UserTree
 
 __all__ = ["LocalProvider", "LocalRunner", "ToolFailed"]
 
+DEFAULT_ADDRESSES = "127.64.0.0/10"
+
+
+def loopback_network(text: str) -> ipaddress.IPv4Network:
+    """Clusters' address network: within 127.0.0.0/8, where every address is this
+    machine's without any configuration, and large enough to choose from."""
+    try:
+        network = ipaddress.IPv4Network(text.strip())
+    except ValueError as exc:
+        raise ValueError(f"HOARD_LOCAL_ADDRESSES: {exc}") from None
+    if not network.subnet_of(ipaddress.IPv4Network("127.0.0.0/8")) or network.prefixlen > 24:
+        raise ValueError(f"HOARD_LOCAL_ADDRESSES={text!r}: give a network of at least 256 "
+                         "addresses within 127.0.0.0/8")
+    return network
+
 
 class LocalProvider(Provider):
     name = "local"
 
     def __init__(self, nodes_dir: Path, os_user: str, volumes: str = "auto",
                  hosts: list[Host] | None = None,
-                 uid_range: tuple[int, int] = DEFAULT_UID_RANGE) -> None:
+                 uid_range: tuple[int, int] = DEFAULT_UID_RANGE,
+                 addresses: str = DEFAULT_ADDRESSES) -> None:
         """``os_user``: the shared account of platform services (etcd); each node
         and each endpoint proxy gets an account of its own from ``uid_range``.
         ``volumes``: "loop" (a filesystem per node, sized to its storage),
         "directory" (plain directories, size observed only) or "auto".
-        ``hosts``: the loopback addresses (with zones) nodes are spread over."""
+        ``hosts``: the loopback addresses (with zones) nodes are spread over.
+        ``addresses``: the network clusters' own addresses come from; the kernel
+        routes all of 127.0.0.0/8 to ``lo``, so any of them can be bound at once."""
         state = nodes_dir.parent
         self.nodes_dir = nodes_dir
         self.volumes_dir = state / "volumes"
@@ -61,11 +81,11 @@ class LocalProvider(Provider):
         self.users = UserPool(uid_range)
         self.service_user = service_user(os_user)
         self.hosts = hosts or [Host("127.0.0.1", "local")]
-        self.endpoint_host = self.hosts[0].address
+        self.addresses = loopback_network(addresses)
         self.etcd = LocalEtcd(state / "etcd", self.private_dir / "etcd", self.service_user,
                               self.hosts[0].address)
         self.endpoints = LocalEndpoints(state / "endpoints", self.private_dir / "endpoints",
-                                        self.users, self.hosts[0].address)
+                                        self.users)
         for private in (self.private_dir, self.private_dir / "nodes"):
             private.mkdir(mode=0o700, parents=True, exist_ok=True)
             private.chmod(0o700)
@@ -110,8 +130,15 @@ class LocalProvider(Provider):
                 "destroy it and make it again")
         return user
 
+    def new_address(self) -> str:
+        # Random, not sequential: concurrent creates rarely try the same one.
+        first, size = int(self.addresses.network_address), self.addresses.num_addresses
+        offset = secrets.randbelow(size - 2) + 1  # neither the network nor broadcast
+        return str(ipaddress.IPv4Address(first + offset))
+
     def place(self, node_id: str, taken_ports: set[int], storage_gb: int,
-              port_names: Iterable[str] = (), siblings: Iterable[Host] = ()) -> Placement:
+              port_names: Iterable[str] = (), siblings: Iterable[Host] = (),
+              address: tuple[str, int] | None = None) -> Placement:
         root = self._dir(node_id)
         user = self.users.ensure(self._record(node_id), f"node {node_id}")
         if not root.exists():
@@ -121,6 +148,8 @@ class LocalProvider(Provider):
             volume_fs.ensure(self._image(node_id), root, storage_gb)
         UserTree(root, user).own_root(0o700)
         host = choose_host(self.hosts, siblings)
+        if address is not None:
+            return Placement(host=address[0], port=address[1], zone=host.zone)
         ports: list[int] = []
         names = list(port_names)
         while len(ports) < 1 + len(names):
@@ -185,8 +214,8 @@ class LocalProvider(Provider):
             self.etcd.delete_prefix(prefix)
 
     def ensure_endpoint(self, cluster_id: str, backends: list[Backend], check: RoleCheck,
-                        ca_file: str, taken_ports: set[int]) -> Endpoint:
-        return self.endpoints.ensure(cluster_id, backends, check, ca_file, taken_ports)
+                        ca_file: str, endpoint: Endpoint) -> None:
+        self.endpoints.ensure(cluster_id, backends, check, ca_file, endpoint)
 
     def endpoint_running(self, cluster_id: str) -> bool:
         return self.endpoints.running(cluster_id)

@@ -98,6 +98,9 @@ class Cluster(Base):
                                             server_default="async")
     # A replicated cluster's stable endpoints (None for a single node, reached directly).
     endpoint_host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # The read-only endpoint's own address (None: it shares ``endpoint_host``, as in
+    # clusters made before endpoints had addresses of their own).
+    ro_host: Mapped[str | None] = mapped_column(String(255), nullable=True)
     rw_port: Mapped[int | None] = mapped_column(Integer, nullable=True)
     ro_port: Mapped[int | None] = mapped_column(Integer, nullable=True)
     admin_user: Mapped[str] = mapped_column(String(63))
@@ -283,3 +286,15 @@ class ShardOwner(Base):
     shard: Mapped[int] = mapped_column(Integer, primary_key=True)
     worker_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     epoch: Mapped[int] = mapped_column(Integer, default=0)  # the owner's epoch
+
+
+class Address(Base):
+    """An address a cluster holds for its life (its primary key is what makes two
+    clusters never share one): a standalone cluster's, or an endpoint's."""
+
+    __tablename__ = "addresses"
+
+    address: Mapped[str] = mapped_column(String(45), primary_key=True)
+    cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"),
+                                            index=True)
+    role: Mapped[str] = mapped_column(String(16))  # "node", "read-write" or "read-only"

@@ -21,6 +21,7 @@ from hoard.domain.placement import Host
 from hoard.domain.status import ClusterStatus, NodeStatus
 from hoard.engines.base import Backups, IncrementalBackups, NodeContext, Topology
 from hoard.store import models, operations
+from hoard.workflows import addresses
 from hoard.workflows.backups import restore_inputs
 from hoard.workflows.members import (
     configure_node,
@@ -56,24 +57,47 @@ def steps_for(replicated: bool, restore: bool) -> list[str]:
 
 @DBOS.step()
 def place_nodes(op_id: str, cluster_id: str) -> None:
+    """Storage, limits and an address for every node. A standalone cluster's one
+    node answers at the cluster's own address on the engine's standard port; a
+    replicated cluster's nodes get peer addresses, and its endpoints theirs."""
     svc = services()
-    with recorded(op_id, "place nodes"), svc.store.session() as s:
-        cluster = s.get(models.Cluster, cluster_id)
-        assert cluster is not None
-        taken = ports_taken(s)
-        port_names = ha_engine(cluster).ha_ports if replicated(cluster) else ()
-        placed = [Host(n.host, n.zone or "") for n in cluster.nodes if n.host]
-        for node in cluster.nodes:
-            placement = svc.provider.place(node.id, taken, cluster.storage_gb,
-                                           port_names, placed)
-            if node.port is None:
-                node.host, node.port, node.zone = placement.host, placement.port, placement.zone
-                node.ports = placement.ports
-                taken |= {placement.port, *placement.ports.values()}
-                placed.append(Host(placement.host, placement.zone))
-            node.limits = svc.provider.apply_limits(
-                node.id, SIZES[cluster.size], cluster.storage_gb
-            )
+    with recorded(op_id, "place nodes"):
+        own = _own_addresses(cluster_id)
+        with svc.store.session() as s:
+            _place(s, cluster_id, own)
+
+
+def _own_addresses(cluster_id: str) -> tuple[str, int] | None:
+    """Record the cluster's own addresses; a standalone node's (address, port)."""
+    cluster = load_cluster(cluster_id)
+    assert cluster is not None
+    if replicated(cluster):
+        addresses.ensure_endpoints(cluster)
+        return None
+    if any(n.port is not None for n in cluster.nodes):
+        return None  # placed already (by a release before clusters had addresses)
+    address = addresses.ensure(cluster_id, (addresses.NODE,))[addresses.NODE]
+    return address, services().engines[cluster.engine].standard_port
+
+
+def _place(s: Session, cluster_id: str, own: tuple[str, int] | None) -> None:
+    svc = services()
+    cluster = s.get(models.Cluster, cluster_id)
+    assert cluster is not None
+    taken = ports_taken(s)
+    port_names = ha_engine(cluster).ha_ports if replicated(cluster) else ()
+    placed = [Host(n.host, n.zone or "") for n in cluster.nodes if n.host]
+    for node in cluster.nodes:
+        placement = svc.provider.place(node.id, taken, cluster.storage_gb,
+                                       port_names, placed, own)
+        if node.port is None:
+            node.host, node.port, node.zone = placement.host, placement.port, placement.zone
+            node.ports = placement.ports
+            taken |= {placement.port, *placement.ports.values()}
+            placed.append(Host(placement.host, placement.zone))
+        node.limits = svc.provider.apply_limits(
+            node.id, SIZES[cluster.size], cluster.storage_gb
+        )
 
 
 def ports_taken(s: Session) -> set[int]:
@@ -100,8 +124,8 @@ def install_tls(cluster: models.Cluster, node: models.Node) -> None:
     """The node's certificate: its own address, and the endpoint's, which passes
     TLS through to it."""
     svc = services()
-    names = dict.fromkeys([node.host or svc.provider.endpoint_host,
-                           svc.provider.endpoint_host, "localhost"])
+    names = dict.fromkeys(n for n in (node.host, cluster.endpoint_host, cluster.ro_host,
+                                      "localhost") if n)
     cert = svc.ca.issue_server_cert(node.id, list(names))
     svc.engines[cluster.engine].install_tls(svc.provider.runner(node.id), cert.cert_pem,
                                             cert.key_pem, svc.ca.cert_pem)

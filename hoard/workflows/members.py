@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import select
-
 from hoard.domain.nodes import Backend, ProcessSpec
 from hoard.engines.base import (
     Engine,
@@ -23,7 +21,9 @@ from hoard.engines.base import (
     Replication,
     Topology,
 )
+from hoard.providers.base import Endpoint
 from hoard.store import events, models
+from hoard.workflows import addresses
 from hoard.workflows.services import services
 
 
@@ -142,25 +142,20 @@ def _healthy(cluster: models.Cluster, topo: Topology, node_id: str) -> bool:
 
 
 def ensure_endpoint(cluster: models.Cluster, topo: Topology | None = None) -> None:
-    """Run (or update) the proxy in front of the cluster's nodes; record its address."""
+    """Run (or update) the proxy in front of the cluster's nodes, at the cluster's
+    endpoint addresses (given them first if it has none yet)."""
     svc = services()
     topo = topo or topology(cluster)
     engine = ha_engine(cluster)
     backends = [Backend(m.node_id, m.host, m.port, dict(m.ports)) for m in topo.members]
     service = svc.node_context(cluster, cluster.nodes[0]).service
-    with svc.store.session() as s:
-        taken = {p for p in s.scalars(select(models.Node.port)) if p is not None}
-    endpoint = svc.provider.ensure_endpoint(
-        cluster.id, backends, engine.role_check(topo, service, svc.ca_file), svc.ca_file, taken)
-    if (cluster.endpoint_host, cluster.rw_port, cluster.ro_port) != (
-            endpoint.host, endpoint.rw_port, endpoint.ro_port):
-        with svc.store.session() as s:
-            row = s.get(models.Cluster, cluster.id)
-            if row is not None:
-                row.endpoint_host = endpoint.host
-                row.rw_port, row.ro_port = endpoint.rw_port, endpoint.ro_port
-        cluster.endpoint_host = endpoint.host
-        cluster.rw_port, cluster.ro_port = endpoint.rw_port, endpoint.ro_port
+    addresses.ensure_endpoints(cluster)
+    assert cluster.endpoint_host and cluster.rw_port and cluster.ro_port
+    endpoint = Endpoint(cluster.endpoint_host, cluster.rw_port,
+                        cluster.ro_host or cluster.endpoint_host, cluster.ro_port)
+    svc.provider.ensure_endpoint(cluster.id, backends,
+                                 engine.role_check(topo, service, svc.ca_file), svc.ca_file,
+                                 endpoint)
 
 
 def record_roles(cluster_id: str, observed: list[MemberState]) -> None:

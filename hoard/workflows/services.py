@@ -115,7 +115,7 @@ def build(settings: Settings, migrate_schema: bool = True) -> Services:
     key = load_or_create_key(settings.state_dir / "secret.key", settings.secret_key)
     provider = LocalProvider(settings.nodes_dir, settings.db_os_user, settings.local_volumes,
                              hosts=parse_hosts(settings.local_hosts),
-                             uid_range=settings.uid_range)
+                             uid_range=settings.uid_range, addresses=settings.local_addresses)
     _services = Services(
         settings=settings,
         store=Store(settings.store_url),

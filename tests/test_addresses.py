@@ -1,0 +1,100 @@
+"""Every cluster an address of its own, where the engine's standard port answers:
+the stock clients connect with no port given, TLS verified against Hoard's CA."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import (
+    HoardServer,
+    ca_file_for,
+    create_cluster,
+    delete_cluster,
+    hoard_server,
+)
+
+ENGINES = ("postgresql", "mariadb", "redis")
+STANDARD_PORT = {"postgresql": 5432, "mariadb": 3306, "redis": 6379}
+NETWORK = ipaddress.ip_network("127.64.0.0/10")  # HOARD_LOCAL_ADDRESSES's default
+
+
+def stock_client(engine: str, host: str, user: str, password: str, ca: str) -> str:
+    """Ask the server its port (Redis: a PING) with the engine's own command-line
+    client, given a host and no port; TLS with the certificate checked against ``ca``."""
+    if engine == "postgresql":
+        argv = ["psql", f"host={host} user={user} dbname=app sslmode=verify-full "
+                f"sslrootcert={ca}", "-Atc", "SELECT inet_server_port()"]
+        env = {"PGPASSWORD": password, "PGCONNECT_TIMEOUT": "10"}
+    elif engine == "mariadb":
+        argv = ["mariadb", "-h", host, "-u", user, f"--ssl-ca={ca}",
+                "--ssl-verify-server-cert", "--connect-timeout=10", "-N", "-B",
+                "-e", "SELECT @@port"]
+        env = {"MYSQL_PWD": password}
+    else:
+        argv = ["redis-cli", "-h", host, "--tls", "--cacert", ca, "--user", user,
+                "--no-auth-warning", "--pass", password, "PING"]  # redis-cli's port: 6379
+        env = {}
+    done = subprocess.run(argv, env={**os.environ, **env}, capture_output=True, text=True,
+                          timeout=30, check=False)
+    assert done.returncode == 0, (argv[0], done.stdout, done.stderr)
+    return done.stdout.strip().splitlines()[-1]
+
+
+def credentials(client: httpx.Client, cluster_id: str) -> dict[str, Any]:
+    answer = client.get(f"/v2/clusters/{cluster_id}/credentials")
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def answers_at_its_address(client: httpx.Client, cluster: dict[str, Any]) -> None:
+    engine = cluster["engine"]
+    creds = credentials(client, cluster["id"])
+    assert creds["port"] == STANDARD_PORT[engine]
+    assert f"@{creds['host']}:{STANDARD_PORT[engine]}" in creds["uri"]
+    ca = str(ca_file_for(client))
+    for endpoint in cluster["endpoints"]:
+        assert endpoint["port"] == STANDARD_PORT[engine]
+        assert ipaddress.ip_address(endpoint["host"]) in NETWORK
+        said = stock_client(engine, endpoint["host"], creds["username"], creds["password"], ca)
+        if engine == "redis":
+            assert said == "PONG"
+        elif len(cluster["endpoints"]) == 1:  # the server itself answers there
+            assert said == str(STANDARD_PORT[engine])
+        else:  # a proxy passes the session through to a member, on its peer port
+            assert said.isdigit(), said
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[HoardServer]:
+    with hoard_server() as running:
+        yield running
+
+
+def test_standalone_clusters_answer_at_their_own_address(server: HoardServer) -> None:
+    with server.client() as client:
+        clusters = [create_cluster(client, f"own-{e}", engine=e) for e in ENGINES]
+        clusters.append(create_cluster(client, "own-postgresql-2", engine="postgresql"))
+        hosts = [c["endpoints"][0]["host"] for c in clusters]
+        assert len(set(hosts)) == len(hosts), hosts  # never shared, not even across engines
+        for cluster in clusters:
+            answers_at_its_address(client, cluster)
+        # Hoard's restart changes no address (they are the store's, not the process's).
+        server.kill9()
+        server.start()
+        for cluster in clusters:
+            again = client.get(f"/v2/clusters/{cluster['id']}").json()
+            assert again["endpoints"] == cluster["endpoints"]
+            answers_at_its_address(client, again)
+        # A deleted cluster's address is free again, and the new one is elsewhere.
+        delete_cluster(client, clusters[-1]["id"])
+        newer = create_cluster(client, "own-postgresql-3", engine="postgresql")
+        assert newer["endpoints"][0]["host"] not in hosts[:-1]
+        for cluster in [*clusters[:-1], newer]:
+            delete_cluster(client, cluster["id"])
