@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 from hoard.backups.checksum import TagDigest
 from hoard.backups.crypto import HEADER_SIZE, SEALED_SEGMENT, decrypt, encrypt
@@ -83,18 +83,27 @@ def store_from_url(url: str, env: Mapping[str, str] | None = None) -> BackupStor
     parts = urlsplit(url)
     if parts.fragment:
         raise ValueError("a backup store URL has no #fragment")
-    if parts.scheme == "file":
-        path = unquote(parts.path)
-        if parts.netloc not in ("", "localhost") or parts.query or not path.startswith("/"):
-            raise ValueError(f"use file:///absolute/path for a local backup store, not {url!r}")
-        return LocalStore(Path(path))
-    if parts.scheme == "s3":
-        return _s3_store(parts.netloc, parts.path, parts.query, env)
-    raise ValueError(f"unsupported backup store URL {url!r}: use file:///path or s3://bucket/prefix")
+    kind = BACKUP_STORES.get(parts.scheme)
+    if kind is None:
+        raise ValueError(f"unsupported backup store URL {url!r}: use "
+                         f"{' or '.join(BACKUP_STORES[k].__doc__ or k for k in BACKUP_STORES)}")
+    return kind(parts, env)
 
 
-def _s3_store(bucket: str, path: str, query: str, env: Mapping[str, str]) -> BackupStore:
+def _file_store(parts: SplitResult, env: Mapping[str, str]) -> BackupStore:
+    """file:///path"""
+    path = unquote(parts.path)
+    if parts.netloc not in ("", "localhost") or parts.query or not path.startswith("/"):
+        raise ValueError(f"use file:///absolute/path for a local backup store, not "
+                         f"{parts.geturl()!r}")
+    return LocalStore(Path(path))
+
+
+def _s3_store(parts: SplitResult, env: Mapping[str, str]) -> BackupStore:
+    """s3://bucket/prefix"""
     from hoard.backups.s3 import S3Store  # boto3 is imported only when S3 is used
+
+    bucket, path, query = parts.netloc, parts.path, parts.query
 
     if "@" in bucket:
         raise ValueError("put S3 credentials in HOARD_S3_ACCESS_KEY / HOARD_S3_SECRET_KEY, "
@@ -129,3 +138,10 @@ class _Counting:
         for chunk in self._chunks:
             self.size += len(chunk)
             yield chunk
+
+
+# Backup stores by URL scheme: a new kind is one function and one line here.
+BACKUP_STORES: dict[str, Callable[[SplitResult, Mapping[str, str]], BackupStore]] = {
+    "file": _file_store,
+    "s3": _s3_store,
+}

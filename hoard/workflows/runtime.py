@@ -119,31 +119,37 @@ def start(op: models.Operation) -> None:
                              "app_version": __version__}, *args)
 
 
-def _workflow(
-    kind: str, op_id: str, cluster_id: str, params: dict[str, Any]
-) -> tuple[Callable[..., None], tuple[Any, ...]]:
+Started = tuple[Callable[..., None], tuple[Any, ...]]
+Starter = Callable[[str, str, dict[str, Any]], Started]
+
+
+def _account_change(kind: str) -> Starter:
+    return lambda op, c, p: (accounts.account_change, (op, c, kind, p))
+
+
+def _cluster_action(kind: str) -> Starter:
+    return lambda op, c, p: (cluster_update.cluster_action, (op, c, kind))
+
+
+# Operation kinds: each names its workflow and the arguments it takes from the
+# operation (id, cluster id, params). A new kind is a workflow and one line here.
+OPERATIONS: dict[str, Starter] = {
+    **{kind: _account_change(kind) for kind in accounts.PLANS},
+    **{kind: _cluster_action(kind) for kind in cluster_update.ACTIONS},
+    "create": lambda op, c, p: (cluster_create.create_cluster, (op, c)),
+    "delete": lambda op, c, p: (cluster_delete.delete_cluster, (op, c)),
+    "update": lambda op, c, p: (cluster_update.update_cluster, (op, c, p)),
+    "backup": lambda op, c, p: (backups.backup_cluster, (op, c, p["backup_id"])),
+    "scale": lambda op, c, p: (cluster_scale.scale_cluster, (op, c, p)),
+    "switchover": lambda op, c, p: (cluster_scale.switchover_cluster, (op, c, p["node_id"])),
+    "replace": lambda op, c, p: (cluster_scale.replace_lost_node, (op, c, p["node_id"])),
+    "promote": lambda op, c, p: (cluster_scale.promote_node, (op, c, p)),
+}
+
+
+def _workflow(kind: str, op_id: str, cluster_id: str, params: dict[str, Any]) -> Started:
     """The registered workflow function for an operation of ``kind``, and its arguments."""
-    if kind in accounts.PLANS:
-        return accounts.account_change, (op_id, cluster_id, kind, params)
-    if kind == "update":
-        return cluster_update.update_cluster, (op_id, cluster_id, params)
-    if kind == "backup":
-        return backups.backup_cluster, (op_id, cluster_id, params["backup_id"])
-    if kind in cluster_update.ACTIONS:
-        return cluster_update.cluster_action, (op_id, cluster_id, kind)
-    if kind == "scale":
-        return cluster_scale.scale_cluster, (op_id, cluster_id, params)
-    if kind == "switchover":
-        return cluster_scale.switchover_cluster, (op_id, cluster_id, params["node_id"])
-    if kind == "replace":
-        return cluster_scale.replace_lost_node, (op_id, cluster_id, params["node_id"])
-    if kind == "promote":
-        return cluster_scale.promote_node, (op_id, cluster_id, params)
-    simple: dict[str, Callable[..., None]] = {
-        "create": cluster_create.create_cluster,
-        "delete": cluster_delete.delete_cluster,
-    }
-    return simple[kind], (op_id, cluster_id)
+    return OPERATIONS[kind](op_id, cluster_id, params)
 
 
 def resume_unstarted(min_age: float = OUTBOX_AGE) -> int:
