@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     local_volumes: str = "auto"
     # Hosts the local provider spreads a cluster's nodes over, as address@zone
     # (every 127.0.0.0/8 address is this machine's loopback).
+    # The provider new clusters run on unless the create names another.
+    provider: str = "local"
     local_hosts: str = "127.0.0.1@local"
     # Where clusters' own addresses come from: each standalone cluster, and each
     # endpoint (read-write, read-only) of a replicated one, gets one address of

@@ -165,6 +165,11 @@ def _bad_bodies() -> list[Any]:
     ]
     for i, name in enumerate(BAD_NAMES):
         cases.append(pytest.param({**VALID, "name": name}, ["name"], id=f"bad-name-{i}"))
+    cases += [
+        pytest.param({**VALID, "provider": "nowhere"}, ["provider", "nowhere", "local"],
+                     id="unknown-provider"),
+        pytest.param({**VALID, "provider": "../local"}, ["provider"], id="provider-path"),
+    ]
     return cases
 
 
@@ -452,6 +457,7 @@ def test_cluster_view_shape(three: dict[str, Any]) -> None:
     assert cluster["id"] == three["ids"][0]
     assert cluster["name"] == three["names"][0]
     assert cluster["engine"] == "postgresql" and cluster["size"] == "nano"
+    assert cluster["provider"] == "local"  # the operator's default
     assert cluster["nodes"] == 1 and cluster["storage_gb"] == 10
     assert cluster["status"] == "ACTIVE"
     assert len(cluster["members"]) == 1 and cluster["members"][0]["role"] == "primary"

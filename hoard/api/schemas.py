@@ -45,6 +45,10 @@ class ClusterCreate(Strict):
                           "replica has it; default: the engine's (GET /v2/engines)")
     storage_gb: int = Field(10, ge=MIN_STORAGE_GB, le=MAX_STORAGE_GB)
     restore: RestoreSpec | None = Field(None, description="Make the cluster from a backup")
+    provider: str | None = Field(
+        None, max_length=32, pattern=r"^[a-z][a-z0-9-]*$",
+        description="Where the cluster runs, for its whole life; default: the operator's "
+                    "(HOARD_PROVIDER)")
 
     _name = field_validator("name")(_check_name)
 
@@ -101,6 +105,7 @@ class ClusterView(BaseModel):
     engine: str
     version: str
     size: str
+    provider: str
     nodes: int
     durability: str
     storage_gb: int

@@ -23,7 +23,8 @@ def cluster_view(cluster: Cluster) -> ClusterView:
     ]
     return ClusterView(
         id=cluster.id, name=cluster.name, engine=cluster.engine, version=cluster.version,
-        size=cluster.size, nodes=cluster.node_count, durability=cluster.durability,
+        size=cluster.size, provider=cluster.provider, nodes=cluster.node_count,
+        durability=cluster.durability,
         storage_gb=cluster.storage_gb, status=cluster.status,
         status_reason=cluster.status_reason, configuration_id=cluster.configuration_id,
         pending_restart=list(cluster.pending_restart or []), endpoints=endpoints(cluster),

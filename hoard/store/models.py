@@ -98,6 +98,9 @@ class Cluster(Base):
                                             server_default="async")
     # A replicated cluster's stable endpoints (None for a single node, reached directly).
     endpoint_host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # The provider that runs the cluster's nodes, for the cluster's whole life.
+    provider: Mapped[str] = mapped_column(String(32), default="local",
+                                          server_default="local")
     # The read-only endpoint's own address (None: it shares ``endpoint_host``, as in
     # clusters made before endpoints had addresses of their own).
     ro_host: Mapped[str | None] = mapped_column(String(255), nullable=True)

@@ -28,9 +28,11 @@ def held(cluster_id: str) -> dict[str, str]:
             .where(models.Address.cluster_id == cluster_id))}
 
 
-def ensure(cluster_id: str, roles: tuple[str, ...]) -> dict[str, str]:
-    """Give the cluster an address for each of ``roles`` it does not hold yet."""
+def ensure(cluster: models.Cluster, roles: tuple[str, ...]) -> dict[str, str]:
+    """Give the cluster an address for each of ``roles`` it does not hold yet, from
+    the cluster's provider."""
     svc = services()
+    cluster_id = cluster.id
     have = held(cluster_id)
     for role in roles:
         tries = 0
@@ -40,7 +42,7 @@ def ensure(cluster_id: str, roles: tuple[str, ...]) -> dict[str, str]:
                 raise RuntimeError(f"no free address for the cluster's {role} endpoint "
                                    f"after {ATTEMPTS} tries: is HOARD_LOCAL_ADDRESSES too "
                                    "small?")
-            candidate = svc.provider.new_address()
+            candidate = svc.provider_for(cluster).new_address()
             try:
                 with svc.store.session() as s:
                     s.add(models.Address(address=candidate, cluster_id=cluster_id,
@@ -56,7 +58,7 @@ def ensure_endpoints(cluster: models.Cluster) -> None:
     recorded on the cluster (those of a cluster that already has endpoints stay)."""
     if cluster.endpoint_host is not None:
         return
-    have = ensure(cluster.id, (READ_WRITE, READ_ONLY))
+    have = ensure(cluster, (READ_WRITE, READ_ONLY))
     port = services().engines[cluster.engine].standard_port
     with services().store.session() as s:
         row = s.get(models.Cluster, cluster.id)

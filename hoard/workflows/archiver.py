@@ -100,7 +100,7 @@ def _record_marks(cluster_id: str) -> None:
 def _ship(cluster: models.Cluster, engine: Backups, ctx: NodeContext,
           node: models.Node) -> int:
     svc = services()
-    runner = svc.provider.runner(node.id)
+    runner = svc.provider_for(node).runner(node.id)
     shipped = 0
     for path in engine.closed_logs(runner):
         key = log_key(cluster.project_id, cluster.id, path.name)

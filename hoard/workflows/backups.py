@@ -55,7 +55,7 @@ def run_backup(svc: Services, cluster: models.Cluster, backup_id: str) -> None:
         assert backup is not None
         key, project_id = backup.object_key, backup.project_id
         parent = s.get(models.Backup, backup.parent_id) if backup.parent_id else None
-    runner = svc.provider.runner(node.id)
+    runner = svc.provider_for(node).runner(node.id)
     meta: dict[str, str] = {}
     if parent is not None:
         if not isinstance(engine, IncrementalBackups):

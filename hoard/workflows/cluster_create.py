@@ -76,7 +76,7 @@ def _own_addresses(cluster_id: str) -> tuple[str, int] | None:
         return None
     if any(n.port is not None for n in cluster.nodes):
         return None  # placed already (by a release before clusters had addresses)
-    address = addresses.ensure(cluster_id, (addresses.NODE,))[addresses.NODE]
+    address = addresses.ensure(cluster, (addresses.NODE,))[addresses.NODE]
     return address, services().engines[cluster.engine].standard_port
 
 
@@ -88,14 +88,14 @@ def _place(s: Session, cluster_id: str, own: tuple[str, int] | None) -> None:
     port_names = ha_engine(cluster).ha_ports if replicated(cluster) else ()
     placed = [Host(n.host, n.zone or "") for n in cluster.nodes if n.host]
     for node in cluster.nodes:
-        placement = svc.provider.place(node.id, taken, cluster.storage_gb,
+        placement = svc.provider_for(node).place(node.id, taken, cluster.storage_gb,
                                        port_names, placed, own)
         if node.port is None:
             node.host, node.port, node.zone = placement.host, placement.port, placement.zone
             node.ports = placement.ports
             taken |= {placement.port, *placement.ports.values()}
             placed.append(Host(placement.host, placement.zone))
-        node.limits = svc.provider.apply_limits(
+        node.limits = svc.provider_for(node).apply_limits(
             node.id, SIZES[cluster.size], cluster.storage_gb
         )
 
@@ -116,7 +116,8 @@ def bootstrap_nodes(op_id: str, cluster_id: str) -> None:
         assert cluster is not None
         engine = svc.engines[cluster.engine]
         founder = cluster.nodes[0]  # the only node of a standalone cluster
-        engine.bootstrap(svc.node_context(cluster, founder), svc.provider.runner(founder.id))
+        engine.bootstrap(svc.node_context(cluster, founder),
+                         svc.provider_for(founder).runner(founder.id))
         _install_config(cluster, founder)
 
 
@@ -127,7 +128,7 @@ def install_tls(cluster: models.Cluster, node: models.Node) -> None:
     names = dict.fromkeys(n for n in (node.host, cluster.endpoint_host, cluster.ro_host,
                                       "localhost") if n)
     cert = svc.ca.issue_server_cert(node.id, list(names))
-    svc.engines[cluster.engine].install_tls(svc.provider.runner(node.id), cert.cert_pem,
+    svc.engines[cluster.engine].install_tls(svc.provider_for(node).runner(node.id), cert.cert_pem,
                                             cert.key_pem, svc.ca.cert_pem)
 
 
@@ -137,7 +138,7 @@ def _install_config(cluster: models.Cluster, node: models.Node) -> None:
     svc = services()
     install_tls(cluster, node)
     svc.engines[cluster.engine].configure(svc.node_context(cluster, node),
-                                          svc.provider.runner(node.id))
+                                          svc.provider_for(node).runner(node.id))
 
 
 @DBOS.step()
@@ -158,7 +159,7 @@ def restore_nodes(op_id: str, cluster_id: str, restore: dict[str, Any]) -> None:
         assert isinstance(engine, Backups)
         for node in cluster.nodes[:1]:  # a replicated cluster's others join the founder
             chain, logs = restore_inputs(svc, restore["backup_id"], restore.get("time"))
-            ctx, runner = svc.node_context(cluster, node), svc.provider.runner(node.id)
+            ctx, runner = svc.node_context(cluster, node), svc.provider_for(node).runner(node.id)
             if len(chain) > 1:
                 assert isinstance(engine, IncrementalBackups)
                 engine.restore_chain(ctx, runner, list(chain), logs, restore.get("time"))
@@ -178,7 +179,7 @@ def finish_restore(op_id: str, cluster_id: str, restore: dict[str, Any]) -> None
         assert isinstance(engine, Backups)
         for node in cluster.nodes[:1]:
             engine.finish_restore(svc.node_context(cluster, node), svc.ca_file,
-                                  svc.provider.runner(node.id), restore.get("time"))
+                                  svc.provider_for(node).runner(node.id), restore.get("time"))
 
 
 def last_complaint(output: str) -> str:
@@ -205,8 +206,8 @@ def wait_ready(
         health = engine.health(ctx, svc.ca_file, timeout=2)
         if health.ok:
             return
-        if not svc.provider.is_running(node.id):
-            said = last_complaint(svc.provider.output_tail(node.id))
+        if not svc.provider_for(node).is_running(node.id):
+            said = last_complaint(svc.provider_for(node).output_tail(node.id))
             raise RuntimeError(f"node {node.ordinal} exited while starting: "
                                f"{said or health.detail}")
         if time.monotonic() > deadline:
@@ -224,10 +225,11 @@ def start_founder(op_id: str, cluster_id: str) -> None:
         cluster = load_cluster(cluster_id)
         assert cluster is not None
         founder = cluster.nodes[0]
-        if replicated(cluster) and svc.provider.is_running(founder.id):
+        if replicated(cluster) and svc.provider_for(founder).is_running(founder.id):
             return  # already formed: a retried step after "form cluster" began
-        ctx, runner = svc.node_context(cluster, founder), svc.provider.runner(founder.id)
-        svc.provider.start(founder.id, svc.engines[cluster.engine].process(ctx, runner))
+        provider = svc.provider_for(founder)
+        ctx, runner = svc.node_context(cluster, founder), provider.runner(founder.id)
+        provider.start(founder.id, svc.engines[cluster.engine].process(ctx, runner))
         wait_ready(cluster, founder, READY_TIMEOUT)
 
 
@@ -273,9 +275,9 @@ def form_cluster(op_id: str, cluster_id: str) -> None:
         assert cluster is not None
         engine, topo = ha_engine(cluster), topology(cluster)
         founder = cluster.nodes[0]
-        svc.provider.stop(founder.id)  # it ran standalone; it restarts as a member
+        svc.provider_for(founder).stop(founder.id)  # it ran standalone; it restarts as a member
         for node in cluster.nodes:
-            ctx, runner = svc.node_context(cluster, node), svc.provider.runner(node.id)
+            ctx, runner = svc.node_context(cluster, node), svc.provider_for(node).runner(node.id)
             if node is not founder:
                 install_tls(cluster, node)
             engine.prepare_member(ctx, topo, runner, founder=node is founder)
@@ -333,9 +335,9 @@ def compensate(op_id: str, cluster_id: str, reason: str) -> None:
     svc = services()
     cluster = load_cluster(cluster_id)
     if cluster is not None:
-        svc.provider.remove_endpoint(cluster.id)
+        svc.provider_for(cluster).remove_endpoint(cluster.id)
         for node in cluster.nodes:
-            svc.provider.destroy(node.id)
+            svc.provider_for(node).destroy(node.id)
     with svc.store.session() as s:
         cluster = s.get(models.Cluster, cluster_id)
         if cluster is not None:

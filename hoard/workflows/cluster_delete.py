@@ -24,11 +24,12 @@ def destroy_nodes(op_id: str, cluster_id: str) -> None:
     with recorded(op_id, "destroy nodes"):
         cluster = load_cluster(cluster_id)
         for node in cluster.nodes if cluster else []:
-            svc.provider.destroy(node.id)
-        svc.provider.remove_endpoint(cluster_id)
+            svc.provider_for(node).destroy(node.id)
+        provider = svc.provider_for(cluster) if cluster else svc.provider
+        provider.remove_endpoint(cluster_id)
         engine = svc.engines[cluster.engine] if cluster else None
         if isinstance(engine, Replication) and engine.dcs_prefix(cluster_id):
-            svc.provider.forget_dcs(engine.dcs_prefix(cluster_id))
+            provider.forget_dcs(engine.dcs_prefix(cluster_id))
 
 
 @DBOS.step()

@@ -61,7 +61,7 @@ def _add_rows(cluster_id: str, nodes: int) -> None:
         next_ordinal = max((n.ordinal for n in row.nodes), default=-1) + 1
         for ordinal in range(next_ordinal, next_ordinal + nodes - len(row.nodes)):
             row.nodes.append(models.Node(
-                id=new_id(), ordinal=ordinal, role="replica", provider=svc.provider.name,
+                id=new_id(), ordinal=ordinal, role="replica", provider=row.provider,
                 status=NodeStatus.PENDING, status_reason="", limits={}))
 
 
@@ -77,16 +77,17 @@ def _grow(cluster: models.Cluster) -> None:
         for row in s.get(models.Cluster, cluster.id).nodes:  # type: ignore[union-attr]
             if row.id not in {n.id for n in new} or row.port is not None:
                 continue
-            p = svc.provider.place(row.id, taken, cluster.storage_gb, engine.ha_ports, placed)
+            p = svc.provider_for(row).place(row.id, taken, cluster.storage_gb, engine.ha_ports,
+                                            placed)
             row.host, row.port, row.zone, row.ports = p.host, p.port, p.zone, p.ports
-            row.limits = svc.provider.apply_limits(row.id, SIZES[cluster.size],
+            row.limits = svc.provider_for(row).apply_limits(row.id, SIZES[cluster.size],
                                                    cluster.storage_gb)
             taken |= {p.port, *p.ports.values()}
             placed.append(Host(p.host, p.zone))
     cluster = _cluster(cluster.id)
     topo = topology(cluster)
     for node in cluster.nodes:
-        ctx, runner = svc.node_context(cluster, node), svc.provider.runner(node.id)
+        ctx, runner = svc.node_context(cluster, node), svc.provider_for(node).runner(node.id)
         if node.id in {n.id for n in new}:
             install_tls(cluster, node)
             engine.prepare_member(ctx, topo, runner, founder=False)
@@ -106,9 +107,9 @@ def _shrink(cluster: models.Cluster, leaving: list[str]) -> None:
             continue  # already gone: a retried step
         topo = topology(cluster)
         ctxs = [svc.node_context(cluster, n) for n in cluster.nodes]
-        if svc.provider.is_running(node.id):
+        if svc.provider_for(node).is_running(node.id):
             engine.remove_member(ctxs, topo, svc.ca_file, node.id)
-        svc.provider.destroy(node.id)
+        svc.provider_for(node).destroy(node.id)
         with svc.store.session() as s:
             row = s.get(models.Node, node.id)
             if row is not None:
@@ -167,7 +168,7 @@ def change_failed(op_id: str, cluster_id: str, reason: str) -> None:
     if cluster is not None:
         for node in cluster.nodes:
             if node.status == NodeStatus.PENDING:
-                svc.provider.destroy(node.id)
+                svc.provider_for(node).destroy(node.id)
     with svc.store.session() as s:
         row = s.get(models.Cluster, cluster_id)
         if row is not None:
@@ -199,7 +200,7 @@ def replace_node(op_id: str, cluster_id: str, node_id: str) -> None:
         with svc.store.session() as s:
             lost = s.get(models.Node, node_id)
             if lost is not None:  # not yet swapped: a retry skips this
-                svc.provider.destroy(node_id)
+                svc.provider_for(lost).destroy(node_id)
                 row = s.get(models.Cluster, cluster_id)
                 assert row is not None
                 if lost.role == "primary":
@@ -209,7 +210,7 @@ def replace_node(op_id: str, cluster_id: str, node_id: str) -> None:
                 row.nodes.remove(lost)
                 row.nodes.append(models.Node(
                     id=new_id(), ordinal=lost.ordinal, role="replica",
-                    provider=svc.provider.name, status=NodeStatus.PENDING,
+                    provider=row.provider, status=NodeStatus.PENDING,
                     status_reason="replacing a node whose storage was lost", limits={}))
                 events.record(s, cluster_id, "node.replacing",
                               f"node {lost.ordinal} lost its storage; making a new one",
@@ -269,10 +270,10 @@ def detach_node(op_id: str, cluster_id: str, node_id: str, new_cluster_id: str) 
         engine = ha_engine(cluster)
         topo = topology(cluster)
         ctxs = [svc.node_context(cluster, n) for n in cluster.nodes]
-        if svc.provider.is_running(node.id):
+        if svc.provider_for(node).is_running(node.id):
             engine.remove_member(ctxs, topo, svc.ca_file, node.id)
-        svc.provider.stop(node.id)
-        engine.detach(svc.node_context(cluster, node), svc.provider.runner(node.id))
+        svc.provider_for(node).stop(node.id)
+        engine.detach(svc.node_context(cluster, node), svc.provider_for(node).runner(node.id))
         with svc.store.session() as s:
             row = s.get(models.Node, node_id)
             assert row is not None

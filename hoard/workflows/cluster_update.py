@@ -85,7 +85,7 @@ def _configure_all(cluster: models.Cluster, target: Target,
         changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
         configure_node(cluster, node, ctx)
         live = [k for k in changed if engine.is_dynamic(k)]
-        if live and svc.provider.is_running(node.id):
+        if live and svc.provider_for(node).is_running(node.id):
             engine.apply_live(ctx, svc.ca_file, live)
         pending.update(k for k in changed if not engine.is_dynamic(k))
     return sorted(pending)
@@ -99,7 +99,7 @@ def _restart_nodes(cluster: models.Cluster, target: Target) -> None:
     for node in nodes:
         ctx = svc.node_context(cluster, node, size=target.size, parameters=target.params,
                                storage_gb=target.storage_gb)
-        svc.provider.stop(node.id)
+        svc.provider_for(node).stop(node.id)
         start_node(cluster, node, ctx)
         wait_ready(cluster, node, READY_TIMEOUT, ctx)
     if replicated(cluster):
@@ -113,7 +113,7 @@ def _roll_back(cluster: models.Cluster, failed: Target, bring_up: bool) -> None:
     svc = services()
     running = _running(cluster)
     for node in cluster.nodes:
-        svc.provider.apply_limits(node.id, SIZES[running.size], running.storage_gb)
+        svc.provider_for(node).apply_limits(node.id, SIZES[running.size], running.storage_gb)
     _configure_all(cluster, running, current=failed)
     if bring_up:
         start_all(cluster)
@@ -124,12 +124,12 @@ def _grow_storage(cluster: models.Cluster, storage_gb: int) -> None:
     cannot grow a live filesystem."""
     svc = services()
     for node in cluster.nodes:
-        if svc.provider.grow_storage(node.id, storage_gb):
+        if svc.provider_for(node).grow_storage(node.id, storage_gb):
             continue  # grown in place, or the node is stopped anyway
         ctx = svc.node_context(cluster, node)
-        svc.provider.stop(node.id)
+        svc.provider_for(node).stop(node.id)
         try:
-            if not svc.provider.grow_storage(node.id, storage_gb):
+            if not svc.provider_for(node).grow_storage(node.id, storage_gb):
                 raise RuntimeError(f"node {node.ordinal}: storage cannot grow")
         finally:  # grown or not, the node serves again
             start_node(cluster, node, ctx)
@@ -143,7 +143,7 @@ def _grow_storage(cluster: models.Cluster, storage_gb: int) -> None:
 def _settled(cluster: models.Cluster) -> ClusterStatus:
     """Where a change leaves a cluster: STOPPED if none of its servers runs (a
     stopped cluster stays stopped), else ACTIVE (the observer refines it)."""
-    running = any(services().provider.is_running(n.id) for n in cluster.nodes)
+    running = any(services().provider_for(n).is_running(n.id) for n in cluster.nodes)
     return ClusterStatus.ACTIVE if running else ClusterStatus.STOPPED
 
 
@@ -182,7 +182,8 @@ def apply_settings(op_id: str, cluster_id: str, changes: dict[str, Any]) -> list
         if "storage_gb" in changes:
             _grow_storage(cluster, target.storage_gb)
         for node in cluster.nodes:
-            limits = svc.provider.apply_limits(node.id, SIZES[target.size], target.storage_gb)
+            limits = svc.provider_for(node).apply_limits(node.id, SIZES[target.size],
+                                                         target.storage_gb)
             with svc.store.session() as s:
                 row = s.get(models.Node, node.id)
                 if row is not None:
@@ -318,7 +319,7 @@ def _restart(cluster: models.Cluster) -> None:
 
 def _stop(cluster: models.Cluster) -> None:
     for node in cluster.nodes:
-        services().provider.stop(node.id)
+        services().provider_for(node).stop(node.id)
     _set_status(cluster.id, ClusterStatus.STOPPED)
 
 

@@ -45,7 +45,7 @@ def topology(cluster: models.Cluster, nodes: list[models.Node] | None = None) ->
     members = tuple(
         Member(n.id, n.ordinal, n.host or "", n.port or 0, dict(n.ports or {}), n.zone or "")
         for n in (cluster.nodes if nodes is None else nodes))
-    dcs = svc.provider.ensure_etcd() if engine.needs_dcs else ""
+    dcs = svc.provider_for(cluster).ensure_etcd() if engine.needs_dcs else ""
     return Topology(cluster.id, members, cluster.durability, dcs)
 
 
@@ -54,7 +54,7 @@ def configure_node(cluster: models.Cluster, node: models.Node,
     """(Re)write the node's configuration files."""
     svc = services()
     ctx = ctx or svc.node_context(cluster, node)
-    runner = svc.provider.runner(node.id)
+    runner = svc.provider_for(node).runner(node.id)
     if replicated(cluster):
         ha_engine(cluster).configure_member(ctx, topo or topology(cluster), runner)
     else:
@@ -65,7 +65,7 @@ def processes(cluster: models.Cluster, node: models.Node, ctx: NodeContext | Non
               topo: Topology | None = None) -> list[ProcessSpec]:
     svc = services()
     ctx = ctx or svc.node_context(cluster, node)
-    runner = svc.provider.runner(node.id)
+    runner = svc.provider_for(node).runner(node.id)
     if replicated(cluster):
         return ha_engine(cluster).member_processes(ctx, topo or topology(cluster), runner)
     return [svc.engines[cluster.engine].process(ctx, runner)]
@@ -76,14 +76,14 @@ def start_node(cluster: models.Cluster, node: models.Node, ctx: NodeContext | No
     """Start whichever of the node's processes is not running; their names."""
     svc = services()
     return [spec.name for spec in processes(cluster, node, ctx, topo)
-            if svc.provider.start(node.id, spec)]
+            if svc.provider_for(node).start(node.id, spec)]
 
 
 def node_running(cluster: models.Cluster, node: models.Node) -> bool:
     """Whether all of the node's processes run (without asking the engine)."""
     svc = services()
     names = ["server", *(ha_engine(cluster).sidecars if replicated(cluster) else ())]
-    return all(svc.provider.is_running(node.id, name) for name in names)
+    return all(svc.provider_for(node).is_running(node.id, name) for name in names)
 
 
 def states(cluster: models.Cluster, topo: Topology | None = None) -> list[MemberState]:
@@ -153,7 +153,7 @@ def ensure_endpoint(cluster: models.Cluster, topo: Topology | None = None) -> No
     assert cluster.endpoint_host and cluster.rw_port and cluster.ro_port
     endpoint = Endpoint(cluster.endpoint_host, cluster.rw_port,
                         cluster.ro_host or cluster.endpoint_host, cluster.ro_port)
-    svc.provider.ensure_endpoint(cluster.id, backends,
+    svc.provider_for(cluster).ensure_endpoint(cluster.id, backends,
                                  engine.role_check(topo, service, svc.ca_file), svc.ca_file,
                                  endpoint)
 

@@ -60,7 +60,7 @@ class Observation:
 def with_storage(cluster: models.Cluster, o: Observation) -> Observation:
     """The observation with the node's storage use; a full storage is the reason
     the node is unhealthy, whatever its server answered."""
-    usage = services().provider.storage_usage(o.node_id, cluster.storage_gb)
+    usage = services().provider_for(cluster).storage_usage(o.node_id, cluster.storage_gb)
     if usage is not None and usage.full:
         return Observation(o.node_id, False, usage.describe(), usage)
     return replace(o, storage=usage)
@@ -78,7 +78,7 @@ def observe_node(cluster: models.Cluster, node: models.Node) -> Observation:
     svc = services()
     engine = svc.engines[cluster.engine]
     ctx = svc.node_context(cluster, node)
-    if not svc.provider.is_running(node.id):
+    if not svc.provider_for(node).is_running(node.id):
         if not _still_ours(cluster.id):
             return Observation(node.id, False, "taken over by an operation")
         start_node(cluster, node, ctx)
@@ -100,13 +100,13 @@ def observe_replicated(cluster: models.Cluster) -> list[Observation]:
     restarted: dict[str, str] = {}
     for node in cluster.nodes:
         if not node_running(cluster, node) and _still_ours(cluster.id):
-            if not svc.provider.has_storage(node.id):
+            if not svc.provider_for(node).has_storage(node.id):
                 _replace(cluster, node)
                 return [Observation(node.id, False, "storage lost; replacing the node")]
             names = start_node(cluster, node, topo=topo)
             restarted[node.id] = f"{', '.join(names)} not running; restarted"
             log.warning("node %s of cluster %s: %s", node.id, cluster.name, restarted[node.id])
-    if not svc.provider.endpoint_running(cluster.id) and _still_ours(cluster.id):
+    if not svc.provider_for(cluster).endpoint_running(cluster.id) and _still_ours(cluster.id):
         ensure_endpoint(cluster, topo)
         log.warning("endpoint of cluster %s was not running; restarted", cluster.name)
     observed: list[MemberState] = states(cluster, topo)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -40,9 +40,23 @@ class Services:
     store: Store
     ca: CertificateAuthority
     box: SecretBox
-    provider: Provider
+    providers: dict[str, Provider]
     engines: dict[str, Engine]
     backup_store: BackupStore
+
+    @property
+    def provider(self) -> Provider:
+        """The provider new clusters run on by default (``HOARD_PROVIDER``)."""
+        return self.providers[self.settings.provider]
+
+    def provider_for(self, owner: models.Cluster | models.Node) -> Provider:
+        """The provider that runs ``owner``: a cluster is managed by the one it was
+        made on for life, and every step on it or its nodes goes there."""
+        provider = self.providers.get(owner.provider)
+        if provider is None:
+            raise RuntimeError(f"provider {owner.provider!r} is not enabled in this Hoard "
+                               f"(enabled: {', '.join(self.providers)})")
+        return provider
 
     @property
     def ca_file(self) -> str:
@@ -88,6 +102,16 @@ class Services:
         return base64.b64decode(self.box.open(sealed))
 
 
+def _local(settings: Settings) -> Provider:
+    return LocalProvider(settings.nodes_dir, settings.db_os_user, settings.local_volumes,
+                         hosts=parse_hosts(settings.local_hosts), uid_range=settings.uid_range,
+                         addresses=settings.local_addresses)
+
+
+# Providers by name, each built from the settings: a new provider is its own
+# package under hoard/providers/, one line here, and its tests.
+PROVIDERS: dict[str, Callable[[Settings], Provider]] = {"local": _local}
+
 _services: Services | None = None
 _lock: IO[bytes] | None = None  # a SQLite store's single-process lock, held for life
 
@@ -113,15 +137,15 @@ def build(settings: Settings, migrate_schema: bool = True) -> Services:
     else:
         check_schema(settings.store_url)
     key = load_or_create_key(settings.state_dir / "secret.key", settings.secret_key)
-    provider = LocalProvider(settings.nodes_dir, settings.db_os_user, settings.local_volumes,
-                             hosts=parse_hosts(settings.local_hosts),
-                             uid_range=settings.uid_range, addresses=settings.local_addresses)
+    if settings.provider not in PROVIDERS:
+        raise ValueError(f"HOARD_PROVIDER={settings.provider!r}: known providers are "
+                         f"{', '.join(PROVIDERS)}")
     _services = Services(
         settings=settings,
         store=Store(settings.store_url),
         ca=CertificateAuthority(settings.ca_dir),
         box=SecretBox(key),
-        provider=provider,
+        providers={name: make(settings) for name, make in PROVIDERS.items()},
         engines=ENGINES,
         backup_store=store_from_url(settings.backup_store_url),
     )

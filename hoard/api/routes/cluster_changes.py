@@ -221,6 +221,7 @@ def promote(cluster_id: str, node_id: str, body: PromoteNode, principal: Auth,
         changes.check_quota(s, project, clusters=1, nodes=0, storage_gb=0)
         new = Cluster(
             id=new_id(), project_id=cluster.project_id, name=body.name, engine=cluster.engine,
+            provider=cluster.provider,
             version=cluster.version, size=cluster.size, node_count=1,
             storage_gb=cluster.storage_gb, status=ClusterStatus.BUILDING, status_reason="",
             configuration_id=cluster.configuration_id, admin_user=cluster.admin_user,

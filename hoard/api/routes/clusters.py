@@ -90,6 +90,10 @@ def create_cluster(body: ClusterCreate, principal: Auth, request: Request) -> Ac
     if body.size not in SIZES:
         raise InvalidInput(f"unknown size {body.size!r}; available: {', '.join(SIZES)}")
     durability = _check_replication(svc, body)
+    provider = body.provider or svc.settings.provider
+    if provider not in svc.providers:
+        raise InvalidInput(f"unknown provider {provider!r}; available: "
+                           f"{', '.join(svc.providers)}")
     restore = plan_restore(svc, principal, body) if body.restore else None
     # A restored cluster keeps the accounts (and passwords) its backup holds.
     admin_user = restore["admin_user"] if restore else ADMIN_USER
@@ -110,7 +114,7 @@ def create_cluster(body: ClusterCreate, principal: Auth, request: Request) -> Ac
             op_id = new_id()
             cluster = Cluster(
                 id=new_id(), project_id=project.id, name=body.name, engine=body.engine,
-                operation_id=op_id,
+                operation_id=op_id, provider=provider,
                 version=restore["version"] if restore else version, size=body.size,
                 node_count=body.nodes, storage_gb=body.storage_gb, durability=durability,
                 status=ClusterStatus.BUILDING, status_reason="", admin_user=admin_user,
@@ -118,7 +122,7 @@ def create_cluster(body: ClusterCreate, principal: Auth, request: Request) -> Ac
             )
             cluster.nodes = [
                 Node(id=new_id(), ordinal=i, role="primary" if i == 0 else "replica",
-                     provider=svc.provider.name, status=NodeStatus.PENDING, status_reason="",
+                     provider=provider, status=NodeStatus.PENDING, status_reason="",
                      limits={})
                 for i in range(body.nodes)
             ]

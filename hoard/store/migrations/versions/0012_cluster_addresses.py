@@ -1,4 +1,5 @@
-"""Addresses of their own for clusters and endpoints.
+"""Addresses of their own for clusters and endpoints; the provider a cluster
+runs on.
 
 Revision ID: 0012
 Revises: 0011
@@ -25,10 +26,13 @@ def upgrade() -> None:
     op.create_index("ix_addresses_cluster_id", "addresses", ["cluster_id"])
     with op.batch_alter_table("clusters") as batch_op:
         batch_op.add_column(sa.Column("ro_host", sa.String(255), nullable=True))
+        batch_op.add_column(sa.Column("provider", sa.String(32), nullable=False,
+                                      server_default="local"))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("clusters") as batch_op:
+        batch_op.drop_column("provider")
         batch_op.drop_column("ro_host")
     op.drop_index("ix_addresses_cluster_id", "addresses")
     op.drop_table("addresses")
