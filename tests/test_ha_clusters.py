@@ -68,6 +68,26 @@ def _whole(nodes: int) -> Any:
     return check
 
 
+def _create_watching(client: httpx.Client, name: str, **fields: Any
+                     ) -> tuple[dict[str, Any], set[str]]:
+    """Create a cluster and follow its operation to the end: the cluster, and every
+    step detail seen while it ran."""
+    answer = client.post("/v2/clusters", json={"name": name, **fields})
+    assert answer.status_code == 202, answer.text
+    op_id, seen = answer.json()["operation"]["id"], set()
+    deadline = time.monotonic() + 180
+    while True:
+        op = client.get(f"/v2/operations/{op_id}").json()
+        seen |= {s["detail"] for s in op["steps"] if s.get("detail")}
+        if op["status"] != "running":
+            break
+        assert time.monotonic() < deadline, op
+        time.sleep(0.1)
+    assert op["status"] == "succeeded", (op["error"], op["steps"])
+    assert not any(s.get("detail", "").startswith("waiting: ") for s in op["steps"]), op
+    return _show(client, answer.json()["cluster"]["id"]), seen
+
+
 def _primary(cluster: dict[str, Any]) -> dict[str, Any]:
     return next(m for m in cluster["members"] if m["role"] == "primary")
 
@@ -86,8 +106,10 @@ def test_failover_under_write_load(ha_hoard: HoardServer, engine: str) -> None:
         token = new_tenant(admin, f"ha-{engine}")
     provider = LocalProvider(ha_hoard.state_dir / "nodes", "hoard-db")
     with ha_hoard.client(token) as client:
-        cluster = create_cluster(client, "ha", engine=engine, size="nano", nodes=3,
-                                 durability=DURABILITY[engine])
+        cluster, waited = _create_watching(client, "ha", engine=engine, size="nano", nodes=3,
+                                           durability=DURABILITY[engine])
+        # While a step waits, the operation says for what; once done, that is gone.
+        assert any(d.startswith("waiting: ") for d in waited), waited
         cluster = _wait_cluster(client, cluster["id"], "whole", _whole(3))
         assert cluster["durability"] == DURABILITY[engine]
         # Spread over the three zones; the API says where each node is.

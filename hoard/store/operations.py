@@ -43,6 +43,8 @@ def mark_step(session: Session, op_id: str, step: str, status: str, detail: str 
                 s["finished_at"] = now
             if detail:
                 s["detail"] = detail
+            elif status == "done" and str(s.get("detail", "")).startswith("waiting: "):
+                del s["detail"]  # what it waited for is no longer news
     op.steps = steps
     done = sum(1 for s in steps if s["status"] in ("done", "skipped"))
     op.progress = int(100 * done / len(steps)) if steps else 100

@@ -9,7 +9,6 @@ FAILED with the reason, and nothing half-made is left behind.
 from __future__ import annotations
 
 import re
-import time
 from typing import Any
 
 from dbos import DBOS
@@ -36,7 +35,7 @@ from hoard.workflows.members import (
     wait_primary,
 )
 from hoard.workflows.services import services
-from hoard.workflows.steps import load_cluster, recorded, short_reason
+from hoard.workflows.steps import load_cluster, recorded, short_reason, wait_for
 
 STEPS = ["place nodes", "bootstrap", "start", "create admin account", "activate"]
 RESTORE_STEPS = ["place nodes", "restore data", "start", "finish restore",
@@ -200,21 +199,19 @@ def wait_ready(
     svc = services()
     engine = svc.engines[cluster.engine]
     ctx = ctx or svc.node_context(cluster, node)
-    deadline = time.monotonic() + timeout
-    delay = 0.01
-    while True:
+    provider = svc.provider_for(node)
+
+    def missing() -> str | None:
         health = engine.health(ctx, svc.ca_file, timeout=2)
         if health.ok:
-            return
-        if not svc.provider_for(node).is_running(node.id):
-            said = last_complaint(svc.provider_for(node).output_tail(node.id))
+            return None
+        if not provider.is_running(node.id):
+            said = last_complaint(provider.output_tail(node.id))
             raise RuntimeError(f"node {node.ordinal} exited while starting: "
                                f"{said or health.detail}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"node {node.ordinal} not ready after {timeout:.0f}s: "
-                               f"{health.detail}")
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.05)
+        return f"node {node.ordinal} not answering yet: {health.detail}"
+
+    wait_for(missing, timeout, f"node {node.ordinal} was not ready", interval=0.02)
 
 
 @DBOS.step()
@@ -250,19 +247,19 @@ def start_all(cluster: models.Cluster, configure: bool = False) -> None:
 
 def wait_formed(cluster: models.Cluster, topo: Topology, timeout: float = READY_TIMEOUT) -> None:
     """Until every member is healthy in its role and one takes writes."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def missing() -> str | None:
         try:
             observed = states(cluster, topo)
-            detail = "; ".join(f"node {topo.member(o.node_id).ordinal}: {o.detail}"
-                               for o in observed if not o.healthy)
-            if not detail and any(o.role == "primary" for o in observed):
-                return
         except Exception as exc:  # a member still starting may not answer yet
-            detail = str(exc)
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the cluster did not form within {timeout:.0f}s: {detail}")
-        time.sleep(0.2)
+            return str(exc)
+        detail = "; ".join(f"node {topo.member(o.node_id).ordinal}: {o.detail}"
+                           for o in observed if not o.healthy)
+        if detail:
+            return detail
+        return None if any(o.role == "primary" for o in observed) else "no primary yet"
+
+    wait_for(missing, timeout, "the cluster did not form", interval=0.2)
 
 
 @DBOS.step()

@@ -10,8 +10,6 @@ primary itself, it only reads what the machinery decided.
 
 from __future__ import annotations
 
-import time
-
 from hoard.domain.nodes import Backend, ProcessSpec
 from hoard.engines.base import (
     Engine,
@@ -25,6 +23,7 @@ from hoard.providers.base import Endpoint
 from hoard.store import events, models
 from hoard.workflows import addresses
 from hoard.workflows.services import services
+from hoard.workflows.steps import wait_for
 
 
 def replicated(cluster: models.Cluster) -> bool:
@@ -99,19 +98,21 @@ def wait_primary(cluster: models.Cluster, topo: Topology, timeout: float,
     """Until the machinery reports a healthy primary among ``topo``'s members (the
     member ``node_id`` if given), or a TimeoutError. Members that do not answer yet
     (starting, mid-failover) are asked again: the deadline decides."""
-    deadline = time.monotonic() + timeout
-    while True:
+    which = (f"node {topo.member(node_id).ordinal} did not become the primary"
+             if node_id else "no primary among the nodes")
+
+    def missing() -> str | None:
         try:
-            if any(o.role == "primary" and o.healthy and node_id in (None, o.node_id)
-                   for o in states(cluster, topo)):
-                return
-        except Exception:  # noqa: S110 - not answering yet; the deadline decides
-            pass
-        if time.monotonic() > deadline:
-            which = (f"node {topo.member(node_id).ordinal} did not become the primary"
-                     if node_id else "no primary among the nodes")
-            raise TimeoutError(f"{which} within {timeout:.0f}s")
-        time.sleep(0.1)
+            observed = states(cluster, topo)
+        except Exception as exc:  # not answering yet; the deadline decides
+            return f"the nodes do not answer yet: {exc}"
+        if any(o.role == "primary" and o.healthy and node_id in (None, o.node_id)
+               for o in observed):
+            return None
+        return "; ".join(f"node {topo.member(o.node_id).ordinal}: {o.role}"
+                         f"{'' if o.healthy else ', ' + o.detail}" for o in observed)
+
+    wait_for(missing, timeout, which)
 
 
 def start_joiners(cluster: models.Cluster, topo: Topology, nodes: list[models.Node],
@@ -125,13 +126,15 @@ def start_joiners(cluster: models.Cluster, topo: Topology, nodes: list[models.No
             start_node(cluster, node, topo=topo)
         return
     for node in nodes:
-        deadline = time.monotonic() + timeout
-        while not _healthy(cluster, topo, node.id):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"node {node.ordinal} did not join within {timeout:.0f}s")
+        def missing(node: models.Node = node) -> str | None:
+            if _healthy(cluster, topo, node.id):
+                return None
             if not node_running(cluster, node):
                 start_node(cluster, node, topo=topo)
-            time.sleep(0.1)
+                return f"node {node.ordinal} exited while joining; started again"
+            return f"node {node.ordinal} is joining (copying the data)"
+
+        wait_for(missing, timeout, f"node {node.ordinal} did not join")
 
 
 def _healthy(cluster: models.Cluster, topo: Topology, node_id: str) -> bool:

@@ -1,10 +1,12 @@
-"""Helpers shared by workflow steps: loading a cluster, recording progress."""
+"""Helpers shared by workflow steps: loading a cluster, recording progress, and
+waiting for something with the reason shown while it lasts."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 from hoard.store import models, operations
 from hoard.workflows.membership import guard
@@ -24,6 +26,7 @@ def recorded(op_id: str, step: str) -> Iterator[None]:
     store = svc.store
     with store.session() as s:
         operations.mark_step(s, op_id, step, "running")
+    token = _current_step.set((op_id, step))
     try:
         if svc.settings.fail_step == step:
             raise RuntimeError(f"injected failure in step {step!r} (HOARD_FAIL_STEP)")
@@ -32,6 +35,8 @@ def recorded(op_id: str, step: str) -> Iterator[None]:
         with store.session() as s:
             operations.mark_step(s, op_id, step, "failed", str(exc))
         raise
+    finally:
+        _current_step.reset(token)
     if step in svc.settings.pause_steps:
         with store.session() as s:
             operations.mark_step(s, op_id, step, "running",
@@ -44,3 +49,34 @@ def recorded(op_id: str, step: str) -> Iterator[None]:
 def short_reason(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0][:500]
+
+
+# The operation and step a workflow thread is in (set by ``recorded``).
+_current_step: ContextVar[tuple[str, str] | None] = ContextVar("hoard_step", default=None)
+SHOW_EVERY = 1.0  # seconds between updates of a waiting step's reason
+
+
+def wait_for(check: Callable[[], str | None], timeout: float, what: str,
+             interval: float = 0.1) -> None:
+    """Ask ``check`` until it says nothing is missing (None) or ``timeout`` passes.
+
+    ``check`` answers why it is not done yet ("node 1: starting up"); while the
+    wait lasts, the latest answer is the running step's detail in the operation
+    the user polls (at most once a second), so a slow step says what it waits
+    for instead of only that it is slow. At the deadline: a TimeoutError naming
+    ``what`` and the last reason."""
+    deadline = time.monotonic() + timeout
+    shown, shown_at = "", 0.0
+    while True:
+        reason = check()
+        if reason is None:
+            return
+        now = time.monotonic()
+        if now > deadline:
+            raise TimeoutError(f"{what} within {timeout:.0f}s: {reason}")
+        where = _current_step.get()
+        if where is not None and reason != shown and now - shown_at >= SHOW_EVERY:
+            with services().store.session() as s:
+                operations.mark_step(s, where[0], where[1], "running", f"waiting: {reason}")
+            shown, shown_at = reason, now
+        time.sleep(interval)
