@@ -57,7 +57,7 @@ from _common import (
 from _engines import Server
 
 from hoard.domain.catalog import SIZES
-from hoard.engines.postgresql_backup import TAR_EXTRACT
+from hoard.engines.postgresql.backup import TAR_EXTRACT
 from hoard.providers import cgroups, volumes
 from hoard.security.secrets import SecretBox
 from hoard.store import models

@@ -20,7 +20,7 @@ import pytest
 from hoard.domain.catalog import SIZES
 from hoard.engines.base import Credentials, NodeContext
 from hoard.engines.mariadb import MariaDB
-from hoard.engines.mariadb_backup import DATA, PLAN, REPLAYING, RESTORE_WORK, STAGED
+from hoard.engines.mariadb.backup import DATA, PLAN, REPLAYING, RESTORE_WORK, STAGED
 from hoard.providers.local import LocalProvider, LocalRunner, ToolFailed
 from tests.conftest import make_state_dir
 from tests.engine_harness import (

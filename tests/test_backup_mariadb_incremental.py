@@ -18,7 +18,7 @@ from hoard.domain.catalog import SIZES
 from hoard.domain.nodes import NodeRunner
 from hoard.engines.base import Credentials, IncrementalBackups, NodeContext
 from hoard.engines.mariadb import MariaDB
-from hoard.engines.mariadb_backup import DATA, PLAN, RESTORE_INC, RESTORE_WORK, STAGED
+from hoard.engines.mariadb.backup import DATA, PLAN, RESTORE_INC, RESTORE_WORK, STAGED
 from hoard.providers.local import LocalProvider
 from tests.conftest import make_state_dir
 from tests.engine_harness import Restore, RunningNode, running_node, take_backup

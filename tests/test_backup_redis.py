@@ -20,7 +20,7 @@ from redis.retry import Retry
 from hoard.domain.nodes import NodeRunner
 from hoard.engines.base import NodeContext
 from hoard.engines.redis import Redis
-from hoard.engines.redis_backup import FORMAT, MAGIC, rdb_only
+from hoard.engines.redis.backup import FORMAT, MAGIC, rdb_only
 from tests.engine_harness import Restore, RunningNode, running_node, take_backup
 
 ENGINE = Redis()

@@ -368,7 +368,7 @@ def test_passwords_never_reach_the_binary_or_slow_log() -> None:
     """Creating the admin and a user and rotating the user's password write
     mysql_native_password hashes to the binary log (and the slow log, with every
     statement logged), never a password; the passwords still log in."""
-    from hoard.engines.mariadb_backup import BINLOG_DIR, DATA
+    from hoard.engines.mariadb.backup import BINLOG_DIR, DATA
 
     slow_all = {"slow_query_log": True, "long_query_time": 0}
     with running_node(ENGINE, parameters=slow_all) as logged:

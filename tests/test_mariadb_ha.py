@@ -22,7 +22,7 @@ import pytest
 
 from hoard.engines.base import NodeContext
 from hoard.engines.mariadb import MariaDB
-from hoard.engines.mariadb_ha import GALERA, _cluster_name
+from hoard.engines.mariadb.ha import GALERA, _cluster_name
 from tests.conftest import free_port
 from tests.ha_harness import HaCluster, running_cluster
 

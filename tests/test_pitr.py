@@ -19,7 +19,7 @@ import psycopg
 import pymysql
 import pytest
 
-from hoard.engines.mariadb_binlog import (
+from hoard.engines.mariadb.binlog import (
     MAGIC,
     last_transaction,
     split_second,

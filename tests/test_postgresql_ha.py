@@ -17,7 +17,7 @@ from hoard.domain.catalog import SIZES
 from hoard.domain.nodes import HttpRoleCheck
 from hoard.engines.base import Credentials, Member, NodeContext, Topology
 from hoard.engines.postgresql import PostgreSQL
-from hoard.engines.postgresql_ha import LOOP_WAIT, RETRY_TIMEOUT, TTL
+from hoard.engines.postgresql.ha import LOOP_WAIT, RETRY_TIMEOUT, TTL
 from hoard.providers.local import LocalProvider
 from hoard.providers.processes import free_port
 from tests.conftest import make_state_dir, remove_state_dir

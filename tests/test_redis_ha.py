@@ -16,7 +16,7 @@ from redis.retry import Retry
 
 from hoard.engines.base import Credentials, Topology
 from hoard.engines.redis import Redis
-from hoard.engines.redis_sentinel import SENTINEL_CONF, master_name
+from hoard.engines.redis.sentinel import SENTINEL_CONF, master_name
 from tests.ha_harness import HaCluster, running_cluster
 
 ENGINE = Redis()

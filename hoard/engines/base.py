@@ -85,7 +85,8 @@ class ClientCommand:
 
 
 class Engine(ABC):
-    """One database engine. Subclasses live one per module in this package."""
+    """One database engine. Each lives in a package of its own under hoard/engines/
+    (the engine, its backup and its replication modules)."""
 
     name: str
     display_name: str

@@ -1,4 +1,4 @@
-"""The engines Hoard offers. Adding an engine is one module and one line here."""
+"""The engines Hoard offers. Adding an engine is one package and one line here."""
 
 from __future__ import annotations
 

@@ -91,7 +91,7 @@ from hoard.engines.base import (
     Replication,
     Topology,
 )
-from hoard.engines.mariadb_backup import DATA, MARIADB_CLIENT, TMP
+from hoard.engines.mariadb.backup import DATA, MARIADB_CLIENT, TMP
 
 GALERA = "/usr/lib/galera/libgalera_smm.so"
 MARIADBD = "/usr/sbin/mariadbd"

@@ -51,8 +51,6 @@ from contextlib import suppress
 import redis
 
 from hoard.domain.nodes import ExchangeRoleCheck, NodeRunner, ProcessSpec, RoleCheck
-from hoard.engines import redis_backup as rb
-from hoard.engines import redis_sentinel as rs
 from hoard.engines.base import (
     TLS_CA,
     Credentials,
@@ -62,7 +60,9 @@ from hoard.engines.base import (
     Replication,
     Topology,
 )
-from hoard.engines.redis_sentinel import (
+from hoard.engines.redis import backup as rb
+from hoard.engines.redis import sentinel as rs
+from hoard.engines.redis.sentinel import (
     REDIS_SERVER,
     SENTINEL_CONF,
     Addr,

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 from hoard.domain.nodes import NodeRunner
 from hoard.engines.base import Backups, LogMark, NodeContext
-from hoard.engines.mariadb_binlog import last_transaction, split_second, stop_datetime
+from hoard.engines.mariadb.binlog import last_transaction, split_second, stop_datetime
 
 if TYPE_CHECKING:
     import pymysql

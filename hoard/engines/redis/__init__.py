@@ -15,7 +15,7 @@ key patterns limit the keys a user reads and writes, not the names SCAN and
 RANDOMKEY show.
 
 Backups are RDB snapshots with the tenant's ACL users beside them (see
-``redis_backup``); a restore lays the RDB down where the first start loads it:
+``redis.backup``); a restore lays the RDB down where the first start loads it:
 as the AOF's base file when ``appendonly`` is on (Redis 7 would otherwise
 ignore a lone ``dump.rdb`` and start empty), else as ``dump.rdb``.
 """
@@ -42,7 +42,6 @@ from redis.retry import Retry
 
 from hoard.domain.errors import NotFound
 from hoard.domain.nodes import NodeRunner, ProcessSpec
-from hoard.engines import redis_backup as rb
 from hoard.engines.base import (
     TLS_CERT,
     TLS_KEY,
@@ -58,7 +57,8 @@ from hoard.engines.base import (
     ParamValue,
     UserInfo,
 )
-from hoard.engines.redis_ha import RedisReplication
+from hoard.engines.redis import backup as rb
+from hoard.engines.redis.ha import RedisReplication
 
 REDIS_SERVER = "/usr/bin/redis-server"
 REDIS_CLI = "/usr/bin/redis-cli"
@@ -427,7 +427,7 @@ class Redis(Engine, AclAccounts, Backups, RedisReplication):
 
     def backup(self, ctx: NodeContext, ca_file: str, runner: NodeRunner,
                meta: dict[str, str]) -> Iterator[bytes]:
-        """The tenant's ACL users, then an RDB snapshot (see ``redis_backup``).
+        """The tenant's ACL users, then an RDB snapshot (see ``redis.backup``).
         The snapshot waits at most ``snapshot_wait`` for a background save or
         AOF rewrite to end (the server forks one child at a time), and takes at
         most ``snapshot_timeout`` in all. meta: format, redis_version, keys and

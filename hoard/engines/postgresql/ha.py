@@ -74,7 +74,7 @@ from hoard.engines.base import (
     Replication,
     Topology,
 )
-from hoard.engines.postgresql_backup import (
+from hoard.engines.postgresql.backup import (
     DATA,
     RECOVERY,
     RECOVERY_CONF,

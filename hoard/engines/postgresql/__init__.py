@@ -7,7 +7,7 @@ Hoard keeps its own superuser, ``hoard``, for management and health checks;
 tenant users and databases are made through Hoard's API.
 
 Backups, WAL archiving and point-in-time restore live in
-:mod:`hoard.engines.postgresql_backup` and are mixed in here.
+:mod:`hoard.engines.postgresql.backup` and are mixed in here.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from hoard.engines.base import (
     SqlAccounts,
     UserInfo,
 )
-from hoard.engines.postgresql_backup import (
+from hoard.engines.postgresql.backup import (
     DATA,
     RECOVERY_CONF,
     PostgreSQLBackups,
@@ -42,7 +42,7 @@ from hoard.engines.postgresql_backup import (
     conf_value,
     ensure_archive_dir,
 )
-from hoard.engines.postgresql_ha import PostgreSQLReplication
+from hoard.engines.postgresql.ha import PostgreSQLReplication
 
 PG_ROOT = Path("/usr/lib/postgresql")
 DATA_INIT = PurePosixPath("data.init")

@@ -1,4 +1,4 @@
-"""Redis Sentinel: the pieces ``redis_ha`` is made of. Asking servers and
+"""Redis Sentinel: the pieces ``redis.ha`` is made of. Asking servers and
 sentinels questions over TLS with short timeouts (a member that does not
 answer costs one timeout, never a hang), reading their answers, and the
 sentinel's configuration file, which Hoard and Sentinel both write.

@@ -50,7 +50,7 @@ from hoard.engines.base import (
     SqlAccounts,
     UserInfo,
 )
-from hoard.engines.mariadb_backup import (
+from hoard.engines.mariadb.backup import (
     BINLOG_DIR,
     DATA,
     RESTORED,
@@ -58,7 +58,7 @@ from hoard.engines.mariadb_backup import (
     MariaDBBackups,
     binlog_settings,
 )
-from hoard.engines.mariadb_ha import MariaDBReplication
+from hoard.engines.mariadb.ha import MariaDBReplication
 
 MARIADBD = "/usr/sbin/mariadbd"
 INSTALL_DB = "/usr/bin/mariadb-install-db"
