@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +20,7 @@ from tests.conftest import (
     create_cluster,
     delete_cluster,
     hoard_server,
+    wait_operation,
 )
 
 ENGINES = ("postgresql", "mariadb", "redis")
@@ -98,3 +101,47 @@ def test_standalone_clusters_answer_at_their_own_address(server: HoardServer) ->
         assert newer["endpoints"][0]["host"] not in hosts[:-1]
         for cluster in [*clusters[:-1], newer]:
             delete_cluster(client, cluster["id"])
+
+
+def test_a_taken_address_is_waited_out_not_compensated() -> None:
+    """Every address the cluster could get is held by another program when it
+    starts: the start step waits, saying why, and the create ends ACTIVE once
+    the address is free, nothing undone."""
+    network = ipaddress.ip_network("127.99.0.0/24")
+    squatters = []
+    for address in network.hosts():
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((str(address), STANDARD_PORT["redis"]))
+        sock.listen()
+        squatters.append(sock)
+    try:
+        with hoard_server({"HOARD_LOCAL_ADDRESSES": str(network)}) as server, \
+                server.client() as client:
+            answer = client.post("/v2/clusters", json={"name": "squatted", "engine": "redis",
+                                                       "size": "nano"})
+            assert answer.status_code == 202, answer.text
+            op_path = f"/v2/operations/{answer.json()['operation']['id']}"
+            deadline = time.monotonic() + 60
+            while True:
+                op = client.get(op_path).json()
+                details = [s.get("detail", "") for s in op["steps"]]
+                if any("held by another process" in d for d in details):
+                    break
+                assert op["status"] == "running" and time.monotonic() < deadline, op
+                time.sleep(0.1)
+            time.sleep(2)  # a few more tries, each refused
+            assert client.get(op_path).json()["status"] == "running"
+            for sock in squatters:
+                sock.close()
+            squatters.clear()
+            op = wait_operation(client, answer.json()["operation"]["id"])
+            assert op["status"] == "succeeded", (op["error"], op["steps"])
+            assert [s["status"] for s in op["steps"]] == ["done"] * len(op["steps"])
+            cluster = client.get(f"/v2/clusters/{answer.json()['cluster']['id']}").json()
+            assert cluster["status"] == "ACTIVE"
+            answers_at_its_address(client, cluster)
+            delete_cluster(client, cluster["id"])
+    finally:
+        for sock in squatters:
+            sock.close()

@@ -75,6 +75,11 @@ class Provider(ABC):
     def is_running(self, node_id: str, name: str = "server") -> bool: ...
 
     @abstractmethod
+    def address_taken(self, host: str, port: int) -> bool:
+        """Whether something holds a node's address while the node does not run: a
+        start that failed for that is worth retrying, not a reason to give up."""
+
+    @abstractmethod
     def kill(self, node_id: str) -> None:
         """Kill every process of the node at once, as a host failure would."""
 

@@ -38,7 +38,7 @@ from hoard.providers.base import Endpoint, Placement, Provider
 from hoard.providers.etcd import LocalEtcd
 from hoard.providers.haproxy import LocalEndpoints
 from hoard.providers.osusers import DEFAULT_UID_RANGE, OSUser, UserPool, service_user
-from hoard.providers.processes import SERVER, Supervisor, free_port
+from hoard.providers.processes import SERVER, Supervisor, address_taken, free_port
 from hoard.providers.runner import LocalRunner, ToolFailed
 from hoard.providers.usertree import UserTree
 
@@ -189,6 +189,9 @@ class LocalProvider(Provider):
 
     def is_running(self, node_id: str, name: str = SERVER) -> bool:
         return self._supervisor(node_id).live(name) is not None
+
+    def address_taken(self, host: str, port: int) -> bool:
+        return address_taken(host, port)
 
     def pid(self, node_id: str) -> int | None:
         live = self._supervisor(node_id).live()

@@ -66,6 +66,18 @@ def free_port(host: str) -> int:
         return int(sock.getsockname()[1])
 
 
+def address_taken(host: str, port: int) -> bool:
+    """Whether some process listens on ``host:port`` now (a connection lingering in
+    TIME_WAIT does not count)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 def _reap(pid: int) -> None:
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)

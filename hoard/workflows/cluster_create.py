@@ -9,6 +9,7 @@ FAILED with the reason, and nothing half-made is left behind.
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 from dbos import DBOS
@@ -200,18 +201,32 @@ def wait_ready(
     engine = svc.engines[cluster.engine]
     ctx = ctx or svc.node_context(cluster, node)
     provider = svc.provider_for(node)
+    conflict: list[Any] = [False, time.monotonic()]  # last start saw it held; when
 
     def missing() -> str | None:
         health = engine.health(ctx, svc.ca_file, timeout=2)
         if health.ok:
             return None
         if not provider.is_running(node.id):
+            taken = provider.address_taken(ctx.host, ctx.port)
+            if taken or conflict[0]:
+                # Temporary: another process holds the address for now (one being
+                # stopped, another program): start again, once a second, until the
+                # deadline, and once more after it is freed (a start made while it
+                # was held fails after). Anything else that stops a server is
+                # permanent.
+                if time.monotonic() - conflict[1] >= 1.0:
+                    start_node(cluster, node, ctx)
+                    conflict[:] = [taken, time.monotonic()]
+                return (f"node {node.ordinal}'s address {ctx.host}:{ctx.port} is held by "
+                        "another process; starting it again once it is free")
             said = last_complaint(provider.output_tail(node.id))
             raise RuntimeError(f"node {node.ordinal} exited while starting: "
                                f"{said or health.detail}")
         return f"node {node.ordinal} not answering yet: {health.detail}"
 
-    wait_for(missing, timeout, f"node {node.ordinal} was not ready", interval=0.02)
+    wait_for(missing, timeout, f"node {node.ordinal} was not ready", interval=0.02,
+             slowest=0.05)
 
 
 @DBOS.step()

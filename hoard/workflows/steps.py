@@ -57,14 +57,15 @@ SHOW_EVERY = 1.0  # seconds between updates of a waiting step's reason
 
 
 def wait_for(check: Callable[[], str | None], timeout: float, what: str,
-             interval: float = 0.1) -> None:
+             interval: float = 0.1, slowest: float | None = None) -> None:
     """Ask ``check`` until it says nothing is missing (None) or ``timeout`` passes.
 
     ``check`` answers why it is not done yet ("node 1: starting up"); while the
     wait lasts, the latest answer is the running step's detail in the operation
     the user polls (at most once a second), so a slow step says what it waits
     for instead of only that it is slow. At the deadline: a TimeoutError naming
-    ``what`` and the last reason."""
+    ``what`` and the last reason. With ``slowest``, the interval grows by half each
+    time up to it (a check that acts, like starting a server again, backs off)."""
     deadline = time.monotonic() + timeout
     shown, shown_at = "", 0.0
     while True:
@@ -80,3 +81,5 @@ def wait_for(check: Callable[[], str | None], timeout: float, what: str,
                 operations.mark_step(s, where[0], where[1], "running", f"waiting: {reason}")
             shown, shown_at = reason, now
         time.sleep(interval)
+        if slowest is not None:
+            interval = min(interval * 1.5, slowest)
