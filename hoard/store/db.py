@@ -93,6 +93,15 @@ class Store:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._reads = sessionmaker(self.engine, autoflush=False, expire_on_commit=False)
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reads only: no flush, no commit (the transaction is
+        rolled back when it ends, which costs nothing after a SELECT), and
+        objects loaded without expiry bookkeeping."""
+        with self._reads() as session:
+            yield session
 
     @contextmanager
     def session(self) -> Iterator[Session]:
