@@ -56,10 +56,13 @@ def _serve_http(settings: Settings, run_workers: bool, processes: int = 1) -> No
     if processes > 1:  # uvicorn's own process manager, each building its app
         os.environ["HOARD_STATE_DIR"] = str(settings.state_dir)
         uvicorn.run("hoard.api.app:api_from_environment", factory=True, host=settings.host,
-                    port=settings.port, workers=processes, log_level="warning")
+                    port=settings.port, workers=processes, log_level="warning",
+                    http="httptools", access_log=False)
         return
+    # httptools parses a request in C (h11, the default, in Python); no access log,
+    # as /metrics counts requests. asyncio sets TCP_NODELAY on every connection.
     uvicorn.run(create_app(settings, run_workers=run_workers), host=settings.host,
-                port=settings.port, log_level="warning")
+                port=settings.port, log_level="warning", http="httptools", access_log=False)
 
 
 @app.command()
