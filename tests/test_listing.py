@@ -1,5 +1,5 @@
 """The cluster list's lean path writes exactly what the pydantic views would,
-byte for byte, on both store backends; and the read session writes nothing."""
+byte for byte, on both store backends; and the read connection writes nothing."""
 
 from __future__ import annotations
 
@@ -103,10 +103,11 @@ def test_lean_page_filters_and_pages(store: Store) -> None:
     assert other == []
 
 
-def test_read_session_never_commits(store: Store) -> None:
+def test_read_connection_never_commits(store: Store) -> None:
     pid = new_id()
-    with store.read() as s:
-        s.add(Project(id=pid, name=f"p{pid[-12:]}", is_admin=False, quota_clusters=1,
-                      quota_nodes=1, quota_storage_gb=1))
-    with store.read() as s:
-        assert s.get(Project, pid) is None
+    with store.read() as conn:
+        conn.execute(Project.__table__.insert().values(
+            id=pid, name=f"p{pid[-12:]}", is_admin=False, quota_clusters=1, quota_nodes=1,
+            quota_storage_gb=1))
+    with store.read() as conn:
+        assert conn.execute(select(Project.id).where(Project.id == pid)).first() is None

@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
 
 from hoard.domain.errors import Forbidden, Unauthorized
 from hoard.ids import new_id
@@ -86,13 +87,16 @@ def identify(request: Request, digest: str | None = None) -> Principal:
     return principal
 
 
-def authenticate(
+async def authenticate(
     request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:
     """Route dependency: the principal the auth middleware found (declared with
-    HTTPBearer so OpenAPI shows the scheme)."""
+    HTTPBearer so OpenAPI shows the scheme). Async, so FastAPI answers it on the
+    event loop instead of sending a plain lookup to a thread."""
     principal = getattr(request.state, "principal", None)
-    return principal if isinstance(principal, Principal) else identify(request)
+    if isinstance(principal, Principal):
+        return principal
+    return await run_in_threadpool(identify, request)
 
 
 def bootstrap_admin(store: Store, settings: Settings) -> None:
