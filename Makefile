@@ -35,6 +35,7 @@ bench: setup
 	$(PY) bench/dataplane.py
 	$(PY) bench/backup.py
 	$(PY) bench/failover.py
+	$(PY) bench/control_plane.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hoard.api.auth import PUBLIC_PATHS, identify
+from hoard.api.auth import PUBLIC_PATHS, identify, remembered, token_digest
 from hoard.api.metrics import ApiMetrics
 from hoard.api.problems import problem, unauthorized
 from hoard.domain.errors import Unauthorized
@@ -105,7 +105,13 @@ class Gate:
         if request.url.path not in PUBLIC_PATHS:
             try:
                 # Kept in the request's state, where the route's dependency finds it.
-                request.state.principal = await run_in_threadpool(identify, request)
+                # A token seen in the last few seconds is answered here; only a
+                # store lookup goes to a thread.
+                digest = token_digest(request)
+                principal = remembered(digest)
+                if principal is None:
+                    principal = await run_in_threadpool(identify, request, digest)
+                request.state.principal = principal
             except Unauthorized as exc:
                 return unauthorized(exc, request.url.path)
         length = request.headers.get("content-length")

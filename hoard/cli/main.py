@@ -47,6 +47,7 @@ def _serve_http(settings: Settings, run_workers: bool, processes: int = 1) -> No
     import uvicorn
 
     from hoard.api.app import create_app
+    from hoard.api.serving import HTTP
 
     typer.echo(f"Hoard API on http://{settings.host}:{settings.port}/v2 (docs: /v2/docs)")
     typer.echo(f"State in {settings.state_dir}")
@@ -56,10 +57,13 @@ def _serve_http(settings: Settings, run_workers: bool, processes: int = 1) -> No
     if processes > 1:  # uvicorn's own process manager, each building its app
         os.environ["HOARD_STATE_DIR"] = str(settings.state_dir)
         uvicorn.run("hoard.api.app:api_from_environment", factory=True, host=settings.host,
-                    port=settings.port, workers=processes, log_level="warning")
+                    port=settings.port, workers=processes, log_level="warning",
+                    http=HTTP, access_log=False)
         return
+    # httptools parses a request in C (h11, the default, in Python), with
+    # TCP_NODELAY (hoard/api/serving.py); no access log, as /metrics counts requests.
     uvicorn.run(create_app(settings, run_workers=run_workers), host=settings.host,
-                port=settings.port, log_level="warning")
+                port=settings.port, log_level="warning", http=HTTP, access_log=False)
 
 
 @app.command()

@@ -9,11 +9,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -29,11 +30,15 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def make_engine(url: str) -> Engine:
+    # JSON columns (node limits, pending settings) are read on every list page:
+    # orjson parses them several times faster than the json module.
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10},
+                               json_deserializer=orjson.loads)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
+                         json_deserializer=orjson.loads)
 
 
 def _config(url: str) -> Config:
@@ -93,6 +98,14 @@ class Store:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A connection for reads only (Core, no ORM session): nothing is flushed
+        or committed; its transaction is rolled back when it ends, which costs
+        nothing after a SELECT."""
+        with self.engine.connect() as conn:
+            yield conn
 
     @contextmanager
     def session(self) -> Iterator[Session]:

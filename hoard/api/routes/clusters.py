@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from hoard.api import changes
+from hoard.api import changes, listing
 from hoard.api.auth import Principal, authenticate
 from hoard.api.changes import get_cluster
 from hoard.api.routes.backups import plan_restore
@@ -159,29 +159,23 @@ def list_clusters(
                                         json_schema_extra=ID_SCHEMA)] = None,
     status: Annotated[ClusterStatus | None, Query()] = None,
     engine: Annotated[str | None, Query(max_length=32)] = None,
-) -> ClusterPage:
+) -> Response:
     """Clusters of this project, oldest first, keyset-paged: page N costs what page 2 costs."""
     _check_marker(marker)
-    query = select(Cluster).where(Cluster.project_id == principal.project_id)
-    if status is not None:
-        query = query.where(Cluster.status == status.value)
-    if engine is not None:
-        query = query.where(Cluster.engine == engine)
-    if marker is not None:
-        query = query.where(Cluster.id > marker)
-    query = query.order_by(Cluster.id).limit(limit + 1)
-    with _services(request).store.session() as s:
-        rows = list(s.scalars(query))
-        views = [cluster_view(c) for c in rows[:limit]]
+    with _services(request).store.read() as s:
+        rows = listing.cluster_rows(s, principal.project_id, limit + 1, marker,
+                                    status.value if status is not None else None, engine)
     next_url = None
     if len(rows) > limit:
-        params = [f"limit={limit}", f"marker={views[-1].id}"]
+        rows = rows[:limit]
+        params = [f"limit={limit}", f"marker={rows[-1]['id']}"]
         if status is not None:
             params.append(f"status={status.value}")
         if engine is not None:
             params.append(f"engine={engine}")
         next_url = "/v2/clusters?" + "&".join(params)
-    return ClusterPage(clusters=views, next=next_url)
+    # Written here, not by the response model: see hoard/api/listing.py.
+    return Response(listing.page_json(rows, next_url), media_type="application/json")
 
 
 @router.get("/{cluster_id}", response_model=ClusterView)
