@@ -29,10 +29,10 @@ JSON_OPTIONS = orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
 
 _CLUSTER_COLUMNS = (
     Cluster.id, Cluster.name, Cluster.engine, Cluster.version, Cluster.size,
-    Cluster.node_count, Cluster.durability, Cluster.storage_gb, Cluster.status,
-    Cluster.status_reason, Cluster.configuration_id, Cluster.pending_restart,
-    Cluster.endpoint_host, Cluster.rw_port, Cluster.ro_port, Cluster.created_at,
-    Cluster.updated_at,
+    Cluster.provider, Cluster.node_count, Cluster.durability, Cluster.storage_gb,
+    Cluster.status, Cluster.status_reason, Cluster.configuration_id,
+    Cluster.pending_restart, Cluster.endpoint_host, Cluster.rw_port, Cluster.ro_port,
+    Cluster.ro_host, Cluster.created_at, Cluster.updated_at,
 )
 _NODE_COLUMNS = (
     Node.id, Node.ordinal, Node.role, Node.status, Node.status_reason, Node.provider,
@@ -106,11 +106,11 @@ def _time(value: Any) -> dt.datetime | None:
 def _cluster(r: Sequence[Any]) -> dict[str, Any]:
     return {
         "id": r[0], "name": r[1], "engine": r[2], "version": r[3], "size": r[4],
-        "nodes": r[5], "durability": r[6], "storage_gb": r[7], "status": r[8],
-        "status_reason": r[9], "configuration_id": r[10],
-        "pending_restart": list(_json(r[11]) or []),
-        "endpoints": r[12:15],  # endpoint_host, rw_port, ro_port until _finish
-        "members": [], "created_at": _time(r[15]), "updated_at": _time(r[16]),
+        "provider": r[5], "nodes": r[6], "durability": r[7], "storage_gb": r[8],
+        "status": r[9], "status_reason": r[10], "configuration_id": r[11],
+        "pending_restart": list(_json(r[12]) or []),
+        "endpoints": r[13:17],  # endpoint_host, rw_port, ro_port, ro_host until _finish
+        "members": [], "created_at": _time(r[17]), "updated_at": _time(r[18]),
     }
 
 
@@ -118,10 +118,11 @@ def _finish(cluster: dict[str, Any], nodes: list[Sequence[Any]]) -> None:
     """Members and endpoints, as ``hoard.api.views`` makes them: the stable pair of
     a replicated cluster, or the primary's own address."""
     cluster["members"] = [_node(n[_C:]) for n in nodes]
-    host, rw_port, ro_port = cluster["endpoints"]
+    host, rw_port, ro_port, ro_host = cluster["endpoints"]
     if host and rw_port and ro_port:
         cluster["endpoints"] = [{"role": "read-write", "host": host, "port": rw_port},
-                                {"role": "read-only", "host": host, "port": ro_port}]
+                                {"role": "read-only", "host": ro_host or host,
+                                 "port": ro_port}]
     else:
         cluster["endpoints"] = [{"role": "read-write", "host": m["host"], "port": m["port"]}
                                 for m in cluster["members"]
