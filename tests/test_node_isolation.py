@@ -11,7 +11,9 @@ import os
 import pwd
 import secrets
 import subprocess
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -20,6 +22,7 @@ from pydantic import ValidationError
 from hoard.domain.nodes import HttpRoleCheck, ProcessSpec
 from hoard.engines.postgresql import PostgreSQL
 from hoard.engines.redis import Redis
+from hoard.providers.base import Endpoint
 from hoard.providers.local import LocalProvider
 from hoard.providers.processes import proc_state
 from hoard.settings import Settings
@@ -174,8 +177,9 @@ def test_each_endpoint_proxy_runs_as_an_account_of_its_own(provider: LocalProvid
     node_uid = provider.node_user(node).uid
     ca = provider.nodes_dir.parent / "ca.pem"
     ca.write_text("not used by plain checks\n")
+    endpoint = Endpoint(provider.new_address(), 5432, provider.new_address(), 5432)
     provider.ensure_endpoint("c-iso", [], HttpRoleCheck("agent", "/primary", "/replica"),
-                             str(ca), set())
+                             str(ca), endpoint)
     directory = provider.endpoints.root / "c-iso"
     proxy_uid = directory.stat().st_uid
     assert proxy_uid not in (0, node_uid, pwd.getpwnam("hoard-db").pw_uid)
@@ -199,3 +203,23 @@ def test_the_uid_range_setting_is_checked() -> None:
     for bad in ("300000", "a-b", "300099-300000", "0-65535"):
         with pytest.raises(ValidationError):
             Settings(db_uid_range=bad)
+
+
+def test_two_destroys_of_one_node_at_once_both_succeed(provider: LocalProvider) -> None:
+    """A step and the observer's replacement may destroy one node at the same
+    moment: each removal of its account succeeds, and the account is gone."""
+    for _ in range(5):
+        node = f"iso-{secrets.token_hex(4)}"
+        provider.place(node, set(), 1)
+        name = provider.node_user(node).name
+        barrier = threading.Barrier(2)
+
+        def destroy(node: str = node, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            provider.destroy(node)
+
+        with ThreadPoolExecutor(2) as pool:
+            for done in [pool.submit(destroy), pool.submit(destroy)]:
+                done.result()
+        with pytest.raises(KeyError):
+            pwd.getpwnam(name)

@@ -24,7 +24,7 @@ import os
 import pwd
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -217,10 +217,29 @@ class UserPool:
             subprocess.run(user.wrap(["find", *LEFTOVER_DIRS, "-xdev", "-user", str(user.uid),
                                       "-delete"], pdeathsig=True),
                            cwd="/", capture_output=True, check=False, timeout=120)
-            _tool(["userdel", user.name], ok=(0, 6))
-            _tool(["groupdel", user.name], ok=(0, 6))
+            _gone(["userdel", user.name], lambda: not _exists(user.name))
+            _gone(["groupdel", user.name], lambda: not _group_exists(user.name))
         with contextlib.suppress(FileNotFoundError):
             (record_dir / OWNER).unlink()
+
+
+def _gone(argv: list[str], gone: Callable[[], bool]) -> None:
+    """Remove an account or group; one that another remover took away first (two
+    destroys of one node can race: a step and the observer's replacement) is
+    removed all the same, whatever the tool said about it."""
+    try:
+        _tool(argv, ok=(0, 6))
+    except RuntimeError:
+        if not gone():
+            raise
+
+
+def _group_exists(name: str) -> bool:
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        return False
+    return True
 
 
 def _exists(name: str) -> bool:
