@@ -14,6 +14,7 @@ from hoard import __version__
 from hoard.api import metrics, openapi, problems
 from hoard.api.auth import bootstrap_admin
 from hoard.api.gate import Gate
+from hoard.api.lean import LeanList
 from hoard.api.routes import (
     accounts,
     backups,
@@ -62,6 +63,7 @@ def create_app(settings: Settings, run_workers: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
+    app.add_middleware(LeanList)  # inside the gate: it needs the gate's principal
     app.add_middleware(Gate, metrics=metrics.install(app), max_body_bytes=settings.max_body_bytes)
     for module in (clusters, cluster_changes, accounts, backups, configurations, operations,
                    catalog, projects, workers):
