@@ -175,10 +175,42 @@ def _observe_batch(pool: ThreadPoolExecutor, clusters: list[models.Cluster]) -> 
         except Exception as exc:  # a broken node must not stop the loop
             observations = [Observation(n.id, False, f"observer error: {exc}") for n in nodes]
         results.setdefault(cluster.id, []).extend(observations)
-    with services().store.session() as s:
-        for cluster_id, observations in results.items():
-            _record(s, cluster_id, observations)
+    # Most passes change nothing: only clusters whose observations differ from
+    # what the batch loaded are read again and written, so a quiet pass costs one
+    # read per batch, not a transaction per cluster.
+    loaded = {c.id: c for c in clusters}
+    changed = {cid: obs for cid, obs in results.items() if _differs(loaded[cid], obs)}
+    if changed:
+        with services().store.session() as s:
+            for cluster_id, observations in changed.items():
+                _record(s, cluster_id, observations)
     return sum(len(nodes) for _, nodes, _ in pending)
+
+
+def _node_record(node: models.Node, o: Observation) -> tuple[NodeStatus, str]:
+    """The status and reason an observation gives a node."""
+    return (NodeStatus.HEALTHY, "") if o.healthy else (NodeStatus.UNHEALTHY, o.detail)
+
+
+def _overall(nodes: list[models.Node]) -> tuple[ClusterStatus, str]:
+    """A cluster's status and reason from its nodes' records."""
+    sick = [n for n in nodes if n.status != NodeStatus.HEALTHY]
+    why = "; ".join(f"node {n.ordinal}: {n.status_reason}" for n in sick)
+    return (ClusterStatus.DEGRADED if sick else ClusterStatus.ACTIVE), why
+
+
+def _differs(cluster: models.Cluster, observations: list[Observation]) -> bool:
+    """Whether recording the observations would change the cluster as it was loaded."""
+    by_id = {o.node_id: o for o in observations}
+    for node in cluster.nodes:
+        o = by_id.get(node.id)
+        if o is None:
+            continue
+        if o.storage is not None and _moved(node, o.storage):
+            return True
+        if (node.status, node.status_reason) != _node_record(node, o):
+            return True
+    return (cluster.status, cluster.status_reason) != _overall(list(cluster.nodes))
 
 
 def _record(s: Session, cluster_id: str, observations: list[Observation]) -> None:
@@ -193,8 +225,7 @@ def _record(s: Session, cluster_id: str, observations: list[Observation]) -> Non
         if o.storage is not None and _moved(node, o.storage):
             node.storage_used_bytes = o.storage.used_bytes
             node.storage_total_bytes = o.storage.total_bytes
-        status = NodeStatus.HEALTHY if o.healthy else NodeStatus.UNHEALTHY
-        reason = "" if o.healthy else o.detail
+        status, reason = _node_record(node, o)
         # Write only changes: the store is not a heartbeat log.
         if (node.status, node.status_reason) != (status, reason):
             if node.status != status:
@@ -203,9 +234,7 @@ def _record(s: Session, cluster_id: str, observations: list[Observation]) -> Non
                 events.record(s, cluster_id, kind, f"node {node.ordinal} {words}")
             node.status, node.status_reason = status, reason
             node.observed_at = models.utcnow()
-    sick = [n for n in current.nodes if n.status != NodeStatus.HEALTHY]
-    overall = ClusterStatus.DEGRADED if sick else ClusterStatus.ACTIVE
-    why = "; ".join(f"node {n.ordinal}: {n.status_reason}" for n in sick)
+    overall, why = _overall(list(current.nodes))
     if (current.status, current.status_reason) != (overall, why):
         current.status, current.status_reason = overall, why
 
