@@ -93,10 +93,9 @@ def markers(url: str, pages: int) -> list[str]:
 def list_statements(url: str, project_id: str, marker: str) -> list[tuple[str, Any]]:
     """The SQL the list route sends for one page (hoard/api/listing.py), for the raw side."""
     engine = create_engine(url)
-    sql, order, values = listing.page_sql(engine.dialect, False, False, True)
+    sql, params = listing.statement(engine.dialect, project_id, PAGE + 1, marker, None, None)
     engine.dispose()
-    values.update(project=project_id, marker=marker, limit=PAGE + 1, status=None, engine=None)
-    return [(sql, values if order is None else tuple(values[k] for k in order))]
+    return [(sql, params)]
 
 
 def raw_connect(url: str) -> Any:

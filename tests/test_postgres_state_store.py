@@ -17,6 +17,13 @@ def test_create_and_delete_with_postgresql_state_store() -> None:
                 assert conn.execute("SELECT 1").fetchone() == (1,)
             listed = client.get("/v2/clusters").json()["clusters"]
             assert [c["name"] for c in listed] == ["on-pg"]
+            # The list read on the event loop (hoard/api/pgread.py) answers as FastAPI's route.
+            for query in ("", "limit=1", "status=ACTIVE", "engine=redis",
+                          f"marker={cluster['id']}", "limit=500"):
+                lean = client.get(f"/v2/clusters?{query}")
+                full = client.get(f"/v2/clusters?{query}&via=fastapi")
+                assert lean.status_code == full.status_code == 200, (lean.text, full.text)
+                assert lean.content == full.content, query
             base = f"/v2/clusters/{cluster['id']}"
             for method, path, body in (("PATCH", base, {"storage_gb": 11}),
                                        ("POST", f"{base}/actions/restart", None),
