@@ -10,7 +10,8 @@ them as stand-ins:
 
 - ``NoProcesses``, a provider (registered as ``bench-none``) whose nodes are
   all running and report no storage use;
-- ``Healthy``, each engine with its health check answering "ok" at once.
+- ``Healthy``, each engine with its health check answering "ok" at once
+  (after reading the service account's password, as the real check does).
 
 Everything else is Hoard's: real worker processes with leases, shards balanced
 by rendezvous hashing, ``observe_once`` over ``background_pass()``. The same
@@ -162,6 +163,7 @@ class Healthy:
         return getattr(self._real, name)
 
     def health(self, ctx: Any, ca_file: str, timeout: float = 3.0) -> Health:
+        assert ctx.service.password  # the real check logs in as Hoard's service account
         return Health(True, "")
 
 

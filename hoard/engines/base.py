@@ -12,7 +12,7 @@ Optional abilities are small interfaces an engine also inherits
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import PurePosixPath
@@ -51,6 +51,24 @@ class Parameter:
 class Credentials:
     user: str
     password: str
+
+
+class SealedCredentials(Credentials):
+    """Credentials whose password is unsealed on first use. A node's context
+    carries two accounts and most callers use one: the observer builds a context
+    per node per pass, where unsealing both was a third of a quiet pass."""
+
+    def __init__(self, user: str, unseal: Callable[[], str]) -> None:
+        object.__setattr__(self, "user", user)
+        object.__setattr__(self, "_unseal", unseal)
+
+    @property  # type: ignore[override]
+    def password(self) -> str:
+        plain = self.__dict__.get("_plain")
+        if plain is None:
+            plain = self._unseal()  # type: ignore[attr-defined]
+            object.__setattr__(self, "_plain", plain)
+        return str(plain)
 
 
 @dataclass(frozen=True)

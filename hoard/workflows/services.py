@@ -11,6 +11,7 @@ import base64
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import IO
 
@@ -21,7 +22,7 @@ from hoard.backups.pipeline import store_from_url
 from hoard.backups.store import BackupStore
 from hoard.domain.catalog import SIZES
 from hoard.domain.placement import parse_hosts
-from hoard.engines.base import Credentials, Engine, NodeContext, ParamValue
+from hoard.engines.base import Engine, NodeContext, ParamValue, SealedCredentials
 from hoard.engines.registry import ENGINES
 from hoard.providers.base import Provider
 from hoard.providers.local import LocalProvider
@@ -78,8 +79,10 @@ class Services:
             size=SIZES[size or cluster.size],
             host=node.host,
             port=node.port,
-            service=Credentials(SERVICE_USER, self.box.open(cluster.service_password)),
-            admin=Credentials(cluster.admin_user, self.box.open(cluster.admin_password)),
+            service=SealedCredentials(SERVICE_USER, partial(self.box.open,
+                                                            cluster.service_password)),
+            admin=SealedCredentials(cluster.admin_user, partial(self.box.open,
+                                                                cluster.admin_password)),
             parameters=parameters,
             storage_gb=storage_gb or cluster.storage_gb,
         )
