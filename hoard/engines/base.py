@@ -62,7 +62,7 @@ class SealedCredentials(Credentials):
         object.__setattr__(self, "user", user)
         object.__setattr__(self, "_unseal", unseal)
 
-    @property  # type: ignore[override]
+    @property
     def password(self) -> str:
         plain = self.__dict__.get("_plain")
         if plain is None:
