@@ -15,7 +15,7 @@ from hoard.api import metrics, openapi, problems
 from hoard.api.auth import bootstrap_admin
 from hoard.api.gate import Gate
 from hoard.api.lean import LeanList
-from hoard.api.pgread import AsyncReader
+from hoard.api.loopread import reader_for
 from hoard.api.routes import (
     accounts,
     backups,
@@ -42,17 +42,15 @@ def create_app(settings: Settings, run_workers: bool = True) -> FastAPI:
         services = build(settings, migrate_schema=run_workers)
         bootstrap_admin(services.store, settings)
         app.state.services = services
-        if not services.store.url.startswith("sqlite"):
-            app.state.async_reader = AsyncReader(services.store.url, services.store.engine.dialect)
-            await app.state.async_reader.open()
+        app.state.loop_reader = reader_for(services.store.url, services.store.engine.dialect)
+        await app.state.loop_reader.open()
         # DBOS refuses blocking calls on an event-loop thread; give it a plain one.
         if run_workers:
             loops = await asyncio.to_thread(start_worker, settings)
         else:
             await asyncio.to_thread(runtime.connect, settings)
         yield
-        if not services.store.url.startswith("sqlite"):
-            await app.state.async_reader.close()
+        await app.state.loop_reader.close()
         if run_workers:
             await asyncio.to_thread(stop_worker, settings, loops)
         else:

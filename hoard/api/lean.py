@@ -28,16 +28,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hoard.api import listing
 from hoard.api.auth import Principal
-from hoard.api.pgread import AsyncReader
+from hoard.api.loopread import LoopReader
 from hoard.domain.status import ClusterStatus
 
 PATH = "/v2/clusters"
 DEFAULT_LIMIT, MAX_LIMIT, MAX_ENGINE = 50, 1000, 32  # the FastAPI route's own rules
-# A page this small from SQLite (a local file) takes less time than handing it
-# to a thread and back (measured: about 0.3 ms against 0.7 ms here), so it runs
-# on the event loop; bigger pages go to a thread. PostgreSQL, which waits on the
-# network, is read with async connections (hoard/api/pgread.py).
-INLINE_LIMIT = 100
 _STATUSES = frozenset(s.value for s in ClusterStatus)
 _KNOWN = frozenset({"limit", "marker", "status", "engine"})
 
@@ -82,9 +77,9 @@ def page(services: Any, principal: Principal, params: dict[str, str]) -> bytes:
     return _page_json(rows, params)
 
 
-async def page_async(reader: AsyncReader, principal: Principal,
-                     params: dict[str, str]) -> bytes:
-    """``page``, read without leaving the event loop (PostgreSQL)."""
+async def page_on_loop(reader: LoopReader, principal: Principal,
+                       params: dict[str, str]) -> bytes:
+    """``page``, read without leaving the event loop (hoard/api/loopread.py)."""
     sql, args = listing.statement(reader.dialect, principal.project_id,
                                   int(params["limit"]) + 1, params.get("marker"),
                                   params.get("status"), params.get("engine"))
@@ -132,11 +127,9 @@ class LeanList:
             return
         scope["route"] = _ROUTE
         state = scope["app"].state
-        reader: AsyncReader | None = getattr(state, "async_reader", None)
-        if reader is not None:
-            body = await page_async(reader, principal, params)
-        elif int(params["limit"]) <= INLINE_LIMIT:
-            body = page(state.services, principal, params)  # shorter than the hop to a thread
+        reader: LoopReader | None = getattr(state, "loop_reader", None)
+        if reader is not None and int(params["limit"]) <= reader.max_rows:
+            body = await page_on_loop(reader, principal, params)
         else:
             body = await run_in_threadpool(page, state.services, principal, params)
         await send({"type": "http.response.start", "status": 200, "headers": [
