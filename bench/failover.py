@@ -77,9 +77,11 @@ def run_engine(hoard: Hoard, engine: str, trials: int, lose: bool) -> dict[str, 
         with Writer(engine, uri) as writer:
             for trial in range(trials):
                 writer.wait_writes(50)
-                # The node the writer is on (with Galera any node takes writes).
-                primary = next((m for m in cluster["members"] if m["port"] == writer.server_port),
-                               next(m for m in cluster["members"] if m["role"] == "primary"))
+                # The primary; with Galera (every node takes writes) the writer's node.
+                primary = next(m for m in cluster["members"] if m["role"] == "primary")
+                if engine == "mariadb":
+                    primary = next((m for m in cluster["members"]
+                                    if m["port"] == writer.server_port), primary)
                 killed = time.monotonic()
                 if lose:
                     provider.destroy(primary["id"])  # the host and its disk are gone

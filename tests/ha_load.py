@@ -47,6 +47,7 @@ class Writer:
         while not self._stop.is_set():
             try:
                 with _Session(self.engine, self.uri) as session:
+                    self.server_port = None  # not the last session's, if this one cannot say
                     with contextlib.suppress(Exception):  # only informative
                         self.server_port = session.server_port()
                     while not self._stop.is_set():
