@@ -72,7 +72,7 @@ def running_node(engine: Engine, size: str = "nano", restore: Restore | None = N
     try:
         placement = provider.place(node_id, set(), storage_gb)
         ctx = NodeContext(
-            node_id=node_id, version=engine.versions()[0], size=SIZES[size],
+            node_id=node_id, version=engine.installed_versions()[0], size=SIZES[size],
             host=placement.host, port=placement.port,
             service=restore.service if restore else Credentials("hoard", generate_password()),
             admin=restore.admin if restore else Credentials("admin", generate_password()),

@@ -157,7 +157,7 @@ def running_cluster(engine: Engine, nodes: int = 3, durability: str = "async",
             placed.append(Host(p.host, p.zone))
             provider.apply_limits(node_id, SIZES[size], storage_gb)
             members.append(Member(node_id, i, p.host, p.port, p.ports, p.zone))
-            ctxs.append(NodeContext(node_id=node_id, version=engine.versions()[0],
+            ctxs.append(NodeContext(node_id=node_id, version=engine.installed_versions()[0],
                                     size=SIZES[size], host=p.host, port=p.port,
                                     service=service, admin=admin))
         dcs = provider.ensure_etcd() if engine.needs_dcs else ""

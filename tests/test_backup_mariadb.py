@@ -34,7 +34,7 @@ from tests.engine_harness import (
 
 ENGINE = MariaDB()
 pytestmark = pytest.mark.skipif(
-    not ENGINE.versions() or not shutil.which("mariadb-backup"),
+    not ENGINE.installed_versions() or not shutil.which("mariadb-backup"),
     reason="MariaDB or mariadb-backup is not installed")
 
 BATCH_A, BATCH_B, BATCH_C = [1, 2, 3], [4, 5], [6]
@@ -114,7 +114,7 @@ def bare() -> Iterator[tuple[NodeContext, LocalRunner]]:
     root = make_state_dir()
     provider = LocalProvider(root / "nodes", "hoard-db", volumes="directory")
     provider.place("node-bare", set(), 1)
-    ctx = NodeContext("node-bare", ENGINE.versions()[0], SIZES["nano"], "127.0.0.1", 1,
+    ctx = NodeContext("node-bare", ENGINE.installed_versions()[0], SIZES["nano"], "127.0.0.1", 1,
                       Credentials("hoard", "x"), Credentials("admin", "y"))
     try:
         yield ctx, provider.runner("node-bare")
@@ -126,7 +126,7 @@ def bare() -> Iterator[tuple[NodeContext, LocalRunner]]:
 def test_backup_records_its_position(source: Source) -> None:
     meta = source.meta
     assert meta["format"] == "mariadb-backup-xbstream"
-    assert meta["version"] == ENGINE.versions()[0]
+    assert meta["version"] == ENGINE.installed_versions()[0]
     assert meta["binlog_file"] == "binlog.000001" and int(meta["binlog_pos"]) > 4
     assert datetime.fromisoformat(meta["end_time"]).tzinfo is not None
     assert [name for name, _ in source.logs] == ["binlog.000001", "binlog.000002"]

@@ -25,7 +25,7 @@ from tests.engine_harness import Restore, RunningNode, running_node, take_backup
 
 ENGINE = MariaDB()
 pytestmark = pytest.mark.skipif(
-    not ENGINE.versions() or not shutil.which("mariadb-backup"),
+    not ENGINE.installed_versions() or not shutil.which("mariadb-backup"),
     reason="MariaDB or mariadb-backup is not installed")
 
 BATCH_A = list(range(1, 2001))  # a few MB: the full backup's bulk
@@ -154,7 +154,7 @@ def test_a_chain_with_a_gap_is_refused(chain: tuple[RunningNode, list[Backup]]) 
     root = make_state_dir()
     provider = LocalProvider(root / "nodes", "hoard-db", volumes="directory")
     provider.place("node-bare", set(), 1)
-    ctx = NodeContext("node-bare", ENGINE.versions()[0], SIZES["nano"], "127.0.0.1", 1,
+    ctx = NodeContext("node-bare", ENGINE.installed_versions()[0], SIZES["nano"], "127.0.0.1", 1,
                       Credentials("hoard", "x"), Credentials("admin", "y"))
     runner = provider.runner("node-bare")
     try:

@@ -23,7 +23,7 @@ from tests.conftest import free_port
 from tests.engine_harness import RunningNode, running_node
 
 ENGINE = MariaDB()
-pytestmark = pytest.mark.skipif(not ENGINE.versions(), reason="MariaDB is not installed")
+pytestmark = pytest.mark.skipif(not ENGINE.installed_versions(), reason="MariaDB is not installed")
 FIRST_PID: dict[str, int | None] = {}
 
 

@@ -51,7 +51,7 @@ def _path(node: RunningNode, rel: str) -> Path:
 
 
 def test_settings_follow_size_and_parameters() -> None:
-    assert [len(v.split(".")) for v in ENGINE.versions()] == [2]
+    assert [len(v.split(".")) for v in ENGINE.installed_versions()] == [2]
     assert ENGINE.settings(_ctx("nano"))["maxmemory"] == "192mb"
     assert ENGINE.settings(_ctx("medium"))["maxmemory"] == "3072mb"
     tuned = ENGINE.settings(_ctx("small", maxmemory=100, appendonly=False, databases=4))

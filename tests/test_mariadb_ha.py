@@ -27,7 +27,7 @@ from tests.conftest import free_port
 from tests.ha_harness import HaCluster, running_cluster
 
 ENGINE = MariaDB()
-pytestmark = pytest.mark.skipif(not ENGINE.versions() or not Path(GALERA).exists(),
+pytestmark = pytest.mark.skipif(not ENGINE.installed_versions() or not Path(GALERA).exists(),
                                 reason="MariaDB or Galera is not installed")
 
 

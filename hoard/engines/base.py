@@ -113,8 +113,10 @@ class Engine(ABC):
     standard_port: int
 
     @abstractmethod
-    def versions(self) -> list[str]:
-        """Versions that can run on this host, newest first."""
+    def installed_versions(self) -> list[str]:
+        """Versions whose binaries are installed on this host, newest first: what
+        the local provider offers. What a cluster may run is its provider's
+        answer (``Provider.versions``)."""
 
     @abstractmethod
     def parameters(self) -> list[Parameter]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from hoard.domain.catalog import Size
 from hoard.domain.nodes import Backend, NodeRunner, ProcessSpec, RoleCheck
@@ -35,8 +36,23 @@ class Endpoint:
     ro_port: int
 
 
+class Versioned(Protocol):
+    """What a provider needs of an engine to say which versions it offers."""
+
+    @property
+    def name(self) -> str: ...
+
+    def installed_versions(self) -> list[str]: ...
+
+
 class Provider(ABC):
     name: str
+
+    @abstractmethod
+    def versions(self, engine: Versioned) -> list[str]:
+        """The versions of ``engine`` this provider can run, newest first: binaries
+        on its hosts, or images in its registry. Creates and the catalog ask here,
+        never the API host's disk."""
 
     @abstractmethod
     def new_address(self) -> str:

@@ -34,7 +34,7 @@ from hoard.domain.placement import Host, choose_host
 from hoard.domain.storage import StorageUsage
 from hoard.providers import cgroups
 from hoard.providers import volumes as volume_fs
-from hoard.providers.base import Endpoint, Placement, Provider
+from hoard.providers.base import Endpoint, Placement, Provider, Versioned
 from hoard.providers.etcd import LocalEtcd
 from hoard.providers.haproxy import LocalEndpoints
 from hoard.providers.osusers import DEFAULT_UID_RANGE, OSUser, UserPool, service_user
@@ -135,6 +135,9 @@ class LocalProvider(Provider):
         first, size = int(self.addresses.network_address), self.addresses.num_addresses
         offset = secrets.randbelow(size - 2) + 1  # neither the network nor broadcast
         return str(ipaddress.IPv4Address(first + offset))
+
+    def versions(self, engine: Versioned) -> list[str]:
+        return engine.installed_versions()  # nodes run this host's binaries
 
     def place(self, node_id: str, taken_ports: set[int], storage_gb: int,
               port_names: Iterable[str] = (), siblings: Iterable[Host] = (),

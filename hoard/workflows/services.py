@@ -59,6 +59,11 @@ class Services:
                                f"(enabled: {', '.join(self.providers)})")
         return provider
 
+    def versions(self, engine: Engine, provider: str | None = None) -> list[str]:
+        """The versions of ``engine`` that ``provider`` (the default one unless
+        named) offers, newest first."""
+        return self.providers[provider or self.settings.provider].versions(engine)
+
     @property
     def ca_file(self) -> str:
         return str(self.ca.cert_path)

@@ -23,8 +23,7 @@ router = APIRouter(prefix="/v2", tags=["catalog"])
 Auth = Annotated[Principal, Depends(authenticate)]
 
 
-def _engine_view(e: Engine) -> dict[str, Any]:
-    versions = e.versions()
+def _engine_view(e: Engine, versions: list[str]) -> dict[str, Any]:
     return {
         "name": e.name,
         "display_name": e.display_name,
@@ -45,8 +44,8 @@ def _engine_view(e: Engine) -> dict[str, Any]:
 @router.get("/engines")
 def list_engines(_: Auth, request: Request) -> dict[str, Any]:
     """Engines, their versions and the parameter schema configurations are checked against."""
-    engines = request.app.state.services.engines
-    return {"engines": [_engine_view(e) for e in engines.values()]}
+    svc = request.app.state.services
+    return {"engines": [_engine_view(e, svc.versions(e)) for e in svc.engines.values()]}
 
 
 @router.get("/engines/{name}")
@@ -54,7 +53,7 @@ def show_engine(name: str, _: Auth, request: Request) -> dict[str, Any]:
     engine = request.app.state.services.engines.get(name)
     if engine is None:
         raise NotFound(f"no engine {name!r}")
-    return _engine_view(engine)
+    return _engine_view(engine, request.app.state.services.versions(engine))
 
 
 @router.get("/sizes")

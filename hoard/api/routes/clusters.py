@@ -48,15 +48,17 @@ def _services(request: Request) -> Services:
     return services
 
 
-def _resolve_version(svc: Services, body: ClusterCreate) -> str:
+def _resolve_version(svc: Services, body: ClusterCreate, provider: str) -> str:
+    """The version to create: the one asked for, if the cluster's provider offers it,
+    else that provider's newest."""
     engine = svc.engines.get(body.engine)
     if engine is None:
         raise InvalidInput(
             f"unknown engine {body.engine!r}; available: {', '.join(sorted(svc.engines))}"
         )
-    versions = engine.versions()
+    versions = svc.versions(engine, provider)
     if not versions:
-        raise InvalidInput(f"engine {body.engine!r} has no version installed on this host")
+        raise InvalidInput(f"provider {provider!r} offers no version of engine {body.engine!r}")
     if body.version is None:
         return versions[0]
     if body.version not in versions:
@@ -86,14 +88,14 @@ def _check_replication(svc: Services, body: ClusterCreate) -> str:
 def create_cluster(body: ClusterCreate, principal: Auth, request: Request) -> Accepted:
     """Start building a cluster; poll the returned operation to follow it."""
     svc = _services(request)
-    version = _resolve_version(svc, body)
-    if body.size not in SIZES:
-        raise InvalidInput(f"unknown size {body.size!r}; available: {', '.join(SIZES)}")
-    durability = _check_replication(svc, body)
     provider = body.provider or svc.settings.provider
     if provider not in svc.providers:
         raise InvalidInput(f"unknown provider {provider!r}; available: "
                            f"{', '.join(svc.providers)}")
+    version = _resolve_version(svc, body, provider)
+    if body.size not in SIZES:
+        raise InvalidInput(f"unknown size {body.size!r}; available: {', '.join(SIZES)}")
+    durability = _check_replication(svc, body)
     restore = plan_restore(svc, principal, body) if body.restore else None
     # A restored cluster keeps the accounts (and passwords) its backup holds.
     admin_user = restore["admin_user"] if restore else ADMIN_USER

@@ -73,7 +73,7 @@ def create_configuration(body: ConfigurationCreate, principal: Auth, request: Re
     if engine is None:
         raise InvalidInput(f"unknown engine {body.engine!r}; available: "
                            f"{', '.join(sorted(svc.engines))}")
-    versions = engine.versions()
+    versions = svc.versions(engine)
     version = body.version or (versions[0] if versions else "")
     if version not in versions:
         raise InvalidInput(f"unknown {engine.name} version {version!r}; available: "

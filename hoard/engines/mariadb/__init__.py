@@ -216,7 +216,7 @@ class MariaDB(Engine, SqlAccounts, MariaDBBackups, IncrementalBackups, MariaDBRe
     default_database = APP_DATABASE
     reserved_users = frozenset({"root", "hoard", "admin", "mariadb.sys", "mysql", "PUBLIC"})
 
-    def versions(self) -> list[str]:
+    def installed_versions(self) -> list[str]:
         version = _installed_version()
         return [version] if version else []
 

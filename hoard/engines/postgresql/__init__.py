@@ -150,7 +150,7 @@ class PostgreSQL(Engine, SqlAccounts, PostgreSQLBackups, PostgreSQLReplication):
     default_database = APP_DATABASE
     reserved_users = frozenset({"hoard", "admin", "postgres", "public"})
 
-    def versions(self) -> list[str]:
+    def installed_versions(self) -> list[str]:
         found = [p.parent.parent.name for p in PG_ROOT.glob("*/bin/postgres")]
         return sorted(found, key=lambda v: int(v) if v.isdigit() else 0, reverse=True)
 

@@ -206,7 +206,7 @@ class Redis(Engine, AclAccounts, Backups, RedisReplication):
     snapshot_timeout = 3600.0  # longest a snapshot may take, fork to last byte
     restore_wait = 600.0  # longest a restored node may take to load its data
 
-    def versions(self) -> list[str]:
+    def installed_versions(self) -> list[str]:
         return list(_installed_versions())
 
     def parameters(self) -> list[Parameter]:
