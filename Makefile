@@ -36,6 +36,7 @@ bench: setup
 	$(PY) bench/backup.py
 	$(PY) bench/failover.py
 	$(PY) bench/control_plane.py
+	$(PY) bench/observer_pass.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache
