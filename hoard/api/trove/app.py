@@ -8,11 +8,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from hoard.api.trove import accounts, backups, catalog, errors, instances
+from hoard.api.trove import accounts, backups, catalog, configurations, errors, instances
 from hoard.api.trove.auth import PREFIX, tenant
 from hoard.api.trove.errors import NotImplementedYet
 
-ROUTERS = (catalog, instances, accounts, backups)
+ROUTERS = (catalog, instances, accounts, backups, configurations)
 
 
 def versions(request: Request) -> dict[str, Any]:

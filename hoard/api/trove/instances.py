@@ -185,3 +185,11 @@ def instance_action(instance_id: str, body: dict[str, Any], principal: Tenant,
         raise InvalidInput(f"Hoard fails over replicated instances itself; {action!r} is not "
                            "available")
     raise InvalidInput(f"unknown action {action!r}")
+
+
+@router.get("/{instance_id}/log")
+def list_logs(instance_id: str, principal: Tenant, request: Request) -> dict[str, Any]:
+    """No guest logs to publish: Hoard has no agent and no Swift. The instance's
+    history is GET /v2/clusters/{id}/events."""
+    clusters.show_cluster(instance_id, principal, request)
+    return {"logs": []}
