@@ -1,0 +1,182 @@
+"""The Trove v1.0 API driven by Trove's own clients (python-troveclient and the
+``openstack database`` CLI) against a real Hoard and real databases."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from keystoneauth1 import session, token_endpoint
+from troveclient.v1 import client as trove_client
+
+from tests.conftest import HoardServer, ca_file_for, hoard_server, new_tenant
+
+PASSWORD = "correct-horse-battery"
+pytestmark = pytest.mark.timeout(240)
+
+
+class Tenant:
+    """A project, its token, and the Trove endpoint of its project."""
+
+    def __init__(self, server: HoardServer, name: str) -> None:
+        with server.client() as admin:
+            self.token = new_tenant(admin, name)
+            projects = admin.get("/v2/projects").json()
+        self.project_id = next(p["id"] for p in projects if p["name"] == name)
+        self.server = server
+        self.url = f"{server.url}/v1.0/{self.project_id}"
+        auth = token_endpoint.Token(self.url, self.token)
+        self.trove = trove_client.Client(session=session.Session(auth=auth))
+        self.http = httpx.Client(base_url=self.url, timeout=60,
+                                 headers={"X-Auth-Token": self.token})
+        self.ca_file: Path = ca_file_for(server.client(self.token))
+
+    def cli(self, *args: str) -> Any:
+        """``openstack database ...`` as a subprocess; its JSON output."""
+        openstack = str(Path(sys.executable).with_name("openstack"))
+        done = subprocess.run(
+            [openstack, "--os-auth-type", "admin_token", "--os-token", self.token,
+             "--os-endpoint", self.url, "database", *args, "-f", "json"],
+            capture_output=True, text=True, timeout=60, check=False,
+            env={**os.environ, "OS_CLOUD": ""})
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[HoardServer]:
+    with hoard_server() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def tenant(server: HoardServer) -> Tenant:
+    return Tenant(server, "trove-tenant")
+
+
+def until(what: Callable[[], Any], timeout: float = 90, step: float = 0.3) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = what()
+        if value:
+            return value
+        time.sleep(step)
+    raise TimeoutError(f"still waiting after {timeout}s")
+
+
+def wait_status(t: Tenant, instance_id: str, wanted: str = "ACTIVE",
+                timeout: float = 120) -> Any:
+    def reached() -> Any:
+        instance = t.trove.instances.get(instance_id)
+        assert instance.status != "ERROR", instance._info
+        return instance if instance.status == wanted else None
+    return until(reached, timeout)
+
+
+def sql(engine: str, host: str, port: int, user: str, password: str, database: str,
+        query: str, ca_file: Path) -> str:
+    """One query through the engine's own command-line client."""
+    if engine == "postgresql":
+        argv = [shutil.which("psql") or "psql", "-XAtq", "-c", query,
+                f"host={host} port={port} user={user} dbname={database} "
+                f"sslmode=verify-ca sslrootcert={ca_file} connect_timeout=10"]
+        env = {**os.environ, "PGPASSWORD": password}
+    else:
+        client = shutil.which("mariadb") or shutil.which("mysql") or "mariadb"
+        argv = [client, "-h", host, "-P", str(port), "-u", user, f"--ssl-ca={ca_file}",
+                "-N", "-B", "-e", query, database]
+        env = {**os.environ, "MYSQL_PWD": password}
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=30,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+STANDARD_PORT = {"postgresql": 5432, "mariadb": 3306}
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mariadb"])
+def test_instance_lifecycle(tenant: Tenant, engine: str) -> None:
+    t = tenant
+    trove = t.trove
+    assert engine in [d.name for d in trove.datastores.list()]
+    versions = trove.datastore_versions.list(engine)
+    assert versions
+    config = trove.configurations.create(f"{engine}-conf", json.dumps({}), datastore=engine)
+    instance = trove.instances.create(
+        f"{engine}-one", "nano", volume={"size": 1}, datastore=engine,
+        datastore_version=versions[0].name,
+        databases=[{"name": "shop"}],
+        users=[{"name": "alice", "password": PASSWORD, "databases": [{"name": "shop"}]}],
+        nics=[], availability_zone=None, modules=[])
+    assert instance.status == "BUILD"
+    instance = wait_status(t, instance.id)
+    assert instance.datastore == {"type": engine, "version": versions[0].name}
+    assert instance.flavor["id"] == "nano" and instance.volume["size"] == 1
+    host, port = instance.ip[0], instance.addresses[0]["port"]
+    assert port == STANDARD_PORT[engine] and instance.hostname == host
+
+    # Databases and users of the request are made once the instance is ACTIVE.
+    until(lambda: "alice" in [u.name for u in trove.users.list(instance.id)])
+    assert "shop" in [d.name for d in trove.databases.list(instance.id)]
+    assert sql(engine, host, port, "alice", PASSWORD, "shop", "SELECT 1", t.ca_file) == "1"
+    listed = t.cli("db", "list", instance.id)
+    assert "shop" in [row["Name"] for row in listed]
+    assert instance.id in [row["ID"] for row in t.cli("instance", "list")]
+
+    # A new password and a grant, both through Trove's user calls.
+    trove.databases.create(instance.id, [{"name": "ledger"}])
+    trove.users.update_attributes(instance.id, "alice", {"password": PASSWORD + "-2"})
+    trove.users.grant(instance.id, "alice", ["ledger"])
+    assert sql(engine, host, port, "alice", PASSWORD + "-2", "ledger", "SELECT 2",
+               t.ca_file) == "2"
+
+    # Root is the tenant's admin account, never a superuser.
+    name, password = trove.root.create_instance_root(instance.id)
+    assert name != "root" and password
+    assert sql(engine, host, port, name, password, "shop", "SELECT 3", t.ca_file) == "3"
+    assert trove.root.is_instance_root_enabled(instance.id).rootEnabled is True
+
+    trove.instances.modify(instance.id, config.id)
+    until(lambda: trove.instances.get(instance.id)._info.get("configuration"))
+    wait_status(t, instance.id)
+    assert [i["id"] for i in t.http.get(f"/configurations/{config.id}/instances")
+            .json()["instances"]] == [instance.id]
+
+    backup = trove.backups.create("nightly", instance.id)
+    assert backup.status in ("NEW", "BUILDING")
+    until(lambda: trove.backups.get(backup.id).status == "COMPLETED")
+    assert backup.id in [b.id for b in trove.instances.backups(instance.id)]
+    wait_status(t, instance.id)
+
+    restored = trove.instances.create(f"{engine}-two", "nano", volume={"size": 1},
+                                      datastore=engine, restorePoint={"backupRef": backup.id})
+    trove.instances.resize_instance(instance.id, "small")
+    restored = wait_status(t, restored.id)
+    assert sql(engine, restored.ip[0], restored.addresses[0]["port"], "alice",
+               PASSWORD + "-2", "shop", "SELECT 4", t.ca_file) == "4"
+
+    wait_status(t, instance.id)
+    trove.instances.resize_volume(instance.id, 2)
+    resized = wait_status(t, instance.id)
+    assert resized.flavor["id"] == "small" and resized.volume["size"] == 2
+    trove.instances.restart(instance.id)
+    wait_status(t, instance.id)
+
+    trove.instances.modify(instance.id)  # no configuration: detach
+    until(lambda: "configuration" not in trove.instances.get(instance.id)._info)
+    wait_status(t, instance.id)
+    for doomed in (instance.id, restored.id):
+        trove.instances.delete(doomed)
+    until(lambda: not {instance.id, restored.id} & {i.id for i in trove.instances.list()})
+    trove.backups.delete(backup.id)
+    trove.configurations.delete(config.id)
