@@ -180,3 +180,80 @@ def test_instance_lifecycle(tenant: Tenant, engine: str) -> None:
     until(lambda: not {instance.id, restored.id} & {i.id for i in trove.instances.list()})
     trove.backups.delete(backup.id)
     trove.configurations.delete(config.id)
+
+
+def fault(key: str, code: int, message: str) -> dict[str, Any]:
+    return {key: {"code": code, "message": message}}
+
+
+GOOD = {"name": "fine", "flavorRef": "nano", "volume": {"size": 1},
+        "datastore": {"type": "postgresql"}}
+
+
+@pytest.mark.parametrize(("change", "status", "body"), [
+    ({"flavorRef": "huge"}, 404,
+     fault("itemNotFound", 404, "Resource Flavor 'huge' cannot be found.")),
+    ({"name": "Bad Name!"}, 400,
+     fault("badRequest", 400, "name: name 'Bad Name!' must match [a-z][a-z0-9-]{0,62}: a "
+                              "lowercase letter, then letters, digits or '-'")),
+    ({"volume": {"size": 0}}, 400,
+     fault("badRequest", 400, "storage_gb: Input should be greater than or equal to 1")),
+    ({"datastore": {"type": "oracle"}}, 404,
+     fault("itemNotFound", 404, "Datastore 'oracle' cannot be found.")),
+    ({"datastore": {"type": "postgresql", "version": "7.4"}}, 404,
+     fault("itemNotFound", 404, "Datastore version '7.4' cannot be found.")),
+    ({"users": [{"name": "bob", "password": "short"}]}, 400,
+     fault("badRequest", 400, "a user's password must be 8 to 128 characters")),
+    ({"databases": [{"name": "pg_bad"}]}, 400,
+     fault("badRequest", 400, "database name 'pg_bad' is reserved")),
+])
+def test_bad_instance_changes_nothing(tenant: Tenant, change: dict[str, Any], status: int,
+                                      body: dict[str, Any]) -> None:
+    answer = tenant.http.post("/instances", json={"instance": {**GOOD, **change}})
+    assert (answer.status_code, answer.json()) == (status, body)
+    assert "fine" not in [i["name"] for i in tenant.http.get("/instances").json()["instances"]]
+
+
+def test_authentication_and_project(server: HoardServer, tenant: Tenant) -> None:
+    no_token = httpx.get(tenant.url + "/instances")
+    assert (no_token.status_code, no_token.json()) == (
+        401, fault("unauthorized", 401, "send 'X-Auth-Token: <project token>'"))
+    bad_token = httpx.get(tenant.url + "/instances", headers={"X-Auth-Token": "nope"})
+    assert (bad_token.status_code, bad_token.json()) == (
+        401, fault("unauthorized", 401, "the token is not valid"))
+    other = tenant.http.get(f"{server.url}/v1.0/someone-else/instances")
+    assert (other.status_code, other.json()) == (
+        404, fault("itemNotFound", 404, "no project 'someone-else'"))
+    # A /v2 bearer token is not read here, nor an X-Auth-Token by /v2.
+    bearer = httpx.get(tenant.url + "/flavors",
+                       headers={"Authorization": f"Bearer {tenant.token}"})
+    assert bearer.status_code == 401
+    assert httpx.get(server.url + "/v2/clusters",
+                     headers={"X-Auth-Token": tenant.token}).status_code == 401
+
+
+def test_catalog_versions_and_refusals(server: HoardServer, tenant: Tenant) -> None:
+    versions = httpx.get(server.url + "/", headers={"Accept": "application/json"}).json()
+    assert versions["versions"][0]["id"] == "v1.0"
+    assert versions["versions"][0]["status"] == "CURRENT"
+    assert httpx.get(server.url + "/v1.0/").json() == versions
+    assert httpx.get(server.url + "/", headers={"Accept": "text/html"}).status_code == 404
+    flavors = {f.id: f for f in tenant.trove.flavors.list()}
+    assert set(flavors) == {"nano", "small", "medium", "large"}
+    assert flavors["small"].ram == 1024
+    by_name = tenant.http.get("/datastores/postgresql").json()["datastore"]
+    by_id = tenant.http.get(f"/datastores/{by_name['id']}").json()["datastore"]
+    assert by_name == by_id
+    version = by_name["versions"][0]
+    parameters = tenant.http.get(
+        f"/datastores/{by_name['id']}/versions/{version['id']}/parameters").json()
+    assert "max_connections" in [p["name"] for p in parameters["configuration-parameters"]]
+    limits = tenant.trove.limits.list()
+    assert limits[0].max_instances >= 1
+    assert tenant.http.get("/backup_strategies").json() == {"backup_strategies": []}
+    clusters = tenant.http.get("/clusters")
+    assert clusters.status_code == 501 and "notImplemented" in clusters.json()
+    mgmt = tenant.http.get("/mgmt/instances")
+    assert mgmt.status_code == 403 and "forbidden" in mgmt.json()
+    flavors_cli = tenant.cli("flavor", "list")
+    assert {row["Name"] for row in flavors_cli} == {"nano", "small", "medium", "large"}

@@ -39,7 +39,8 @@ def strict(model: type[Any], data: dict[str, Any]) -> Any:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise InvalidInput(f"{where}: {first['msg']}".lstrip(": ")) from None
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise InvalidInput(f"{where}: {message}".lstrip(": ")) from None
 
 
 def size_of(flavor_ref: str | int) -> str:
