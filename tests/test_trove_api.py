@@ -257,3 +257,35 @@ def test_catalog_versions_and_refusals(server: HoardServer, tenant: Tenant) -> N
     assert mgmt.status_code == 403 and "forbidden" in mgmt.json()
     flavors_cli = tenant.cli("flavor", "list")
     assert {row["Name"] for row in flavors_cli} == {"nano", "small", "medium", "large"}
+
+
+def test_redis_instance(tenant: Tenant) -> None:
+    """Redis has no databases: an instance with a user of Redis's default access, its
+    admin account through root, and redis-cli on the standard port as both."""
+    trove = tenant.trove
+    instance = trove.instances.create("cache", "nano", volume={"size": 1}, datastore="redis",
+                                      users=[{"name": "reader", "password": PASSWORD}])
+    refused = tenant.http.post("/instances", json={"instance": {
+        **GOOD, "name": "cache-two", "datastore": {"type": "redis"},
+        "databases": [{"name": "shop"}]}})
+    assert (refused.status_code, refused.json()) == (
+        400, fault("badRequest", 400, "Redis has no databases"))
+    instance = wait_status(tenant, instance.id)
+    host, port = instance.ip[0], instance.addresses[0]["port"]
+    assert port == 6379
+    name, password = trove.root.create_instance_root(instance.id)
+    done = subprocess.run(
+        [shutil.which("redis-cli") or "redis-cli", "-h", host, "-p", str(port), "--tls",
+         "--cacert", str(tenant.ca_file), "--user", name, "--pass", password,
+         "--no-auth-warning", "PING"], capture_output=True, text=True, timeout=30,
+        check=False)
+    assert done.stdout.strip() == "PONG", done.stderr
+    until(lambda: "reader" in [u.name for u in trove.users.list(instance.id)])
+    done = subprocess.run(
+        [shutil.which("redis-cli") or "redis-cli", "-h", host, "-p", str(port), "--tls",
+         "--cacert", str(tenant.ca_file), "--user", "reader", "--pass", PASSWORD,
+         "--no-auth-warning", "SET", "k", "v"], capture_output=True, text=True, timeout=30,
+        check=False)
+    assert done.stdout.strip() == "OK", done.stderr
+    trove.instances.delete(instance.id)
+    until(lambda: instance.id not in {i.id for i in trove.instances.list()})

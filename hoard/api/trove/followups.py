@@ -19,9 +19,9 @@ from hoard.api.routes import accounts, cluster_changes
 from hoard.api.schemas import ClusterCreate, ClusterPatch, DatabaseCreate, UserCreate
 from hoard.api.trove.models import InstanceSpec
 from hoard.domain.errors import InvalidInput, NotFound
-from hoard.domain.identifiers import check_sql_name
+from hoard.domain.identifiers import check_acl_user, check_sql_name
 from hoard.domain.status import ClusterStatus
-from hoard.engines.base import SqlAccounts
+from hoard.engines.base import AclAccounts, SqlAccounts
 from hoard.store.models import Cluster, Configuration
 from hoard.workflows.services import Services
 
@@ -53,19 +53,25 @@ def plan(svc: Services, principal: Principal, create: ClusterCreate,
         return None
     engine = svc.engines[create.engine]
     extras = Extras()
-    if spec.databases or spec.users:
-        if not isinstance(engine, SqlAccounts):
-            raise InvalidInput(f"{engine.display_name} has no databases or SQL users")
+    if isinstance(engine, SqlAccounts):
         for db in spec.databases:
             check_sql_name("database", db.name, engine.reserved_databases)
             extras.databases.append(DatabaseCreate.model_validate(
                 {"name": db.name, "charset": db.character_set, "collation": db.collate}))
-        for user in spec.users:
+    elif spec.databases:
+        raise InvalidInput(f"{engine.display_name} has no databases")
+    for user in spec.users:
+        if isinstance(engine, SqlAccounts):
             check_sql_name("user", user.name, engine.reserved_users)
             names = [check_sql_name("database", d.name, engine.reserved_databases)
                      for d in user.databases]
-            extras.users.append((UserCreate(name=user.name, databases=names),
-                                 check_password(user.password)))
+        elif isinstance(engine, AclAccounts) and not user.databases:
+            check_acl_user(user.name, engine.reserved_users)
+            names = []
+        else:
+            raise InvalidInput(f"{engine.display_name} users have no databases")
+        extras.users.append((UserCreate(name=user.name, databases=names),
+                             check_password(user.password)))
     if spec.configuration:
         with svc.store.session() as s:
             config = s.get(Configuration, spec.configuration)
@@ -106,8 +112,8 @@ def _apply(request: Request, principal: Principal, cluster_id: str, extras: Extr
                         "not made", cluster_id)
             return
         # Hoard makes an ``app`` database itself; asking for it again is not an error.
-        existing = {d.name for d in accounts.list_databases(cluster_id, principal,
-                                                            request)["databases"]}
+        existing = {d.name for d in accounts.list_databases(
+            cluster_id, principal, request)["databases"]} if extras.databases else set()
         for db in extras.databases:
             if db.name in existing:
                 continue
