@@ -161,6 +161,11 @@ def test_instance_lifecycle(tenant: Tenant, engine: str) -> None:
     restored = trove.instances.create(f"{engine}-two", "nano", volume={"size": 1},
                                       datastore=engine, restorePoint={"backupRef": backup.id})
     trove.instances.resize_instance(instance.id, "small")
+    page = t.http.get("/instances", params={"limit": 1}).json()
+    assert len(page["instances"]) == 1 and page["links"][0]["rel"] == "next"
+    marker = page["instances"][0]["id"]
+    rest = t.http.get("/instances", params={"limit": 50, "marker": marker}).json()
+    assert marker not in [i["id"] for i in rest["instances"]] and rest["instances"]
     restored = wait_status(t, restored.id)
     assert sql(engine, restored.ip[0], restored.addresses[0]["port"], "alice",
                PASSWORD + "-2", "shop", "SELECT 4", t.ca_file) == "4"
@@ -289,3 +294,31 @@ def test_redis_instance(tenant: Tenant) -> None:
     assert done.stdout.strip() == "OK", done.stderr
     trove.instances.delete(instance.id)
     until(lambda: instance.id not in {i.id for i in trove.instances.list()})
+
+
+def test_configuration_groups(tenant: Tenant) -> None:
+    http = tenant.http
+    made = http.post("/configurations", json={"configuration": {
+        "name": "tuned", "values": {"max_connections": 100},
+        "datastore": {"type": "postgresql"}}})
+    assert made.status_code == 200, made.text
+    config = made.json()["configuration"]
+    assert config["values"] == {"max_connections": 100} and config["instance_count"] == 0
+    assert config["id"] in [c.id for c in tenant.trove.configurations.list()]
+    bad = http.patch(f"/configurations/{config['id']}",
+                     json={"configuration": {"values": {"max_connections": 1}}})
+    assert bad.status_code == 400 and list(bad.json()) == ["badRequest"]
+    assert http.patch(f"/configurations/{config['id']}", json={"configuration": {
+        "values": {"work_mem": 8192}}}).status_code == 200
+    shown = tenant.trove.configurations.get(config["id"])
+    assert shown.values == {"max_connections": 100, "work_mem": 8192}
+    assert http.put(f"/configurations/{config['id']}", json={"configuration": {
+        "values": {}}}).status_code == 202
+    assert tenant.trove.configurations.get(config["id"]).values == {}
+    unknown = http.post("/configurations", json={"configuration": {
+        "name": "other", "values": {}, "datastore": {"type": "postgresql",
+                                                    "version": "7.4"}}})
+    assert (unknown.status_code, unknown.json()) == (
+        404, fault("itemNotFound", 404, "Datastore version '7.4' cannot be found."))
+    assert http.delete(f"/configurations/{config['id']}").status_code == 202
+    assert http.get(f"/configurations/{config['id']}").status_code == 404
