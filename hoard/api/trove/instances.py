@@ -51,17 +51,17 @@ def size_of(flavor_ref: str | int) -> str:
     return name
 
 
-def _current_kind(request: Request, cluster_id: str) -> str | None:
-    """The kind of operation holding an UPDATING cluster (resize, restart, ...)."""
+def _current_change(request: Request, cluster_id: str) -> tuple[str, dict[str, Any]] | None:
+    """The kind and parameters of the operation holding an UPDATING cluster."""
     with services(request).store.session() as s:
         cluster = s.get(Cluster, cluster_id)
         op = s.get(Operation, cluster.operation_id) if cluster and cluster.operation_id else None
-        return op.kind if op else None
+        return (op.kind, dict(op.params or {})) if op else None
 
 
 def _view(request: Request, project_id: str, c: ClusterView) -> dict[str, Any]:
-    kind = _current_kind(request, c.id) if c.status == "UPDATING" else None
-    return instance_view(c, base_url(request, project_id), kind)
+    change = _current_change(request, c.id) if c.status == "UPDATING" else None
+    return instance_view(c, base_url(request, project_id), change)
 
 
 def cluster_create(request: Request, spec: InstanceSpec) -> ClusterCreate:

@@ -8,16 +8,24 @@ from typing import Any
 from hoard.api.schemas import ClusterView
 from hoard.api.trove.catalog import flavor_view
 
-# Trove's status for each of Hoard's; UPDATING is refined by the running operation.
+# Trove's status for each of Hoard's; UPDATING is refined by the running change.
 STATUS = {"BUILDING": "BUILD", "ACTIVE": "ACTIVE", "DEGRADED": "ACTIVE",
           "FAILED": "ERROR", "DELETING": "SHUTDOWN", "STOPPED": "SHUTDOWN"}
-OPERATION_STATUS = {"resize": "RESIZE", "restart": "REBOOT", "stop": "SHUTDOWN",
-                    "start": "REBOOT", "update": "RESIZE", "reconfigure": "ACTIVE"}
+OPERATION_STATUS = {"restart": "REBOOT", "start": "REBOOT", "stop": "SHUTDOWN",
+                    "scale": "RESIZE", "switchover": "PROMOTE", "promote": "PROMOTE"}
 
 
-def instance_status(c: ClusterView, operation_kind: str | None) -> str:
+def change_status(kind: str | None, params: dict[str, Any]) -> str:
+    """Trove's status while a change holds the instance. A size or storage change is
+    a RESIZE; attaching a configuration leaves the instance ACTIVE, as in Trove."""
+    if kind == "update":
+        return "RESIZE" if {"size", "storage_gb"} & params.keys() else "ACTIVE"
+    return OPERATION_STATUS.get(kind or "", "BUILD")
+
+
+def instance_status(c: ClusterView, change: tuple[str, dict[str, Any]] | None) -> str:
     if c.status == "UPDATING":
-        return OPERATION_STATUS.get(operation_kind or "", "BUILD")
+        return change_status(*(change or (None, {})))
     if c.status == "ACTIVE" and c.pending_restart:
         return "RESTART_REQUIRED"
     return STATUS.get(c.status, "ERROR")
@@ -28,14 +36,15 @@ def operating_status(c: ClusterView) -> str:
             "STOPPED": "SHUTDOWN", "BUILDING": "BUILD"}.get(c.status, "UNKNOWN")
 
 
-def instance_view(c: ClusterView, base: str, operation_kind: str | None = None,
+def instance_view(c: ClusterView, base: str,
+                  change: tuple[str, dict[str, Any]] | None = None,
                   detail: bool = True) -> dict[str, Any]:
     """The Trove instance document for a cluster; ``base`` is ``.../v1.0/{project}``."""
     writable = next((e for e in c.endpoints if e.role == "read-write"), None)
     link = f"{base}/instances/{c.id}"
     flavor = flavor_view(c.size)
     view: dict[str, Any] = {
-        "id": c.id, "name": c.name, "status": instance_status(c, operation_kind),
+        "id": c.id, "name": c.name, "status": instance_status(c, change),
         "operating_status": operating_status(c),
         "links": [{"href": link, "rel": "self"}, {"href": link, "rel": "bookmark"}],
         "flavor": {"id": flavor["str_id"], "links": []},
