@@ -156,6 +156,9 @@ def test_instance_lifecycle(tenant: Tenant, engine: str) -> None:
     assert backup.status in ("NEW", "BUILDING")
     until(lambda: trove.backups.get(backup.id).status == "COMPLETED")
     assert backup.id in [b.id for b in trove.instances.backups(instance.id)]
+    assert backup.id in [row["ID"] for row in t.cli("backup", "list")]
+    shown = t.cli("instance", "show", instance.id)
+    assert shown["status"] == "ACTIVE" and shown["datastore"] == engine
     wait_status(t, instance.id)
 
     restored = trove.instances.create(f"{engine}-two", "nano", volume={"size": 1},
