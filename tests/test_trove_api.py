@@ -325,3 +325,16 @@ def test_configuration_groups(tenant: Tenant) -> None:
         404, fault("itemNotFound", 404, "Datastore version '7.4' cannot be found."))
     assert http.delete(f"/configurations/{config['id']}").status_code == 202
     assert http.get(f"/configurations/{config['id']}").status_code == 404
+
+
+def test_replica_count_makes_a_replicated_instance(tenant: Tenant) -> None:
+    trove = tenant.trove
+    instance = trove.instances.create("replicated", "nano", volume={"size": 1},
+                                      datastore="postgresql", replica_count=1)
+    refused = tenant.http.post("/instances", json={"instance": {
+        **GOOD, "name": "follower", "replica_of": instance.id}})
+    assert refused.status_code == 400 and list(refused.json()) == ["badRequest"]
+    instance = wait_status(tenant, instance.id, timeout=180)
+    assert instance.replica_count == 1 and instance.ip
+    trove.instances.delete(instance.id)
+    until(lambda: instance.id not in {i.id for i in trove.instances.list()})
