@@ -27,6 +27,7 @@ from hoard.api.routes import (
     projects,
     workers,
 )
+from hoard.api.trove import app as trove
 from hoard.settings import Settings
 from hoard.workflows import runtime
 from hoard.workflows.services import build
@@ -72,6 +73,7 @@ def create_app(settings: Settings, run_workers: bool = True) -> FastAPI:
     for module in (clusters, cluster_changes, accounts, backups, configurations, operations,
                    catalog, projects, workers):
         app.include_router(module.router)
+    trove.install(app)
     openapi.install(app)
 
     @app.get("/v2", tags=["meta"])

@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hoard.api.auth import PUBLIC_PATHS, identify, remembered, token_digest
 from hoard.api.metrics import ApiMetrics
 from hoard.api.problems import problem, unauthorized
+from hoard.api.trove.auth import is_trove_path
 from hoard.domain.errors import Unauthorized
 
 MAX_JSON_DEPTH = 32  # Hoard's own bodies nest 3 levels; this leaves room, not recursion
@@ -102,7 +103,8 @@ class Gate:
         self.requests.labels(scope["method"], route, str(status)).inc()
 
     async def _refusal(self, request: Request) -> Response | None:
-        if request.url.path not in PUBLIC_PATHS:
+        # The Trove API reads its own X-Auth-Token (hoard/api/trove/auth.py).
+        if request.url.path not in PUBLIC_PATHS and not is_trove_path(request.url.path):
             try:
                 # Kept in the request's state, where the route's dependency finds it.
                 # A token seen in the last few seconds is answered here; only a
