@@ -21,6 +21,7 @@ of their disk fail with messages that never name it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
@@ -187,7 +188,14 @@ def _observe_batch(pool: ThreadPoolExecutor, clusters: list[models.Cluster]) -> 
     return sum(len(nodes) for _, nodes, _ in pending)
 
 
-def _node_record(node: models.Node, o: Observation) -> tuple[NodeStatus, str]:
+def _paired(nodes: list[models.Node], observations: list[Observation]
+            ) -> Iterator[tuple[models.Node, Observation]]:
+    """Each node that was observed, with its observation."""
+    by_id = {o.node_id: o for o in observations}
+    return ((node, by_id[node.id]) for node in nodes if node.id in by_id)
+
+
+def _node_record(o: Observation) -> tuple[NodeStatus, str]:
     """The status and reason an observation gives a node."""
     return (NodeStatus.HEALTHY, "") if o.healthy else (NodeStatus.UNHEALTHY, o.detail)
 
@@ -201,14 +209,10 @@ def _overall(nodes: list[models.Node]) -> tuple[ClusterStatus, str]:
 
 def _differs(cluster: models.Cluster, observations: list[Observation]) -> bool:
     """Whether recording the observations would change the cluster as it was loaded."""
-    by_id = {o.node_id: o for o in observations}
-    for node in cluster.nodes:
-        o = by_id.get(node.id)
-        if o is None:
-            continue
+    for node, o in _paired(list(cluster.nodes), observations):
         if o.storage is not None and _moved(node, o.storage):
             return True
-        if (node.status, node.status_reason) != _node_record(node, o):
+        if (node.status, node.status_reason) != _node_record(o):
             return True
     return (cluster.status, cluster.status_reason) != _overall(list(cluster.nodes))
 
@@ -217,15 +221,11 @@ def _record(s: Session, cluster_id: str, observations: list[Observation]) -> Non
     current = s.get(models.Cluster, cluster_id)
     if current is None or current.status not in OBSERVED:
         return  # deleted or taken over by an operation meanwhile
-    by_id = {o.node_id: o for o in observations}
-    for node in current.nodes:
-        o = by_id.get(node.id)
-        if o is None:
-            continue
+    for node, o in _paired(list(current.nodes), observations):
         if o.storage is not None and _moved(node, o.storage):
             node.storage_used_bytes = o.storage.used_bytes
             node.storage_total_bytes = o.storage.total_bytes
-        status, reason = _node_record(node, o)
+        status, reason = _node_record(o)
         # Write only changes: the store is not a heartbeat log.
         if (node.status, node.status_reason) != (status, reason):
             if node.status != status:
