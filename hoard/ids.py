@@ -30,3 +30,13 @@ def new_id() -> str:
     rand_a, rand_b = rand >> 62, rand & ((1 << 62) - 1)
     value = (ms << 80) | (0x7 << 76) | (rand_a << 64) | (0x2 << 62) | rand_b
     return str(uuid.UUID(int=value))
+
+
+def is_id(value: str) -> bool:
+    """Whether ``value`` has the shape of an id (a UUID): markers and ids in a query
+    are checked with this before they reach the store."""
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True

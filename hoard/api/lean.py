@@ -18,7 +18,6 @@ tests/test_listing.py holds both paths to byte-identical output.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -30,6 +29,7 @@ from hoard.api import listing
 from hoard.api.auth import Principal
 from hoard.api.loopread import LoopReader
 from hoard.domain.status import ClusterStatus
+from hoard.ids import is_id
 
 PATH = "/v2/clusters"
 DEFAULT_LIMIT, MAX_LIMIT, MAX_ENGINE = 50, 1000, 32  # the FastAPI route's own rules
@@ -50,7 +50,7 @@ def plain_query(raw: bytes) -> dict[str, str] | None:
     limit = params.get("limit", str(DEFAULT_LIMIT))
     if not (limit.isascii() and limit.isdigit() and 1 <= int(limit) <= MAX_LIMIT):
         return None
-    if "marker" in params and not _is_uuid(params["marker"]):
+    if "marker" in params and not is_id(params["marker"]):
         return None
     if "status" in params and params["status"] not in _STATUSES:
         return None
@@ -58,14 +58,6 @@ def plain_query(raw: bytes) -> dict[str, str] | None:
         return None
     params["limit"] = str(int(limit))
     return params
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 def page(services: Any, principal: Principal, params: dict[str, str]) -> bytes:

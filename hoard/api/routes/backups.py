@@ -4,7 +4,6 @@ restore needs before any work starts (which backup, which time, which window).""
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -28,6 +27,7 @@ from hoard.api.views import utc
 from hoard.domain.errors import Conflict, InvalidInput, NotFound
 from hoard.domain.status import ClusterStatus
 from hoard.engines.base import Backups, IncrementalBackups
+from hoard.ids import is_id
 from hoard.store import models
 from hoard.workflows import backups
 from hoard.workflows.scheduler import cron_problem, delete_backup, new_backup
@@ -107,11 +107,8 @@ def list_backups(
 ) -> BackupPage:
     svc = _services(request)
     for value, what in ((marker, "marker"), (cluster_id, "cluster_id")):
-        if value is not None:
-            try:
-                uuid.UUID(value)
-            except ValueError:
-                raise InvalidInput(f"{what} {value!r} is not an id") from None
+        if value is not None and not is_id(value):
+            raise InvalidInput(f"{what} {value!r} is not an id")
     query = select(models.Backup).where(models.Backup.project_id == principal.project_id)
     if cluster_id:
         query = query.where(models.Backup.cluster_id == cluster_id)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -28,7 +27,7 @@ from hoard.domain.catalog import SIZES
 from hoard.domain.errors import Conflict, InvalidInput, NotFound
 from hoard.domain.status import ClusterStatus
 from hoard.engines.base import Replication
-from hoard.ids import new_id
+from hoard.ids import is_id, new_id
 from hoard.store import locks
 from hoard.store.models import Cluster, Configuration, Event, Project
 from hoard.workflows import cluster_scale, cluster_update
@@ -260,11 +259,8 @@ def list_events(
                                         json_schema_extra=ID_SCHEMA)] = None,
 ) -> EventPage:
     """What happened to the cluster, oldest first, and why anything failed."""
-    if marker is not None:
-        try:
-            uuid.UUID(marker)
-        except ValueError:
-            raise InvalidInput(f"marker {marker!r} is not an event id") from None
+    if marker is not None and not is_id(marker):
+        raise InvalidInput(f"marker {marker!r} is not an event id")
     with _services(request).store.session() as s:
         get_cluster(s, principal, cluster_id)
         query = select(Event).where(Event.cluster_id == cluster_id)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -28,7 +27,7 @@ from hoard.domain.catalog import SIZES
 from hoard.domain.errors import Conflict, InvalidInput
 from hoard.domain.status import ClusterStatus, NodeStatus
 from hoard.engines.base import Credentials, Replication
-from hoard.ids import new_id
+from hoard.ids import is_id, new_id
 from hoard.security.secrets import generate_password
 from hoard.store import locks, operations
 from hoard.store.models import Cluster, Node, Project
@@ -144,12 +143,8 @@ def create_cluster(body: ClusterCreate, principal: Auth, request: Request) -> Ac
 
 
 def _check_marker(marker: str | None) -> None:
-    if marker is None:
-        return
-    try:
-        uuid.UUID(marker)
-    except ValueError:
-        raise InvalidInput(f"marker {marker!r} is not a cluster id") from None
+    if marker is not None and not is_id(marker):
+        raise InvalidInput(f"marker {marker!r} is not a cluster id")
 
 
 @router.get("", response_model=ClusterPage)

@@ -7,7 +7,6 @@ cluster runs with must not change under it. Make a new one and attach it.
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -27,7 +26,7 @@ from hoard.domain import parameters
 from hoard.domain.catalog import MAX_STORAGE_GB
 from hoard.domain.errors import Conflict, InvalidInput, NotFound
 from hoard.domain.status import OperationStatus
-from hoard.ids import new_id
+from hoard.ids import is_id, new_id
 from hoard.store.models import Cluster, Configuration, Operation
 from hoard.workflows.services import Services
 
@@ -98,11 +97,8 @@ def list_configurations(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     marker: Annotated[str | None, Query(json_schema_extra=ID_SCHEMA)] = None,
 ) -> dict[str, list[ConfigurationView] | str | None]:
-    if marker is not None:
-        try:
-            uuid.UUID(marker)
-        except ValueError:
-            raise InvalidInput(f"marker {marker!r} is not a configuration id") from None
+    if marker is not None and not is_id(marker):
+        raise InvalidInput(f"marker {marker!r} is not a configuration id")
     with _services(request).store.session() as s:
         query = select(Configuration).where(Configuration.project_id == principal.project_id)
         if marker:
