@@ -214,3 +214,34 @@ def test_a_configuration_being_attached_cannot_change() -> None:
         assert op["status"] == "succeeded", op["error"]
         assert client.get(f"/v2/configurations/{config}").json()["values"] == {"work_mem": 8192}
         delete_cluster(client, cluster["id"])
+
+
+def test_a_cluster_starts_with_its_configuration(
+        tenant: httpx.Client, admin: httpx.Client, hoard: HoardServer) -> None:
+    """A configuration given at create is what the servers start with (no restart
+    waiting); one that is not the project's, not for the engine, or too big for the
+    size is refused before anything is made."""
+    config = _config(tenant, "from-the-start", {"max_connections": 40, "work_mem": 8192})
+    big = _config(tenant, "too-big-for-nano", {"shared_buffers": 200})
+    before = tenant.get("/v2/clusters").json()["clusters"]
+    body = {"name": "configured", "engine": "postgresql", "size": "nano", "storage_gb": 1}
+    assert_problem(tenant.post("/v2/clusters", json={**body, "configuration_id": big}), 422,
+                   "shared_buffers: 200 MB does not fit a nano node")
+    assert_problem(tenant.post("/v2/clusters", json={**body, "configuration_id": "x/../y"}),
+                   422, "not an id")
+    assert_problem(tenant.post("/v2/clusters", json={
+        **body, "engine": "mariadb", "configuration_id": config}), 422,
+        "is for postgresql")
+    with hoard.client(new_tenant(admin, f"stranger-{time.monotonic_ns()}")) as stranger:
+        assert_problem(stranger.post("/v2/clusters", json={**body, "configuration_id": config}),
+                       404, "no configuration")
+    assert tenant.get("/v2/clusters").json()["clusters"] == before
+    made = create_cluster(tenant, "configured", storage_gb=1, configuration_id=config)
+    try:
+        assert (made["configuration_id"], made["pending_restart"]) == (config, [])
+        assert (_show(tenant, made["id"], "max_connections"),
+                _show(tenant, made["id"], "work_mem")) == ("40", "8MB")
+        assert tenant.get(f"/v2/configurations/{config}").json()["clusters"] == [made["id"]]
+        assert_problem(tenant.delete(f"/v2/configurations/{config}"), 409, "attached")
+    finally:
+        delete_cluster(tenant, made["id"])

@@ -125,8 +125,8 @@ def test_instance_lifecycle(tenant: Tenant, engine: str) -> None:
     host, port = instance.ip[0], instance.addresses[0]["port"]
     assert port == STANDARD_PORT[engine] and instance.hostname == host
 
-    # Databases and users of the request are made once the instance is ACTIVE.
-    until(lambda: "alice" in [u.name for u in trove.users.list(instance.id)])
+    # Databases and users of the request are made before the instance is ACTIVE.
+    assert "alice" in [u.name for u in trove.users.list(instance.id)]
     assert "shop" in [d.name for d in trove.databases.list(instance.id)]
     assert sql(engine, host, port, "alice", PASSWORD, "shop", "SELECT 1", t.ca_file) == "1"
     listed = t.cli("db", "list", instance.id)
@@ -162,7 +162,8 @@ def test_instance_lifecycle(tenant: Tenant, engine: str) -> None:
     wait_status(t, instance.id)
 
     restored = trove.instances.create(f"{engine}-two", "nano", volume={"size": 1},
-                                      datastore=engine, restorePoint={"backupRef": backup.id})
+                                      datastore=engine, restorePoint={"backupRef": backup.id},
+                                      configuration=config.id)
     trove.instances.resize_instance(instance.id, "small")
     page = t.http.get("/instances", params={"limit": 1}).json()
     assert len(page["instances"]) == 1 and page["links"][0]["rel"] == "next"
@@ -170,6 +171,7 @@ def test_instance_lifecycle(tenant: Tenant, engine: str) -> None:
     rest = t.http.get("/instances", params={"limit": 50, "marker": marker}).json()
     assert marker not in [i["id"] for i in rest["instances"]] and rest["instances"]
     restored = wait_status(t, restored.id)
+    assert restored.configuration["id"] == config.id
     assert sql(engine, restored.ip[0], restored.addresses[0]["port"], "alice",
                PASSWORD + "-2", "shop", "SELECT 4", t.ca_file) == "4"
 
@@ -214,6 +216,12 @@ GOOD = {"name": "fine", "flavorRef": "nano", "volume": {"size": 1},
      fault("badRequest", 400, "a user's password must be 8 to 128 characters")),
     ({"databases": [{"name": "pg_bad"}]}, 400,
      fault("badRequest", 400, "database name 'pg_bad' is reserved")),
+    ({"users": [{"name": "bob", "password": PASSWORD, "databases": [{"name": "nowhere"}]}]},
+     400, fault("badRequest", 400, "user 'bob': no such database: nowhere")),
+    ({"users": [{"name": "bob", "password": PASSWORD}, {"name": "bob", "password": PASSWORD}]},
+     400, fault("badRequest", 400, "each user may be given once")),
+    ({"configuration": "00000000-0000-4000-8000-000000000000"}, 404,
+     fault("itemNotFound", 404, "no configuration '00000000-0000-4000-8000-000000000000'")),
 ])
 def test_bad_instance_changes_nothing(tenant: Tenant, change: dict[str, Any], status: int,
                                       body: dict[str, Any]) -> None:
@@ -288,7 +296,7 @@ def test_redis_instance(tenant: Tenant) -> None:
          "--no-auth-warning", "PING"], capture_output=True, text=True, timeout=30,
         check=False)
     assert done.stdout.strip() == "PONG", done.stderr
-    until(lambda: "reader" in [u.name for u in trove.users.list(instance.id)])
+    assert "reader" in [u.name for u in trove.users.list(instance.id)]
     done = subprocess.run(
         [shutil.which("redis-cli") or "redis-cli", "-h", host, "-p", str(port), "--tls",
          "--cacert", str(tenant.ca_file), "--user", "reader", "--pass", PASSWORD,
@@ -338,3 +346,32 @@ def test_replica_count_makes_a_replicated_instance(tenant: Tenant) -> None:
     assert instance.replica_count == 1 and instance.ip
     trove.instances.delete(instance.id)
     until(lambda: instance.id not in {i.id for i in trove.instances.list()})
+
+
+def test_accounts_of_a_create_survive_a_killed_worker() -> None:
+    """The databases and users of a create are a step of its durable workflow: Hoard
+    killed right after making them (before the step is recorded) and started again
+    finishes the create with them, made once."""
+    step = "create databases and users"
+    with hoard_server({"HOARD_PAUSE_STEP": step}) as server:
+        t = Tenant(server, "trove-crash")
+        made = t.http.post("/instances", json={"instance": {
+            **GOOD, "name": "survivor", "databases": [{"name": "shop"}],
+            "users": [{"name": "alice", "password": PASSWORD,
+                       "databases": [{"name": "shop"}]}]}})
+        assert made.status_code == 200, made.text
+        instance_id = made.json()["instance"]["id"]
+        with server.client(t.token) as v2:
+            op_id = v2.get(f"/v2/clusters/{instance_id}/events").json()[
+                "events"][0]["operation_id"]
+            until(lambda: any("paused" in s.get("detail", "") for s in v2.get(
+                f"/v2/operations/{op_id}").json()["steps"] if s["name"] == step))
+        server.kill9()
+        server.env.pop("HOARD_PAUSE_STEP", None)
+        server.start()
+        instance = wait_status(t, instance_id)
+        assert [u.name for u in t.trove.users.list(instance_id)] == ["alice"]
+        assert sql("postgresql", instance.ip[0], instance.addresses[0]["port"], "alice",
+                   PASSWORD, "shop", "SELECT 5", t.ca_file) == "5"
+        t.trove.instances.delete(instance_id)
+        until(lambda: instance_id not in {i.id for i in t.trove.instances.list()})

@@ -45,6 +45,10 @@ class ClusterCreate(Strict):
                           "replica has it; default: the engine's (GET /v2/engines)")
     storage_gb: int = Field(10, ge=MIN_STORAGE_GB, le=MAX_STORAGE_GB)
     restore: RestoreSpec | None = Field(None, description="Make the cluster from a backup")
+    configuration_id: str | None = Field(
+        None, description="A configuration (GET /v2/configurations) of the cluster's engine "
+                          "and version to start with: no restart later",
+        json_schema_extra=ID_SCHEMA)
     provider: str | None = Field(
         None, max_length=32, pattern=r"^[a-z][a-z0-9-]*$",
         description="Where the cluster runs, for its whole life; default: the operator's "

@@ -169,3 +169,31 @@ def account_change(op_id: str, cluster_id: str, action: str, spec: dict[str, Any
     except Exception as exc:
         status = exc.status if isinstance(exc, HoardError) else 500
         undo(op_id, cluster_id, action, done, spec, short_reason(exc), status)
+
+
+def make_initial(engine: Engine, ctx: NodeContext, ca: str, accounts: dict[str, Any],
+                 unseal: Any) -> None:
+    """Make the databases and users a create asked for (``accounts``: databases
+    with charset and collation, users with a sealed password and databases).
+    Safe to run again: what exists is kept, passwords and grants are set again."""
+    if isinstance(engine, SqlAccounts):
+        have = {d.name for d in engine.list_databases(ctx, ca)}
+        for db in accounts.get("databases", []):
+            if db["name"] not in have:
+                try:
+                    engine.create_database(ctx, ca, db["name"], db.get("charset"),
+                                           db.get("collation"))
+                except ValueError as exc:
+                    raise InvalidInput(str(exc)) from None
+        for user in accounts.get("users", []):
+            engine.create_user(ctx, ca, user["name"], unseal(user["password"]))
+            for db in user.get("databases", []):
+                engine.grant(ctx, ca, user["name"], db)
+    elif isinstance(engine, AclAccounts):
+        have = {u.name for u in engine.list_users(ctx, ca)}
+        for user in accounts.get("users", []):
+            if user["name"] in have:
+                engine.set_password(ctx, ca, user["name"], unseal(user["password"]))
+            else:
+                engine.create_user(ctx, ca, user["name"], unseal(user["password"]),
+                                   user["keys"], user["categories"])

@@ -22,11 +22,13 @@ from hoard.domain.status import ClusterStatus, NodeStatus
 from hoard.engines.base import Backups, IncrementalBackups, NodeContext, Topology
 from hoard.store import models, operations
 from hoard.workflows import addresses
+from hoard.workflows.accounts import make_initial
 from hoard.workflows.backups import restore_inputs
 from hoard.workflows.members import (
     configure_node,
     ensure_endpoint,
     ha_engine,
+    primary,
     record_roles,
     replicated,
     start_joiners,
@@ -50,9 +52,15 @@ READY_TIMEOUT = 120.0
 _COMPLAINTS = (re.compile(r"FATAL|PANIC"), re.compile(r"ERROR"), re.compile(r"[Ee]rror"))
 
 
-def steps_for(replicated: bool, restore: bool) -> list[str]:
+ACCOUNTS_STEP = "create databases and users"
+
+
+def steps_for(replicated: bool, restore: bool, accounts: bool = False) -> list[str]:
+    """The plan: a replicated cluster forms before it opens; databases and users
+    asked for at create are made last, on the formed cluster, before it is ACTIVE."""
     base = RESTORE_STEPS if restore else STEPS
-    return [*base[:-1], *HA_STEPS, base[-1]] if replicated else list(base)
+    extra = [*(HA_STEPS if replicated else []), *([ACCOUNTS_STEP] if accounts else [])]
+    return [*base[:-1], *extra, base[-1]]
 
 
 @DBOS.step()
@@ -324,6 +332,16 @@ def create_admin(op_id: str, cluster_id: str) -> None:
 
 
 @DBOS.step()
+def create_accounts(op_id: str, cluster_id: str, accounts: dict[str, Any]) -> None:
+    svc = services()
+    with recorded(op_id, ACCOUNTS_STEP):
+        cluster = load_cluster(cluster_id)
+        assert cluster is not None
+        engine, ctx, _ = primary(cluster)
+        make_initial(engine, ctx, svc.ca_file, accounts, svc.box.open)
+
+
+@DBOS.step()
 def activate(op_id: str, cluster_id: str) -> None:
     svc = services()
     with recorded(op_id, "activate"), svc.store.session() as s:
@@ -380,6 +398,8 @@ def create_cluster(op_id: str, cluster_id: str) -> None:
         if params.get("replicated"):
             form_cluster(op_id, cluster_id)
             open_endpoints(op_id, cluster_id)
+        if params.get("accounts"):
+            create_accounts(op_id, cluster_id, params["accounts"])
         activate(op_id, cluster_id)
     except Exception as exc:
         compensate(op_id, cluster_id, short_reason(exc))

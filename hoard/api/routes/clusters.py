@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from hoard.api import changes, lean
 from hoard.api.auth import Principal, authenticate
@@ -23,14 +24,15 @@ from hoard.api.schemas import (
     CredentialsView,
 )
 from hoard.api.views import cluster_view, endpoints, operation_view
+from hoard.domain import parameters
 from hoard.domain.catalog import SIZES
-from hoard.domain.errors import Conflict, InvalidInput
+from hoard.domain.errors import Conflict, InvalidInput, NotFound
 from hoard.domain.status import ClusterStatus, NodeStatus
 from hoard.engines.base import Credentials, Replication
 from hoard.ids import is_id, new_id
 from hoard.security.secrets import generate_password
 from hoard.store import locks, operations
-from hoard.store.models import Cluster, Node, Project
+from hoard.store.models import Cluster, Configuration, Node, Project
 from hoard.workflows import cluster_create, cluster_delete, runtime
 from hoard.workflows.scheduler import delete_backup, new_backup
 from hoard.workflows.services import Services
@@ -83,10 +85,39 @@ def _check_replication(svc: Services, body: ClusterCreate) -> str:
     return durability
 
 
+def _configuration(svc: Services, s: Session, principal: Principal, body: ClusterCreate,
+                   version: str) -> str | None:
+    """The configuration the cluster starts with, if one is asked for: the project's,
+    for the same engine and version, its sized values within the cluster's size and
+    storage. Read under the project's lock, which its edits also take."""
+    if body.configuration_id is None:
+        return None
+    if not is_id(body.configuration_id):
+        raise InvalidInput(f"configuration_id {body.configuration_id!r} is not an id")
+    config = s.get(Configuration, body.configuration_id)
+    if config is None or config.project_id != principal.project_id:
+        raise NotFound(f"no configuration {body.configuration_id!r}")
+    if (config.engine, config.version) != (body.engine, version):
+        raise InvalidInput(f"configuration {config.name!r} is for {config.engine} "
+                           f"{config.version}; the cluster would run {body.engine} {version}")
+    parameters.check_fit(svc.engines[body.engine].parameters(), dict(config.values),
+                         SIZES[body.size], body.storage_gb)
+    return config.id
+
+
 @router.post("", status_code=202, response_model=Accepted)
 def create_cluster(body: ClusterCreate, principal: Auth, request: Request) -> Accepted:
     """Start building a cluster; poll the returned operation to follow it."""
-    svc = _services(request)
+    return create(_services(request), principal, body)
+
+
+def create(svc: Services, principal: Principal, body: ClusterCreate,
+           accounts: dict[str, Any] | None = None) -> Accepted:
+    """Record the cluster and its create operation, and start the workflow.
+
+    ``accounts`` (databases and users to make before the cluster is ACTIVE, passwords
+    sealed) is for callers that take them at create, as the Trove API does: the
+    create workflow makes them as one of its durable steps."""
     provider = body.provider or svc.settings.provider
     if provider not in svc.providers:
         raise InvalidInput(f"unknown provider {provider!r}; available: "
@@ -112,11 +143,13 @@ def create_cluster(body: ClusterCreate, principal: Auth, request: Request) -> Ac
                 raise Conflict(f"a cluster named {body.name!r} already exists in this project")
             changes.check_quota(s, project, clusters=1, nodes=body.nodes,
                                  storage_gb=body.nodes * body.storage_gb)
+            version = restore["version"] if restore else version
+            configuration_id = _configuration(svc, s, principal, body, version)
             op_id = new_id()
             cluster = Cluster(
                 id=new_id(), project_id=project.id, name=body.name, engine=body.engine,
                 operation_id=op_id, provider=provider,
-                version=restore["version"] if restore else version, size=body.size,
+                version=version, configuration_id=configuration_id, size=body.size,
                 node_count=body.nodes, storage_gb=body.storage_gb, durability=durability,
                 status=ClusterStatus.BUILDING, status_reason="", admin_user=admin_user,
                 admin_password=admin_password, service_password=service_password,
@@ -128,10 +161,12 @@ def create_cluster(body: ClusterCreate, principal: Auth, request: Request) -> Ac
                 for i in range(body.nodes)
             ]
             s.add(cluster)
-            steps = cluster_create.steps_for(body.nodes > 1, bool(restore))
+            steps = cluster_create.steps_for(body.nodes > 1, bool(restore), bool(accounts))
             params: dict[str, Any] = {"replicated": body.nodes > 1}
             if restore:
                 params["restore"] = {"backup_id": restore["backup_id"], "time": restore["time"]}
+            if accounts:
+                params["accounts"] = accounts
             op = operations.new_operation(s, project.id, cluster.id, "create", steps,
                                           params=params, op_id=op_id)
             s.flush()

@@ -27,6 +27,7 @@ from hoard.domain.catalog import MAX_STORAGE_GB
 from hoard.domain.errors import Conflict, InvalidInput, NotFound
 from hoard.domain.status import OperationStatus
 from hoard.ids import is_id, new_id
+from hoard.store import locks
 from hoard.store.models import Cluster, Configuration, Operation
 from hoard.workflows.services import Services
 
@@ -121,6 +122,7 @@ def update_configuration(config_id: str, body: ConfigurationUpdate, principal: A
                          request: Request) -> ConfigurationView:
     svc = _services(request)
     with svc.store.session() as s:
+        locks.hold_project(s, principal.project_id)  # a create may be taking it
         config = _get(s, principal, config_id)
         if _view(s, config).clusters or _being_attached(s, config):
             raise Conflict("the configuration is attached to clusters; create a new one and "
@@ -138,6 +140,7 @@ def update_configuration(config_id: str, body: ConfigurationUpdate, principal: A
 @router.delete("/{config_id}", status_code=204, response_class=Response)
 def delete_configuration(config_id: str, principal: Auth, request: Request) -> Response:
     with _services(request).store.session() as s:
+        locks.hold_project(s, principal.project_id)  # a create may be taking it
         config = _get(s, principal, config_id)
         attached = _view(s, config).clusters
         if attached:

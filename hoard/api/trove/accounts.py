@@ -14,7 +14,7 @@ from hoard.api.routes import accounts, clusters
 from hoard.api.schemas import DatabaseCreate, UserCreate
 from hoard.api.trove.auth import tenant
 from hoard.api.trove.catalog import services
-from hoard.api.trove.followups import check_password
+from hoard.api.trove.initial_accounts import check_password
 from hoard.api.trove.models import DatabaseRef, Lenient, UserRef
 from hoard.domain.errors import Conflict, InvalidInput, NotFound
 from hoard.domain.status import ClusterStatus

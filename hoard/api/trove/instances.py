@@ -13,7 +13,7 @@ from hoard.api import lean
 from hoard.api.auth import Principal
 from hoard.api.routes import cluster_changes, clusters
 from hoard.api.schemas import ClusterCreate, ClusterPatch, ClusterView
-from hoard.api.trove import followups
+from hoard.api.trove import initial_accounts
 from hoard.api.trove.auth import tenant
 from hoard.api.trove.catalog import find_engine, find_version, services
 from hoard.api.trove.models import InstanceCreate, InstanceSpec, InstanceUpdate
@@ -82,6 +82,8 @@ def cluster_create(request: Request, spec: InstanceSpec) -> ClusterCreate:
         data["storage_gb"] = spec.volume.size
     if spec.restorePoint is not None:
         data["restore"] = {"backup_id": spec.restorePoint.backupRef}
+    if spec.configuration is not None:
+        data["configuration_id"] = spec.configuration
     body: ClusterCreate = strict(ClusterCreate, data)
     return body
 
@@ -89,14 +91,11 @@ def cluster_create(request: Request, spec: InstanceSpec) -> ClusterCreate:
 @router.post("")
 def create_instance(project_id: str, body: InstanceCreate, principal: Tenant,
                     request: Request) -> dict[str, Any]:
-    """200 with the instance in BUILD; databases, users and a configuration in the
-    request are checked now and applied once it is ACTIVE."""
+    """200 with the instance in BUILD; it turns ACTIVE once the databases and users
+    in the request are made (by the create workflow, checked before it starts)."""
     create = cluster_create(request, body.instance)
-    svc = services(request)
-    extras = followups.plan(svc, principal, create, body.instance)
-    accepted = clusters.create_cluster(create, principal, request)
-    if extras is not None:
-        followups.start(request, principal, accepted.cluster.id, extras)
+    accounts = initial_accounts.plan(services(request), create, body.instance)
+    accepted = clusters.create(services(request), principal, create, accounts)
     return {"instance": _view(request, project_id, accepted.cluster)}
 
 
