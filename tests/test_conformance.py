@@ -146,6 +146,25 @@ def test_accounts(tenant: httpx.Client, engine: str, cluster: dict[str, Any]) ->
         run(tenant, "DELETE", f"{base}/databases/shop")
 
 
+def test_admin_password_rotation(tenant: httpx.Client, engine: str,
+                                 cluster: dict[str, Any]) -> None:
+    """The admin account gets a new password: shown once, then by the credentials;
+    the old one stops working."""
+    base = f"/v2/clusters/{cluster['id']}"
+    before = tenant.get(f"{base}/credentials").json()
+    old_uri = uri_of(tenant, cluster)
+    rotated = run(tenant, "POST", f"{base}/credentials/actions/rotate")
+    after = tenant.get(f"{base}/credentials").json()
+    assert rotated["user"]["name"] == after["username"] == before["username"]
+    assert rotated["user"]["password"] == after["password"] != before["password"]
+    assert write_read(engine, uri_of(tenant, cluster)) == "ok"
+    with pytest.raises(Exception):  # noqa: B017 - each driver raises its own error
+        write_read(engine, old_uri)
+    ghost = tenant.post("/v2/clusters/00000000-0000-4000-8000-000000000000/credentials/"
+                        "actions/rotate")
+    assert ghost.status_code == 404
+
+
 @pytest.mark.parametrize("name", INJECTIONS)
 def test_bad_names_are_rejected_before_any_work(
     tenant: httpx.Client, engine: str, cluster: dict[str, Any], name: str

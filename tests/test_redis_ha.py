@@ -167,6 +167,26 @@ def test_tenant_users_reach_every_member(cluster: HaCluster) -> None:
             assert conn.execute_command("ACL", "GETUSER", "gone") is None
 
 
+def test_admin_password_reaches_every_member(cluster: HaCluster) -> None:
+    """A new admin password set on the primary works on every member (a failover
+    must not bring the old one back), then the harness's own is put back."""
+    c = cluster
+    ctx = c.ctx(primary(c))
+    rotated = Credentials(ctx.admin.user, "rotated-admin-pass")
+    ENGINE.set_admin_password(replace(ctx, admin=rotated), c.ca_file)
+    try:
+        for other in c.ctxs:
+            with client(other.host, other.port, rotated, c.ca_file) as conn:
+                assert conn.ping()
+            with client(other.host, other.port, ctx.admin, c.ca_file) as conn, \
+                    pytest.raises(redis.AuthenticationError):
+                conn.ping()
+    finally:
+        ENGINE.set_admin_password(ctx, c.ca_file)
+    with client(ctx.host, ctx.port, ctx.admin, c.ca_file) as conn:
+        assert conn.ping()
+
+
 def test_switchover_to_a_chosen_member_loses_nothing(cluster: HaCluster) -> None:
     c = cluster
     old = primary(c)

@@ -145,6 +145,12 @@ def test_instance_lifecycle(tenant: Tenant, engine: str) -> None:
     assert name != "root" and password
     assert sql(engine, host, port, name, password, "shop", "SELECT 3", t.ca_file) == "3"
     assert trove.root.is_instance_root_enabled(instance.id).rootEnabled is True
+    # Enabling root again gives the account a new password, as Trove does.
+    again, rotated = trove.root.create_instance_root(instance.id)
+    assert again == name and rotated != password
+    assert sql(engine, host, port, name, rotated, "shop", "SELECT 3", t.ca_file) == "3"
+    with pytest.raises(AssertionError):
+        sql(engine, host, port, name, password, "shop", "SELECT 3", t.ca_file)
 
     trove.instances.modify(instance.id, config.id)
     until(lambda: trove.instances.get(instance.id)._info.get("configuration"))

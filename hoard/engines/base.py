@@ -164,6 +164,12 @@ class Engine(ABC):
         """Create the tenant's admin account (and default database). Idempotent."""
 
     @abstractmethod
+    def set_admin_password(self, ctx: NodeContext, ca_file: str) -> None:
+        """Give the tenant's admin account ``ctx.admin``'s password, on the node that
+        takes writes (and wherever the engine does not copy accounts by itself).
+        Idempotent; Hoard's own account is untouched."""
+
+    @abstractmethod
     def apply_live(self, ctx: NodeContext, ca_file: str, names: list[str]) -> None:
         """Make the running server take the current value of each dynamic setting
         in ``names`` (after ``configure`` wrote them to its files)."""

@@ -8,13 +8,14 @@ neither behind.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from dbos import DBOS
 
 from hoard.domain.errors import Conflict, HoardError, InvalidInput, NotFound
-from hoard.engines.base import AclAccounts, Engine, NodeContext, SqlAccounts
-from hoard.store import events, operations
+from hoard.engines.base import AclAccounts, Credentials, Engine, NodeContext, SqlAccounts
+from hoard.store import events, models, operations
 from hoard.workflows.members import primary
 from hoard.workflows.services import services
 from hoard.workflows.steps import load_cluster, recorded, short_reason
@@ -27,6 +28,9 @@ PLANS: dict[str, list[str]] = {
     "user.rotate": ["check", "set password"],
     "user.grant": ["check", "grant access"],
     "user.revoke": ["check", "revoke access"],
+    # The tenant's admin account: the engine first, then the record. Hoard itself
+    # signs in with its own account, so no step ever needs the admin's password.
+    "admin.rotate": ["set password", "record password"],
 }
 UNDO = {"create database": "drop database", "create user": "drop user"}
 
@@ -86,7 +90,9 @@ def run_step(op_id: str, cluster_id: str, action: str, step: str, spec: dict[str
     box = services().box
     with recorded(op_id, step):
         engine, ctx, ca = _target(cluster_id)
-        if step == "check":
+        if action == "admin.rotate":
+            _admin_step(engine, ctx, ca, cluster_id, step, spec["password"])
+        elif step == "check":
             _check(engine, ctx, ca, action, spec)
         elif isinstance(engine, SqlAccounts):
             _sql_step(engine, ctx, ca, action, step, spec, box.open)
@@ -118,6 +124,19 @@ def _sql_step(engine: SqlAccounts, ctx: NodeContext, ca: str, action: str, step:
             engine.grant(ctx, ca, _user_name(action, spec), db)
     elif step == "revoke access":
         engine.revoke(ctx, ca, _user_name(action, spec), spec["database"])
+
+
+def _admin_step(engine: Engine, ctx: NodeContext, ca: str, cluster_id: str, step: str,
+                sealed: str) -> None:
+    if step == "set password":
+        admin = Credentials(ctx.admin.user, services().box.open(sealed))
+        engine.set_admin_password(replace(ctx, admin=admin), ca)
+    elif step == "record password":
+        with services().store.session() as s:
+            cluster = s.get(models.Cluster, cluster_id)
+            if cluster is None:
+                raise NotFound("the cluster no longer exists")
+            cluster.admin_password = sealed
 
 
 def _acl_step(engine: AclAccounts, ctx: NodeContext, ca: str, step: str,

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from hoard.api import changes
 from hoard.api.auth import Principal
-from hoard.api.changes import get_cluster
 from hoard.api.routes import accounts, clusters
 from hoard.api.schemas import DatabaseCreate, UserCreate
 from hoard.api.trove.auth import tenant
@@ -17,10 +17,11 @@ from hoard.api.trove.catalog import services
 from hoard.api.trove.initial_accounts import check_password
 from hoard.api.trove.models import DatabaseRef, Lenient, UserRef
 from hoard.domain.errors import Conflict, InvalidInput, NotFound
-from hoard.domain.status import ClusterStatus
+from hoard.domain.status import OperationStatus
 
 router = APIRouter(prefix="/{project_id}/instances/{instance_id}")
 Tenant = Annotated[Principal, Depends(tenant)]
+ROOT_WAIT_SECONDS = 30.0  # Trove's root enable answers with the password in effect
 
 
 class Databases(Lenient):
@@ -161,15 +162,15 @@ def revoke(instance_id: str, name: str, database: str, principal: Tenant,
 
 @router.post("/root")
 def enable_root(instance_id: str, principal: Tenant, request: Request) -> dict[str, Any]:
-    """The tenant's admin account (Hoard never hands out a superuser)."""
-    svc = services(request)
-    with svc.store.session() as s:
-        cluster = get_cluster(s, principal, instance_id)
-        if cluster.status not in (ClusterStatus.ACTIVE, ClusterStatus.DEGRADED):
-            raise Conflict(f"the instance is {cluster.status}; root is available once it is "
-                           "ACTIVE")
-        return {"user": {"name": cluster.admin_user,
-                         "password": svc.box.open(cluster.admin_password)}}
+    """The tenant's admin account with a new password, as Trove's root enable gives
+    root one (Hoard never hands out a superuser): /v2's admin rotation."""
+    result = accounts.rotate_admin_password(instance_id, principal, request, Response())
+    op = changes.wait(services(request), result.operation.id, ROOT_WAIT_SECONDS)
+    if op.status != OperationStatus.SUCCEEDED:
+        raise Conflict(f"the new password is still being set (operation {op.id}); ask again "
+                       "when it ends")
+    assert result.user is not None
+    return {"user": {"name": result.user.name, "password": result.user.password}}
 
 
 @router.get("/root")

@@ -339,6 +339,10 @@ class MariaDB(Engine, SqlAccounts, MariaDBBackups, IncrementalBackups, MariaDBRe
             _run(conn, "GRANT ALL PRIVILEGES ON `%%`.* TO %s@%s", account)
         self.create_database(ctx, ca_file, APP_DATABASE, "utf8mb4", "utf8mb4_unicode_ci")
 
+    def set_admin_password(self, ctx: NodeContext, ca_file: str) -> None:
+        # Galera replicates account changes to every member.
+        self.create_user(ctx, ca_file, ctx.admin.user, ctx.admin.password)
+
     def apply_live(self, ctx: NodeContext, ca_file: str, names: list[str]) -> None:
         values = self.settings(ctx)
         with self._connect(ctx, ca_file) as conn:

@@ -260,8 +260,12 @@ class PostgreSQL(Engine, SqlAccounts, PostgreSQLBackups, PostgreSQLReplication):
         return Health(True, f"accepting connections as {role}")
 
     def initialize(self, ctx: NodeContext, ca_file: str) -> None:
-        self._ensure_role(ctx, ca_file, ctx.admin.user, ctx.admin.password, "CREATEDB")
+        self.set_admin_password(ctx, ca_file)
         self.create_database(ctx, ca_file, APP_DATABASE, None, None, owner=ctx.admin.user)
+
+    def set_admin_password(self, ctx: NodeContext, ca_file: str) -> None:
+        # Replicas (streaming or Patroni's) take the role's new verifier from the WAL.
+        self._ensure_role(ctx, ca_file, ctx.admin.user, ctx.admin.password, "CREATEDB")
 
     def apply_live(self, ctx: NodeContext, ca_file: str, names: list[str]) -> None:
         # postgresql.conf already holds the new values: a reload makes them current.

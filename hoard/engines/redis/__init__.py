@@ -320,6 +320,13 @@ class Redis(Engine, AclAccounts, Backups, RedisReplication):
                                    _hashed(ctx.admin.password))
             client.execute_command("ACL", "SAVE")
 
+    def set_admin_password(self, ctx: NodeContext, ca_file: str) -> None:
+        with self._connect(ctx, ca_file) as client:
+            client.execute_command("ACL", "SETUSER", ctx.admin.user, "reset", *ADMIN_RULES,
+                                   _hashed(ctx.admin.password))
+            client.execute_command("ACL", "SAVE")
+        self.replicate_acl(ctx, ca_file, ctx.admin.user)  # Redis does not copy users
+
     def apply_live(self, ctx: NodeContext, ca_file: str, names: list[str]) -> None:
         # CONFIG SET only: the file is Hoard's (configure wrote it), no CONFIG REWRITE.
         values = self.settings(ctx)
