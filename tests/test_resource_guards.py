@@ -245,3 +245,89 @@ def test_a_cluster_starts_with_its_configuration(
         assert_problem(tenant.delete(f"/v2/configurations/{config}"), 409, "attached")
     finally:
         delete_cluster(tenant, made["id"])
+
+
+def test_editing_an_attached_configuration_changes_every_cluster(
+        tenant: httpx.Client, nano: dict[str, Any]) -> None:
+    """An edit reaches every attached cluster through its update (dynamic settings
+    live, the others pending a restart); one that does not fit a cluster changes
+    nothing anywhere."""
+    config = _config(tenant, "shared", {"work_mem": 8192})
+    other = create_cluster(tenant, "sharing", storage_gb=1, configuration_id=config)
+    base = f"/v2/clusters/{nano['id']}"
+    try:
+        _run(tenant, "PATCH", base, json={"configuration_id": config})
+        events = tenant.get(f"/v2/clusters/{other['id']}/events").json()["events"]
+        assert_problem(tenant.patch(f"/v2/configurations/{config}", json={
+            "values": {"shared_buffers": 200}}), 422, "shared_buffers: 200 MB does not fit")
+        assert tenant.get(f"/v2/configurations/{config}").json()["values"] == {"work_mem": 8192}
+        assert tenant.get(f"/v2/clusters/{other['id']}/events").json()["events"] == events
+
+        waiting = {c: tenant.get(f"/v2/clusters/{c}").json()["pending_restart"]
+                   for c in (nano["id"], other["id"])}
+        edited = tenant.patch(f"/v2/configurations/{config}", json={
+            "values": {"work_mem": 16384, "max_connections": 60}})
+        assert edited.status_code == 200, edited.text
+        ops = edited.json()["operations"]
+        assert sorted(op["cluster_id"] for op in ops) == sorted([nano["id"], other["id"]])
+        for op in ops:
+            assert wait_operation(tenant, op["id"])["status"] == "succeeded"
+        for cluster_id in (nano["id"], other["id"]):
+            shown = tenant.get(f"/v2/clusters/{cluster_id}").json()
+            assert (shown["status"], shown["pending_restart"]) == (
+                "ACTIVE", sorted({*waiting[cluster_id], "max_connections"}))
+            assert (_show(tenant, cluster_id, "work_mem"),
+                    _show(tenant, cluster_id, "max_connections")) == ("16MB", "50")
+        _run(tenant, "POST", f"/v2/clusters/{other['id']}/actions/restart")
+        assert _show(tenant, other["id"], "max_connections") == "60"
+        assert tenant.get(f"/v2/clusters/{other['id']}").json()["pending_restart"] == []
+        # Nothing to apply: no operation.
+        same = tenant.patch(f"/v2/configurations/{config}", json={
+            "values": {"work_mem": 16384, "max_connections": 60}})
+        assert same.status_code == 200 and same.json()["operations"] == []
+    finally:
+        delete_cluster(tenant, other["id"])
+        _run(tenant, "PATCH", base, json={"configuration_id": None})
+        _run(tenant, "POST", f"{base}/actions/restart")
+
+
+def test_an_edit_waits_for_no_busy_cluster() -> None:
+    """One attached cluster busy: the edit is refused whole, the others untouched."""
+    with hoard_server({"HOARD_PAUSE_STEP": "apply settings"}) as server, \
+            server.client() as client:
+        config = _config(client, "shared-busy", {"work_mem": 8192})
+        busy = create_cluster(client, "busy", storage_gb=1, configuration_id=config)
+        idle = create_cluster(client, "idle", storage_gb=1, configuration_id=config)
+        events = client.get(f"/v2/clusters/{idle['id']}/events").json()["events"]
+        resize = client.patch(f"/v2/clusters/{busy['id']}", json={"storage_gb": 2})
+        assert resize.status_code == 202, resize.text
+        assert_problem(client.patch(f"/v2/configurations/{config}", json={
+            "values": {"work_mem": 4096}}), 409, "'busy' is busy")
+        assert client.get(f"/v2/configurations/{config}").json()["values"] == {"work_mem": 8192}
+        assert client.get(f"/v2/clusters/{idle['id']}/events").json()["events"] == events
+        assert client.get(f"/v2/clusters/{idle['id']}").json()["status"] == "ACTIVE"
+        assert wait_operation(client, resize.json()["operation"]["id"])["status"] == "succeeded"
+        for made in (busy, idle):
+            delete_cluster(client, made["id"])
+
+
+def test_an_edit_that_cannot_be_applied_says_what_waits() -> None:
+    """A cluster that cannot take an edit keeps its previous settings and says
+    which wait for its next restart; the restart applies them."""
+    with hoard_server({"HOARD_FAIL_STEP": "apply settings"}) as server, \
+            server.client() as client:
+        config = _config(client, "unlucky", {"work_mem": 8192})
+        made = create_cluster(client, "unlucky", storage_gb=1, configuration_id=config)
+        edited = client.patch(f"/v2/configurations/{config}", json={"values": {"work_mem": 16384}})
+        assert edited.status_code == 200, edited.text
+        op = wait_operation(client, edited.json()["operations"][0]["id"])
+        assert op["status"] == "failed"
+        assert op["error"].endswith("the servers keep their previous settings: work_mem "
+                                    "applies at the next restart"), op["error"]
+        shown = client.get(f"/v2/clusters/{made['id']}").json()
+        assert (shown["status"], shown["pending_restart"]) == ("ACTIVE", ["work_mem"])
+        assert _show(client, made["id"], "work_mem") == "8MB"
+        _run(client, "POST", f"/v2/clusters/{made['id']}/actions/restart")
+        assert _show(client, made["id"], "work_mem") == "16MB"
+        assert client.get(f"/v2/clusters/{made['id']}").json()["pending_restart"] == []
+        delete_cluster(client, made["id"])

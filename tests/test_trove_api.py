@@ -19,6 +19,7 @@ from keystoneauth1 import session, token_endpoint
 from troveclient.v1 import client as trove_client
 
 from tests.conftest import HoardServer, ca_file_for, hoard_server, new_tenant
+from tests.engine_clients import PROBES
 
 PASSWORD = "correct-horse-battery"
 pytestmark = pytest.mark.timeout(240)
@@ -157,6 +158,17 @@ def test_instance_lifecycle(tenant: Tenant, engine: str) -> None:
     wait_status(t, instance.id)
     assert [i["id"] for i in t.http.get(f"/configurations/{config.id}/instances")
             .json()["instances"]] == [instance.id]
+    # Editing an attached configuration applies to its instances, as in Trove.
+    name, value, shown = PROBES[engine].dynamic
+    edited = t.http.patch(f"/configurations/{config.id}",
+                          json={"configuration": {"values": {name: value}}})
+    assert edited.status_code == 200, edited.text
+    assert trove.configurations.get(config.id).values == {name: value}
+    with t.server.client(t.token) as v2:  # the update runs while Trove shows ACTIVE
+        until(lambda: v2.get(f"/v2/clusters/{instance.id}").json()["status"] == "ACTIVE")
+    setting = {"postgresql": f"SHOW {name}", "mariadb": f"SELECT @@{name}"}[engine]
+    assert sql(engine, host, port, "alice", PASSWORD + "-2", "shop", setting,
+               t.ca_file) == shown
 
     backup = trove.backups.create("nightly", instance.id)
     assert backup.status in ("NEW", "BUILDING")

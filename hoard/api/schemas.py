@@ -272,6 +272,9 @@ class ConfigurationView(BaseModel):
     clusters: list[str] = Field(description="Ids of the clusters it is attached to")
     created_at: dt.datetime
     updated_at: dt.datetime
+    operations: list[OperationView] = Field(
+        default_factory=list, description="An edit of an attached configuration: the "
+        "update applying it to each attached cluster")
 
 
 class EventView(BaseModel):

@@ -52,11 +52,20 @@ def _target(cluster: models.Cluster, changes: dict[str, Any]) -> Target:
                   dict(cluster.configuration.values) if cluster.configuration else {})
 
 
-def _running(cluster: models.Cluster) -> Target:
-    """What the servers run with: the recorded size, storage and configuration,
-    but for restart-only parameters the values they last started with while
-    settings wait for a restart (dynamic ones were applied live already)."""
-    target = _target(cluster, {})
+def _previous(cluster: models.Cluster, changes: dict[str, Any]) -> Target | None:
+    """For an edit of the attached configuration (its row already holds the new
+    values): the values the cluster was configured with before it."""
+    if "previous" not in changes:
+        return None
+    return Target(cluster.size, cluster.storage_gb, dict(changes["previous"]))
+
+
+def _running(cluster: models.Cluster, changes: dict[str, Any] | None = None) -> Target:
+    """What the servers run with: the recorded size, storage and configuration
+    (before an edit of it, for an edit), but for restart-only parameters the
+    values they last started with while settings wait for a restart (dynamic
+    ones were applied live already)."""
+    target = _previous(cluster, changes or {}) or _target(cluster, {})
     if cluster.running_parameters is None:
         return target
     static = {p.name for p in services().engines[cluster.engine].parameters() if not p.dynamic}
@@ -106,12 +115,13 @@ def _restart_nodes(cluster: models.Cluster, target: Target) -> None:
         wait_formed(cluster, topology(cluster))
 
 
-def _roll_back(cluster: models.Cluster, failed: Target, bring_up: bool) -> None:
+def _roll_back(cluster: models.Cluster, failed: Target, bring_up: bool,
+               changes: dict[str, Any]) -> None:
     """Write back the settings the servers ran with before the ``failed`` change
     (limits too; dynamic ones applied live again) and, with ``bring_up``, start
     every node that is not running with them and wait until the cluster serves."""
     svc = services()
-    running = _running(cluster)
+    running = _running(cluster, changes)
     for node in cluster.nodes:
         svc.provider_for(node).apply_limits(node.id, SIZES[running.size], running.storage_gb)
     _configure_all(cluster, running, current=failed)
@@ -188,7 +198,7 @@ def apply_settings(op_id: str, cluster_id: str, changes: dict[str, Any]) -> list
                 row = s.get(models.Node, node.id)
                 if row is not None:
                     row.limits = limits
-        return _configure_all(cluster, target)
+        return _configure_all(cluster, target, _previous(cluster, changes))
 
 
 @DBOS.step()
@@ -218,7 +228,8 @@ def record_update(op_id: str, cluster_id: str, changes: dict[str, Any],
         # change's "before": a second one changes nothing that is running).
         before = cluster.running_parameters
         if before is None:
-            before = dict(cluster.configuration.values) if cluster.configuration else {}
+            before = dict(changes["previous"]) if "previous" in changes else (
+                dict(cluster.configuration.values) if cluster.configuration else {})
         fields["running_parameters"] = before if pending else None
         _set_status(cluster_id, _settled(cluster), **fields)
         if pending:
@@ -249,7 +260,9 @@ def _fail_with_rollback(op_id: str, cluster_id: str, kind: str, reason: str,
     error = reason
     if cluster is not None:
         try:
-            _roll_back(cluster, _target(cluster, changes), bring_up)
+            _roll_back(cluster, _target(cluster, changes), bring_up, changes)
+            if "previous" in changes:
+                error = _edit_waits(cluster, changes, reason)
         except Exception as exc:
             error = f"{reason}; putting the previous settings back failed: {short_reason(exc)}"
             with svc.store.session() as s:
@@ -266,6 +279,26 @@ def _fail_with_rollback(op_id: str, cluster_id: str, kind: str, reason: str,
                                   "with the settings they ran with before", op_id)
     with svc.store.session() as s:
         operations.finish(s, op_id, error=error)
+
+
+def _edit_waits(cluster: models.Cluster, changes: dict[str, Any], reason: str) -> str:
+    """An edit of the attached configuration that could not be applied: the
+    configuration holds the new values (its other clusters may have them), this
+    cluster's servers the previous ones. Record that truthfully: what differs
+    waits for the cluster's next restart, which applies the configuration."""
+    svc = services()
+    engine = svc.engines[cluster.engine]
+    node = cluster.nodes[0]
+    before = engine.settings(svc.node_context(cluster, node, parameters=changes["previous"]))
+    after = engine.settings(svc.node_context(cluster, node))
+    waiting = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    with svc.store.session() as s:
+        row = s.get(models.Cluster, cluster.id)
+        if row is not None:
+            row.pending_restart = sorted(set(row.pending_restart) | set(waiting))
+            row.running_parameters = row.running_parameters or dict(changes["previous"])
+    return (f"{reason}; the servers keep their previous settings: "
+            f"{', '.join(waiting) or 'nothing'} applies at the next restart")
 
 
 @DBOS.step()

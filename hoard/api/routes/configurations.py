@@ -1,13 +1,14 @@
 """/v2/configurations: named parameter sets for one engine version, validated
 against the engine's parameter schema, attached to clusters with PATCH.
 
-A configuration attached to a cluster cannot be edited or deleted: what a
-cluster runs with must not change under it. Make a new one and attach it.
+Editing an attached configuration changes every cluster it is attached to, each
+through its own update operation, accepted for all of them or for none (as a
+parameter group of a managed database does). It cannot be deleted while attached.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy import select
@@ -21,17 +22,20 @@ from hoard.api.schemas import (
     ConfigurationUpdate,
     ConfigurationView,
 )
-from hoard.api.views import utc
+from hoard.api.views import operation_view, utc
 from hoard.domain import parameters
-from hoard.domain.catalog import MAX_STORAGE_GB
+from hoard.domain.catalog import MAX_STORAGE_GB, SIZES
 from hoard.domain.errors import Conflict, InvalidInput, NotFound
-from hoard.domain.status import OperationStatus
+from hoard.domain.status import ClusterStatus, OperationStatus
+from hoard.engines.base import Parameter
 from hoard.ids import is_id, new_id
-from hoard.store import locks
+from hoard.store import locks, operations
 from hoard.store.models import Cluster, Configuration, Operation
+from hoard.workflows import cluster_update, runtime
 from hoard.workflows.services import Services
 
 router = APIRouter(prefix="/v2/configurations", tags=["configurations"])
+EDITABLE = (ClusterStatus.ACTIVE, ClusterStatus.DEGRADED, ClusterStatus.STOPPED)
 Auth = Annotated[Principal, Depends(authenticate)]
 
 
@@ -120,21 +124,59 @@ def show_configuration(config_id: str, principal: Auth, request: Request) -> Con
 @router.patch("/{config_id}", response_model=ConfigurationView)
 def update_configuration(config_id: str, body: ConfigurationUpdate, principal: Auth,
                          request: Request) -> ConfigurationView:
+    """Change the values. On an attached configuration the change reaches every
+    attached cluster through its update operation (dynamic settings live, the
+    others pending a restart), all or none: every cluster must be free and fit
+    the new values, or nothing changes."""
     svc = _services(request)
     with svc.store.session() as s:
         locks.hold_project(s, principal.project_id)  # a create may be taking it
         config = _get(s, principal, config_id)
-        if _view(s, config).clusters or _being_attached(s, config):
-            raise Conflict("the configuration is attached to clusters; create a new one and "
-                           "attach it instead")
+        if _being_attached(s, config):
+            raise Conflict("the configuration is being attached or changed on a cluster; "
+                           "try again when that ends")
         schema = svc.engines[config.engine].parameters()
         values = parameters.validate(schema, body.values)
         parameters.check_fits_some_size(schema, values, MAX_STORAGE_GB)
+        started = _propagate(s, principal, config, values, schema)
         config.values = values
         if body.description is not None:
             config.description = body.description
         s.flush()
-        return _view(s, config)
+        view = _view(s, config)
+        view.operations = [operation_view(op) for op in started]
+    for op in started:
+        runtime.start(op)
+    return view
+
+
+def _propagate(s: Session, principal: Principal, config: Configuration,
+               values: dict[str, Any], schema: list[Parameter]) -> list[Operation]:
+    """Claim every cluster the configuration is attached to for an update that
+    applies ``values`` (its workflow is told what the servers run now); refuse the
+    whole edit if one is busy, not running, or too small for the values."""
+    attached = list(s.scalars(select(Cluster).where(Cluster.configuration_id == config.id)
+                              .order_by(Cluster.id)))
+    if not attached or values == dict(config.values):
+        return []
+    ops = []
+    for cluster in attached:
+        parameters.check_fit(schema, values, SIZES[cluster.size], cluster.storage_gb)
+        op_id = new_id()
+        if not locks.claim_cluster(s, cluster.id, op_id):
+            raise Conflict(f"cluster {cluster.name!r} is busy with operation "
+                           f"{cluster.operation_id}; try again when it ends")
+        s.refresh(cluster)
+        if cluster.status not in EDITABLE:
+            raise Conflict(f"cluster {cluster.name!r} is {cluster.status}; the configuration "
+                           "can change when it is ACTIVE, DEGRADED or STOPPED")
+        cluster.status, cluster.status_reason = ClusterStatus.UPDATING, ""
+        ops.append(operations.new_operation(
+            s, principal.project_id, cluster.id, "update", cluster_update.UPDATE_STEPS,
+            detail=f"configuration {config.name} changed",
+            params={"configuration_id": config.id, "previous": dict(config.values)},
+            op_id=op_id))
+    return ops
 
 
 @router.delete("/{config_id}", status_code=204, response_class=Response)
