@@ -299,6 +299,9 @@ def test_redis_instance(tenant: Tenant) -> None:
     trove = tenant.trove
     instance = trove.instances.create("cache", "nano", volume={"size": 1}, datastore="redis",
                                       users=[{"name": "reader", "password": PASSWORD}])
+    single = tenant.http.post(f"/instances/{instance.id}/action",
+                              json={"promote_to_replica_source": {}})
+    assert single.status_code == 400 and list(single.json()) == ["badRequest"]
     refused = tenant.http.post("/instances", json={"instance": {
         **GOOD, "name": "cache-two", "datastore": {"type": "redis"},
         "databases": [{"name": "shop"}]}})
@@ -362,6 +365,19 @@ def test_replica_count_makes_a_replicated_instance(tenant: Tenant) -> None:
     assert refused.status_code == 400 and list(refused.json()) == ["badRequest"]
     instance = wait_status(tenant, instance.id, timeout=180)
     assert instance.replica_count == 1 and instance.ip
+    eject = tenant.http.post(f"/instances/{instance.id}/action",
+                             json={"eject_replica_source": {}})
+    assert eject.status_code == 400 and list(eject.json()) == ["badRequest"]
+    # promote_to_replica_source: a switchover to the replica, the address unchanged.
+    with tenant.server.client(tenant.token) as v2:
+        def primary() -> str:
+            members = v2.get(f"/v2/clusters/{instance.id}").json()["members"]
+            return next(m["id"] for m in members if m["role"] == "primary")
+        before = primary()
+        trove.instances.promote_to_replica_source(instance.id)
+        until(lambda: v2.get(f"/v2/clusters/{instance.id}").json()["status"] == "ACTIVE"
+              and primary() != before, timeout=120)
+    assert wait_status(tenant, instance.id).ip == instance.ip
     trove.instances.delete(instance.id)
     until(lambda: instance.id not in {i.id for i in trove.instances.list()})
 

@@ -12,14 +12,14 @@ from pydantic import ValidationError
 from hoard.api import lean
 from hoard.api.auth import Principal
 from hoard.api.routes import cluster_changes, clusters
-from hoard.api.schemas import ClusterCreate, ClusterPatch, ClusterView
+from hoard.api.schemas import ClusterCreate, ClusterPatch, ClusterView, Switchover
 from hoard.api.trove import initial_accounts
 from hoard.api.trove.auth import tenant
 from hoard.api.trove.catalog import find_engine, find_version, services
 from hoard.api.trove.models import InstanceCreate, InstanceSpec, InstanceUpdate
 from hoard.api.trove.views import instance_view
 from hoard.domain.catalog import SIZES
-from hoard.domain.errors import InvalidInput, NotFound
+from hoard.domain.errors import Conflict, InvalidInput, NotFound
 from hoard.store.models import Cluster, Operation
 
 router = APIRouter(prefix="/{project_id}/instances")
@@ -166,8 +166,9 @@ def edit_instance(instance_id: str, body: InstanceUpdate, principal: Tenant,
 @router.post("/{instance_id}/action", status_code=202, response_class=Response)
 def instance_action(instance_id: str, body: dict[str, Any], principal: Tenant,
                     request: Request) -> Response:
-    """``restart``, ``resize`` (``flavorRef`` or ``volume.size``), and Hoard's ``stop``
-    and ``start``: one action per request, as in Trove."""
+    """``restart``, ``resize`` (``flavorRef`` or ``volume.size``),
+    ``promote_to_replica_source`` (a switchover), and Hoard's ``stop`` and ``start``:
+    one action per request, as in Trove."""
     if len(body) != 1:
         raise InvalidInput("give exactly one action: restart, resize, stop or start")
     action, args = next(iter(body.items()))
@@ -181,10 +182,27 @@ def instance_action(instance_id: str, body: dict[str, Any], principal: Tenant,
         if isinstance(volume, dict) and "size" in volume and "flavorRef" not in args:
             return _patch(instance_id, principal, request, {"storage_gb": volume["size"]})
         raise InvalidInput("resize takes either flavorRef or volume.size")
-    if action in ("promote_to_replica_source", "eject_replica_source", "reset_status"):
-        raise InvalidInput(f"Hoard fails over replicated instances itself; {action!r} is not "
-                           "available")
+    if action == "promote_to_replica_source":
+        cluster_changes.switchover(instance_id, Switchover(node_id=_best_replica(
+            clusters.show_cluster(instance_id, principal, request))), principal, request)
+        return Response(status_code=202)
+    if action in ("eject_replica_source", "reset_status"):
+        raise InvalidInput(f"Hoard fails over replicated instances itself when their primary "
+                           f"is lost; {action!r} is not available")
     raise InvalidInput(f"unknown action {action!r}")
+
+
+def _best_replica(cluster: ClusterView) -> str:
+    """The healthy replica least behind the primary: where a switchover loses least
+    time. Trove promotes the replica it is called on; a Hoard instance holds its
+    replicas, so the instance is named and Hoard picks."""
+    replicas = [m for m in cluster.members if m.role == "replica" and m.status == "HEALTHY"]
+    if cluster.nodes < 2:
+        raise InvalidInput("a single-node instance has no replica to promote; create it with "
+                           "replica_count")
+    if not replicas:
+        raise Conflict("no healthy replica to promote right now")
+    return min(replicas, key=lambda m: (m.lag_bytes is None, m.lag_bytes or 0, m.ordinal)).id
 
 
 @router.get("/{instance_id}/log")
