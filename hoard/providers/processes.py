@@ -83,29 +83,33 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+def _pids() -> list[int]:
+    return [int(e.name) for e in os.scandir("/proc") if e.name.isdigit()]
+
+
+def _cwd_within(pid: int, root: str) -> bool:
+    try:
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return False
+    return cwd == root or cwd.startswith(root + "/")
+
+
 def processes_under(root: Path) -> list[int]:
     """Processes whose working directory is inside ``root`` (servers and tools
     run there), found even when no record of them was written."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cwd = Path(os.readlink(entry / "cwd"))
-        except OSError:
-            continue
-        if cwd == root or cwd.is_relative_to(root):
-            found.append(int(entry.name))
-    return found
+    where = os.path.abspath(root)
+    return [pid for pid in _pids() if _cwd_within(pid, where)]
 
 
 def _uids(pid: int) -> set[int]:
     """Real, effective, saved and filesystem uid of a process (from ``status``,
     which a process cannot hide by making itself non-dumpable)."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("Uid:"):
-                return {int(u) for u in line.split()[1:]}
+        with open(f"/proc/{pid}/status", "rb") as fh:
+            for line in fh.read().split(b"\n"):
+                if line.startswith(b"Uid:"):
+                    return {int(u) for u in line.split()[1:]}
     except (OSError, ValueError):
         pass
     return set()
@@ -120,11 +124,14 @@ def cgroup_members(procs_files: Sequence[str]) -> set[int]:
 
 
 def processes_of(uid: int) -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and uid in _uids(int(entry.name)):
-            found.add(int(entry.name))
-    return found
+    return {pid for pid in _pids() if uid in _uids(pid)}
+
+
+def processes_under_or_of(root: Path, uid: int | None) -> set[int]:
+    """Both of the above in one pass over /proc (a start and a sweep ask for both)."""
+    where = os.path.abspath(root)
+    return {pid for pid in _pids()
+            if _cwd_within(pid, where) or (uid is not None and uid in _uids(pid))}
 
 
 def _gone(pid: int) -> bool:
@@ -178,9 +185,8 @@ class Supervisor:
     def members(self) -> set[int]:
         """Every process of the directory: by working directory, by cgroup, and
         by uid when the account runs nothing else."""
-        found = set(processes_under(self.root)) | cgroup_members(self.cgroup_procs)
-        if self.user is not None and self.user.dedicated:
-            found |= processes_of(self.user.uid)
+        uid = self.user.uid if self.user is not None and self.user.dedicated else None
+        found = processes_under_or_of(self.root, uid) | cgroup_members(self.cgroup_procs)
         return found - {os.getpid()}
 
     def _strays(self) -> list[int]:

@@ -28,8 +28,13 @@ def new_operation(
     return op
 
 
-def mark_step(session: Session, op_id: str, step: str, status: str, detail: str = "") -> None:
-    """Set one step's status and recompute progress (steps done / steps planned)."""
+def mark_step(session: Session, op_id: str, step: str, status: str, detail: str = "",
+              *, begin: bool = False) -> None:
+    """Set one step's status and recompute progress (steps done / steps planned).
+
+    ``begin``: the workflow starts ``step``, so the step it ran before ended well:
+    one still marked running is marked done in the same write. A step's own end
+    is not written separately: half the writes of a workflow's progress."""
     op = session.get(Operation, op_id)
     if op is None:
         return
@@ -37,14 +42,24 @@ def mark_step(session: Session, op_id: str, step: str, status: str, detail: str 
     steps = [dict(s) for s in op.steps]
     for s in steps:
         if s["name"] == step:
-            s["status"] = status
-            s.setdefault("started_at", now)
-            if status in ("done", "failed"):
-                s["finished_at"] = now
-            if detail:
-                s["detail"] = detail
-            elif status == "done" and str(s.get("detail", "")).startswith("waiting: "):
-                del s["detail"]  # what it waited for is no longer news
+            _set(s, status, now, detail)
+        elif begin and s["status"] == "running":
+            _set(s, "done", now)
+    _store(op, steps)
+
+
+def _set(s: dict[str, Any], status: str, now: str, detail: str = "") -> None:
+    s["status"] = status
+    s.setdefault("started_at", now)
+    if status in ("done", "failed"):
+        s["finished_at"] = now
+    if detail:
+        s["detail"] = detail
+    elif status == "done" and str(s.get("detail", "")).startswith("waiting: "):
+        del s["detail"]  # what it waited for is no longer news
+
+
+def _store(op: Operation, steps: list[dict[str, Any]]) -> None:
     op.steps = steps
     done = sum(1 for s in steps if s["status"] in ("done", "skipped"))
     op.progress = int(100 * done / len(steps)) if steps else 100
@@ -58,7 +73,13 @@ def finish(session: Session, op_id: str, error: str = "", error_status: int = 50
     op.status = OperationStatus.FAILED if error else OperationStatus.SUCCEEDED
     op.error = error
     op.error_status = error_status if error else None
-    if not error:
+    if not error:  # the last step ran to its end (see mark_step)
+        now = utcnow().isoformat() + "Z"
+        steps = [dict(s) for s in op.steps]
+        for s in steps:
+            if s["status"] == "running":
+                _set(s, "done", now)
+        _store(op, steps)
         op.progress = 100
     op.finished_at = utcnow()
     if op.cluster_id:

@@ -20,12 +20,14 @@ def load_cluster(cluster_id: str) -> models.Cluster | None:
 
 @contextmanager
 def recorded(op_id: str, step: str) -> Iterator[None]:
-    """Mark ``step`` running, then done or failed, in the operation the user polls."""
+    """Mark ``step`` running (and the one before it done), or failed, in the
+    operation the user polls. Its end is written with the next step's start, or
+    with the operation's success: one write per step, not two."""
     guard()
     svc = services()
     store = svc.store
     with store.session() as s:
-        operations.mark_step(s, op_id, step, "running")
+        operations.mark_step(s, op_id, step, "running", begin=True)
     token = _current_step.set((op_id, step))
     try:
         if svc.settings.fail_step == step:
@@ -42,8 +44,6 @@ def recorded(op_id: str, step: str) -> Iterator[None]:
             operations.mark_step(s, op_id, step, "running",
                                  f"paused (HOARD_PAUSE_STEP) on worker {svc.settings.worker_id}")
         time.sleep(svc.settings.pause_seconds)
-    with store.session() as s:
-        operations.mark_step(s, op_id, step, "done")
 
 
 def short_reason(exc: BaseException) -> str:
