@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     # endpoint (read-write, read-only) of a replicated one, gets one address of
     # this network, on which the engine's standard port (5432, 3306, 6379) answers.
     local_addresses: str = "127.64.0.0/10"
+    # The netns provider (off unless set): each node a host of its own, in a network
+    # namespace on this private network (hoard/providers/netns.py).
+    netns_network: str | None = None
     worker_id: str = "local"
     # A worker's lease: renewed every third of it; once it runs out, another worker
     # takes over the worker's unfinished workflows.

@@ -12,7 +12,8 @@ PACKAGES=(
   patroni etcd-server                  # PostgreSQL failover, and the etcd Hoard runs for it
   galera-4 socat rsync                 # MariaDB replicated clusters (Galera, its state transfers)
   haproxy                              # replicated clusters' stable endpoints
-  util-linux passwd                    # setpriv (drop privileges), useradd
+  util-linux passwd                    # setpriv (drop privileges), nsenter, useradd
+  iproute2                             # the netns provider: a network namespace per node
   e2fsprogs mount                      # a sized filesystem per node (mkfs.ext4, loop mounts)
   tar diffutils coreutils              # tools the backup code runs beside the data
   python3-venv                         # the virtualenv for Hoard itself

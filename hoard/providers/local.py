@@ -66,7 +66,7 @@ class LocalProvider(Provider):
     def __init__(self, nodes_dir: Path, os_user: str, volumes: str = "auto",
                  hosts: list[Host] | None = None,
                  uid_range: tuple[int, int] = DEFAULT_UID_RANGE,
-                 addresses: str = DEFAULT_ADDRESSES) -> None:
+                 addresses: str = DEFAULT_ADDRESSES, etcd_host: str | None = None) -> None:
         """``os_user``: the shared account of platform services (etcd); each node
         and each endpoint proxy gets an account of its own from ``uid_range``.
         ``volumes``: "loop" (a filesystem per node, sized to its storage),
@@ -81,9 +81,10 @@ class LocalProvider(Provider):
         self.users = UserPool(uid_range)
         self.service_user = service_user(os_user)
         self.hosts = hosts or [Host("127.0.0.1", "local")]
-        self.addresses = loopback_network(addresses)
-        self.etcd = LocalEtcd(state / "etcd", self.private_dir / "etcd", self.service_user,
-                              self.hosts[0].address)
+        self.addresses = self._network(addresses)
+        etcd = "etcd" if self.name == "local" else f"etcd-{self.name}"
+        self.etcd = LocalEtcd(state / etcd, self.private_dir / etcd, self.service_user,
+                              etcd_host or self.hosts[0].address)
         self.endpoints = LocalEndpoints(state / "endpoints", self.private_dir / "endpoints",
                                         self.users)
         for private in (self.private_dir, self.private_dir / "nodes"):
@@ -98,6 +99,10 @@ class LocalProvider(Provider):
             self.use_volumes, self.volume_note = volume_fs.supported()
             if volumes == "loop" and not self.use_volumes:
                 raise RuntimeError(f"HOARD_LOCAL_VOLUMES=loop, but {self.volume_note}")
+
+    @staticmethod
+    def _network(text: str) -> ipaddress.IPv4Network:
+        return loopback_network(text)
 
     def _check_traversable(self, path: Path) -> None:
         for parent in [path, *path.parents]:
@@ -185,7 +190,11 @@ class LocalProvider(Provider):
 
     def _supervisor(self, node_id: str, user: OSUser | None = None) -> Supervisor:
         return Supervisor(self._dir(node_id), self._record(node_id), user,
-                          cgroups.procs_files(node_id))
+                          cgroups.procs_files(node_id), self._enter(node_id))
+
+    def _enter(self, node_id: str) -> list[str]:
+        """How a node's processes get to where the node is: here, nowhere."""
+        return []
 
     def start(self, node_id: str, spec: ProcessSpec) -> bool:
         return self._supervisor(node_id, self.node_user(node_id)).start(spec)

@@ -145,11 +145,14 @@ class Supervisor:
     recorded in ``records`` (Hoard's own directory, root only)."""
 
     def __init__(self, root: Path, records: Path, user: OSUser | None,
-                 cgroup_procs: Sequence[str] = ()) -> None:
+                 cgroup_procs: Sequence[str] = (), enter: Sequence[str] = ()) -> None:
+        """``enter``: a command that runs the rest of the line elsewhere, as root,
+        before the switch to ``user`` (e.g. into the node's network namespace)."""
         self.root = root
         self.records = records
         self.user = user  # None: unknown (a node half made, or of an earlier layout)
         self.cgroup_procs = list(cgroup_procs)
+        self.enter = list(enter)
 
     def _record(self, name: str) -> Path:
         if not _NAME.fullmatch(name):
@@ -217,7 +220,7 @@ class Supervisor:
         try:
             proc = subprocess.Popen(
                 ["/bin/sh", "-c", LAUNCHER, "hoard-launch",
-                 *self.user.wrap(spec.argv, pdeathsig=False)],
+                 *self.enter, *self.user.wrap(spec.argv, pdeathsig=False)],
                 cwd=self.root, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 start_new_session=True,
             )

@@ -26,6 +26,7 @@ from hoard.engines.base import Engine, NodeContext, ParamValue, SealedCredential
 from hoard.engines.registry import ENGINES
 from hoard.providers.base import Provider
 from hoard.providers.local import LocalProvider
+from hoard.providers.netns import NetnsProvider
 from hoard.security.ca import CertificateAuthority
 from hoard.security.secrets import SecretBox, load_or_create_key
 from hoard.settings import Settings
@@ -116,9 +117,17 @@ def _local(settings: Settings) -> Provider:
                          addresses=settings.local_addresses)
 
 
+def _netns(settings: Settings) -> Provider | None:
+    if not settings.netns_network:
+        return None  # not offered unless configured
+    return NetnsProvider(settings.nodes_dir, settings.db_os_user, settings.local_volumes,
+                         uid_range=settings.uid_range, network=settings.netns_network)
+
+
 # Providers by name, each built from the settings: a new provider is its own
 # package under hoard/providers/, one line here, and its tests.
-PROVIDERS: dict[str, Callable[[Settings], Provider]] = {"local": _local}
+PROVIDERS: dict[str, Callable[[Settings], Provider | None]] = {"local": _local,
+                                                              "netns": _netns}
 
 _services: Services | None = None
 _lock: IO[bytes] | None = None  # a SQLite store's single-process lock, held for life
@@ -145,15 +154,17 @@ def build(settings: Settings, migrate_schema: bool = True) -> Services:
     else:
         check_schema(settings.store_url)
     key = load_or_create_key(settings.state_dir / "secret.key", settings.secret_key)
-    if settings.provider not in PROVIDERS:
-        raise ValueError(f"HOARD_PROVIDER={settings.provider!r}: known providers are "
-                         f"{', '.join(PROVIDERS)}")
+    providers = {name: made for name, make in PROVIDERS.items()
+                 if (made := make(settings)) is not None}
+    if settings.provider not in providers:
+        raise ValueError(f"HOARD_PROVIDER={settings.provider!r}: the providers offered are "
+                         f"{', '.join(providers)} (netns needs HOARD_NETNS_NETWORK)")
     _services = Services(
         settings=settings,
         store=Store(settings.store_url),
         ca=CertificateAuthority(settings.ca_dir),
         box=SecretBox(key),
-        providers={name: make(settings) for name, make in PROVIDERS.items()},
+        providers=providers,
         engines=ENGINES,
         backup_store=store_from_url(settings.backup_store_url),
     )
