@@ -12,7 +12,7 @@ def test_create_and_delete_with_postgresql_state_store() -> None:
     with postgres_store() as url, hoard_server({"HOARD_DATABASE_URL": url}) as server:
         assert not (server.state_dir / "state.sqlite").exists()
         with server.client() as client:
-            cluster = create_cluster(client, "on-pg")
+            cluster = create_cluster(client, "on-pg", labels={"env": "prod", "tier": "db"})
             with connect(client, cluster["id"]) as conn:
                 assert conn.execute("SELECT 1").fetchone() == (1,)
             listed = client.get("/v2/clusters").json()["clusters"]
@@ -24,6 +24,12 @@ def test_create_and_delete_with_postgresql_state_store() -> None:
                 full = client.get(f"/v2/clusters?{query}&via=fastapi")
                 assert lean.status_code == full.status_code == 200, (lean.text, full.text)
                 assert lean.content == full.content, query
+            # Label filters (the route's own path) on PostgreSQL's JSON operators.
+            for selector, found in (("env=prod", ["on-pg"]), ("env=prod,tier=db", ["on-pg"]),
+                                    ("env=dev", []), ("tier=db,zone=a", [])):
+                answer = client.get("/v2/clusters", params={"label": selector})
+                assert answer.status_code == 200, answer.text
+                assert [c["name"] for c in answer.json()["clusters"]] == found, selector
             base = f"/v2/clusters/{cluster['id']}"
             for method, path, body in (("PATCH", base, {"storage_gb": 11}),
                                        ("POST", f"{base}/actions/restart", None),

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -65,8 +65,15 @@ def page(services: Any, principal: Principal, params: dict[str, str]) -> bytes:
     with services.store.read() as conn:
         rows = listing.cluster_rows(conn, principal.project_id, int(params["limit"]) + 1,
                                     params.get("marker"), params.get("status"),
-                                    params.get("engine"))
+                                    params.get("engine"), label_pairs(params.get("label")))
     return _page_json(rows, params)
+
+
+def label_pairs(selector: str | None) -> tuple[tuple[str, str], ...]:
+    """``key=value,key=value`` (checked by the route) as pairs."""
+    if not selector:
+        return ()
+    return tuple((k, v) for k, _, v in (part.partition("=") for part in selector.split(",")))
 
 
 async def page_on_loop(reader: LoopReader, principal: Principal,
@@ -84,9 +91,9 @@ def _page_json(rows: list[dict[str, Any]], params: dict[str, str]) -> bytes:
     if len(rows) > limit:
         rows = rows[:limit]
         link = [f"limit={limit}", f"marker={rows[-1]['id']}"]
-        for name in ("status", "engine"):
+        for name in ("status", "engine", "label"):
             if name in params:
-                link.append(f"{name}={params[name]}")
+                link.append(f"{name}={quote(params[name], safe=',')}")
         next_url = PATH + "?" + "&".join(link)
     return listing.page_json(rows, next_url)
 

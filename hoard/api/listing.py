@@ -20,7 +20,19 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Dialect, Integer, bindparam, literal_column, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Dialect,
+    Integer,
+    Text,
+    bindparam,
+    cast,
+    func,
+    literal,
+    literal_column,
+    select,
+)
 
 from hoard.store.models import Cluster, Node
 
@@ -31,8 +43,9 @@ _CLUSTER_COLUMNS = (
     Cluster.id, Cluster.name, Cluster.engine, Cluster.version, Cluster.size,
     Cluster.provider, Cluster.node_count, Cluster.durability, Cluster.storage_gb,
     Cluster.status, Cluster.status_reason, Cluster.configuration_id,
-    Cluster.pending_restart, Cluster.endpoint_host, Cluster.rw_port, Cluster.ro_port,
-    Cluster.ro_host, Cluster.created_at, Cluster.updated_at,
+    Cluster.pending_restart, Cluster.labels, Cluster.deletion_protection,
+    Cluster.endpoint_host, Cluster.rw_port, Cluster.ro_port, Cluster.ro_host,
+    Cluster.created_at, Cluster.updated_at,
 )
 _NODE_COLUMNS = (
     Node.id, Node.ordinal, Node.role, Node.status, Node.status_reason, Node.provider,
@@ -43,8 +56,9 @@ _C = len(_CLUSTER_COLUMNS)  # a result row: the cluster's columns, then its node
 
 
 @functools.lru_cache(maxsize=512)
-def page_sql(dialect: Dialect, by_status: bool, by_engine: bool, after: bool, limit: int
-              ) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
+def page_sql(dialect: Dialect, by_status: bool, by_engine: bool, after: bool, limit: int,
+             label_keys: tuple[str, ...] = ()
+             ) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
     """The page's SQL for one dialect, combination of filters and page length,
     the order of its parameters when the driver takes them by position, and the
     values of those the dialect adds itself (SQLite's OFFSET 0).
@@ -60,6 +74,8 @@ def page_sql(dialect: Dialect, by_status: bool, by_engine: bool, after: bool, li
         page = page.where(Cluster.engine == bindparam("engine"))
     if after:
         page = page.where(Cluster.id > bindparam("marker"))
+    for i, key in enumerate(label_keys):
+        page = page.where(_label(dialect, key) == bindparam(f"label{i}"))
     c = page.order_by(Cluster.id).limit(literal_column(str(int(limit)), Integer)).subquery("c")
     query = (select(c, *(col.label(f"n_{col.key}") for col in _NODE_COLUMNS))
              .select_from(c.outerjoin(Node, Node.cluster_id == c.c.id))
@@ -69,21 +85,33 @@ def page_sql(dialect: Dialect, by_status: bool, by_engine: bool, after: bool, li
     return compiled.string, order, dict(compiled.params)
 
 
+def _label(dialect: Dialect, key: str) -> ColumnElement[Any]:
+    """A label's value as text. Written per dialect (the rows are read on the bare
+    driver, past SQLAlchemy's JSON path processing); keys passed the label rules,
+    so they hold no quote."""
+    if dialect.name == "sqlite":
+        return func.json_extract(Cluster.labels, literal(f'$."{key}"'))
+    # Text both sides: ->> has overloads, and the value compared is text.
+    return Cluster.labels.op("->>", return_type=Text)(cast(literal(key), Text))
+
+
 def statement(dialect: Dialect, project_id: str, limit: int, marker: str | None,
-              status: str | None, engine: str | None) -> tuple[str, Any]:
+              status: str | None, engine: str | None,
+              labels: tuple[tuple[str, str], ...] = ()) -> tuple[str, Any]:
     """The page's SQL and its parameters, in the form the dialect's driver takes."""
     sql, order, values = page_sql(dialect, status is not None, engine is not None,
-                                  marker is not None, limit)
+                                  marker is not None, limit, tuple(k for k, _ in labels))
     values = {**values, "project": project_id, "status": status, "engine": engine,
-              "marker": marker}
+              "marker": marker, **{f"label{i}": v for i, (_, v) in enumerate(labels)}}
     return sql, values if order is None else tuple(values[k] for k in order)
 
 
 def cluster_rows(conn: Connection, project_id: str, limit: int, marker: str | None,
-                 status: str | None, engine: str | None) -> list[dict[str, Any]]:
+                 status: str | None, engine: str | None,
+                 labels: tuple[tuple[str, str], ...] = ()) -> list[dict[str, Any]]:
     """Up to ``limit`` clusters of the project after ``marker``, in id order, each
-    a dict shaped like ``ClusterView``."""
-    sql, params = statement(conn.dialect, project_id, limit, marker, status, engine)
+    a dict shaped like ``ClusterView``; ``labels``: (key, value) pairs all must have."""
+    sql, params = statement(conn.dialect, project_id, limit, marker, status, engine, labels)
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.execute(sql, params)
@@ -125,9 +153,10 @@ def _cluster(r: Sequence[Any]) -> dict[str, Any]:
         "id": r[0], "name": r[1], "engine": r[2], "version": r[3], "size": r[4],
         "provider": r[5], "nodes": r[6], "durability": r[7], "storage_gb": r[8],
         "status": r[9], "status_reason": r[10], "configuration_id": r[11],
-        "pending_restart": list(_json(r[12]) or []),
-        "endpoints": r[13:17],  # endpoint_host, rw_port, ro_port, ro_host until _finish
-        "members": [], "created_at": _time(r[17]), "updated_at": _time(r[18]),
+        "pending_restart": list(_json(r[12]) or []), "labels": dict(_json(r[13]) or {}),
+        "deletion_protection": bool(r[14]),
+        "endpoints": r[15:19],  # endpoint_host, rw_port, ro_port, ro_host until _finish
+        "members": [], "created_at": _time(r[19]), "updated_at": _time(r[20]),
     }
 
 

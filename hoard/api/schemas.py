@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hoard.domain.catalog import MAX_NODES, MAX_STORAGE_GB, MIN_STORAGE_GB, SIZES
-from hoard.domain.names import NAME_RE, NAME_RULE, valid_name
+from hoard.domain.names import MAX_LABELS, NAME_RE, NAME_RULE, check_labels, valid_name
 from hoard.engines.registry import ENGINES
 
 # Documented in the OpenAPI schema but checked by the validators below, whose
@@ -49,12 +49,17 @@ class ClusterCreate(Strict):
         None, description="A configuration (GET /v2/configurations) of the cluster's engine "
                           "and version to start with: no restart later",
         json_schema_extra=ID_SCHEMA)
+    labels: dict[str, str] = Field(default_factory=dict, max_length=MAX_LABELS,
+                                   description="Your own key/value tags; lists filter by "
+                                               "them (?label=key=value)")
+    deletion_protection: bool = Field(False, description="While on, a delete is refused")
     provider: str | None = Field(
         None, max_length=32, pattern=r"^[a-z][a-z0-9-]*$",
         description="Where the cluster runs, for its whole life; default: the operator's "
                     "(HOARD_PROVIDER)")
 
     _name = field_validator("name")(_check_name)
+    _labels = field_validator("labels")(check_labels)
 
 
 class Quotas(Strict):
@@ -118,6 +123,8 @@ class ClusterView(BaseModel):
     configuration_id: str | None
     pending_restart: list[str] = Field(
         description="Settings written but waiting for POST /actions/restart")
+    labels: dict[str, str]
+    deletion_protection: bool
     endpoints: list[Endpoint]
     members: list[NodeView]
     created_at: dt.datetime
@@ -140,6 +147,14 @@ class OperationView(BaseModel):
 class Accepted(BaseModel):
     cluster: ClusterView
     operation: OperationView
+
+
+class Changed(BaseModel):
+    """A PATCH's answer: 202 with the operation making the change, or 200 with none
+    for one made at once (labels, deletion protection)."""
+
+    cluster: ClusterView
+    operation: OperationView | None
 
 
 class ClusterPage(BaseModel):
@@ -199,6 +214,16 @@ class ClusterPatch(Strict):
                               description="Grow or shrink a replicated cluster (on its own)")
     durability: Literal["async", "sync"] | None = Field(
         None, description="Replicated clusters: change what a commit waits for")
+    labels: dict[str, str] | None = Field(
+        None, max_length=MAX_LABELS,
+        description="Replace the cluster's labels (applied at once, no operation)")
+    deletion_protection: bool | None = Field(
+        None, description="Turn deletion protection on or off (applied at once)")
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return None if value is None else check_labels(value)
 
 
 class Switchover(Strict):

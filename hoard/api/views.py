@@ -27,7 +27,8 @@ def cluster_view(cluster: Cluster) -> ClusterView:
         durability=cluster.durability,
         storage_gb=cluster.storage_gb, status=cluster.status,
         status_reason=cluster.status_reason, configuration_id=cluster.configuration_id,
-        pending_restart=list(cluster.pending_restart or []), endpoints=endpoints(cluster),
+        pending_restart=list(cluster.pending_restart or []), labels=dict(cluster.labels or {}),
+        deletion_protection=bool(cluster.deletion_protection), endpoints=endpoints(cluster),
         members=members, created_at=utc(cluster.created_at),
         updated_at=utc(cluster.updated_at),
     )

@@ -6,7 +6,18 @@ import datetime as dt
 import hashlib
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    false,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -106,6 +117,11 @@ class Cluster(Base):
     ro_host: Mapped[str | None] = mapped_column(String(255), nullable=True)
     rw_port: Mapped[int | None] = mapped_column(Integer, nullable=True)
     ro_port: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The tenant's own key/value tags (lists filter by them).
+    labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict, server_default="{}")
+    # While on, a delete is refused.
+    deletion_protection: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                      server_default=false())
     admin_user: Mapped[str] = mapped_column(String(63))
     admin_password: Mapped[str] = mapped_column(Text)  # sealed with the secret key
     service_password: Mapped[str] = mapped_column(Text)  # Hoard's own superuser, sealed

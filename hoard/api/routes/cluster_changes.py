@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -15,13 +15,15 @@ from hoard.api.changes import get_cluster
 from hoard.api.schemas import (
     ID_SCHEMA,
     Accepted,
+    Changed,
     ClusterPatch,
+    ClusterView,
     EventPage,
     EventView,
     PromoteNode,
     Switchover,
 )
-from hoard.api.views import utc
+from hoard.api.views import cluster_view, utc
 from hoard.domain import parameters
 from hoard.domain.catalog import SIZES
 from hoard.domain.errors import Conflict, InvalidInput, NotFound
@@ -36,6 +38,7 @@ from hoard.workflows.services import Services
 router = APIRouter(prefix="/v2/clusters", tags=["clusters"])
 Auth = Annotated[Principal, Depends(authenticate)]
 RUNNING = (ClusterStatus.ACTIVE, ClusterStatus.DEGRADED)
+METADATA = frozenset({"labels", "deletion_protection"})
 
 
 def _services(request: Request) -> Services:
@@ -43,11 +46,13 @@ def _services(request: Request) -> Services:
     return services
 
 
-@router.patch("/{cluster_id}", status_code=202, response_model=Accepted)
+@router.patch("/{cluster_id}", status_code=202, response_model=Changed)
 def update_cluster(
-    cluster_id: str, body: ClusterPatch, principal: Auth, request: Request
-) -> Accepted:
-    """Resize, grow storage, attach or detach (``null``) a configuration.
+    cluster_id: str, body: ClusterPatch, principal: Auth, request: Request,
+    response: Response,
+) -> Changed:
+    """Resize, grow storage, attach or detach (``null``) a configuration; or, on
+    their own and at once (200, no operation), labels and deletion protection.
 
     Dynamic settings apply live. A resize restarts only if a changed setting
     needs it; a configuration's restart-only settings wait in ``pending_restart``.
@@ -56,7 +61,21 @@ def update_cluster(
     fields = body.model_fields_set
     if not fields:
         raise InvalidInput("nothing to change: give size, storage_gb, configuration_id, "
-                           "durability or nodes")
+                           "durability, nodes, labels or deletion_protection")
+    if fields & METADATA:
+        if fields - METADATA:
+            raise InvalidInput("change labels and deletion_protection on their own, not "
+                               "with other fields")
+        response.status_code = 200
+        return Changed(cluster=_set_metadata(svc, principal, cluster_id, body), operation=None)
+    accepted = _change(svc, principal, cluster_id, body)
+    return Changed(cluster=accepted.cluster, operation=accepted.operation)
+
+
+def _change(svc: Services, principal: Principal, cluster_id: str, body: ClusterPatch
+            ) -> Accepted:
+    """The fields that a workflow changes, as one update (or a scale) operation."""
+    fields = body.model_fields_set
     if "nodes" in fields:
         if len(fields) > 1:
             raise InvalidInput("change nodes on its own, not with other fields")
@@ -116,6 +135,19 @@ def update_cluster(
     return changes.begin(svc, principal, cluster_id, "update", cluster_update.UPDATE_STEPS,
                          (*RUNNING, ClusterStatus.STOPPED), ClusterStatus.UPDATING,
                          params=params, detail=detail, quota=still_fits)
+
+
+def _set_metadata(svc: Services, principal: Principal, cluster_id: str,
+                  body: ClusterPatch) -> ClusterView:
+    """Labels and deletion protection: the cluster's own record, no workflow."""
+    with svc.store.session() as s:
+        cluster = get_cluster(s, principal, cluster_id)
+        if body.labels is not None:
+            cluster.labels = dict(body.labels)
+        if body.deletion_protection is not None:
+            cluster.deletion_protection = body.deletion_protection
+        s.flush()
+        return cluster_view(cluster)
 
 
 def _check_fit(svc: Services, s: Session, cluster: Cluster, params: dict[str, object]) -> None:

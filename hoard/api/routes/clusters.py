@@ -27,6 +27,7 @@ from hoard.api.views import cluster_view, endpoints, operation_view
 from hoard.domain import parameters
 from hoard.domain.catalog import SIZES
 from hoard.domain.errors import Conflict, InvalidInput, NotFound
+from hoard.domain.names import check_labels
 from hoard.domain.status import ClusterStatus, NodeStatus
 from hoard.engines.base import Credentials, Replication
 from hoard.ids import is_id, new_id
@@ -152,6 +153,7 @@ def create(svc: Services, principal: Principal, body: ClusterCreate,
                 version=version, configuration_id=configuration_id, size=body.size,
                 node_count=body.nodes, storage_gb=body.storage_gb, durability=durability,
                 status=ClusterStatus.BUILDING, status_reason="", admin_user=admin_user,
+                labels=dict(body.labels), deletion_protection=body.deletion_protection,
                 admin_password=admin_password, service_password=service_password,
             )
             cluster.nodes = [
@@ -177,6 +179,21 @@ def create(svc: Services, principal: Principal, body: ClusterCreate,
     return accepted
 
 
+def _check_selector(selector: str) -> str:
+    """``key=value`` pairs, comma-separated, each by the label rules, a key once."""
+    pairs = [part.partition("=") for part in selector.split(",")]
+    if any(not eq for _, eq, _ in pairs):
+        raise InvalidInput(f"label {selector!r}: give key=value pairs, comma-separated")
+    labels = {k: v for k, _, v in pairs}
+    if len(labels) != len(pairs):
+        raise InvalidInput(f"label {selector!r}: a key is given twice")
+    try:
+        check_labels(labels)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+    return selector
+
+
 def _check_marker(marker: str | None) -> None:
     if marker is not None and not is_id(marker):
         raise InvalidInput(f"marker {marker!r} is not a cluster id")
@@ -191,6 +208,9 @@ def list_clusters(
                                         json_schema_extra=ID_SCHEMA)] = None,
     status: Annotated[ClusterStatus | None, Query()] = None,
     engine: Annotated[str | None, Query(max_length=32)] = None,
+    label: Annotated[str | None, Query(
+        max_length=2048, description="key=value[,key=value...]: clusters with every "
+                                     "one of these labels")] = None,
 ) -> Response:
     """Clusters of this project, oldest first, keyset-paged: page N costs what page 2 costs.
     Plainly valid requests are answered before FastAPI (hoard/api/lean.py); this
@@ -203,6 +223,8 @@ def list_clusters(
         params["status"] = status.value
     if engine is not None:
         params["engine"] = engine
+    if label is not None:
+        params["label"] = _check_selector(label)
     return Response(lean.page(_services(request), principal, params),
                     media_type="application/json")
 
@@ -226,9 +248,10 @@ def delete_cluster(
     allowed = set(ClusterStatus) - {ClusterStatus.BUILDING}
     if not final_backup:
         return changes.begin(svc, principal, cluster_id, "delete", cluster_delete.STEPS,
-                             allowed, ClusterStatus.DELETING)
+                             allowed, ClusterStatus.DELETING, quota=_unprotected)
     with svc.store.session() as s:
         cluster = get_cluster(s, principal, cluster_id)
+        _unprotected(s, cluster)
         if cluster.status not in (ClusterStatus.ACTIVE, ClusterStatus.DEGRADED):
             raise Conflict(f"a final backup needs the cluster running; it is {cluster.status}")
         backup = new_backup(cluster, "final")
@@ -236,10 +259,19 @@ def delete_cluster(
     try:
         return changes.begin(svc, principal, cluster_id, "delete",
                              cluster_delete.FINAL_BACKUP_STEPS, allowed, ClusterStatus.DELETING,
-                             params={"final_backup_id": backup.id}, detail="with final backup")
+                             params={"final_backup_id": backup.id}, detail="with final backup",
+                             quota=_unprotected)
     except Exception:
         delete_backup(backup.id)
         raise
+
+
+def _unprotected(s: Session, cluster: Cluster) -> None:
+    """Read with the delete's claim on the cluster: a protection turned on just
+    before is seen."""
+    if cluster.deletion_protection:
+        raise Conflict(f"cluster {cluster.name!r} has deletion protection on; turn it off "
+                       "first (PATCH {\"deletion_protection\": false})")
 
 
 @router.get("/{cluster_id}/credentials", response_model=CredentialsView)

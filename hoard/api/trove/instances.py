@@ -131,7 +131,7 @@ def delete_instance(instance_id: str, principal: Tenant, request: Request) -> Re
 def _patch(instance_id: str, principal: Principal, request: Request,
            fields: dict[str, Any]) -> Response:
     cluster_changes.update_cluster(instance_id, strict(ClusterPatch, fields), principal,
-                                   request)
+                                   request, Response())
     return Response(status_code=202)
 
 
