@@ -16,6 +16,7 @@ PACKAGES=(
   e2fsprogs mount                      # a sized filesystem per node (mkfs.ext4, loop mounts)
   tar diffutils coreutils              # tools the backup code runs beside the data
   python3-venv                         # the virtualenv for Hoard itself
+  chromium                             # the console's browser tests (driven by Playwright)
   ca-certificates
 )
 
