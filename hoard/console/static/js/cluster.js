@@ -139,6 +139,12 @@ export async function clusterView(main, ctx, id) {
     try {
       c = await api.get(`/v2/clusters/${id}`, { signal });
     } catch (err) {
+      if (err.status === 404 && !engine) {
+        replace(main, h("h1", {}, "Cluster not found"), errorBox(err),
+          h("p", {}, h("a", { href: "#/clusters" }, "All clusters")));
+        ctx.timers.forEach(clearInterval);
+        return;
+      }
       if (err.status === 404) {
         replace(gone, h("p", { class: "notice" }, "This cluster no longer exists. ",
           h("a", { href: "#/clusters" }, "Back to all clusters")));

@@ -59,7 +59,7 @@ export function errorBox(error) {
   const items = error?.problem?.errors || [];
   return h("div", { class: "error", role: "alert" },
     h("strong", {}, error.message || String(error)),
-    items.length ? h("ul", {}, items.map((e) => h("li", {}, `${e.field}: ${e.message}`))) : null);
+    items.length > 1 ? h("ul", {}, items.map((e) => h("li", {}, `${e.field}: ${e.message}`))) : null);
 }
 
 // Say something to screen readers without moving focus.
@@ -77,15 +77,18 @@ export function table(caption, headers, rows) {
 }
 
 let ids = 0;
-// A labelled form control: <label>Text <input></label>, with an optional hint.
+// A labelled form control: <label for> + the control (+ an optional hint that
+// describes it), so the label's name is its text alone.
 export function field(text, control, hint) {
   ids += 1;
+  if (!control.id) control.id = `field-${ids}`;
+  const parts = [h("label", { for: control.id }, text), control];
   if (hint) {
     const hintId = `hint-${ids}`;
     control.setAttribute("aria-describedby", hintId);
-    return h("label", {}, text, control, h("span", { class: "hint", id: hintId }, hint));
+    parts.push(h("span", { class: "hint", id: hintId }, hint));
   }
-  return h("label", {}, text, control);
+  return h("div", { class: "field" }, parts);
 }
 
 export function options(values, selected) {
