@@ -5,7 +5,9 @@ operator's projects view. Every page is also checked for browser console errors.
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,9 @@ Page = playwright_api.Page
 SLOW = 180_000  # ms: a cluster to build, a backup to finish (the machine may be busy)
 RESOURCE_ERROR = re.compile(r"Failed to load resource: the server responded with a status of "
                             r"(\d+)")
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+# Screenshots of the main pages; `HOARD_SCREENSHOTS=docs/screenshots` refreshes the README's.
+SCREENSHOTS = Path(os.environ.get("HOARD_SCREENSHOTS")
+                   or Path(tempfile.gettempdir()) / "hoard-console-screenshots")
 PHONE = {"width": 390, "height": 844}
 
 
@@ -71,9 +75,11 @@ class Console:
         expect(self.page.get_by_role("heading", name="Clusters", exact=True)).to_be_visible()
 
     def shot(self, name: str) -> None:
-        """A screenshot for the README (docs/screenshots/). Not full-page: Chromium
-        resizes the view for that, and the next click may land off its target."""
+        """A screenshot of the page's top (for the README, see SCREENSHOTS). Not
+        full-page: Chromium resizes the view for that, and the next click may land
+        off its target."""
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.evaluate("window.scrollTo(0, 0)")
         self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
 
     def row(self, name: str) -> Any:
@@ -206,6 +212,8 @@ def test_redis_cluster_from_create_to_delete(console: Console, hoard: HoardServe
     expect(page.get_by_text("Backup taken.")).to_be_visible(timeout=SLOW)
     backups = page.get_by_role("table", name="Backups")
     expect(backups.locator(".status")).to_have_text("available")
+    page.get_by_role("button", name="Hide password").click()
+    expect(uri).not_to_contain_text(password)
     console.shot("cluster")
 
     # Restored into a new cluster through the create form.

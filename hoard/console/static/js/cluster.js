@@ -66,12 +66,14 @@ function connection(clusterId, signal) {
           announce("Copying is not allowed here: reveal the password and select the text");
         }
       } }, "Copy");
+      show.hidden = true;
       replace(area, h("dl", { class: "facts" },
         h("dt", {}, "User"), h("dd", {}, h("code", {}, creds.username)),
         h("dt", {}, "Host"), h("dd", {}, h("code", {}, `${creds.host}:${creds.port}`)),
         h("dt", {}, "Connection string"), h("dd", {}, uri, " ", reveal, " ", copy),
         h("dt", {}, "CA certificate"), h("dd", {}, h("a", { href: "/v2/ca.pem",
           download: "hoard-ca.pem" }, "hoard-ca.pem"), " (verify the server with it)")));
+      reveal.focus();
     } catch (err) {
       show.disabled = false;
       area.append(errorBox(err));

@@ -69,6 +69,10 @@ export function announce(text) {
 }
 
 export function table(caption, headers, rows) {
+  // Each cell names its column too: on a narrow screen rows stack as cards.
+  for (const row of rows) {
+    [...row.children].forEach((cell, i) => cell.setAttribute("data-label", headers[i] ?? ""));
+  }
   return h("div", { class: "table-wrap" },
     h("table", {},
       h("caption", { class: "visually-hidden" }, caption),
