@@ -20,6 +20,10 @@ PACKAGES=(
   ca-certificates
 )
 
+# npm installs axe-core for the console's accessibility checks (tests/a11y/); a
+# Node.js that ships its own npm is kept as it is.
+command -v npm >/dev/null || PACKAGES+=(nodejs npm)
+
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

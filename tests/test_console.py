@@ -37,6 +37,7 @@ RESOURCE_ERROR = re.compile(r"Failed to load resource: the server responded with
 SCREENSHOTS = Path(os.environ.get("HOARD_SCREENSHOTS")
                    or Path(tempfile.gettempdir()) / "hoard-console-screenshots")
 PHONE = {"width": 390, "height": 844}
+AXE = Path(__file__).resolve().parent / "a11y" / "node_modules" / "axe-core" / "axe.min.js"
 
 
 class Console:
@@ -81,6 +82,19 @@ class Console:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         self.page.evaluate("window.scrollTo(0, 0)")
         self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+
+    def audit(self) -> None:
+        """axe-core (npm, tests/a11y/) on the page as it is: no serious or critical
+        violation. Evaluated through the browser's protocol, so the page's
+        Content-Security-Policy stays in force."""
+        assert AXE.exists(), f"{AXE} is missing: `make setup` installs it (npm ci)"
+        if not self.page.evaluate("typeof window.axe !== 'undefined'"):
+            self.page.evaluate(AXE.read_text())
+        result = self.page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+        bad = [f"{v['id']} ({v['impact']}): {v['help']} at "
+               f"{[n['target'] for n in v['nodes']][:3]}"
+               for v in result["violations"] if v["impact"] in ("serious", "critical")]
+        assert bad == [], bad
 
     def row(self, name: str) -> Any:
         return self.page.get_by_role("row").filter(
@@ -149,6 +163,7 @@ def test_a_wrong_token_is_refused(console: Console) -> None:
     expect(page.get_by_role("alert")).to_contain_text("That token is not valid")
     expect(page.get_by_role("navigation", name="Main")).to_be_hidden()
     console.shot("sign-in")
+    console.audit()
     console.check(("/v2/clusters", 401))
 
 
@@ -165,6 +180,7 @@ def test_redis_cluster_from_create_to_delete(console: Console, hoard: HoardServe
     page.get_by_role("button", name="Create cluster").click()
     expect(page.get_by_role("alert")).to_contain_text("name 'Not A Name' must match")
     expect(page.get_by_label("Name")).to_have_attribute("aria-invalid", "true")
+    console.audit()
 
     page.get_by_label("Name").fill("cache")
     page.get_by_label("Engine").select_option("redis")
@@ -181,6 +197,7 @@ def test_redis_cluster_from_create_to_delete(console: Console, hoard: HoardServe
     expect(row).to_contain_text("redis")
     expect(row).to_contain_text("nano")
     console.shot("clusters")
+    console.audit()
     page.get_by_label("Engine").select_option("postgresql")
     expect(page.get_by_text("No clusters here yet")).to_be_visible()
     page.get_by_label("Engine").select_option("")
@@ -215,6 +232,7 @@ def test_redis_cluster_from_create_to_delete(console: Console, hoard: HoardServe
     page.get_by_role("button", name="Hide password").click()
     expect(uri).not_to_contain_text(password)
     console.shot("cluster")
+    console.audit()
 
     # Restored into a new cluster through the create form.
     page.get_by_role("link", name=re.compile("into a new cluster")).click()
@@ -271,6 +289,7 @@ def test_projects_see_only_their_own_clusters(console: Console, hoard: HoardServ
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 0
             console.shot("clusters-phone")
+            console.audit()
             page.get_by_role("button", name="Sign out").click()
             assert page.evaluate("sessionStorage.length") == 0
         finally:
@@ -298,6 +317,7 @@ def test_admin_creates_a_project_and_a_token(console: Console) -> None:
     page.get_by_role("button", name="Create project").click()
     expect(page.get_by_role("alert")).to_contain_text("already exists")
     console.shot("projects")
+    console.audit()
     page.get_by_role("button", name="Sign out").click()
     console.sign_in(token)  # the new project's token works at once
     expect(page.get_by_role("link", name="Projects")).to_be_hidden()

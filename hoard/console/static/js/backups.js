@@ -21,8 +21,8 @@ export function backupsSection(c, engine, signal) {
       h("td", {}, b.reason),
       h("td", {}, b.status === "available" ? h("a", {
         href: `#/create?${new URLSearchParams({ restore: b.id, name: `${c.name}-restored` })}`,
-        "aria-label": `Restore the backup of ${new Date(b.created_at).toLocaleString()} ` +
-          "into a new cluster" }, "Restore into a new cluster") : "")));
+        "aria-label": "Restore into a new cluster: the backup of " +
+          new Date(b.created_at).toLocaleString() }, "Restore into a new cluster") : "")));
     replace(area,
       page.restorable ? h("p", {}, "Restorable from ", when(page.restorable.earliest), " to ",
         when(page.restorable.latest)) : null,
