@@ -114,6 +114,16 @@ function eventsList(events) {
     h("li", {}, when(e.created_at), " ", h("strong", {}, e.kind), ` ${e.message}`)));
 }
 
+// Draw `data` into `el` only when it changed since the last poll: text being
+// selected or read by a screen reader is not replaced under the person.
+const drawn = new WeakMap();
+function redraw(el, data, render) {
+  const key = JSON.stringify(data ?? null);
+  if (drawn.get(el) === key) return;
+  drawn.set(el, key);
+  replace(el, render(data));
+}
+
 export async function clusterView(main, ctx, id) {
   const { signal } = ctx;
   const heading = h("h1", {}, "Cluster");
@@ -157,17 +167,17 @@ export async function clusterView(main, ctx, id) {
       throw err;
     }
     engine ??= (await api.get(`/v2/engines/${c.engine}`, { signal }));
-    replace(heading, c.name);
-    replace(overview, facts(c));
-    replace(endpoints, endpointList(c.endpoints));
-    replace(memberArea, members(c));
+    redraw(heading, c.name, () => c.name);
+    redraw(overview, c, facts);
+    redraw(endpoints, c.endpoints, endpointList);
+    redraw(memberArea, c.members, () => members(c));
     const { events } = await api.get(`/v2/clusters/${id}/events?limit=1000`, { signal });
-    replace(eventArea, eventsList(events));
+    redraw(eventArea, events, eventsList);
     const opId = [...events].reverse().find((e) => e.operation_id)?.operation_id;
     if (opId && (opId !== lastOp?.id || lastOp.status === "running")) {
       lastOp = await api.get(`/v2/operations/${opId}`, { signal });
     }
-    replace(opArea, lastOp ? operationPanel(lastOp) : h("p", { class: "muted" }, "None."));
+    redraw(opArea, lastOp, (op) => op ? operationPanel(op) : h("p", { class: "muted" }, "None."));
     const group = RUNNING.includes(c.status) ? "running" : c.status;
     if (group !== drawnFor) {
       drawnFor = group;
