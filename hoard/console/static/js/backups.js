@@ -2,8 +2,38 @@
 // take one now, and restore one into a new cluster (through the create form).
 
 import * as api from "./api.js";
-import { announce, bytes, errorBox, h, replace, status, table, when } from "./dom.js";
+import { announce, bytes, errorBox, field, h, replace, status, table, when } from "./dom.js";
 import { waitOperation } from "./operations.js";
+
+// A datetime-local value (the browser's time zone) for an ISO time, to the second.
+function local(iso) {
+  const d = new Date(iso);
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T` +
+    `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+// The restorable window, and a restore to a chosen second inside it (through
+// the create form, which the API judges).
+function pointInTime(c, window) {
+  const time = h("input", { name: "restore-time", type: "datetime-local", step: "1",
+    min: local(window.earliest), max: local(window.latest), value: local(window.latest),
+    required: true });
+  return h("div", {},
+    h("p", {}, "Restorable to any second from ", when(window.earliest), " to ",
+      when(window.latest), "."),
+    h("form", { class: "inline", "aria-label": "Restore to a point in time",
+      onsubmit: (event) => {
+        event.preventDefault();
+        // Left at its default: the window's end exactly (the field shows whole seconds).
+        const iso = time.value === local(window.latest) ? window.latest
+          : new Date(time.value).toISOString();
+        location.hash = `#/create?${new URLSearchParams({ restore_cluster: c.id, time: iso,
+          name: `${c.name}-then` })}`;
+      } },
+    field("Restore to (your time zone)", time),
+    h("button", { type: "submit" }, "Restore to this time in a new cluster")));
+}
 
 export function backupsSection(c, engine, signal) {
   if (!engine.abilities.includes("backups")) return null;
@@ -24,8 +54,8 @@ export function backupsSection(c, engine, signal) {
         "aria-label": "Restore into a new cluster: the backup of " +
           new Date(b.created_at).toLocaleString() }, "Restore into a new cluster") : "")));
     replace(area,
-      page.restorable ? h("p", {}, "Restorable from ", when(page.restorable.earliest), " to ",
-        when(page.restorable.latest)) : null,
+      page.restorable && engine.abilities.includes("point-in-time restore")
+        ? pointInTime(c, page.restorable) : null,
       rows.length ? table("Backups", ["Taken", "Kind", "Status", "Size", "Reason", "Restore"], rows)
         : h("p", { class: "muted" }, "No backups yet."));
     return page.backups;

@@ -4,6 +4,7 @@
 import * as api from "./api.js";
 import { accountsSection } from "./accounts.js";
 import { backupsSection } from "./backups.js";
+import { changesSection } from "./changes.js";
 import { endpointList } from "./clusters.js";
 import { announce, bytes, errorBox, field, h, replace, status, table, when } from "./dom.js";
 import { operationPanel } from "./operations.js";
@@ -144,6 +145,7 @@ export async function clusterView(main, ctx, id) {
     h("h2", {}, "Events"), eventArea);
 
   let engine = null;
+  let sizes = null;
   let drawnFor = null; // the status group the lower sections were drawn for
   let lastOp = null;
   await ctx.every(POLL_MS, async () => {
@@ -167,6 +169,7 @@ export async function clusterView(main, ctx, id) {
       throw err;
     }
     engine ??= (await api.get(`/v2/engines/${c.engine}`, { signal }));
+    sizes ??= (await api.get("/v2/sizes", { signal })).sizes;
     redraw(heading, c.name, () => c.name);
     redraw(overview, c, facts);
     redraw(endpoints, c.endpoints, endpointList);
@@ -185,6 +188,7 @@ export async function clusterView(main, ctx, id) {
         RUNNING.includes(c.status) ? accountsSection(c, engine, signal)
           : h("p", { class: "muted" }, `Users and databases can be managed once the cluster ` +
             `is ACTIVE (it is ${c.status}).`),
+        changesSection(c, engine, sizes, signal),
         backupsSection(c, engine, signal),
         c.status === "DELETING" ? null : deleteSection(c, signal));
     }

@@ -17,11 +17,16 @@ export async function createView(main, ctx, params) {
   ]);
   const available = backups.filter((b) => b.status === "available");
   const chosenBackup = available.find((b) => b.id === params.get("restore"));
+  // A point-in-time restore: a cluster's backups and logs at a chosen second.
+  const pointInTime = params.get("restore_cluster") && params.get("time")
+    ? { cluster_id: params.get("restore_cluster"), time: params.get("time") } : null;
+  const source = pointInTime && backups.find((b) => b.cluster_id === pointInTime.cluster_id);
 
   const name = h("input", { name: "name", required: true, autocomplete: "off",
     maxlength: "63", value: params.get("name") || "" });
   const engine = h("select", { name: "engine" },
-    options(engines.map((e) => [e.name, e.display_name]), chosenBackup?.engine));
+    options(engines.map((e) => [e.name, e.display_name]),
+      chosenBackup?.engine ?? source?.engine));
   const version = h("select", { name: "version" });
   const size = h("select", { name: "size" },
     options(sizes.map((s) => [s.name, sizeText(s)]), "small"));
@@ -53,7 +58,7 @@ export async function createView(main, ctx, params) {
     durabilityField.hidden = !(Number(nodes.value) > 1 && currentEngine().durabilities.length);
   }
   function syncRestore() {
-    const backup = available.find((b) => b.id === restore.value);
+    const backup = available.find((b) => b.id === restore.value) ?? source;
     version.disabled = Boolean(backup);
     if (backup) replace(version, options([backup.version]));
     else replace(version, options(currentEngine().versions, currentEngine().default_version));
@@ -63,6 +68,7 @@ export async function createView(main, ctx, params) {
   restore.addEventListener("change", syncRestore);
   syncEngine();
   syncRestore();
+  engine.disabled = Boolean(source); // a point-in-time restore keeps its cluster's engine
 
   const form = h("form", { class: "stack", novalidate: true, onsubmit: async (event) => {
     event.preventDefault();
@@ -70,7 +76,8 @@ export async function createView(main, ctx, params) {
     form.querySelectorAll("[aria-invalid]").forEach((el) => el.removeAttribute("aria-invalid"));
     const body = { name: name.value.trim(), engine: engine.value, size: size.value,
       nodes: Number(nodes.value), storage_gb: Number(storage.value) };
-    if (restore.value) body.restore = { backup_id: restore.value };
+    if (pointInTime) body.restore = pointInTime;
+    else if (restore.value) body.restore = { backup_id: restore.value };
     else body.version = version.value;
     if (!durabilityField.hidden && durability.value) body.durability = durability.value;
     const submit = form.querySelector("button[type=submit]");
@@ -94,7 +101,9 @@ export async function createView(main, ctx, params) {
   field("Nodes", nodes, "1: a standalone instance; more: replicated, with automatic failover"),
   durabilityField,
   field("Storage (GB)", storage, "Per node"),
-  field("Restore from a backup", restore, "The new cluster starts with that backup's data"),
+  pointInTime ? h("p", { class: "notice" }, `Restoring ${source?.cluster_name ?? "a cluster"} ` +
+    `as it was at ${new Date(pointInTime.time).toLocaleString()}.`)
+    : field("Restore from a backup", restore, "The new cluster starts with that backup's data"),
   h("div", {}, h("button", { type: "submit" }, "Create cluster"), " ",
     h("a", { href: "#/clusters" }, "Cancel")));
   replace(main, h("h1", {}, "Create a cluster"), feedback, form);
