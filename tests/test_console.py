@@ -333,3 +333,56 @@ def test_admin_creates_a_project_and_a_token(console: Console) -> None:
     console.sign_in(token)  # the new project's token works at once
     expect(page.get_by_role("link", name="Projects")).to_be_hidden()
     console.check(("/v2/projects", 409), ("/v2/projects", 403))
+
+
+def test_postgresql_databases_users_and_point_in_time_restore(
+        console: Console, hoard: HoardServer, admin: httpx.Client) -> None:
+    token = new_tenant(admin, "console-sql", {"clusters": 2, "nodes": 2, "storage_gb": 4})
+    with tenant_client(hoard, token) as client:
+        cluster = create_cluster(client, "ledger", storage_gb=1)
+        restored_id = None
+        try:
+            page = console.page
+            console.sign_in(token)
+            page.get_by_role("link", name="ledger", exact=True).click()
+            console.wait_active()
+
+            page.get_by_label("Database name").fill("shop")
+            page.get_by_role("button", name="Create database").click()
+            databases = page.get_by_role("table", name="Databases")
+            expect(databases.get_by_role("row", name=re.compile(r"^shop\b"))).to_be_visible(
+                timeout=SLOW)
+
+            page.get_by_label("User name").fill("clerk")
+            page.get_by_label("Grant databases").fill("shop")
+            page.get_by_role("button", name="Create user").click()
+            expect(page.get_by_text("Password for clerk (shown only now)")).to_be_visible(
+                timeout=SLOW)
+            users = page.get_by_role("table", name="Users")
+            clerk = users.get_by_role("row", name=re.compile(r"^clerk\b"))
+            expect(clerk).to_contain_text("shop")
+            first = page.locator(".notice code").inner_text()
+            page.get_by_role("button", name="Rotate password of clerk").click()
+            expect(page.locator(".notice code")).not_to_have_text(first, timeout=SLOW)
+            page.get_by_role("button", name="Delete user clerk").click()
+            page.get_by_role("button", name="Yes, delete").click()
+            expect(clerk).to_have_count(0, timeout=SLOW)
+            console.audit()
+
+            page.get_by_role("button", name="Take a backup").click()
+            expect(page.get_by_text("Backup taken.")).to_be_visible(timeout=SLOW)
+            page.get_by_role("button", name="Restore to this time in a new cluster").click()
+            expect(page.get_by_text("Restoring ledger as it was at")).to_be_visible()
+            expect(page.get_by_label("Engine")).to_be_disabled()
+            page.get_by_label("Size").select_option("nano")
+            page.get_by_label("Storage (GB)").fill("1")
+            page.get_by_role("button", name="Create cluster").click()
+            expect(page.get_by_role("heading", name="ledger-then")).to_be_visible()
+            restored_id = page.url.rsplit("/", 1)[-1]
+            console.wait_active()
+            databases = page.get_by_role("table", name="Databases")
+            expect(databases.get_by_role("row", name=re.compile(r"^shop\b"))).to_be_visible()
+            console.delete_here("ledger-then")
+        finally:
+            delete_cluster(client, cluster["id"])
+    console.check(("/v2/projects", 403), (f"/v2/clusters/{restored_id}", 404))

@@ -99,7 +99,7 @@ function usersSection(c, engine, signal) {
     });
   } },
   field("User name", name),
-  sql ? field("Databases", extra[0], "Comma-separated; full access to each")
+  sql ? field("Grant databases", extra[0], "Comma-separated; full access to each")
     : [field("Key patterns", extra[0], "Comma-separated; default *"),
       field("Command categories", extra[1], "Comma-separated; default read, write")],
   h("button", { type: "submit" }, "Create user"));
