@@ -361,9 +361,17 @@ def test_postgresql_databases_users_and_point_in_time_restore(
             users = page.get_by_role("table", name="Users")
             clerk = users.get_by_role("row", name=re.compile(r"^clerk\b"))
             expect(clerk).to_contain_text("shop")
-            first = page.locator(".notice code").inner_text()
+            page.get_by_role("button", name="Revoke shop from clerk").click()
+            expect(clerk).to_contain_text("none", timeout=SLOW)
+            page.get_by_label("Grant to user").select_option("clerk")
+            page.get_by_label("Database to grant").fill("shop")
+            page.get_by_role("button", name="Grant", exact=True).click()
+            expect(clerk.get_by_role("button", name="Revoke shop from clerk")).to_be_visible(
+                timeout=SLOW)
+            expect(page.get_by_text("Password for clerk")).to_have_count(0)  # shown once
             page.get_by_role("button", name="Rotate password of clerk").click()
-            expect(page.locator(".notice code")).not_to_have_text(first, timeout=SLOW)
+            expect(page.get_by_text("Password for clerk (shown only now)")).to_be_visible(
+                timeout=SLOW)
             page.get_by_role("button", name="Delete user clerk").click()
             page.get_by_role("button", name="Yes, delete").click()
             expect(clerk).to_have_count(0, timeout=SLOW)

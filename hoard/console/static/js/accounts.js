@@ -41,6 +41,34 @@ function usersSection(c, engine, signal) {
   const area = h("div");
   const feedback = h("div", { "aria-live": "polite" });
 
+  const userPath = (u) => `${base}/${encodeURIComponent(u)}`;
+
+  // SQL users: each granted database with its revoke button.
+  function grants(u) {
+    if (!u.databases.length) return h("span", { class: "muted" }, "none");
+    return u.databases.map((d) => h("span", { class: "grant" }, `${d} `,
+      h("button", { type: "button", class: "secondary", "aria-label": `Revoke ${d} from ${u.name}`,
+        onclick: () => act(async () => {
+          await settle(await api.del(`${userPath(u.name)}/databases/${encodeURIComponent(d)}`),
+            signal);
+          announce(`${u.name} no longer has ${d}`);
+        }) }, "Revoke"), " "));
+  }
+
+  function grantForm(users) {
+    const who = h("select", { name: "grant-user" }, users.map((u) => h("option", {}, u.name)));
+    const what = h("input", { name: "grant-database", required: true, autocomplete: "off" });
+    return h("form", { class: "inline", "aria-label": "Grant a database", onsubmit: (e) => {
+      e.preventDefault();
+      act(async () => {
+        const path = `${userPath(who.value)}/databases/${encodeURIComponent(what.value.trim())}`;
+        await settle(await api.call("PUT", path, {}, { signal }), signal);
+        announce(`${who.value} has ${what.value}`);
+      });
+    } }, field("Grant to user", who), field("Database to grant", what),
+    h("button", { type: "submit" }, "Grant"));
+  }
+
   async function refresh() {
     const { users } = await api.get(base, { signal });
     if (!users.length) {
@@ -50,20 +78,21 @@ function usersSection(c, engine, signal) {
     replace(area, table("Users", ["User", sql ? "Databases" : "Access", "Actions"],
       users.map((u) => h("tr", {},
         h("th", { scope: "row" }, u.name),
-        h("td", {}, sql ? u.databases.join(", ")
+        h("td", {}, sql ? grants(u)
           : `keys ${u.keys.join(" ")}; commands ${u.categories.join(", ")}`),
         h("td", {},
-          h("button", { type: "button", class: "secondary", "aria-label": `Rotate password of ${u.name}`,
-            onclick: () => act(async () => {
-              const result = await api.post(`${base}/${encodeURIComponent(u.name)}/actions/rotate-password`);
+          h("button", { type: "button", class: "secondary",
+            "aria-label": `Rotate password of ${u.name}`, onclick: () => act(async () => {
+              const result = await api.post(`${userPath(u.name)}/actions/rotate-password`);
               await settle(result, signal);
               return secretNotice(u.name, result.user.password);
             }) }, "Rotate password"), " ",
           confirmButton(`Delete user ${u.name}`, () => act(async () => {
-            await settle(await api.del(`${base}/${encodeURIComponent(u.name)}`), signal);
+            await settle(await api.del(userPath(u.name)), signal);
             announce(`User ${u.name} deleted`);
             return null;
-          })))))));
+          })))))),
+    sql ? grantForm(users) : null);
   }
 
   async function act(work) {
