@@ -181,6 +181,8 @@ def test_redis_cluster_from_create_to_delete(console: Console, hoard: HoardServe
     page.get_by_role("button", name="Create cluster").click()
     expect(page.get_by_role("alert")).to_contain_text("name 'Not A Name' must match")
     expect(page.get_by_label("Name")).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_label("Name")).to_have_accessible_description(
+        re.compile("must match"))
     console.audit()
 
     page.get_by_label("Name").fill("cache")

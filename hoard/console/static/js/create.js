@@ -73,7 +73,12 @@ export async function createView(main, ctx, params) {
   const form = h("form", { class: "stack", novalidate: true, onsubmit: async (event) => {
     event.preventDefault();
     feedback.replaceChildren();
-    form.querySelectorAll("[aria-invalid]").forEach((el) => el.removeAttribute("aria-invalid"));
+    form.querySelectorAll("[aria-invalid]").forEach((el) => {
+      el.removeAttribute("aria-invalid");
+      el.setAttribute("aria-describedby", (el.getAttribute("aria-describedby") || "")
+        .replace(`${el.id}-error`, "").trim());
+    });
+    form.querySelectorAll(".field-error").forEach((el) => el.remove());
     const body = { name: name.value.trim(), engine: engine.value, size: size.value,
       nodes: Number(nodes.value), storage_gb: Number(storage.value) };
     if (pointInTime) body.restore = pointInTime;
@@ -110,11 +115,17 @@ export async function createView(main, ctx, params) {
   name.focus();
 }
 
-// Point each field the problem names at its message (aria-invalid + description).
+// Point each field the problem names at its message: aria-invalid, and the
+// message under the field, tied to it as part of its description.
 function markFields(form, err) {
   for (const e of err?.problem?.errors || []) {
     const fieldName = String(e.field).split(".")[0];
     const input = form.querySelector(`[name="${CSS.escape(fieldName)}"]`);
-    if (input) input.setAttribute("aria-invalid", "true");
+    if (!input) continue;
+    input.setAttribute("aria-invalid", "true");
+    const message = h("span", { class: "field-error", id: `${input.id}-error` }, e.message);
+    input.parentElement.append(message);
+    const described = (input.getAttribute("aria-describedby") || "").split(" ");
+    input.setAttribute("aria-describedby", [...described, message.id].join(" ").trim());
   }
 }
