@@ -271,6 +271,10 @@ def test_redis_cluster_from_create_to_delete(console: Console, hoard: HoardServe
     console.delete_here("cache")
     page.get_by_role("link", name="Back to all clusters").click()
     expect(page.get_by_text("No clusters here yet")).to_be_visible()
+    # The token stays in this tab's session storage: never in the address or elsewhere.
+    assert token not in page.url
+    assert page.evaluate("localStorage.length") == 0
+    assert page.evaluate("document.cookie") == ""
     restored_id = restored_url.rsplit("/", 1)[-1]
     # The page learns that a deleted cluster is gone from the API's 404.
     console.check(("/v2/projects", 403), ("/v2/clusters", 422),

@@ -89,6 +89,12 @@ async function route() {
   const heading = main.querySelector("h1");
   if (heading) {
     document.title = `${heading.textContent} · Hoard console`;
+    // After a navigation, keyboard and screen reader users start at the new
+    // page's heading (unless the view put focus somewhere on purpose).
+    if (!main.contains(document.activeElement) || document.activeElement === main) {
+      heading.tabIndex = -1;
+      heading.focus({ preventScroll: true });
+    }
   }
 }
 
