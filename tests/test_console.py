@@ -400,3 +400,32 @@ def test_postgresql_databases_users_and_point_in_time_restore(
         finally:
             delete_cluster(client, cluster["id"])
     console.check(("/v2/projects", 403), (f"/v2/clusters/{restored_id}", 404))
+
+
+def test_replicated_cluster_members_and_switchover(console: Console, hoard: HoardServer,
+                                                    admin: httpx.Client) -> None:
+    token = new_tenant(admin, "console-ha", {"clusters": 1, "nodes": 3, "storage_gb": 3})
+    with tenant_client(hoard, token) as client:
+        cluster = create_cluster(client, "sessions", engine="redis", nodes=3, storage_gb=1)
+        try:
+            page = console.page
+            console.sign_in(token)
+            page.get_by_role("link", name="sessions", exact=True).click()
+            console.wait_active()
+            members = page.get_by_role("table", name="Members")
+            expect(members.get_by_role("row")).to_have_count(4)  # the header and 3 nodes
+            expect(members.get_by_role("cell", name="primary", exact=True)).to_have_count(1)
+            replica = members.get_by_role("row").filter(
+                has=page.get_by_role("button", name="Make primary")).first
+            ordinal = replica.get_by_role("rowheader").inner_text()
+            console.audit()
+            replica.get_by_role("button", name="Make primary").click()
+            expect(page.get_by_text(f"Switchover to node {ordinal} started")).to_be_visible()
+            expect(page.locator("#op-title")).to_contain_text("switchover: succeeded",
+                                                              timeout=SLOW)
+            chosen = members.get_by_role("row", name=re.compile(f"^{ordinal} "))
+            expect(chosen.get_by_role("cell", name="primary", exact=True)).to_be_visible(
+                timeout=SLOW)
+        finally:
+            delete_cluster(client, cluster["id"])
+    console.check(("/v2/projects", 403))

@@ -23,8 +23,12 @@ function facts(c) {
   return h("dl", { class: "facts" }, items.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
 }
 
-function members(c) {
-  return table("Members", ["Node", "Role", "Zone", "Health", "Lag", "Storage used"],
+// Members with role, zone, health, lag and storage; in a running replicated
+// cluster each replica can be made the primary (a switchover).
+function members(c, switchover) {
+  const replicated = c.nodes > 1 && RUNNING.includes(c.status);
+  const headers = ["Node", "Role", "Zone", "Health", "Lag", "Storage used"];
+  return table("Members", replicated ? [...headers, "Actions"] : headers,
     c.members.map((m) => h("tr", {},
       h("th", { scope: "row" }, h("code", { title: m.id }, `#${m.ordinal}`)),
       h("td", {}, m.role),
@@ -33,7 +37,10 @@ function members(c) {
         m.status_reason) : null),
       h("td", {}, m.lag_bytes === null ? "" : bytes(m.lag_bytes)),
       h("td", {}, m.storage ? `${bytes(m.storage.used_bytes)} of ${bytes(m.storage.total_bytes)}`
-        : ""))));
+        : ""),
+      replicated ? h("td", {}, m.role === "replica" ? h("button", { type: "button",
+        class: "secondary", "aria-label": `Make primary: node #${m.ordinal}`,
+        onclick: () => switchover(m) }, "Make primary") : "") : null)));
 }
 
 function maskUri(uri, password) {
@@ -131,6 +138,18 @@ export async function clusterView(main, ctx, id) {
   const overview = h("div");
   const endpoints = h("div");
   const memberArea = h("div");
+  const memberFeedback = h("div", { "aria-live": "polite" });
+  const switchover = async (m) => {
+    memberFeedback.replaceChildren(h("p", { class: "muted" }, "Starting a switchover…"));
+    try {
+      await api.post(`/v2/clusters/${id}/switchover`, { node_id: m.id }, { signal });
+      memberFeedback.replaceChildren(h("p", { class: "notice" },
+        `Switchover to node #${m.ordinal} started; its steps are shown under Operation.`));
+      announce("Switchover started");
+    } catch (err) {
+      if (err.name !== "AbortError") memberFeedback.replaceChildren(errorBox(err));
+    }
+  };
   const opArea = h("div");
   const eventArea = h("div");
   const gone = h("div", { "aria-live": "polite" });
@@ -139,7 +158,7 @@ export async function clusterView(main, ctx, id) {
     overview,
     h("h2", {}, "Endpoints"), endpoints,
     h("h2", {}, "Connect"), connection(id, signal),
-    h("h2", {}, "Members"), memberArea,
+    h("h2", {}, "Members"), memberFeedback, memberArea,
     h("h2", {}, "Operation"), opArea,
     lower,
     h("h2", {}, "Events"), eventArea);
@@ -173,7 +192,7 @@ export async function clusterView(main, ctx, id) {
     redraw(heading, c.name, () => c.name);
     redraw(overview, c, facts);
     redraw(endpoints, c.endpoints, endpointList);
-    redraw(memberArea, c.members, () => members(c));
+    redraw(memberArea, [c.status, c.members], () => members(c, switchover));
     const { events } = await api.get(`/v2/clusters/${id}/events?limit=1000`, { signal });
     redraw(eventArea, events, eventsList);
     const opId = [...events].reverse().find((e) => e.operation_id)?.operation_id;
