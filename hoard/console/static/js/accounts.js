@@ -95,12 +95,13 @@ function usersSection(c, engine, signal) {
     sql ? grantForm(users) : null);
   }
 
+  // The outcome is shown once the list is redrawn: what it says is on screen.
   async function act(work) {
     feedback.replaceChildren(h("p", { class: "muted" }, "Working…"));
     try {
       const shown = await work();
-      feedback.replaceChildren(shown || "");
       await refresh();
+      feedback.replaceChildren(shown || "");
     } catch (err) {
       if (err.name !== "AbortError") feedback.replaceChildren(errorBox(err));
     }
@@ -159,8 +160,8 @@ function databasesSection(c, signal) {
     feedback.replaceChildren(h("p", { class: "muted" }, "Working…"));
     try {
       await work();
-      feedback.replaceChildren();
       await refresh();
+      feedback.replaceChildren();
     } catch (err) {
       if (err.name !== "AbortError") feedback.replaceChildren(errorBox(err));
     }
