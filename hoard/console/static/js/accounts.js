@@ -69,8 +69,11 @@ function usersSection(c, engine, signal) {
     h("button", { type: "submit" }, "Grant"));
   }
 
+  let latest = 0; // a slower, older answer must not overwrite a newer one
   async function refresh() {
+    const mine = ++latest;
     const { users } = await api.get(base, { signal });
+    if (mine !== latest) return;
     if (!users.length) {
       replace(area, h("p", { class: "muted" }, "No users yet."));
       return;
@@ -145,8 +148,11 @@ function databasesSection(c, signal) {
   const base = `/v2/clusters/${c.id}/databases`;
   const area = h("div");
   const feedback = h("div", { "aria-live": "polite" });
+  let latest = 0;
   async function refresh() {
+    const mine = ++latest;
     const { databases } = await api.get(base, { signal });
+    if (mine !== latest) return;
     replace(area, databases.length ? table("Databases", ["Database", "Charset", "Collation", "Actions"],
       databases.map((d) => h("tr", {}, h("th", { scope: "row" }, d.name), h("td", {}, d.charset),
         h("td", {}, d.collation),

@@ -40,9 +40,12 @@ export function backupsSection(c, engine, signal) {
   const area = h("div");
   const feedback = h("div", { "aria-live": "polite" });
 
+  let latest = 0; // a slower, older answer must not overwrite a newer one
   async function refresh() {
+    const mine = ++latest;
     const page = await api.get(`/v2/backups${api.query({ cluster_id: c.id, limit: 1000 })}`,
       { signal });
+    if (mine !== latest) return page.backups;
     const rows = [...page.backups].reverse().map((b) => h("tr", {},
       h("th", { scope: "row" }, when(b.created_at)),
       h("td", {}, b.kind),
