@@ -5,10 +5,13 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+# axe-core (npm) for the console's accessibility checks, installed from its lock file.
+A11Y := tests/a11y
+A11Y_STAMP := $(A11Y)/node_modules/.package-lock.json
 
 .PHONY: setup system run test lint bench clean
 
-setup: system $(STAMP)
+setup: system $(STAMP) $(A11Y_STAMP)
 
 system:
 	@bash scripts/install-system-packages.sh
@@ -17,6 +20,10 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
 	@rm -f $(VENV)/.installed-* && touch $@
+
+$(A11Y_STAMP): $(A11Y)/package-lock.json
+	npm ci --prefix $(A11Y) --no-audit --no-fund --loglevel=error
+	@touch $@
 
 run: setup
 	$(VENV)/bin/hoard serve
@@ -39,4 +46,4 @@ bench: setup
 	$(PY) bench/observer_pass.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache $(A11Y)/node_modules

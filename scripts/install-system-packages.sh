@@ -17,8 +17,13 @@ PACKAGES=(
   e2fsprogs mount                      # a sized filesystem per node (mkfs.ext4, loop mounts)
   tar diffutils coreutils              # tools the backup code runs beside the data
   python3-venv                         # the virtualenv for Hoard itself
+  chromium                             # the console's browser tests (driven by Playwright)
   ca-certificates
 )
+
+# npm installs axe-core for the console's accessibility checks (tests/a11y/); a
+# Node.js that ships its own npm is kept as it is.
+command -v npm >/dev/null || PACKAGES+=(nodejs npm)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

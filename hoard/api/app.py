@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
 
-from hoard import __version__
+from hoard import __version__, console
 from hoard.api import metrics, openapi, problems
 from hoard.api.auth import bootstrap_admin
 from hoard.api.gate import Gate
@@ -74,7 +75,15 @@ def create_app(settings: Settings, run_workers: bool = True) -> FastAPI:
                    catalog, projects, workers):
         app.include_router(module.router)
     trove.install(app)
+    app.mount(console.PREFIX, console.files(), name="console")
     openapi.install(app)
+
+    @app.get("/", include_in_schema=False)
+    def front(request: Request) -> Response:
+        """A browser gets the web console; any other client, Trove's version list."""
+        if console.wants_html(request):
+            return console.page()
+        return trove.version_response(request)
 
     @app.get("/v2", tags=["meta"])
     def root() -> dict[str, Any]:

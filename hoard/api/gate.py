@@ -29,6 +29,7 @@ from hoard.api.auth import PUBLIC_PATHS, identify, remembered, token_digest
 from hoard.api.metrics import ApiMetrics
 from hoard.api.problems import problem, unauthorized
 from hoard.api.trove.auth import is_trove_path
+from hoard.console import is_console_path
 from hoard.domain.errors import Unauthorized
 
 MAX_JSON_DEPTH = 32  # Hoard's own bodies nest 3 levels; this leaves room, not recursion
@@ -103,8 +104,10 @@ class Gate:
         self.requests.labels(scope["method"], route, str(status)).inc()
 
     async def _refusal(self, request: Request) -> Response | None:
-        # The Trove API reads its own X-Auth-Token (hoard/api/trove/auth.py).
-        if request.url.path not in PUBLIC_PATHS and not is_trove_path(request.url.path):
+        # The Trove API reads its own X-Auth-Token (hoard/api/trove/auth.py); the
+        # console's files are public (the page then calls /v2 with a token).
+        path = request.url.path
+        if path not in PUBLIC_PATHS and not is_trove_path(path) and not is_console_path(path):
             try:
                 # Kept in the request's state, where the route's dependency finds it.
                 # A token seen in the last few seconds is answered here; only a

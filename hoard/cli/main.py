@@ -50,6 +50,7 @@ def _serve_http(settings: Settings, run_workers: bool, processes: int = 1) -> No
     from hoard.api.serving import HTTP
 
     typer.echo(f"Hoard API on http://{settings.host}:{settings.port}/v2 (docs: /v2/docs)")
+    typer.echo(f"Console on http://{settings.host}:{settings.port}/ (open it in a browser)")
     typer.echo(f"State in {settings.state_dir}")
     if not settings.admin_token:
         token_file = settings.state_dir / "admin-token"

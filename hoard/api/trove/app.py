@@ -51,13 +51,11 @@ def build(parent: FastAPI) -> FastAPI:
 
 
 def install(app: FastAPI) -> None:
-    """Mount /v1.0, and answer ``GET /`` with the version list for JSON clients only:
-    a browser asking for HTML is left to whatever else serves ``/``."""
+    """Mount /v1.0. ``GET /`` (the version document for JSON clients) is routed by
+    hoard/api/app.py, which gives browsers the console there."""
     app.mount(PREFIX, build(app))
 
-    @app.get("/", include_in_schema=False)
-    def root(request: Request) -> Response:
-        if "text/html" in request.headers.get("accept", ""):
-            return errors.fault("itemNotFound", 404, "no page here; the APIs are at /v2 "
-                                "and /v1.0")
-        return JSONResponse(versions(request))
+
+def version_response(request: Request) -> Response:
+    """The version list Trove clients read at ``/``."""
+    return JSONResponse(versions(request))

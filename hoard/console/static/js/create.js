@@ -1,0 +1,131 @@
+// The create form, built from the catalog (GET /v2/engines, GET /v2/sizes) and
+// the project's backups; the API judges the request, and its problem details
+// are shown next to the form (and against the field they name).
+
+import * as api from "./api.js";
+import { announce, errorBox, field, h, options, replace } from "./dom.js";
+
+function sizeText(s) {
+  return `${s.name}: ${s.cpus} CPU, ${s.memory_mb} MB (${s.description})`;
+}
+
+export async function createView(main, ctx, params) {
+  const [{ engines }, { sizes }, backups] = await Promise.all([
+    api.get("/v2/engines", { signal: ctx.signal }),
+    api.get("/v2/sizes", { signal: ctx.signal }),
+    api.all("/v2/backups?limit=1000", "backups", { signal: ctx.signal }),
+  ]);
+  const available = backups.filter((b) => b.status === "available");
+  const chosenBackup = available.find((b) => b.id === params.get("restore"));
+  // A point-in-time restore: a cluster's backups and logs at a chosen second.
+  const pointInTime = params.get("restore_cluster") && params.get("time")
+    ? { cluster_id: params.get("restore_cluster"), time: params.get("time") } : null;
+  const source = pointInTime && backups.find((b) => b.cluster_id === pointInTime.cluster_id);
+
+  const name = h("input", { name: "name", required: true, autocomplete: "off",
+    maxlength: "63", value: params.get("name") || "" });
+  const engine = h("select", { name: "engine" },
+    options(engines.map((e) => [e.name, e.display_name]),
+      chosenBackup?.engine ?? source?.engine));
+  const version = h("select", { name: "version" });
+  const size = h("select", { name: "size" },
+    options(sizes.map((s) => [s.name, sizeText(s)]), "small"));
+  const nodes = h("input", { name: "nodes", type: "number", min: "1", value: "1",
+    inputmode: "numeric" });
+  const durability = h("select", { name: "durability" });
+  const durabilityField = field("Durability", durability,
+    "sync: a commit waits until a replica has it");
+  const storage = h("input", { name: "storage_gb", type: "number", min: "1", value: "10",
+    inputmode: "numeric" });
+  const restore = h("select", { name: "restore" });
+  const feedback = h("div", { "aria-live": "assertive" });
+
+  const currentEngine = () => engines.find((e) => e.name === engine.value);
+  function syncEngine() {
+    const e = currentEngine();
+    replace(version, options(e.versions, e.default_version));
+    nodes.max = String(e.max_nodes);
+    if (Number(nodes.value) > e.max_nodes) nodes.value = String(e.max_nodes);
+    nodes.disabled = e.max_nodes === 1;
+    replace(durability, options([["", "engine default"], ...e.durabilities]));
+    const ours = available.filter((b) => b.engine === e.name);
+    replace(restore, options([["", "no: a new, empty cluster"], ...ours.map((b) =>
+      [b.id, `${b.cluster_name} · ${new Date(b.created_at).toLocaleString()} · ${b.kind}`])],
+    chosenBackup?.engine === e.name ? chosenBackup.id : ""));
+    syncNodes();
+  }
+  function syncNodes() {
+    durabilityField.hidden = !(Number(nodes.value) > 1 && currentEngine().durabilities.length);
+  }
+  function syncRestore() {
+    const backup = available.find((b) => b.id === restore.value) ?? source;
+    version.disabled = Boolean(backup);
+    if (backup) replace(version, options([backup.version]));
+    else replace(version, options(currentEngine().versions, currentEngine().default_version));
+  }
+  engine.addEventListener("change", () => { syncEngine(); syncRestore(); });
+  nodes.addEventListener("input", syncNodes);
+  restore.addEventListener("change", syncRestore);
+  syncEngine();
+  syncRestore();
+  engine.disabled = Boolean(source); // a point-in-time restore keeps its cluster's engine
+
+  const form = h("form", { class: "stack", novalidate: true, onsubmit: async (event) => {
+    event.preventDefault();
+    feedback.replaceChildren();
+    form.querySelectorAll("[aria-invalid]").forEach((el) => {
+      el.removeAttribute("aria-invalid");
+      el.setAttribute("aria-describedby", (el.getAttribute("aria-describedby") || "")
+        .replace(`${el.id}-error`, "").trim());
+    });
+    form.querySelectorAll(".field-error").forEach((el) => el.remove());
+    const body = { name: name.value.trim(), engine: engine.value, size: size.value,
+      nodes: Number(nodes.value), storage_gb: Number(storage.value) };
+    if (pointInTime) body.restore = pointInTime;
+    else if (restore.value) body.restore = { backup_id: restore.value };
+    else body.version = version.value;
+    if (!durabilityField.hidden && durability.value) body.durability = durability.value;
+    const submit = form.querySelector("button[type=submit]");
+    submit.disabled = true;
+    try {
+      const accepted = await api.post("/v2/clusters", body);
+      announce(`Creating ${accepted.cluster.name}`);
+      location.hash = `#/clusters/${accepted.cluster.id}`;
+    } catch (err) {
+      submit.disabled = false;
+      feedback.replaceChildren(errorBox(err));
+      markFields(form, err);
+      feedback.querySelector("[role=alert]")?.setAttribute("tabindex", "-1");
+      feedback.querySelector("[role=alert]")?.focus();
+    }
+  } },
+  field("Name", name, "Lower-case letters, digits and dashes; unique in the project"),
+  field("Engine", engine),
+  field("Version", version),
+  field("Size", size),
+  field("Nodes", nodes, "1: a standalone instance; more: replicated, with automatic failover"),
+  durabilityField,
+  field("Storage (GB)", storage, "Per node"),
+  pointInTime ? h("p", { class: "notice" }, `Restoring ${source?.cluster_name ?? "a cluster"} ` +
+    `as it was at ${new Date(pointInTime.time).toLocaleString()}.`)
+    : field("Restore from a backup", restore, "The new cluster starts with that backup's data"),
+  h("div", {}, h("button", { type: "submit" }, "Create cluster"), " ",
+    h("a", { href: "#/clusters" }, "Cancel")));
+  replace(main, h("h1", {}, "Create a cluster"), feedback, form);
+  name.focus();
+}
+
+// Point each field the problem names at its message: aria-invalid, and the
+// message under the field, tied to it as part of its description.
+function markFields(form, err) {
+  for (const e of err?.problem?.errors || []) {
+    const fieldName = String(e.field).split(".")[0];
+    const input = form.querySelector(`[name="${CSS.escape(fieldName)}"]`);
+    if (!input) continue;
+    input.setAttribute("aria-invalid", "true");
+    const message = h("span", { class: "field-error", id: `${input.id}-error` }, e.message);
+    input.parentElement.append(message);
+    const described = (input.getAttribute("aria-describedby") || "").split(" ");
+    input.setAttribute("aria-describedby", [...described, message.id].join(" ").trim());
+  }
+}
