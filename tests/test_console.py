@@ -429,3 +429,52 @@ def test_replicated_cluster_members_and_switchover(console: Console, hoard: Hoar
         finally:
             delete_cluster(client, cluster["id"])
     console.check(("/v2/projects", 403))
+
+
+def test_configuration_attached_and_restart_applies_it(console: Console, hoard: HoardServer,
+                                                       admin: httpx.Client) -> None:
+    token = new_tenant(admin, "console-conf", {"clusters": 1, "nodes": 1, "storage_gb": 2})
+    with tenant_client(hoard, token) as client:
+        cluster = create_cluster(client, "tuned", storage_gb=1)
+        try:
+            page = console.page
+            console.sign_in(token)
+            page.get_by_role("link", name="tuned", exact=True).click()
+            console.wait_active()
+            expect(page.get_by_text("No configuration attached.")).to_be_visible()
+            work_mem = page.get_by_label("work_mem", exact=True)
+            expect(work_mem).to_have_accessible_description(re.compile("Applied live"))
+            expect(page.get_by_label("max_connections", exact=True)
+                   ).to_have_accessible_description(re.compile("Needs a restart"))
+
+            # A value out of bounds: the API's refusal, shown inline.
+            work_mem.fill("1")
+            page.get_by_role("button", name="Create and attach").click()
+            expect(page.get_by_role("alert")).to_contain_text("work_mem")
+            console.audit()
+
+            work_mem.fill("8192")
+            page.get_by_label("max_connections", exact=True).fill("60")
+            page.get_by_role("button", name="Create and attach").click()
+            expect(page.locator("#op-title")).to_contain_text("update: succeeded",
+                                                              timeout=SLOW)
+            pending = page.locator("#pending-restart")
+            expect(pending).to_contain_text("max_connections", timeout=SLOW)
+            expect(pending).not_to_contain_text("work_mem")
+            expect(page.get_by_text(re.compile("Attached: tuned-settings"))).to_be_visible(
+                timeout=SLOW)
+            console.wait_active()
+            console.audit()
+            page.get_by_role("button", name="Restart now").click()
+            expect(page.locator("#op-title")).to_contain_text("restart: succeeded",
+                                                              timeout=SLOW)
+            expect(pending).to_have_count(0, timeout=SLOW)
+            console.wait_active()
+            view = client.get(f"/v2/clusters/{cluster['id']}").json()
+            assert view["configuration_id"] and view["pending_restart"] == []
+
+            page.get_by_role("button", name="Detach configuration").click()
+            expect(page.get_by_text("No configuration attached.")).to_be_visible(timeout=SLOW)
+        finally:
+            delete_cluster(client, cluster["id"])
+    console.check(("/v2/projects", 403), ("/v2/configurations", 422))
