@@ -478,3 +478,38 @@ def test_configuration_attached_and_restart_applies_it(console: Console, hoard: 
         finally:
             delete_cluster(client, cluster["id"])
     console.check(("/v2/projects", 403), ("/v2/configurations", 422))
+
+
+def test_backup_schedule_set_shown_and_removed(console: Console, hoard: HoardServer,
+                                               admin: httpx.Client) -> None:
+    token = new_tenant(admin, "console-sched", {"clusters": 1, "nodes": 1, "storage_gb": 1})
+    with tenant_client(hoard, token) as client:
+        cluster = create_cluster(client, "nightly", engine="redis", storage_gb=1)
+        try:
+            page = console.page
+            console.sign_in(token)
+            page.get_by_role("link", name="nightly", exact=True).click()
+            console.wait_active()
+            now = page.locator("#schedule-now")
+            expect(now).to_have_text("None set from this tab.")
+            page.get_by_label("Schedule (cron, UTC)").fill("not a cron")
+            page.get_by_role("button", name="Save schedule").click()
+            expect(page.get_by_role("alert")).to_be_visible()
+            page.get_by_label("Schedule (cron, UTC)").fill("30 2 * * *")
+            page.get_by_label("Keep the newest").fill("5")
+            page.get_by_label("Keep days").fill("14")
+            page.get_by_role("button", name="Save schedule").click()
+            expect(page.get_by_text("Schedule saved.")).to_be_visible()
+            expect(now).to_contain_text("30 2 * * *")
+            expect(now).to_contain_text("newest 5 and nothing older than 14 days")
+            console.audit()
+            page.reload()  # the same tab remembers what it set
+            expect(page.locator("#schedule-now")).to_contain_text("30 2 * * *")
+            page.get_by_role("button", name="Remove schedule").click()
+            expect(page.get_by_text("Schedule removed.")).to_be_visible()
+            expect(page.locator("#schedule-now")).to_have_text("None set from this tab.")
+        finally:
+            delete_cluster(client, cluster["id"])
+    console.check(("/v2/projects", 403),
+                  (f"/v2/clusters/{cluster['id']}/backup-schedule", 422))
+

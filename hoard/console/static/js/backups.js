@@ -1,9 +1,11 @@
 // A cluster's backups: the list with size and status, the restorable window,
-// take one now, and restore one into a new cluster (through the create form).
+// take one now, restore one into a new cluster (through the create form), and
+// the schedule with its retention.
 
 import * as api from "./api.js";
 import { announce, bytes, errorBox, field, h, replace, status, table, when } from "./dom.js";
 import { waitOperation } from "./operations.js";
+import { scheduleSection } from "./schedule.js";
 
 // A datetime-local value (the browser's time zone) for an ISO time, to the second.
 function local(iso) {
@@ -87,5 +89,6 @@ export function backupsSection(c, engine, signal) {
   });
   return h("section", { "aria-labelledby": "backups-title" },
     h("h2", { id: "backups-title" }, "Backups"), feedback,
-    ["ACTIVE", "DEGRADED"].includes(c.status) ? take : null, area);
+    ["ACTIVE", "DEGRADED"].includes(c.status) ? take : null, area,
+    scheduleSection(c, signal));
 }
