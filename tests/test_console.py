@@ -513,3 +513,28 @@ def test_backup_schedule_set_shown_and_removed(console: Console, hoard: HoardSer
     console.check(("/v2/projects", 403),
                   (f"/v2/clusters/{cluster['id']}/backup-schedule", 422))
 
+
+def test_restorable_window_timeline(console: Console, hoard: HoardServer,
+                                    admin: httpx.Client) -> None:
+    token = new_tenant(admin, "console-window", {"clusters": 1, "nodes": 1, "storage_gb": 1})
+    with tenant_client(hoard, token) as client:
+        cluster = create_cluster(client, "history", storage_gb=1)
+        try:
+            page = console.page
+            console.sign_in(token)
+            page.get_by_role("link", name="history", exact=True).click()
+            console.wait_active()
+            page.get_by_role("button", name="Take a backup").click()
+            expect(page.get_by_text("Backup taken.")).to_be_visible(timeout=SLOW)
+            drawing = page.get_by_role("img", name=re.compile("^Restorable window: from"))
+            expect(drawing).to_be_visible()
+            picker = page.get_by_label("Restore to (your time zone)")
+            earliest = picker.get_attribute("min")
+            assert earliest
+            picker.fill(earliest)
+            expect(drawing).to_have_accessible_name(re.compile("; chosen: "))
+            console.audit()
+        finally:
+            delete_cluster(client, cluster["id"])
+    console.check(("/v2/projects", 403))
+
