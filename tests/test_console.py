@@ -538,3 +538,41 @@ def test_restorable_window_timeline(console: Console, hoard: HoardServer,
             delete_cluster(client, cluster["id"])
     console.check(("/v2/projects", 403))
 
+
+def test_labels_filter_and_deletion_protection(console: Console, hoard: HoardServer,
+                                               admin: httpx.Client) -> None:
+    token = new_tenant(admin, "console-guard", {"clusters": 2, "nodes": 2, "storage_gb": 2})
+    with tenant_client(hoard, token) as client:
+        kept = create_cluster(client, "kept", engine="redis", storage_gb=1,
+                              labels={"env": "prod"}, deletion_protection=True)
+        other = create_cluster(client, "other", engine="redis", storage_gb=1,
+                               labels={"env": "dev"})
+        try:
+            page = console.page
+            console.sign_in(token)
+            expect(console.row("other")).to_be_visible()
+            page.get_by_label("Labels").fill("env=prod")
+            page.get_by_label("Labels").press("Enter")
+            expect(console.row("kept")).to_contain_text("env=prod")
+            expect(console.row("other")).to_have_count(0)
+            assert "label=env%3Dprod" in page.url or "label=env=prod" in page.url
+            console.audit()
+
+            page.get_by_role("link", name="kept", exact=True).click()
+            console.wait_active()
+            switch = page.get_by_role("switch", name="Deletion protection")
+            expect(switch).to_have_attribute("aria-checked", "true")
+            page.get_by_label(re.compile("Type the cluster's name")).fill("kept")
+            page.get_by_role("button", name="Delete cluster").click()
+            expect(page.get_by_role("alert")).to_contain_text("deletion protection on")
+            console.audit()
+            switch.click()
+            expect(switch).to_have_attribute("aria-checked", "false")
+            assert client.get(f"/v2/clusters/{kept['id']}").json()["deletion_protection"] is False
+            console.delete_here("kept")
+        finally:
+            for c in (kept, other):
+                if client.get(f"/v2/clusters/{c['id']}").status_code == 200:
+                    delete_cluster(client, c["id"])
+    console.check(("/v2/projects", 403), (f"/v2/clusters/{kept['id']}", 409),
+                  (f"/v2/clusters/{kept['id']}", 404))

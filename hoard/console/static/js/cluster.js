@@ -7,6 +7,7 @@ import { backupsSection } from "./backups.js";
 import { changesSection } from "./changes.js";
 import { configurationSection } from "./configuration.js";
 import { endpointList } from "./clusters.js";
+import { guardsSection } from "./guards.js";
 import { announce, bytes, errorBox, field, h, replace, status, table, when } from "./dom.js";
 import { operationPanel } from "./operations.js";
 
@@ -212,6 +213,7 @@ export async function clusterView(main, ctx, id) {
             `is ACTIVE (it is ${c.status}).`),
         changesSection(c, engine, sizes, signal),
         config,
+        c.status === "DELETING" ? null : guardsSection(c, signal),
         backupsSection(c, engine, signal),
         c.status === "DELETING" ? null : deleteSection(c, signal));
     }
