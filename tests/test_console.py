@@ -2,7 +2,8 @@
 headless) against a real Hoard with real Redis servers: sign in, create through
 the form, watch, open, users, backups, restore, delete; configurations, backup
 schedules, the restorable window's timeline, labels and deletion protection;
-tenants kept apart; the operator's projects view. Every page is also checked for browser console errors."""
+tenants kept apart; the operator's projects view. Every page is also checked
+for browser console errors."""
 
 from __future__ import annotations
 
