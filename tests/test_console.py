@@ -241,6 +241,7 @@ def test_redis_cluster_from_create_to_delete(console: Console, hoard: HoardServe
 
     # Redis keeps no change log: no restore to a point in time is offered.
     expect(page.get_by_role("button", name=re.compile("Restore to this time"))).to_have_count(0)
+    expect(page.get_by_role("img", name=re.compile("Restorable window"))).to_have_count(0)
 
     # Restored from the backup into a new cluster through the create form.
     page.get_by_role("link", name=re.compile("into a new cluster")).click()
