@@ -1,7 +1,9 @@
 """The web console in a real browser (Playwright driving Debian's chromium,
 headless) against a real Hoard with real Redis servers: sign in, create through
-the form, watch, open, users, backups, restore, delete; tenants kept apart; the
-operator's projects view. Every page is also checked for browser console errors."""
+the form, watch, open, users, backups, restore, delete; configurations, backup
+schedules, the restorable window's timeline, labels and deletion protection;
+tenants kept apart; the operator's projects view. Every page is also checked
+for browser console errors."""
 
 from __future__ import annotations
 
@@ -239,6 +241,7 @@ def test_redis_cluster_from_create_to_delete(console: Console, hoard: HoardServe
 
     # Redis keeps no change log: no restore to a point in time is offered.
     expect(page.get_by_role("button", name=re.compile("Restore to this time"))).to_have_count(0)
+    expect(page.get_by_role("img", name=re.compile("Restorable window"))).to_have_count(0)
 
     # Restored from the backup into a new cluster through the create form.
     page.get_by_role("link", name=re.compile("into a new cluster")).click()
@@ -429,3 +432,150 @@ def test_replicated_cluster_members_and_switchover(console: Console, hoard: Hoar
         finally:
             delete_cluster(client, cluster["id"])
     console.check(("/v2/projects", 403))
+
+
+def test_configuration_attached_and_restart_applies_it(console: Console, hoard: HoardServer,
+                                                       admin: httpx.Client) -> None:
+    token = new_tenant(admin, "console-conf", {"clusters": 1, "nodes": 1, "storage_gb": 2})
+    with tenant_client(hoard, token) as client:
+        cluster = create_cluster(client, "tuned", storage_gb=1)
+        try:
+            page = console.page
+            console.sign_in(token)
+            page.get_by_role("link", name="tuned", exact=True).click()
+            console.wait_active()
+            expect(page.get_by_text("No configuration attached.")).to_be_visible()
+            work_mem = page.get_by_label("work_mem", exact=True)
+            expect(work_mem).to_have_accessible_description(re.compile("Applied live"))
+            expect(page.get_by_label("max_connections", exact=True)
+                   ).to_have_accessible_description(re.compile("Needs a restart"))
+
+            # A value out of bounds: the API's refusal, shown inline.
+            work_mem.fill("1")
+            page.get_by_role("button", name="Create and attach").click()
+            expect(page.get_by_role("alert")).to_contain_text("work_mem")
+            console.audit()
+
+            work_mem.fill("8192")
+            page.get_by_label("max_connections", exact=True).fill("60")
+            page.get_by_role("button", name="Create and attach").click()
+            expect(page.locator("#op-title")).to_contain_text("update: succeeded",
+                                                              timeout=SLOW)
+            pending = page.locator("#pending-restart")
+            expect(pending).to_contain_text("max_connections", timeout=SLOW)
+            expect(pending).not_to_contain_text("work_mem")
+            expect(page.get_by_text(re.compile("Attached: tuned-settings"))).to_be_visible(
+                timeout=SLOW)
+            console.wait_active()
+            console.audit()
+            page.get_by_role("button", name="Restart now").click()
+            expect(page.locator("#op-title")).to_contain_text("restart: succeeded",
+                                                              timeout=SLOW)
+            expect(pending).to_have_count(0, timeout=SLOW)
+            console.wait_active()
+            view = client.get(f"/v2/clusters/{cluster['id']}").json()
+            assert view["configuration_id"] and view["pending_restart"] == []
+
+            page.get_by_role("button", name="Detach configuration").click()
+            expect(page.get_by_text("No configuration attached.")).to_be_visible(timeout=SLOW)
+        finally:
+            delete_cluster(client, cluster["id"])
+    console.check(("/v2/projects", 403), ("/v2/configurations", 422))
+
+
+def test_backup_schedule_set_shown_and_removed(console: Console, hoard: HoardServer,
+                                               admin: httpx.Client) -> None:
+    token = new_tenant(admin, "console-sched", {"clusters": 1, "nodes": 1, "storage_gb": 1})
+    with tenant_client(hoard, token) as client:
+        cluster = create_cluster(client, "nightly", engine="redis", storage_gb=1)
+        try:
+            page = console.page
+            console.sign_in(token)
+            page.get_by_role("link", name="nightly", exact=True).click()
+            console.wait_active()
+            now = page.locator("#schedule-now")
+            expect(now).to_have_text("None set from this tab.")
+            page.get_by_label("Schedule (cron, UTC)").fill("not a cron")
+            page.get_by_role("button", name="Save schedule").click()
+            expect(page.get_by_role("alert")).to_be_visible()
+            page.get_by_label("Schedule (cron, UTC)").fill("30 2 * * *")
+            page.get_by_label("Keep the newest").fill("5")
+            page.get_by_label("Keep days").fill("14")
+            page.get_by_role("button", name="Save schedule").click()
+            expect(page.get_by_text("Schedule saved.")).to_be_visible()
+            expect(now).to_contain_text("30 2 * * *")
+            expect(now).to_contain_text("newest 5 and nothing older than 14 days")
+            console.audit()
+            page.reload()  # the same tab remembers what it set
+            expect(page.locator("#schedule-now")).to_contain_text("30 2 * * *")
+            page.get_by_role("button", name="Remove schedule").click()
+            expect(page.get_by_text("Schedule removed.")).to_be_visible()
+            expect(page.locator("#schedule-now")).to_have_text("None set from this tab.")
+        finally:
+            delete_cluster(client, cluster["id"])
+    console.check(("/v2/projects", 403),
+                  (f"/v2/clusters/{cluster['id']}/backup-schedule", 422))
+
+
+def test_restorable_window_timeline(console: Console, hoard: HoardServer,
+                                    admin: httpx.Client) -> None:
+    token = new_tenant(admin, "console-window", {"clusters": 1, "nodes": 1, "storage_gb": 1})
+    with tenant_client(hoard, token) as client:
+        cluster = create_cluster(client, "history", storage_gb=1)
+        try:
+            page = console.page
+            console.sign_in(token)
+            page.get_by_role("link", name="history", exact=True).click()
+            console.wait_active()
+            page.get_by_role("button", name="Take a backup").click()
+            expect(page.get_by_text("Backup taken.")).to_be_visible(timeout=SLOW)
+            drawing = page.get_by_role("img", name=re.compile("^Restorable window: from"))
+            expect(drawing).to_be_visible()
+            picker = page.get_by_label("Restore to (your time zone)")
+            earliest = picker.get_attribute("min")
+            assert earliest
+            picker.fill(earliest)
+            expect(drawing).to_have_accessible_name(re.compile("; chosen: "))
+            console.audit()
+        finally:
+            delete_cluster(client, cluster["id"])
+    console.check(("/v2/projects", 403))
+
+
+def test_labels_filter_and_deletion_protection(console: Console, hoard: HoardServer,
+                                               admin: httpx.Client) -> None:
+    token = new_tenant(admin, "console-guard", {"clusters": 2, "nodes": 2, "storage_gb": 2})
+    with tenant_client(hoard, token) as client:
+        kept = create_cluster(client, "kept", engine="redis", storage_gb=1,
+                              labels={"env": "prod"}, deletion_protection=True)
+        other = create_cluster(client, "other", engine="redis", storage_gb=1,
+                               labels={"env": "dev"})
+        try:
+            page = console.page
+            console.sign_in(token)
+            expect(console.row("other")).to_be_visible()
+            page.get_by_label("Labels").fill("env=prod")
+            page.get_by_label("Labels").press("Enter")
+            expect(console.row("kept")).to_contain_text("env=prod")
+            expect(console.row("other")).to_have_count(0)
+            assert "label=env%3Dprod" in page.url or "label=env=prod" in page.url
+            console.audit()
+
+            page.get_by_role("link", name="kept", exact=True).click()
+            console.wait_active()
+            switch = page.get_by_role("switch", name="Deletion protection")
+            expect(switch).to_have_attribute("aria-checked", "true")
+            page.get_by_label(re.compile("Type the cluster's name")).fill("kept")
+            page.get_by_role("button", name="Delete cluster").click()
+            expect(page.get_by_role("alert")).to_contain_text("deletion protection on")
+            console.audit()
+            switch.click()
+            expect(switch).to_have_attribute("aria-checked", "false")
+            assert client.get(f"/v2/clusters/{kept['id']}").json()["deletion_protection"] is False
+            console.delete_here("kept")
+        finally:
+            for c in (kept, other):
+                if client.get(f"/v2/clusters/{c['id']}").status_code == 200:
+                    delete_cluster(client, c["id"])
+    console.check(("/v2/projects", 403), (f"/v2/clusters/{kept['id']}", 409),
+                  (f"/v2/clusters/{kept['id']}", 404))

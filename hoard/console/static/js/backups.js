@@ -1,9 +1,12 @@
-// A cluster's backups: the list with size and status, the restorable window,
-// take one now, and restore one into a new cluster (through the create form).
+// A cluster's backups: the list with size and status, the restorable window (as a
+// timeline), take one now, restore one into a new cluster (through the create
+// form), and the schedule with its retention.
 
 import * as api from "./api.js";
 import { announce, bytes, errorBox, field, h, replace, status, table, when } from "./dom.js";
 import { waitOperation } from "./operations.js";
+import { scheduleSection } from "./schedule.js";
+import { timeline } from "./timeline.js";
 
 // A datetime-local value (the browser's time zone) for an ISO time, to the second.
 function local(iso) {
@@ -19,9 +22,12 @@ function pointInTime(c, window) {
   const time = h("input", { name: "restore-time", type: "datetime-local", step: "1",
     min: local(window.earliest), max: local(window.latest), value: local(window.latest),
     required: true });
+  const drawing = timeline(window);
+  time.addEventListener("input", () => drawing.mark(new Date(time.value)));
   return h("div", {},
     h("p", {}, "Restorable to any second from ", when(window.earliest), " to ",
       when(window.latest), "."),
+    h("figure", { class: "timeline-wrap" }, drawing),
     h("form", { class: "inline", "aria-label": "Restore to a point in time",
       onsubmit: (event) => {
         event.preventDefault();
@@ -87,5 +93,6 @@ export function backupsSection(c, engine, signal) {
   });
   return h("section", { "aria-labelledby": "backups-title" },
     h("h2", { id: "backups-title" }, "Backups"), feedback,
-    ["ACTIVE", "DEGRADED"].includes(c.status) ? take : null, area);
+    ["ACTIVE", "DEGRADED"].includes(c.status) ? take : null, area,
+    scheduleSection(c, signal));
 }

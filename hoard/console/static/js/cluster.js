@@ -5,7 +5,9 @@ import * as api from "./api.js";
 import { accountsSection } from "./accounts.js";
 import { backupsSection } from "./backups.js";
 import { changesSection } from "./changes.js";
+import { configurationSection } from "./configuration.js";
 import { endpointList } from "./clusters.js";
+import { guardsSection } from "./guards.js";
 import { announce, bytes, errorBox, field, h, replace, status, table, when } from "./dom.js";
 import { operationPanel } from "./operations.js";
 
@@ -167,6 +169,7 @@ export async function clusterView(main, ctx, id) {
   let sizes = null;
   let drawnFor = null; // the status group the lower sections were drawn for
   let lastOp = null;
+  let config = null; // the configuration section, told of every change to the cluster
   await ctx.every(POLL_MS, async () => {
     let c;
     try {
@@ -203,13 +206,17 @@ export async function clusterView(main, ctx, id) {
     const group = RUNNING.includes(c.status) ? "running" : c.status;
     if (group !== drawnFor) {
       drawnFor = group;
+      config = configurationSection(c, engine, signal);
       replace(lower,
         RUNNING.includes(c.status) ? accountsSection(c, engine, signal)
           : h("p", { class: "muted" }, `Users and databases can be managed once the cluster ` +
             `is ACTIVE (it is ${c.status}).`),
         changesSection(c, engine, sizes, signal),
+        config,
+        c.status === "DELETING" ? null : guardsSection(c, signal),
         backupsSection(c, engine, signal),
         c.status === "DELETING" ? null : deleteSection(c, signal));
     }
+    config?.update(c);
   });
 }

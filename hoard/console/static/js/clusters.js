@@ -1,8 +1,9 @@
-// The clusters list: live status (polled), filters by status and engine, and
-// keyset paging that follows the API's `next` link. Filters and the page live
-// in the address (#/clusters?status=…&engine=…&marker=…): shareable, no secrets.
+// The clusters list: live status (polled), filters by status, engine and labels,
+// and keyset paging that follows the API's `next` link. Filters and the page live
+// in the address (#/clusters?status=…&engine=…&label=…&marker=…): shareable.
 
 import * as api from "./api.js";
+import { labelList } from "./guards.js";
 import { errorBox, field, h, options, replace, status, table } from "./dom.js";
 
 export const STATUSES = ["BUILDING", "ACTIVE", "DEGRADED", "UPDATING", "STOPPED", "DELETING",
@@ -24,6 +25,7 @@ function row(c) {
     h("td", {}, c.version),
     h("td", {}, c.size),
     h("td", {}, String(c.nodes)),
+    h("td", {}, labelList(c.labels)),
     h("td", {}, endpointList(c.endpoints)));
 }
 
@@ -33,23 +35,27 @@ function filtersForm(params, engines) {
   const engineSelect = h("select", { name: "engine" },
     options([["", "any engine"], ...engines.map((e) => [e.name, e.display_name])],
       params.get("engine") || ""));
+  const labelInput = h("input", { name: "label", autocomplete: "off", spellcheck: "false",
+    value: params.get("label") || "" });
   const apply = () => {
     const next = api.query({ status: statusSelect.value, engine: engineSelect.value,
-      limit: params.get("limit") });
+      label: labelInput.value.trim(), limit: params.get("limit") });
     location.hash = `#/clusters${next}`;
   };
   statusSelect.addEventListener("change", apply);
   engineSelect.addEventListener("change", apply);
+  labelInput.addEventListener("change", apply);
   return h("form", { class: "inline", role: "search", "aria-label": "Filter clusters",
     onsubmit: (e) => { e.preventDefault(); apply(); } },
-  field("Status", statusSelect), field("Engine", engineSelect));
+  field("Status", statusSelect), field("Engine", engineSelect),
+  field("Labels", labelInput, "key=value, comma-separated; Enter applies"));
 }
 
 export async function clustersView(main, ctx, params) {
   const { engines } = await api.get("/v2/engines", { signal: ctx.signal });
   const limit = params.get("limit") || PAGE;
   const path = `/v2/clusters${api.query({ limit, marker: params.get("marker"),
-    status: params.get("status"), engine: params.get("engine") })}`;
+    status: params.get("status"), engine: params.get("engine"), label: params.get("label") })}`;
   const body = h("div", { "aria-live": "off" });
   const pager = h("nav", { class: "pager", "aria-label": "Pages" });
   const feedback = h("div");
@@ -79,19 +85,21 @@ export async function clustersView(main, ctx, params) {
     } else {
       const focused = document.activeElement?.closest?.("tr")?.dataset?.id;
       replace(body, table("Clusters",
-        ["Name", "Status", "Engine", "Version", "Size", "Nodes", "Endpoints"],
+        ["Name", "Status", "Engine", "Version", "Size", "Nodes", "Labels", "Endpoints"],
         page.clusters.map(row)));
       if (focused) body.querySelector(`tr[data-id="${focused}"] a`)?.focus();
     }
     const links = [];
     if (params.get("marker")) {
       links.push(h("a", { href: `#/clusters${api.query({ status: params.get("status"),
-        engine: params.get("engine"), limit: params.get("limit") })}` }, "First page"));
+        engine: params.get("engine"), label: params.get("label"), limit: params.get("limit") })}` },
+      "First page"));
     }
     if (page.next) {
       const marker = new URL(page.next, location.origin).searchParams.get("marker");
       links.push(h("a", { href: `#/clusters${api.query({ status: params.get("status"),
-        engine: params.get("engine"), limit: params.get("limit"), marker })}` }, "Next page"));
+        engine: params.get("engine"), label: params.get("label"), limit: params.get("limit"),
+        marker })}` }, "Next page"));
     }
     replace(pager, links);
   });
