@@ -196,10 +196,13 @@ def test_schedule_retention_keeps_the_newest(client: httpx.Client) -> None:
     engine = BACKUP_ENGINES[0]
     source = create_cluster(client, "kept", engine=engine)
     base = f"/v2/clusters/{source['id']}/backup-schedule"
+    assert client.get(base).status_code == 200 and client.get(base).json() is None
     for bad in ({"cron": "every day"}, {"cron": "* * * * * *"}, {"cron": "0 3 * * *",
                                                                    "keep_last": 0}):
         assert client.put(base, json=bad).status_code == 422, bad
+    assert client.get(base).json() is None  # a refused schedule changed nothing
     assert client.put(base, json={"cron": "0 3 * * *", "keep_last": 2}).status_code == 200
+    assert client.get(base).json() == {"cron": "0 3 * * *", "keep_last": 2, "keep_days": None}
     made = [backup(client, source["id"])["id"] for _ in range(3)]
     deadline = time.monotonic() + 30
     while True:
@@ -210,6 +213,7 @@ def test_schedule_retention_keeps_the_newest(client: httpx.Client) -> None:
         assert time.monotonic() < deadline, left
         time.sleep(0.3)
     assert client.delete(base).status_code == 204
+    assert client.get(base).json() is None
     delete_cluster(client, source["id"])
 
 

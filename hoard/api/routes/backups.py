@@ -149,6 +149,14 @@ def remove_backup(backup_id: str, principal: Auth, request: Request) -> Response
     return Response(status_code=204)
 
 
+@router.get("/v2/clusters/{cluster_id}/backup-schedule", response_model=BackupSchedule | None)
+def show_schedule(cluster_id: str, principal: Auth, request: Request) -> BackupSchedule | None:
+    """The cluster's backup schedule and retention; null when it has none."""
+    with _services(request).store.session() as s:
+        schedule = get_cluster(s, principal, cluster_id).backup_schedule
+    return None if schedule is None else BackupSchedule.model_validate(schedule)
+
+
 @router.put("/v2/clusters/{cluster_id}/backup-schedule", response_model=BackupSchedule)
 def set_schedule(cluster_id: str, body: BackupSchedule, principal: Auth, request: Request
                  ) -> BackupSchedule:
