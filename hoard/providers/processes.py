@@ -95,13 +95,6 @@ def _cwd_within(pid: int, root: str) -> bool:
     return cwd == root or cwd.startswith(root + "/")
 
 
-def processes_under(root: Path) -> list[int]:
-    """Processes whose working directory is inside ``root`` (servers and tools
-    run there), found even when no record of them was written."""
-    where = os.path.abspath(root)
-    return [pid for pid in _pids() if _cwd_within(pid, where)]
-
-
 def _uids(pid: int) -> set[int]:
     """Real, effective, saved and filesystem uid of a process (from ``status``,
     which a process cannot hide by making itself non-dumpable)."""
@@ -123,12 +116,10 @@ def cgroup_members(procs_files: Sequence[str]) -> set[int]:
     return found
 
 
-def processes_of(uid: int) -> set[int]:
-    return {pid for pid in _pids() if uid in _uids(pid)}
-
-
 def processes_under_or_of(root: Path, uid: int | None) -> set[int]:
-    """Both of the above in one pass over /proc (a start and a sweep ask for both)."""
+    """Processes whose working directory is inside ``root`` (servers and tools run
+    there, found even when no record of them was written), or that run as ``uid``:
+    one pass over /proc."""
     where = os.path.abspath(root)
     return {pid for pid in _pids()
             if _cwd_within(pid, where) or (uid is not None and uid in _uids(pid))}

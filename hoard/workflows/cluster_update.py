@@ -12,6 +12,7 @@ setting that keeps a server from starting never leaves it down.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +75,11 @@ def _running(cluster: models.Cluster, changes: dict[str, Any] | None = None) -> 
     return Target(target.size, target.storage_gb, params)
 
 
+def _differing(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    """The settings whose values differ (or that one side lacks), sorted."""
+    return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+
+
 def _configure_all(cluster: models.Cluster, target: Target,
                    current: Target | None = None) -> list[str]:
     """Write the settings for ``target`` to every node, apply the dynamic ones
@@ -91,7 +97,7 @@ def _configure_all(cluster: models.Cluster, target: Target,
         ctx = svc.node_context(cluster, node, size=target.size, parameters=target.params,
                                storage_gb=target.storage_gb)
         after = engine.settings(ctx)
-        changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+        changed = _differing(before, after)
         configure_node(cluster, node, ctx)
         live = [k for k in changed if engine.is_dynamic(k)]
         if live and svc.provider_for(node).is_running(node.id):
@@ -291,7 +297,7 @@ def _edit_waits(cluster: models.Cluster, changes: dict[str, Any], reason: str) -
     node = cluster.nodes[0]
     before = engine.settings(svc.node_context(cluster, node, parameters=changes["previous"]))
     after = engine.settings(svc.node_context(cluster, node))
-    waiting = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    waiting = _differing(before, after)
     with svc.store.session() as s:
         row = s.get(models.Cluster, cluster.id)
         if row is not None:

@@ -330,7 +330,7 @@ class MariaDB(Engine, SqlAccounts, MariaDBBackups, IncrementalBackups, MariaDBRe
         return Health(True, f"accepting connections as {role}")
 
     def initialize(self, ctx: NodeContext, ca_file: str) -> None:
-        self.create_user(ctx, ca_file, ctx.admin.user, ctx.admin.password)
+        self.set_admin_password(ctx, ca_file)  # creates the account if it is missing
         with self._connect(ctx, ca_file) as conn:
             account = (ctx.admin.user, "%")
             # See the module docstring: every database but the system ones, no global privilege.

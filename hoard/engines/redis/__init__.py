@@ -316,9 +316,7 @@ class Redis(Engine, AclAccounts, Backups, RedisReplication):
         # right whatever the file held (an older password, say).
         with self._connect(ctx, ca_file) as client:
             client.execute_command("ACL", "SETUSER", "default", "reset", *DEFAULT_RULES)
-            client.execute_command("ACL", "SETUSER", ctx.admin.user, "reset", *ADMIN_RULES,
-                                   _hashed(ctx.admin.password))
-            client.execute_command("ACL", "SAVE")
+        self.set_admin_password(ctx, ca_file)  # saves the ACL file too
 
     def set_admin_password(self, ctx: NodeContext, ca_file: str) -> None:
         with self._connect(ctx, ca_file) as client:
