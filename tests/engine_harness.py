@@ -32,7 +32,7 @@ class RunningNode:
         runner = self.provider.runner(self.ctx.node_id)
         self.engine.configure(self.ctx, runner)
         self.provider.stop(self.ctx.node_id)
-        self.provider.start(self.ctx.node_id, self.engine.process(self.ctx, runner))
+        self.provider.start_process(self.ctx.node_id, self.engine.process(self.ctx, runner))
         wait_healthy(self)
 
 
@@ -89,7 +89,7 @@ def running_node(engine: Engine, size: str = "nano", restore: Restore | None = N
         cert = ca.issue_server_cert(node_id, [placement.host, "localhost"])
         engine.install_tls(runner, cert.cert_pem, cert.key_pem)
         engine.configure(ctx, runner)
-        provider.start(node_id, engine.process(ctx, runner))
+        provider.start_process(node_id, engine.process(ctx, runner))
         node = RunningNode(engine, ctx, provider, str(ca.cert_path))
         wait_healthy(node)
         if restore is not None:

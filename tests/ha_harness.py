@@ -97,7 +97,7 @@ class HaCluster:
         ctx = self.ctx(node_id)
         runner = self.provider.runner(node_id)
         for spec in self.ha.member_processes(ctx, self.topo, runner):
-            self.provider.start(node_id, spec)
+            self.provider.start_process(node_id, spec)
 
     def wait_joined(self, node_id: str) -> None:
         """Until the member is healthy, started again if it exits meanwhile (a

@@ -219,7 +219,7 @@ def test_the_server_outlives_its_shipped_logs(source: Source) -> None:
     os.kill(pid, signal.SIGKILL)  # crash recovery reads only what the checkpoint names
     while node.provider.is_running(node.ctx.node_id):
         time.sleep(0.02)
-    node.provider.start(node.ctx.node_id, ENGINE.process(node.ctx, runner))
+    node.provider.start_process(node.ctx.node_id, ENGINE.process(node.ctx, runner))
     wait_healthy(node)
     _insert(node, [8])
     node.restart()

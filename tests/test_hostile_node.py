@@ -143,7 +143,7 @@ def in_node_cgroups(pid: int, node_id: str, timeout: float = 5) -> bool:
 def started(provider: LocalProvider, node_id: str, spec: ProcessSpec = SLEEP) -> int:
     provider.place(node_id, set(), 1)
     provider.apply_limits(node_id, SIZES["nano"], 1)
-    assert provider.start(node_id, spec)
+    assert provider.start_process(node_id, spec)
     pid = provider.pid(node_id)
     assert pid is not None
     # Past the root launcher: the server runs as the node's account.
@@ -165,7 +165,7 @@ def test_links_for_log_and_tmp_are_not_followed_when_the_node_restarts(
     killed_by_node(provider, node, pid, f"""
         mv log log.old && ln -s {outside / 'dir'} log
         mv tmp tmp.old && ln -s {outside} tmp""")
-    assert provider.start(node, SLEEP)  # what the observer does
+    assert provider.start_process(node, SLEEP)  # what the observer does
     assert snapshot(outside) == before, "root changed a file outside the node"
     root = node_dir(provider, node)
     assert (root / "log").is_dir() and not (root / "log").is_symlink()
@@ -180,7 +180,7 @@ def test_a_log_file_link_is_replaced_not_followed(
     before = snapshot(outside)
     killed_by_node(provider, node, pid, f"""
         rm log/server.log && ln -s {outside / 'file'} log/server.log""")
-    assert provider.start(node, SLEEP)
+    assert provider.start_process(node, SLEEP)
     new = provider.pid(node)
     assert new is not None
     wait_for(lambda: Path(f"/proc/{new}/cmdline").read_bytes().startswith(b"sleep"),
@@ -206,7 +206,7 @@ def test_forged_and_garbage_records_in_the_node_directory_are_not_trusted(
             echo '{json.dumps(forged)}' > process-sentinel.json
             echo '{json.dumps({"procs": [str(outside / "file")]})}' > cgroups.json
             echo '{{not json' > process-other.json""")
-        assert provider.start(node, SLEEP), "a forged record kept the node from starting"
+        assert provider.start_process(node, SLEEP), "a forged record kept the node from starting"
         new = provider.pid(node)
         assert new is not None and new != decoy.pid and in_node_cgroups(new, node)
         provider.stop(node)
@@ -442,6 +442,6 @@ def test_a_reader_that_never_ends_does_not_hang_a_start(provider: LocalProvider,
     pid = started(provider, node)
     killed_by_node(provider, node, pid, "rm -f log/server.log && mkfifo log/server.log")
     done = threading.Event()
-    threading.Thread(target=lambda: (provider.start(node, SLEEP), done.set()),
+    threading.Thread(target=lambda: (provider.start_process(node, SLEEP), done.set()),
                      daemon=True).start()
     assert done.wait(15), "starting the node hung on a FIFO"

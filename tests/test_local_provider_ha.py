@@ -71,7 +71,7 @@ def _fake_node(provider: LocalProvider, node_id: str, role: str) -> Backend:
     root = Path(provider.runner(node_id).abspath(Path(".")))  # type: ignore[arg-type]
     (root / "role").write_text(role)
     (root / "node.py").write_text(FAKE_NODE)
-    provider.start(node_id, ProcessSpec(["/usr/bin/python3", "node.py", node_id,
+    provider.start_process(node_id, ProcessSpec(["/usr/bin/python3", "node.py", node_id,
                                          str(placement.port), str(placement.ports["agent"])]))
     return Backend(node_id, placement.host, placement.port, placement.ports)
 
@@ -94,19 +94,19 @@ def test_named_processes_are_supervised_apart_and_killed_together(
         provider: LocalProvider) -> None:
     provider.place("n1", set(), 1)
     sleep = ["/bin/sleep", "600"]
-    assert provider.start("n1", ProcessSpec(sleep))
-    assert provider.start("n1", ProcessSpec(sleep, name="sentinel"))
-    assert not provider.start("n1", ProcessSpec(sleep, name="sentinel"))  # already runs
+    assert provider.start_process("n1", ProcessSpec(sleep))
+    assert provider.start_process("n1", ProcessSpec(sleep, name="sentinel"))
+    assert not provider.start_process("n1", ProcessSpec(sleep, name="sentinel"))  # already runs
     assert provider.is_running("n1") and provider.is_running("n1", "sentinel")
     provider.kill("n1")
     assert not provider.is_running("n1") and not provider.is_running("n1", "sentinel")
-    assert provider.start("n1", ProcessSpec(sleep, name="sentinel"))  # back after a "crash"
-    assert provider.start("n1", ProcessSpec(sleep))
+    assert provider.start_process("n1", ProcessSpec(sleep, name="sentinel"))  # back after a "crash"
+    assert provider.start_process("n1", ProcessSpec(sleep))
     assert provider.is_running("n1", "sentinel"), "starting the server must not kill a sidecar"
     provider.stop("n1")
     assert not provider.is_running("n1") and not provider.is_running("n1", "sentinel")
     with pytest.raises(ValueError, match="process name"):
-        provider.start("n1", ProcessSpec(sleep, name="../x"))
+        provider.start_process("n1", ProcessSpec(sleep, name="../x"))
 
 
 def test_a_dead_servers_helpers_in_temporary_directories_are_killed(
@@ -118,14 +118,14 @@ def test_a_dead_servers_helpers_in_temporary_directories_are_killed(
     root = Path(provider.runner("n1").abspath(Path(".")))  # type: ignore[arg-type]
     helper = ('r=$(pwd) && d=$(mktemp -d) && cd "$d" && '
               '{ setsid sleep 600 & echo $! > "$r/helper.pid"; }')
-    assert provider.start("n1", ProcessSpec(["/bin/sh", "-c", helper]))
+    assert provider.start_process("n1", ProcessSpec(["/bin/sh", "-c", helper]))
     deadline = time.monotonic() + 10
     while provider.is_running("n1") or not (root / "helper.pid").exists():
         assert time.monotonic() < deadline, "the stand-in server did not exit"
         time.sleep(0.05)
     pid = int((root / "helper.pid").read_text())
     assert Path(f"/proc/{pid}/cwd").readlink().is_relative_to(root / "tmp")
-    assert provider.start("n1", ProcessSpec(["/bin/sleep", "600"]))
+    assert provider.start_process("n1", ProcessSpec(["/bin/sleep", "600"]))
     state = proc_state(pid)  # gone, or a zombie its new parent has yet to reap
     assert state is None or state[0] == "Z", "the helper outlived the next start"
     provider.stop("n1")

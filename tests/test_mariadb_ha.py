@@ -272,7 +272,7 @@ def test_remove_member_then_detach_it(cluster: HaCluster) -> None:
     runner = cluster.provider.runner(leaving.node_id)
     ENGINE.detach(leaving, runner)
     ENGINE.configure(leaving, runner)
-    cluster.provider.start(leaving.node_id, ENGINE.process(leaving, runner))
+    cluster.provider.start_process(leaving.node_id, ENGINE.process(leaving, runner))
     cluster.wait_for(lambda: ENGINE.health(leaving, cluster.ca_file, 2).ok, 60, "standalone up")
     with _connect(cluster, leaving) as conn:
         assert _query(conn, "SELECT @@wsrep_on, @@log_bin") == [(0, 1)]

@@ -138,12 +138,13 @@ def test_a_restarted_hoard_readopts_the_nodes_process_and_account(
         provider: LocalProvider) -> None:
     node = f"iso-{secrets.token_hex(4)}"
     provider.place(node, set(), 1)
-    assert provider.start(node, ProcessSpec(["/bin/sleep", "600"]))
+    assert provider.start_process(node, ProcessSpec(["/bin/sleep", "600"]))
     pid, user = provider.pid(node), provider.node_user(node)
     again = LocalProvider(provider.nodes_dir, "hoard-db", volumes="directory")
     assert again.is_running(node) and again.pid(node) == pid
     assert again.node_user(node) == user
-    assert not again.start(node, ProcessSpec(["/bin/sleep", "600"]))  # re-adopted, not started
+    # re-adopted, not started:
+    assert not again.start_process(node, ProcessSpec(["/bin/sleep", "600"]))
     again.runner(node).write_file(PurePosixPath("conf/x"), b"x")
     again.stop(node)
     assert pid is not None and proc_state(pid) is None
@@ -165,7 +166,7 @@ def test_a_node_of_the_earlier_layout_is_named_as_such_and_destroyed(
     with pytest.raises(RuntimeError, match="earlier layout"):
         provider.runner(node)
     with pytest.raises(RuntimeError, match="earlier layout"):
-        provider.start(node, ProcessSpec(["/bin/sleep", "600"]))
+        provider.start_process(node, ProcessSpec(["/bin/sleep", "600"]))
     provider.destroy(node)
     assert old.wait(timeout=10) == -9
     assert not root.exists()

@@ -292,7 +292,7 @@ def test_remove_primary_then_detach_it(cluster: HaCluster) -> None:
     runner = cluster.provider.runner(leaving)
     cluster.ha.detach(gone, runner)
     ENGINE.configure(gone, runner)
-    cluster.provider.start(leaving, ENGINE.process(gone, runner))
+    cluster.provider.start_process(leaving, ENGINE.process(gone, runner))
     # No connection before the promotion: once healthy, it takes writes.
     cluster.wait_for(lambda: ENGINE.health(gone, cluster.ca_file, 2).ok, 30, "standalone up")
     with _connect(cluster, gone) as conn:

@@ -297,7 +297,7 @@ def test_remove_primary_then_detach_it() -> None:
         ENGINE.detach(gone, runner)
         assert not runner.exists(SENTINEL_CONF)
         ENGINE.configure(gone, runner)
-        c.provider.start(leaving, ENGINE.process(gone, runner))
+        c.provider.start_process(leaving, ENGINE.process(gone, runner))
         c.wait_for(lambda: ENGINE.health(gone, c.ca_file, 2).ok, 30, "standalone healthy")
         with client(gone.host, gone.port, gone.admin, c.ca_file) as conn:
             assert conn.get("kept") == "yes"

@@ -1,10 +1,12 @@
-"""The contract between an engine and a provider: the process an engine wants
-run, and the way it reaches a node's files and tools wherever the node lives."""
+"""The contract between an engine and a provider: the node an engine declares
+(``NodeSpec``: what runs, on which ports, with what storage, compute and
+readiness check), and the way it reaches a node's files and tools wherever the
+node lives (``NodeRunner``)."""
 
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Protocol
@@ -21,6 +23,62 @@ class ProcessSpec:
     stop_signal: int = signal.SIGTERM
     stop_timeout: float = 30.0
     name: str = "server"
+
+
+@dataclass(frozen=True)
+class Volume:
+    """The node's persistent storage: a filesystem of ``size_gb`` mounted at
+    ``path`` as the node's processes see it (a container provider mounts its
+    volume there; the local provider's node directory is the volume)."""
+
+    size_gb: int
+    path: str = "/var/lib/hoard"
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Compute each node gets (from the cluster's size): container requests and
+    limits, or the local provider's cgroup."""
+
+    cpus: float
+    memory_mb: int
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """How a provider tells on its own that a node may take traffic (a container
+    readiness probe): ``argv`` run inside the node exits 0, or, when empty, the
+    named port accepts a TCP connection. Hoard's workflows still ask the engine
+    over its protocol; this is for the provider's machinery."""
+
+    port_name: str = "client"
+    argv: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """A node as declared by its engine: a provider brings the node to this state
+    (``Provider.start``) however it runs nodes (processes on a host, a pod).
+
+    ``image`` names the container image of ``engine`` at ``version`` (container
+    providers); ``processes`` are what runs, "server" first, then sidecars (Redis
+    Sentinel); ``ports`` the named ports the node answers on, "client" always.
+    The configuration files are not part of the declaration: engines write them
+    onto the node's volume through its ``NodeRunner``, because a live change
+    rewrites them in place and reloads the server, where a declared file would
+    need a new node."""
+
+    engine: str
+    version: str
+    image: str
+    processes: tuple[ProcessSpec, ...]
+    ports: Mapping[str, int]
+    volume: Volume
+    resources: Resources
+    readiness: Readiness = Readiness()
+
+    def process(self, name: str) -> ProcessSpec:
+        return next(p for p in self.processes if p.name == name)
 
 
 class NodeRunner(Protocol):

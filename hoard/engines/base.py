@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import PurePosixPath
 
 from hoard.domain.catalog import Size
-from hoard.domain.nodes import NodeRunner, ProcessSpec, RoleCheck
+from hoard.domain.nodes import NodeRunner, ProcessSpec, Readiness, RoleCheck
 
 ParamValue = int | bool | str
 # Where every engine keeps its node's TLS certificate and key (volume-relative).
@@ -154,6 +154,16 @@ class Engine(ABC):
     @abstractmethod
     def process(self, ctx: NodeContext, runner: NodeRunner) -> ProcessSpec:
         """The server process to run for this node."""
+
+    def image(self, version: str) -> str:
+        """The container image that runs ``version`` (built from images/<engine>/):
+        what a container provider pulls for a node of this engine."""
+        return f"hoard/{self.name}:{version}"
+
+    def readiness(self, ctx: NodeContext) -> Readiness:
+        """How a provider's own machinery tells the server may take traffic (a
+        container readiness probe). By default: its client port accepts TCP."""
+        return Readiness()
 
     @abstractmethod
     def health(self, ctx: NodeContext, ca_file: str, timeout: float = 3.0) -> Health:

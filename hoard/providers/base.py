@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from hoard.domain.catalog import Size
-from hoard.domain.nodes import Backend, NodeRunner, ProcessSpec, RoleCheck
+from hoard.domain.nodes import Backend, NodeRunner, NodeSpec, RoleCheck
 from hoard.domain.placement import Host
 from hoard.domain.storage import StorageUsage
 
@@ -36,6 +36,17 @@ class Endpoint:
     ro_port: int
 
 
+@dataclass(frozen=True)
+class Deadlines:
+    """How long a provider's waits may last before a step gives up (and the
+    workflow compensates): a local start takes a second, a container provider
+    may pull an image for minutes. Workflows take these, never constants."""
+
+    start: float = 120.0  # a node's processes run and its server answers
+    join: float = 600.0  # a member copies its data from the cluster and joins
+    form: float = 120.0  # the HA machinery elects a primary among running members
+
+
 class Versioned(Protocol):
     """What a provider needs of an engine to say which versions it offers."""
 
@@ -47,6 +58,7 @@ class Versioned(Protocol):
 
 class Provider(ABC):
     name: str
+    deadlines: Deadlines = Deadlines()
 
     @abstractmethod
     def versions(self, engine: Versioned) -> list[str]:
@@ -84,8 +96,10 @@ class Provider(ABC):
         """Set CPU, memory and storage limits; say for each whether it is enforced."""
 
     @abstractmethod
-    def start(self, node_id: str, spec: ProcessSpec) -> bool:
-        """Run the node's process unless it already runs; True if it was started."""
+    def start(self, node_id: str, spec: NodeSpec) -> list[str]:
+        """Bring the node to ``spec``: run each of its processes that does not run
+        (the storage and address are the node's already, from ``place``). The
+        names of the processes started; [] when all were running."""
 
     @abstractmethod
     def is_running(self, node_id: str, name: str = "server") -> bool: ...

@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 from hoard.domain.catalog import Size
-from hoard.domain.nodes import Backend, ProcessSpec, RoleCheck
+from hoard.domain.nodes import Backend, NodeSpec, ProcessSpec, RoleCheck
 from hoard.domain.placement import Host, choose_host
 from hoard.domain.storage import StorageUsage
 from hoard.providers import cgroups
@@ -196,7 +196,14 @@ class LocalProvider(Provider):
         """How a node's processes get to where the node is: here, nowhere."""
         return []
 
-    def start(self, node_id: str, spec: ProcessSpec) -> bool:
+    def start(self, node_id: str, spec: NodeSpec) -> list[str]:
+        """Run the declared processes on this host from its installed binaries (the
+        image is for container providers); compute limits were set by
+        ``apply_limits``, the volume by ``place``."""
+        return [p.name for p in spec.processes if self.start_process(node_id, p)]
+
+    def start_process(self, node_id: str, spec: ProcessSpec) -> bool:
+        """Run one process of the node unless it runs; True if it was started."""
         return self._supervisor(node_id, self.node_user(node_id)).start(spec)
 
     def is_running(self, node_id: str, name: str = SERVER) -> bool:

@@ -46,7 +46,6 @@ RESTORE_STEPS = ["place nodes", "restore data", "start", "finish restore",
 # A replicated cluster is made as a single node first (its founder, node 0: bootstrapped
 # or restored exactly as a standalone one), then the others join it.
 HA_STEPS = ["form cluster", "open endpoints"]
-READY_TIMEOUT = 120.0
 # How servers say why they stop, most telling first (PostgreSQL's FATAL before the
 # HINT that follows it; MariaDB's [ERROR]; Redis's "FATAL CONFIG FILE ERROR").
 _COMPLAINTS = (re.compile(r"FATAL|PANIC"), re.compile(r"ERROR"), re.compile(r"[Ee]rror"))
@@ -201,10 +200,11 @@ def last_complaint(output: str) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def wait_ready(
-    cluster: models.Cluster, node: models.Node, timeout: float, ctx: NodeContext | None = None
-) -> None:
-    """Poll the node over its own protocol until it answers, or fail with the reason."""
+def wait_ready(cluster: models.Cluster, node: models.Node, ctx: NodeContext | None = None,
+               standalone: bool = False) -> None:
+    """Poll the node over its own protocol until it answers, within the provider's
+    start deadline, or fail with the reason. (``standalone``: the node was started
+    as a single server, and is started again so.)"""
     svc = services()
     engine = svc.engines[cluster.engine]
     ctx = ctx or svc.node_context(cluster, node)
@@ -224,7 +224,7 @@ def wait_ready(
                 # was held fails after). Anything else that stops a server is
                 # permanent.
                 if time.monotonic() - conflict[1] >= 1.0:
-                    start_node(cluster, node, ctx)
+                    start_node(cluster, node, ctx, standalone=standalone)
                     conflict[:] = [taken, time.monotonic()]
                 return (f"node {node.ordinal}'s address {ctx.host}:{ctx.port} is held by "
                         "another process; starting it again once it is free")
@@ -233,7 +233,8 @@ def wait_ready(
                                f"{said or health.detail}")
         return f"node {node.ordinal} not answering yet: {health.detail}"
 
-    wait_for(missing, timeout, f"node {node.ordinal} was not ready", interval=0.02,
+    wait_for(missing, provider.deadlines.start, f"node {node.ordinal} was not ready",
+             interval=0.02,
              slowest=0.05)
 
 
@@ -247,10 +248,9 @@ def start_founder(op_id: str, cluster_id: str) -> None:
         founder = cluster.nodes[0]
         if replicated(cluster) and svc.provider_for(founder).is_running(founder.id):
             return  # already formed: a retried step after "form cluster" began
-        provider = svc.provider_for(founder)
-        ctx, runner = svc.node_context(cluster, founder), provider.runner(founder.id)
-        provider.start(founder.id, svc.engines[cluster.engine].process(ctx, runner))
-        wait_ready(cluster, founder, READY_TIMEOUT)
+        ctx = svc.node_context(cluster, founder)
+        start_node(cluster, founder, ctx, standalone=True)
+        wait_ready(cluster, founder, ctx, standalone=True)
 
 
 def start_all(cluster: models.Cluster, configure: bool = False) -> None:
@@ -263,13 +263,14 @@ def start_all(cluster: models.Cluster, configure: bool = False) -> None:
             configure_node(cluster, node, topo=topo)
         start_node(cluster, node, topo=topo)
     for node in cluster.nodes:
-        wait_ready(cluster, node, READY_TIMEOUT)
+        wait_ready(cluster, node)
     if topo is not None:
         wait_formed(cluster, topo)
 
 
-def wait_formed(cluster: models.Cluster, topo: Topology, timeout: float = READY_TIMEOUT) -> None:
-    """Until every member is healthy in its role and one takes writes."""
+def wait_formed(cluster: models.Cluster, topo: Topology) -> None:
+    """Until every member is healthy in its role and one takes writes, within the
+    provider's deadline for the machinery to form."""
 
     def missing() -> str | None:
         try:
@@ -282,7 +283,8 @@ def wait_formed(cluster: models.Cluster, topo: Topology, timeout: float = READY_
             return detail
         return None if any(o.role == "primary" for o in observed) else "no primary yet"
 
-    wait_for(missing, timeout, "the cluster did not form", interval=0.2)
+    wait_for(missing, services().provider_for(cluster).deadlines.form,
+             "the cluster did not form", interval=0.2)
 
 
 @DBOS.step()
@@ -303,11 +305,11 @@ def form_cluster(op_id: str, cluster_id: str) -> None:
             engine.prepare_member(ctx, topo, runner, founder=node is founder)
             engine.configure_member(ctx, topo, runner)
         start_node(cluster, founder, topo=topo)
-        wait_ready(cluster, founder, READY_TIMEOUT)
+        wait_ready(cluster, founder)
         # The others join a primary: an HA agent may start the founder as a replica
         # and promote it a moment later (Patroni adopting existing data).
-        wait_primary(cluster, topo, READY_TIMEOUT, founder.id)
-        start_joiners(cluster, topo, cluster.nodes[1:], READY_TIMEOUT)
+        wait_primary(cluster, topo, founder.id)
+        start_joiners(cluster, topo, cluster.nodes[1:])
         wait_formed(cluster, topo)
 
 

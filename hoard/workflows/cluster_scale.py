@@ -19,7 +19,6 @@ from hoard.domain.status import ClusterStatus, NodeStatus
 from hoard.ids import new_id
 from hoard.store import events, models, operations
 from hoard.workflows.cluster_create import (
-    READY_TIMEOUT,
     install_tls,
     ports_taken,
     wait_formed,
@@ -92,7 +91,7 @@ def _grow(cluster: models.Cluster) -> None:
             install_tls(cluster, node)
             engine.prepare_member(ctx, topo, runner, founder=False)
         configure_node(cluster, node, ctx, topo)
-    start_joiners(cluster, topo, cluster.nodes, READY_TIMEOUT)
+    start_joiners(cluster, topo, cluster.nodes)
     wait_formed(cluster, topo)
 
 
@@ -218,7 +217,7 @@ def replace_node(op_id: str, cluster_id: str, node_id: str) -> None:
         cluster = _cluster(cluster_id)
         survivors = [n for n in cluster.nodes if n.status != NodeStatus.PENDING]
         topo = topology(cluster, survivors)  # after a failover
-        wait_primary(cluster, topo, READY_TIMEOUT)
+        wait_primary(cluster, topo)
         record_roles(cluster_id, states(cluster, topo))
         _grow(_cluster(cluster_id))
 
@@ -294,7 +293,7 @@ def start_standalone(op_id: str, new_cluster_id: str) -> None:
         node = cluster.nodes[0]
         configure_node(cluster, node)
         start_node(cluster, node)
-        wait_ready(cluster, node, READY_TIMEOUT)
+        wait_ready(cluster, node)
         with svc.store.session() as s:
             row = s.get(models.Cluster, new_cluster_id)
             assert row is not None

@@ -21,7 +21,7 @@ from dbos import DBOS
 from hoard.domain.catalog import SIZES
 from hoard.domain.status import ClusterStatus, NodeStatus
 from hoard.store import events, models, operations
-from hoard.workflows.cluster_create import READY_TIMEOUT, start_all, wait_formed, wait_ready
+from hoard.workflows.cluster_create import start_all, wait_formed, wait_ready
 from hoard.workflows.members import configure_node, replicated, start_node, topology
 from hoard.workflows.services import services
 from hoard.workflows.steps import load_cluster, recorded, short_reason
@@ -116,7 +116,7 @@ def _restart_nodes(cluster: models.Cluster, target: Target) -> None:
                                storage_gb=target.storage_gb)
         svc.provider_for(node).stop(node.id)
         start_node(cluster, node, ctx)
-        wait_ready(cluster, node, READY_TIMEOUT, ctx)
+        wait_ready(cluster, node, ctx)
     if replicated(cluster):
         wait_formed(cluster, topology(cluster))
 
@@ -149,7 +149,7 @@ def _grow_storage(cluster: models.Cluster, storage_gb: int) -> None:
                 raise RuntimeError(f"node {node.ordinal}: storage cannot grow")
         finally:  # grown or not, the node serves again
             start_node(cluster, node, ctx)
-        wait_ready(cluster, node, READY_TIMEOUT, ctx)
+        wait_ready(cluster, node, ctx)
         with svc.store.session() as s:
             events.record(s, cluster.id, "node.storage_grown",
                           f"node {node.ordinal}: storage grown to {storage_gb} GB "

@@ -10,7 +10,8 @@ primary itself, it only reads what the machinery decided.
 
 from __future__ import annotations
 
-from hoard.domain.nodes import Backend, ProcessSpec
+from hoard.domain.catalog import SIZES
+from hoard.domain.nodes import Backend, NodeSpec, Resources, Volume
 from hoard.engines.base import (
     Engine,
     Member,
@@ -60,22 +61,33 @@ def configure_node(cluster: models.Cluster, node: models.Node,
         svc.engines[cluster.engine].configure(ctx, runner)
 
 
-def processes(cluster: models.Cluster, node: models.Node, ctx: NodeContext | None = None,
-              topo: Topology | None = None) -> list[ProcessSpec]:
+def node_spec(cluster: models.Cluster, node: models.Node, ctx: NodeContext | None = None,
+              topo: Topology | None = None, standalone: bool = False) -> NodeSpec:
+    """The node as its engine declares it: a member of a replicated cluster runs
+    the HA machinery's processes, a standalone node (or a replicated cluster's
+    founder before the others join: ``standalone``) the server alone."""
     svc = services()
+    engine = svc.engines[cluster.engine]
     ctx = ctx or svc.node_context(cluster, node)
     runner = svc.provider_for(node).runner(node.id)
-    if replicated(cluster):
-        return ha_engine(cluster).member_processes(ctx, topo or topology(cluster), runner)
-    return [svc.engines[cluster.engine].process(ctx, runner)]
+    if replicated(cluster) and not standalone:
+        procs = ha_engine(cluster).member_processes(ctx, topo or topology(cluster), runner)
+    else:
+        procs = [engine.process(ctx, runner)]
+    size = SIZES[cluster.size]
+    return NodeSpec(
+        engine=cluster.engine, version=cluster.version, image=engine.image(cluster.version),
+        processes=tuple(procs), ports={"client": ctx.port, **(node.ports or {})},
+        volume=Volume(cluster.storage_gb), resources=Resources(size.cpus, size.memory_mb),
+        readiness=engine.readiness(ctx))
 
 
 def start_node(cluster: models.Cluster, node: models.Node, ctx: NodeContext | None = None,
-               topo: Topology | None = None) -> list[str]:
-    """Start whichever of the node's processes is not running; their names."""
-    svc = services()
-    return [spec.name for spec in processes(cluster, node, ctx, topo)
-            if svc.provider_for(node).start(node.id, spec)]
+               topo: Topology | None = None, standalone: bool = False) -> list[str]:
+    """Bring the node to its declared spec: start whichever of its processes is
+    not running; their names."""
+    spec = node_spec(cluster, node, ctx, topo, standalone)
+    return services().provider_for(node).start(node.id, spec)
 
 
 def node_running(cluster: models.Cluster, node: models.Node) -> bool:
@@ -93,8 +105,7 @@ def states(cluster: models.Cluster, topo: Topology | None = None) -> list[Member
     return ha_engine(cluster).member_states(ctxs, topo, svc.ca_file)
 
 
-def wait_primary(cluster: models.Cluster, topo: Topology, timeout: float,
-                 node_id: str | None = None) -> None:
+def wait_primary(cluster: models.Cluster, topo: Topology, node_id: str | None = None) -> None:
     """Until the machinery reports a healthy primary among ``topo``'s members (the
     member ``node_id`` if given), or a TimeoutError. Members that do not answer yet
     (starting, mid-failover) are asked again: the deadline decides."""
@@ -112,11 +123,10 @@ def wait_primary(cluster: models.Cluster, topo: Topology, timeout: float,
         return "; ".join(f"node {topo.member(o.node_id).ordinal}: {o.role}"
                          f"{'' if o.healthy else ', ' + o.detail}" for o in observed)
 
-    wait_for(missing, timeout, which)
+    wait_for(missing, services().provider_for(cluster).deadlines.form, which)
 
 
-def start_joiners(cluster: models.Cluster, topo: Topology, nodes: list[models.Node],
-                  timeout: float) -> None:
+def start_joiners(cluster: models.Cluster, topo: Topology, nodes: list[models.Node]) -> None:
     """Start members that join the running cluster: all at once, or, where the
     machinery asks for it, one at a time, each healthy before the next starts
     (and started again if it exits meanwhile, as a Galera joiner whose state
@@ -134,7 +144,8 @@ def start_joiners(cluster: models.Cluster, topo: Topology, nodes: list[models.No
                 return f"node {node.ordinal} exited while joining; started again"
             return f"node {node.ordinal} is joining (copying the data)"
 
-        wait_for(missing, timeout, f"node {node.ordinal} did not join")
+        wait_for(missing, services().provider_for(cluster).deadlines.join,
+                 f"node {node.ordinal} did not join")
 
 
 def _healthy(cluster: models.Cluster, topo: Topology, node_id: str) -> bool:

@@ -34,7 +34,7 @@ from urllib.parse import quote
 import pymysql
 
 from hoard.domain.catalog import Size
-from hoard.domain.nodes import NodeRunner, ProcessSpec
+from hoard.domain.nodes import NodeRunner, ProcessSpec, Readiness
 from hoard.engines.base import (
     TLS_CERT,
     TLS_KEY,
@@ -62,6 +62,7 @@ from hoard.engines.mariadb.ha import MariaDBReplication
 
 MARIADBD = "/usr/sbin/mariadbd"
 INSTALL_DB = "/usr/bin/mariadb-install-db"
+MARIADB_ADMIN = "/usr/bin/mariadb-admin"
 DATA_INIT = PurePosixPath("data.init")
 DONE = DATA / "mysql_upgrade_info"  # written by mariadb-install-db when it succeeded
 CONF = PurePosixPath("conf/my.cnf")
@@ -308,6 +309,11 @@ class MariaDB(Engine, SqlAccounts, MariaDBBackups, IncrementalBackups, MariaDBRe
             stop_signal=signal.SIGTERM,  # clean shutdown: close clients, flush InnoDB
             stop_timeout=60.0,
         )
+
+    def readiness(self, ctx: NodeContext) -> Readiness:
+        # "ping" exits 0 whenever the server answers, even to a refused login.
+        return Readiness(argv=(MARIADB_ADMIN, "--protocol=tcp", "-h", "localhost",
+                               "-P", str(ctx.port), "ping"))
 
     def _connect(self, ctx: NodeContext, ca_file: str, timeout: float = 10,
                  io_timeout: float | None = None) -> pymysql.Connection:

@@ -20,7 +20,7 @@ import psycopg
 from psycopg import sql
 
 from hoard.domain.catalog import Size
-from hoard.domain.nodes import NodeRunner, ProcessSpec
+from hoard.domain.nodes import NodeRunner, ProcessSpec, Readiness
 from hoard.engines.base import (
     TLS_CERT,
     TLS_KEY,
@@ -169,6 +169,10 @@ class PostgreSQL(Engine, SqlAccounts, PostgreSQLBackups, PostgreSQLReplication):
 
     def _bin(self, version: str, tool: str) -> str:
         return str(PG_ROOT / version / "bin" / tool)
+
+    def readiness(self, ctx: NodeContext) -> Readiness:
+        return Readiness(argv=(self._bin(ctx.version, "pg_isready"), "-q", "-h", "localhost",
+                               "-p", str(ctx.port)))
 
     def bootstrap(self, ctx: NodeContext, runner: NodeRunner) -> None:
         ensure_archive_dir(runner)
