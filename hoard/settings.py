@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     # The netns provider (off unless set): each node a host of its own, in a network
     # namespace on this private network (hoard/providers/netns.py).
     netns_network: str | None = None
+    # How long a local node may take to start and answer before its create fails
+    # (a start held up by a temporary cause, such as its address held, is retried
+    # until then).
+    local_start_deadline: float = Field(120.0, gt=0)
     worker_id: str = "local"
     # A worker's lease: renewed every third of it; once it runs out, another worker
     # takes over the worker's unfinished workflows.

@@ -103,18 +103,24 @@ def test_standalone_clusters_answer_at_their_own_address(server: HoardServer) ->
             delete_cluster(client, cluster["id"])
 
 
+def squat(network: ipaddress.IPv4Network, port: int) -> list[socket.socket]:
+    """Hold ``port`` on every address of ``network``, as another program would."""
+    squatters = []
+    for address in network.hosts():
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((str(address), port))
+        sock.listen()
+        squatters.append(sock)
+    return squatters
+
+
 def test_a_taken_address_is_waited_out_not_compensated() -> None:
     """Every address the cluster could get is held by another program when it
     starts: the start step waits, saying why, and the create ends ACTIVE once
     the address is free, nothing undone."""
     network = ipaddress.ip_network("127.99.0.0/24")
-    squatters = []
-    for address in network.hosts():
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((str(address), STANDARD_PORT["redis"]))
-        sock.listen()
-        squatters.append(sock)
+    squatters = squat(network, STANDARD_PORT["redis"])
     try:
         with hoard_server({"HOARD_LOCAL_ADDRESSES": str(network)}) as server, \
                 server.client() as client:
@@ -141,6 +147,36 @@ def test_a_taken_address_is_waited_out_not_compensated() -> None:
             cluster = client.get(f"/v2/clusters/{answer.json()['cluster']['id']}").json()
             assert cluster["status"] == "ACTIVE"
             answers_at_its_address(client, cluster)
+            delete_cluster(client, cluster["id"])
+    finally:
+        for sock in squatters:
+            sock.close()
+
+
+def test_a_temporary_wait_ends_at_the_providers_deadline() -> None:
+    """An address that stays held is waited out only until the provider's start
+    deadline: then the create fails, saying what it waited for, and leaves
+    nothing behind."""
+    network = ipaddress.ip_network("127.98.0.0/24")
+    squatters = squat(network, STANDARD_PORT["redis"])
+    try:
+        with hoard_server({"HOARD_LOCAL_ADDRESSES": str(network),
+                           "HOARD_LOCAL_START_DEADLINE": "4"}) as server, \
+                server.client() as client:
+            answer = client.post("/v2/clusters", json={"name": "held-for-good",
+                                                       "engine": "redis", "size": "nano"})
+            assert answer.status_code == 202, answer.text
+            op = wait_operation(client, answer.json()["operation"]["id"])
+            assert op["status"] == "failed", op
+            assert "the first node was not ready within 4s" in op["error"], op["error"]
+            assert "held by another process" in op["error"], op["error"]
+            start = next(s for s in op["steps"] if s["name"] == "start")
+            assert start["status"] == "failed", op["steps"]
+            cluster = client.get(f"/v2/clusters/{answer.json()['cluster']['id']}").json()
+            assert cluster["status"] == "FAILED" and cluster["endpoints"] == [], cluster
+            nodes_dir = server.state_dir / "nodes"
+            assert not nodes_dir.exists() or list(nodes_dir.iterdir()) == [], \
+                list(nodes_dir.iterdir())
             delete_cluster(client, cluster["id"])
     finally:
         for sock in squatters:

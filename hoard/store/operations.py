@@ -73,13 +73,15 @@ def finish(session: Session, op_id: str, error: str = "", error_status: int = 50
     op.status = OperationStatus.FAILED if error else OperationStatus.SUCCEEDED
     op.error = error
     op.error_status = error_status if error else None
-    if not error:  # the last step ran to its end (see mark_step)
-        now = utcnow().isoformat() + "Z"
-        steps = [dict(s) for s in op.steps]
-        for s in steps:
-            if s["status"] == "running":
-                _set(s, "done", now)
-        _store(op, steps)
+    # A step still running ran to its end (see mark_step), or, on an error, is
+    # where it ended: one that waited until its deadline ends there, not the workflow.
+    now = utcnow().isoformat() + "Z"
+    steps = [dict(s) for s in op.steps]
+    for s in steps:
+        if s["status"] == "running":
+            _set(s, "failed" if error else "done", now, error)
+    _store(op, steps)
+    if not error:
         op.progress = 100
     op.finished_at = utcnow()
     if op.cluster_id:

@@ -20,10 +20,12 @@ from hoard.domain.catalog import SIZES
 from hoard.domain.placement import Host
 from hoard.domain.status import ClusterStatus, NodeStatus
 from hoard.engines.base import Backups, IncrementalBackups, NodeContext, Topology
+from hoard.providers.base import Deadlines
 from hoard.store import models, operations
 from hoard.workflows import addresses
 from hoard.workflows.accounts import make_initial
 from hoard.workflows.backups import restore_inputs
+from hoard.workflows.ensure import SLICE, NotYet, until_done
 from hoard.workflows.members import (
     configure_node,
     ensure_endpoint,
@@ -52,6 +54,7 @@ _COMPLAINTS = (re.compile(r"FATAL|PANIC"), re.compile(r"ERROR"), re.compile(r"[E
 
 
 ACCOUNTS_STEP = "create databases and users"
+HELD = "address held"  # an ensure-step's memo: the last start found the address taken
 
 
 def steps_for(replicated: bool, restore: bool, accounts: bool = False) -> list[str]:
@@ -149,6 +152,14 @@ def _install_config(cluster: models.Cluster, node: models.Node) -> None:
 
 
 @DBOS.step()
+def deadlines(cluster_id: str) -> Deadlines:
+    """The cluster's provider's deadlines (recorded: a resumed workflow keeps them)."""
+    cluster = load_cluster(cluster_id)
+    assert cluster is not None
+    return services().provider_for(cluster).deadlines
+
+
+@DBOS.step()
 def read_params(op_id: str) -> dict[str, Any]:
     with services().store.session() as s:
         op = s.get(models.Operation, op_id)
@@ -201,15 +212,18 @@ def last_complaint(output: str) -> str:
 
 
 def wait_ready(cluster: models.Cluster, node: models.Node, ctx: NodeContext | None = None,
-               standalone: bool = False) -> None:
+               standalone: bool = False, within: float | None = None,
+               held: bool = False) -> None:
     """Poll the node over its own protocol until it answers, within the provider's
     start deadline, or fail with the reason. (``standalone``: the node was started
-    as a single server, and is started again so.)"""
+    as a single server, and is started again so.) With ``within`` (an ensure-step),
+    wait that long, then answer ``NotYet`` with the reason; ``held``: the run
+    before found the address held, so an exit now may be that start's."""
     svc = services()
     engine = svc.engines[cluster.engine]
     ctx = ctx or svc.node_context(cluster, node)
     provider = svc.provider_for(node)
-    conflict: list[Any] = [False, time.monotonic()]  # last start saw it held; when
+    conflict: list[Any] = [held, time.monotonic()]  # last start saw it held; when
 
     def missing() -> str | None:
         health = engine.health(ctx, svc.ca_file, timeout=2)
@@ -223,6 +237,10 @@ def wait_ready(cluster: models.Cluster, node: models.Node, ctx: NodeContext | No
                 # deadline, and once more after it is freed (a start made while it
                 # was held fails after). Anything else that stops a server is
                 # permanent.
+                if within is not None:  # an ensure-step: its next run starts it again
+                    raise NotYet(f"node {node.ordinal}'s address {ctx.host}:{ctx.port} is "
+                                 "held by another process; starting it again once it is "
+                                 "free", retry_in=1.0, memo=HELD if taken else "")
                 if time.monotonic() - conflict[1] >= 1.0:
                     start_node(cluster, node, ctx, standalone=standalone)
                     conflict[:] = [taken, time.monotonic()]
@@ -233,14 +251,16 @@ def wait_ready(cluster: models.Cluster, node: models.Node, ctx: NodeContext | No
                                f"{said or health.detail}")
         return f"node {node.ordinal} not answering yet: {health.detail}"
 
-    wait_for(missing, provider.deadlines.start, f"node {node.ordinal} was not ready",
-             interval=0.02,
+    wait_for(missing, within or provider.deadlines.start, f"node {node.ordinal} was not ready",
+             interval=0.02, temporary=within is not None,
              slowest=0.05)
 
 
 @DBOS.step()
-def start_founder(op_id: str, cluster_id: str) -> None:
-    """Start the new cluster's first node as a standalone server."""
+def start_founder(op_id: str, cluster_id: str, memo: str = "") -> None:
+    """Start the new cluster's first node as a standalone server. An ensure-step:
+    "not yet" while the server starts or its address is held by another
+    process, run again (starting it again) until the provider's start deadline."""
     svc = services()
     with recorded(op_id, "start"):
         cluster = load_cluster(cluster_id)
@@ -250,7 +270,7 @@ def start_founder(op_id: str, cluster_id: str) -> None:
             return  # already formed: a retried step after "form cluster" began
         ctx = svc.node_context(cluster, founder)
         start_node(cluster, founder, ctx, standalone=True)
-        wait_ready(cluster, founder, ctx, standalone=True)
+        wait_ready(cluster, founder, ctx, standalone=True, within=SLICE, held=memo == HELD)
 
 
 def start_all(cluster: models.Cluster, configure: bool = False) -> None:
@@ -393,7 +413,8 @@ def create_cluster(op_id: str, cluster_id: str) -> None:
             restore_nodes(op_id, cluster_id, restore)
         else:
             bootstrap_nodes(op_id, cluster_id)
-        start_founder(op_id, cluster_id)
+        until_done(start_founder, op_id, cluster_id, deadline=deadlines(cluster_id).start,
+                   what="the first node was not ready")
         if restore:
             finish_restore(op_id, cluster_id, restore)
         create_admin(op_id, cluster_id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import IO
@@ -112,9 +112,11 @@ class Services:
 
 
 def _local(settings: Settings) -> Provider:
-    return LocalProvider(settings.nodes_dir, settings.db_os_user, settings.local_volumes,
-                         hosts=parse_hosts(settings.local_hosts), uid_range=settings.uid_range,
-                         addresses=settings.local_addresses)
+    local = LocalProvider(settings.nodes_dir, settings.db_os_user, settings.local_volumes,
+                          hosts=parse_hosts(settings.local_hosts), uid_range=settings.uid_range,
+                          addresses=settings.local_addresses)
+    local.deadlines = replace(local.deadlines, start=settings.local_start_deadline)
+    return local
 
 
 def _netns(settings: Settings) -> Provider | None:

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 from hoard.store import models, operations
+from hoard.workflows.ensure import NotYet
 from hoard.workflows.membership import guard
 from hoard.workflows.services import services
 
@@ -33,6 +34,10 @@ def recorded(op_id: str, step: str) -> Iterator[None]:
         if svc.settings.fail_step == step:
             raise RuntimeError(f"injected failure in step {step!r} (HOARD_FAIL_STEP)")
         yield
+    except NotYet as wait:  # temporary: the step runs again, and says why meanwhile
+        with store.session() as s:
+            operations.mark_step(s, op_id, step, "running", f"waiting: {wait.reason}")
+        raise
     except Exception as exc:
         with store.session() as s:
             operations.mark_step(s, op_id, step, "failed", str(exc))
@@ -57,7 +62,8 @@ SHOW_EVERY = 1.0  # seconds between updates of a waiting step's reason
 
 
 def wait_for(check: Callable[[], str | None], timeout: float, what: str,
-             interval: float = 0.1, slowest: float | None = None) -> None:
+             interval: float = 0.1, slowest: float | None = None,
+             temporary: bool = False) -> None:
     """Ask ``check`` until it says nothing is missing (None) or ``timeout`` passes.
 
     ``check`` answers why it is not done yet ("node 1: starting up"); while the
@@ -65,7 +71,9 @@ def wait_for(check: Callable[[], str | None], timeout: float, what: str,
     the user polls (at most once a second), so a slow step says what it waits
     for instead of only that it is slow. At the deadline: a TimeoutError naming
     ``what`` and the last reason. With ``slowest``, the interval grows by half each
-    time up to it (a check that acts, like starting a server again, backs off)."""
+    time up to it (a check that acts, like starting a server again, backs off).
+    With ``temporary`` (an ensure-step's slice), the end is ``NotYet`` with the last
+    reason instead: the workflow runs the step again until its own deadline."""
     deadline = time.monotonic() + timeout
     shown, shown_at = "", 0.0
     while True:
@@ -74,6 +82,8 @@ def wait_for(check: Callable[[], str | None], timeout: float, what: str,
             return
         now = time.monotonic()
         if now > deadline:
+            if temporary:
+                raise NotYet(reason, interval)
             raise TimeoutError(f"{what} within {timeout:.0f}s: {reason}")
         where = _current_step.get()
         if where is not None and reason != shown and now - shown_at >= SHOW_EVERY:
