@@ -1,0 +1,101 @@
+"""Maintenance windows: settings that wait for a restart (``pending_restart``)
+are applied by Hoard itself while the cluster's window is open.
+
+Every ``HOARD_MAINTENANCE_INTERVAL`` each worker looks at its share of the
+clusters (the shards it owns) that have a window and settings waiting. For each
+whose window is open now it starts an ordinary restart operation (the one
+``POST /actions/restart`` starts), claimed as every change is, and says so in an
+event. All clusters of a pass are judged before any restart starts, and a
+window opening gets one attempt per cluster: a restart that failed (and was
+rolled back) is not repeated until the next opening, so a setting that keeps a
+server from starting never restarts it over and over.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from sqlalchemy import select
+
+from hoard.domain import maintenance
+from hoard.domain.status import ClusterStatus
+from hoard.ids import new_id
+from hoard.store import events, locks, models, operations
+from hoard.workflows import runtime
+from hoard.workflows.loops import Loop
+from hoard.workflows.membership import my_clusters
+from hoard.workflows.services import services
+
+log = logging.getLogger(__name__)
+DETAIL = "maintenance window"
+
+
+def due(now: dt.datetime) -> list[tuple[str, dt.datetime]]:
+    """This worker's clusters whose window is open at ``now`` (naive UTC) and whose
+    settings wait for a restart: (cluster id, when the window opened)."""
+    with services().store.session() as s:
+        rows = s.execute(select(models.Cluster.id, models.Cluster.maintenance_window,
+                                models.Cluster.pending_restart).where(
+            models.Cluster.maintenance_window.isnot(None),
+            models.Cluster.status.in_((ClusterStatus.ACTIVE, ClusterStatus.DEGRADED)),
+            models.Cluster.operation_id.is_(None), my_clusters()).order_by(models.Cluster.id))
+        found = []
+        for cluster_id, window, pending in rows:
+            opened = maintenance.opened_at(window, now)
+            if pending and opened is not None:
+                found.append((cluster_id, opened))
+        return found
+
+
+def _tried(cluster_id: str, opened: dt.datetime) -> bool:
+    """Whether this opening of the window already started its restart."""
+    with services().store.session() as s:
+        restarts = s.scalars(select(models.Operation.params).where(
+            models.Operation.cluster_id == cluster_id, models.Operation.kind == "restart",
+            models.Operation.created_at >= opened))
+        return any("window" in (params or {}) for params in restarts)
+
+
+def apply_pending(cluster_id: str, opened: dt.datetime) -> bool:
+    """Start the restart that applies the cluster's pending settings, unless this
+    opening already tried, another operation holds the cluster, or it changed."""
+    if _tried(cluster_id, opened):
+        return False
+    op_id = new_id()
+    with services().store.session() as s:
+        if not locks.claim_cluster(s, cluster_id, op_id):
+            return False  # another operation runs: the next pass looks again
+        cluster = s.get(models.Cluster, cluster_id)
+        if (cluster is None or not cluster.pending_restart
+                or cluster.status not in (ClusterStatus.ACTIVE, ClusterStatus.DEGRADED)):
+            locks.release_cluster(s, cluster_id, op_id)
+            return False
+        window = dict(cluster.maintenance_window or {})
+        cluster.status, cluster.status_reason = ClusterStatus.UPDATING, ""
+        op = operations.new_operation(s, cluster.project_id, cluster_id, "restart",
+                                      ["restart"], detail=DETAIL,
+                                      params={"window": opened.isoformat()}, op_id=op_id)
+        events.record(s, cluster_id, "cluster.maintenance",
+                      f"maintenance window ({maintenance.describe(window)}): restarting to "
+                      f"apply {', '.join(cluster.pending_restart)}", op_id)
+        s.flush()
+    runtime.start(op)
+    return True
+
+
+def maintain_once(now: dt.datetime) -> int:
+    """One pass: judge every cluster, then start the restarts; return how many.
+    One cluster's failure is logged and never stops the others'."""
+    started = 0
+    for cluster_id, opened in due(now):
+        try:
+            started += apply_pending(cluster_id, opened)
+        except Exception:
+            log.exception("maintenance restart of cluster %s not started; the next pass "
+                          "tries again", cluster_id)
+    return started
+
+
+def maintainer(interval: float) -> Loop:
+    return Loop("maintenance", interval, lambda: maintain_once(models.utcnow()))
