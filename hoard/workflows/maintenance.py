@@ -2,13 +2,16 @@
 are applied by Hoard itself while the cluster's window is open.
 
 Every ``HOARD_MAINTENANCE_INTERVAL`` each worker looks at its share of the
-clusters (the shards it owns) that have a window and settings waiting. For each
+clusters (the shards it owns) that have a window and settings waiting and are
+ACTIVE (a DEGRADED one is left to the observer: a restart would not help it,
+and its settings wait for the next look). For each
 whose window is open now it starts an ordinary restart operation (the one
 ``POST /actions/restart`` starts), claimed as every change is, and says so in an
-event. All clusters of a pass are judged before any restart starts, and a
-window opening gets one attempt per cluster: a restart that failed (and was
-rolled back) is not repeated until the next opening, so a setting that keeps a
-server from starting never restarts it over and over.
+event. All clusters of a pass are judged before any restart starts. Settings
+that come to wait while the window is open are applied in it too, but a
+restart that failed (and was rolled back) is not repeated until the next
+opening, so a setting that keeps a server from starting never restarts it
+over and over.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import logging
 from sqlalchemy import select
 
 from hoard.domain import maintenance
-from hoard.domain.status import ClusterStatus
+from hoard.domain.status import ClusterStatus, OperationStatus
 from hoard.ids import new_id
 from hoard.store import events, locks, models, operations
 from hoard.workflows import runtime
@@ -38,7 +41,7 @@ def due(now: dt.datetime) -> list[tuple[str, dt.datetime]]:
         rows = s.execute(select(models.Cluster.id, models.Cluster.maintenance_window,
                                 models.Cluster.pending_restart).where(
             models.Cluster.maintenance_window.isnot(None),
-            models.Cluster.status.in_((ClusterStatus.ACTIVE, ClusterStatus.DEGRADED)),
+            models.Cluster.status == ClusterStatus.ACTIVE,
             models.Cluster.operation_id.is_(None), my_clusters()).order_by(models.Cluster.id))
         found = []
         for cluster_id, window, pending in rows:
@@ -48,19 +51,21 @@ def due(now: dt.datetime) -> list[tuple[str, dt.datetime]]:
         return found
 
 
-def _tried(cluster_id: str, opened: dt.datetime) -> bool:
-    """Whether this opening of the window already started its restart."""
+def _failed_in(cluster_id: str, opened: dt.datetime) -> bool:
+    """Whether a restart this opening of the window started has failed (and was
+    rolled back): then the settings wait for the next opening."""
     with services().store.session() as s:
         restarts = s.scalars(select(models.Operation.params).where(
             models.Operation.cluster_id == cluster_id, models.Operation.kind == "restart",
+            models.Operation.status == OperationStatus.FAILED,
             models.Operation.created_at >= opened))
         return any("window" in (params or {}) for params in restarts)
 
 
 def apply_pending(cluster_id: str, opened: dt.datetime) -> bool:
     """Start the restart that applies the cluster's pending settings, unless this
-    opening already tried, another operation holds the cluster, or it changed."""
-    if _tried(cluster_id, opened):
+    opening's restart failed, another operation holds the cluster, or it changed."""
+    if _failed_in(cluster_id, opened):
         return False
     op_id = new_id()
     with services().store.session() as s:
@@ -68,7 +73,7 @@ def apply_pending(cluster_id: str, opened: dt.datetime) -> bool:
             return False  # another operation runs: the next pass looks again
         cluster = s.get(models.Cluster, cluster_id)
         if (cluster is None or not cluster.pending_restart
-                or cluster.status not in (ClusterStatus.ACTIVE, ClusterStatus.DEGRADED)):
+                or cluster.status != ClusterStatus.ACTIVE):
             locks.release_cluster(s, cluster_id, op_id)
             return False
         window = dict(cluster.maintenance_window or {})
