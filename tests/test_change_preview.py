@@ -16,6 +16,7 @@ import pytest
 from tests.conftest import HoardServer, delete_cluster, new_tenant, wait_operation
 
 ENGINES = ("postgresql", "mariadb", "redis")
+REPLICATED = "postgresql-replicated"  # two nodes, behind stable endpoints
 # Per engine: a restart-only parameter and a live one (GET /v2/engines/{name}).
 RESTART_ONLY = {"postgresql": {"max_connections": 60},
                 "mariadb": {"thread_handling": "pool-of-threads"},
@@ -36,11 +37,13 @@ def tenant(admin: httpx.Client, hoard: HoardServer) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="module")
 def clusters(tenant: httpx.Client) -> Iterator[dict[str, dict[str, Any]]]:
-    """One nano cluster per engine, made at once and shared: dry runs change nothing."""
+    """One nano cluster per engine and a replicated PostgreSQL one, made at once and
+    shared: dry runs change nothing."""
     ops = {}
-    for engine in ENGINES:
-        answer = tenant.post("/v2/clusters", json={"name": f"plan-{engine}", "engine": engine,
-                                                   "size": "nano", "storage_gb": 2})
+    for engine in (*ENGINES, REPLICATED):
+        answer = tenant.post("/v2/clusters", json={
+            "name": f"plan-{engine}", "engine": engine.partition("-")[0], "size": "nano",
+            "storage_gb": 2, "nodes": 2 if engine == REPLICATED else 1})
         assert answer.status_code == 202, answer.text
         ops[engine] = (answer.json()["cluster"]["id"], answer.json()["operation"]["id"])
     try:
@@ -217,3 +220,24 @@ def test_a_dry_run_during_an_operation_is_refused_as_the_change_is(
     assert (dry.status_code, dry.json()) == (real.status_code, real.json())
     assert dry.status_code == 409 and "still running" in dry.json()["detail"], dry.text
     assert tenant.get(f"/v2/clusters/{cluster_id}").json()["size"] == "nano"
+
+
+def test_a_replicated_cluster_restarts_rolling_with_one_failover(
+        tenant: httpx.Client, hoard: HoardServer, clusters: dict[str, dict[str, Any]]) -> None:
+    cluster = clusters[REPLICATED]
+    plan = dry_run(tenant, hoard, cluster["id"], {"size": "small"})
+    assert "shared_buffers" in plan["restart"] and field(plan, "size")["applies"] == "restart"
+    assert plan["downtime"]["kind"] == "rolling" and plan["downtime"]["failover"], plan
+    assert "one failover" in plan["downtime"]["detail"]
+    own_volume = "enforced (" in cluster["members"][0]["limits"]["storage"]
+    growth = dry_run(tenant, hoard, cluster["id"], {"storage_gb": 3})["downtime"]
+    assert (growth["kind"], growth["failover"]) == (("rolling", True) if own_volume
+                                                    else ("none", False)), growth
+    assert dry_run(tenant, hoard, cluster["id"], {"durability": "sync"})["changes"] == [{
+        "field": "durability", "current": "async", "requested": "sync", "applies": "live",
+        "detail": "the engine's HA machinery takes it without a restart"}]
+    grow = dry_run(tenant, hoard, cluster["id"], {"nodes": 3})
+    assert grow["operation"] == "scale" and grow["downtime"]["kind"] == "none"
+    assert field(grow, "nodes")["detail"].startswith("1 node(s) join")
+    shrink = field(dry_run(tenant, hoard, cluster["id"], {"nodes": 1}), "nodes")
+    assert shrink["detail"].startswith("node(s) 1 leave (replicas first)"), shrink
