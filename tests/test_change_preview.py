@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import HoardServer, delete_cluster, new_tenant, wait_operation
+from tests.conftest import HoardServer, new_tenant, wait_operation
 
 ENGINES = ("postgresql", "mariadb", "redis")
 REPLICATED = "postgresql-replicated"  # two nodes, behind stable endpoints
@@ -52,9 +52,12 @@ def clusters(tenant: httpx.Client) -> Iterator[dict[str, dict[str, Any]]]:
             assert op["status"] == "succeeded", op["error"]
         yield {engine: tenant.get(f"/v2/clusters/{cid}").json()
                for engine, (cid, _) in ops.items()}
-    finally:
-        for cluster_id, _ in ops.values():
-            delete_cluster(tenant, cluster_id)
+    finally:  # deleted together, as they were made
+        deletes = [tenant.delete(f"/v2/clusters/{cluster_id}") for cluster_id, _ in ops.values()]
+        for answer in deletes:
+            assert answer.status_code == 202, answer.text
+            op = wait_operation(tenant, answer.json()["operation"]["id"])
+            assert op["status"] == "succeeded", op["error"]
 
 
 def configuration(client: httpx.Client, engine: str, values: dict[str, Any]) -> str:
