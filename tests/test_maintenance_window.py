@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from hoard.domain.maintenance import next_opening, opened_at
+from hoard.domain.maintenance import next_opening, opened_at, restart_due
 from tests.conftest import HoardServer, create_cluster, delete_cluster, new_tenant, wait_operation
 from tests.test_api_validation import assert_problem
 
@@ -47,6 +47,19 @@ def test_a_window_may_run_past_midnight() -> None:
     assert opened_at(daily, at(3, 6, 29)) == at(2, 22, 30)
     assert opened_at(daily, at(3, 6, 30)) is None
     assert next_opening(daily, at(3, 6, 30)) == at(3, 22, 30)
+
+
+def test_a_restart_is_due_in_the_window_and_not_again_after_one_failed() -> None:
+    window = {"day": "wed", "start": "01:00", "duration_minutes": 120}
+    assert restart_due(window, ["shared_buffers"], at(2, 1, 30)) == at(2, 1)
+    assert restart_due(window, [], at(2, 1, 30)) is None  # nothing waits
+    assert restart_due(window, ["shared_buffers"], at(2, 3)) is None  # shut
+    assert restart_due(None, ["shared_buffers"], at(2, 1, 30)) is None  # no window
+    # A restart of this opening failed (rolled back): not again until the next one.
+    assert restart_due(window, ["shared_buffers"], at(2, 2), [at(2, 1, 5)]) is None
+    assert restart_due(window, ["shared_buffers"], at(9, 1, 30), [at(2, 1, 5)]) == at(9, 1)
+    # One of an earlier opening does not hold this one back.
+    assert restart_due(window, ["shared_buffers"], at(2, 2), [at(-5, 1, 5)]) == at(2, 1)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -61,6 +61,20 @@ def next_opening(window: Mapping[str, Any], now: dt.datetime) -> dt.datetime:
     if current is not None:
         return current
     return min(start for start in _starts(window, now, range(0, 8)) if start > now)
+
+
+def restart_due(window: Mapping[str, Any] | None, pending: Iterable[str], now: dt.datetime,
+                failed: Iterable[dt.datetime] = ()) -> dt.datetime | None:
+    """When the window open at ``now`` opened, if Hoard is to restart the cluster
+    now to apply the ``pending`` settings: the window is open, something waits,
+    and no restart of this opening has ``failed`` (their start times). Settings
+    that come to wait later in the same opening are applied in it too; a failed
+    (rolled back) restart is not repeated before the next opening, so a setting
+    that keeps a server from starting does not restart it pass after pass."""
+    opened = opened_at(window, now)
+    if opened is None or not list(pending) or any(t >= opened for t in failed):
+        return None
+    return opened
 
 
 def describe(window: Mapping[str, Any]) -> str:

@@ -4,14 +4,11 @@ are applied by Hoard itself while the cluster's window is open.
 Every ``HOARD_MAINTENANCE_INTERVAL`` each worker looks at its share of the
 clusters (the shards it owns) that have a window and settings waiting and are
 ACTIVE (a DEGRADED one is left to the observer: a restart would not help it,
-and its settings wait for the next look). For each
-whose window is open now it starts an ordinary restart operation (the one
-``POST /actions/restart`` starts), claimed as every change is, and says so in an
-event. All clusters of a pass are judged before any restart starts. Settings
-that come to wait while the window is open are applied in it too, but a
-restart that failed (and was rolled back) is not repeated until the next
-opening, so a setting that keeps a server from starting never restarts it
-over and over.
+and its settings wait for the next look). For each that is due now
+(``hoard.domain.maintenance.restart_due``: its window is open, and no restart
+of this opening failed) it starts an ordinary restart operation (the one
+``POST /actions/restart`` starts), claimed as every change is, and says so in
+an event. All clusters of a pass are judged before any restart starts.
 """
 
 from __future__ import annotations
@@ -35,38 +32,39 @@ DETAIL = "maintenance window"
 
 
 def due(now: dt.datetime) -> list[tuple[str, dt.datetime]]:
-    """This worker's clusters whose window is open at ``now`` (naive UTC) and whose
-    settings wait for a restart: (cluster id, when the window opened)."""
+    """This worker's clusters whose settings are to be applied at ``now`` (naive
+    UTC): (cluster id, when the window opened). See ``maintenance.restart_due``."""
     with services().store.session() as s:
-        rows = s.execute(select(models.Cluster.id, models.Cluster.maintenance_window,
-                                models.Cluster.pending_restart).where(
+        rows = list(s.execute(select(models.Cluster.id, models.Cluster.maintenance_window,
+                                     models.Cluster.pending_restart).where(
             models.Cluster.maintenance_window.isnot(None),
             models.Cluster.status == ClusterStatus.ACTIVE,
-            models.Cluster.operation_id.is_(None), my_clusters()).order_by(models.Cluster.id))
-        found = []
-        for cluster_id, window, pending in rows:
-            opened = maintenance.opened_at(window, now)
-            if pending and opened is not None:
-                found.append((cluster_id, opened))
-        return found
+            models.Cluster.operation_id.is_(None), my_clusters()).order_by(models.Cluster.id)))
+    found = []
+    for cluster_id, window, pending in rows:
+        opened = maintenance.opened_at(window, now)
+        if not pending or opened is None:
+            continue  # most clusters: no query beyond the one above
+        failed = _failed_restarts(cluster_id, opened)
+        if maintenance.restart_due(window, pending, now, failed) is not None:
+            found.append((cluster_id, opened))
+    return found
 
 
-def _failed_in(cluster_id: str, opened: dt.datetime) -> bool:
-    """Whether a restart this opening of the window started has failed (and was
-    rolled back): then the settings wait for the next opening."""
+def _failed_restarts(cluster_id: str, since: dt.datetime) -> list[dt.datetime]:
+    """When the restarts a maintenance window started on the cluster since ``since``
+    and that failed (and were rolled back) began."""
     with services().store.session() as s:
-        restarts = s.scalars(select(models.Operation.params).where(
+        rows = s.execute(select(models.Operation.created_at, models.Operation.params).where(
             models.Operation.cluster_id == cluster_id, models.Operation.kind == "restart",
             models.Operation.status == OperationStatus.FAILED,
-            models.Operation.created_at >= opened))
-        return any("window" in (params or {}) for params in restarts)
+            models.Operation.created_at >= since))
+        return [created for created, params in rows if "window" in (params or {})]
 
 
 def apply_pending(cluster_id: str, opened: dt.datetime) -> bool:
-    """Start the restart that applies the cluster's pending settings, unless this
-    opening's restart failed, another operation holds the cluster, or it changed."""
-    if _failed_in(cluster_id, opened):
-        return False
+    """Start the restart that applies the cluster's pending settings, unless another
+    operation holds the cluster or it changed since it was judged."""
     op_id = new_id()
     with services().store.session() as s:
         if not locks.claim_cluster(s, cluster_id, op_id):
