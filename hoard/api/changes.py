@@ -47,6 +47,26 @@ def get_cluster(s: Session, principal: Principal, cluster_id: str) -> Cluster:
 Guard = Callable[[Session, Cluster], None]
 
 
+def _checked(s: Session, principal: Principal, cluster_id: str, op_id: str, kind: str,
+             allowed: Iterable[ClusterStatus], quota: Guard | None) -> Cluster:
+    """Claim the cluster for ``op_id`` and make every check a change needs, in
+    ``s``'s transaction: the claim, the cluster's status, the caller's ``quota``."""
+    if quota is not None:
+        locks.hold_project(s, principal.project_id)
+    claimed = locks.claim_cluster(s, cluster_id, op_id)
+    cluster = get_cluster(s, principal, cluster_id)
+    if not claimed:
+        raise Conflict(f"operation {cluster.operation_id} is still running on this "
+                       "cluster; try again when it ends")
+    allowed = set(allowed)
+    if cluster.status not in allowed:
+        raise Conflict(f"the cluster is {cluster.status}; {kind} needs it "
+                       f"{' or '.join(sorted(allowed))}")
+    if quota is not None:
+        quota(s, cluster)
+    return cluster
+
+
 def begin(
     svc: Services, principal: Principal, cluster_id: str, kind: str, steps: list[str],
     allowed: Iterable[ClusterStatus], new_status: ClusterStatus | None,
@@ -60,19 +80,7 @@ def begin(
     store. A check that fails rolls the claim back with everything else."""
     op_id = new_id()
     with svc.store.session() as s:
-        if quota is not None:
-            locks.hold_project(s, principal.project_id)
-        claimed = locks.claim_cluster(s, cluster_id, op_id)
-        cluster = get_cluster(s, principal, cluster_id)
-        if not claimed:
-            raise Conflict(f"operation {cluster.operation_id} is still running on this "
-                           "cluster; try again when it ends")
-        allowed = set(allowed)
-        if cluster.status not in allowed:
-            raise Conflict(f"the cluster is {cluster.status}; {kind} needs it "
-                           f"{' or '.join(sorted(allowed))}")
-        if quota is not None:
-            quota(s, cluster)
+        cluster = _checked(s, principal, cluster_id, op_id, kind, allowed, quota)
         if new_status is not None:
             cluster.status = new_status
             cluster.status_reason = ""
@@ -82,6 +90,23 @@ def begin(
         accepted = Accepted(cluster=cluster_view(cluster), operation=operation_view(op))
     runtime.start(op)
     return accepted
+
+
+class _Rehearsed(Exception):
+    """Ends a rehearsal's transaction: everything in it is rolled back."""
+
+
+def rehearse(svc: Services, principal: Principal, cluster_id: str, kind: str,
+             allowed: Iterable[ClusterStatus], quota: Guard | None = None) -> None:
+    """Every check ``begin`` makes, claim included, in a transaction that is then
+    rolled back: a dry run is refused exactly as the change would be, and changes
+    nothing."""
+    try:
+        with svc.store.session() as s:
+            _checked(s, principal, cluster_id, new_id(), kind, allowed, quota)
+            raise _Rehearsed
+    except _Rehearsed:
+        pass
 
 
 def wait(svc: Services, op_id: str, timeout: float) -> Operation:

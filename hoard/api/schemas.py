@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from hoard.domain import maintenance
 from hoard.domain.catalog import MAX_NODES, MAX_STORAGE_GB, MIN_STORAGE_GB, SIZES
 from hoard.domain.names import MAX_LABELS, NAME_RE, NAME_RULE, check_labels, valid_name
 from hoard.engines.registry import ENGINES
@@ -28,6 +29,24 @@ def _check_name(value: str) -> str:
     if not valid_name(value):
         raise ValueError(f"name {value!r} {NAME_RULE}")
     return value
+
+
+class MaintenanceWindow(Strict):
+    """When Hoard may restart the cluster to apply settings that wait for a restart
+    (``pending_restart``); outside it they wait, unless applied at once with
+    ``POST /v2/clusters/{id}/actions/apply-pending``."""
+
+    day: str = Field(description="'daily', or one day of the week: mon, tue, wed, thu, "
+                                 "fri, sat, sun",
+                     json_schema_extra={"enum": [maintenance.EVERY_DAY, *maintenance.DAYS]})
+    start: str = Field(description="When the window opens, HH:MM in UTC",
+                       json_schema_extra={"pattern": maintenance.START_RE.pattern})
+    duration_minutes: int = Field(ge=maintenance.MIN_MINUTES, le=maintenance.MAX_MINUTES,
+                                  description="How long it stays open (it may run past "
+                                              "midnight)")
+
+    _day = field_validator("day")(maintenance.check_day)
+    _start = field_validator("start")(maintenance.check_start)
 
 
 class ClusterCreate(Strict):
@@ -53,6 +72,9 @@ class ClusterCreate(Strict):
                                    description="Your own key/value tags; lists filter by "
                                                "them (?label=key=value)")
     deletion_protection: bool = Field(False, description="While on, a delete is refused")
+    maintenance_window: MaintenanceWindow | None = Field(
+        None, description="When Hoard may restart the cluster to apply pending settings; "
+                          "none: they wait for an explicit restart")
     provider: str | None = Field(
         None, max_length=32, pattern=r"^[a-z][a-z0-9-]*$",
         description="Where the cluster runs, for its whole life; default: the operator's "
@@ -122,9 +144,11 @@ class ClusterView(BaseModel):
     status_reason: str
     configuration_id: str | None
     pending_restart: list[str] = Field(
-        description="Settings written but waiting for POST /actions/restart")
+        description="Settings written but waiting for a restart: the maintenance window's, "
+                    "or POST /actions/apply-pending (or /actions/restart)")
     labels: dict[str, str]
     deletion_protection: bool
+    maintenance_window: MaintenanceWindow | None
     endpoints: list[Endpoint]
     members: list[NodeView]
     created_at: dt.datetime
@@ -149,12 +173,55 @@ class Accepted(BaseModel):
     operation: OperationView
 
 
+class FieldChange(BaseModel):
+    """One field of a change, as a dry run plans it."""
+
+    field: str
+    current: Any
+    requested: Any
+    applies: Literal["at_once", "live", "restart", "pending_restart", "at_start",
+                     "operation"] = Field(
+        description="at_once: the cluster's record only; live: the running servers take it "
+                    "without a restart; restart: the change restarts (or stops) the servers "
+                    "itself; pending_restart: written, and waits for a restart; at_start: "
+                    "the cluster is stopped and takes it when started; operation: nodes "
+                    "join or leave")
+    detail: str
+
+
+class Downtime(BaseModel):
+    kind: Literal["none", "restart", "rolling"] = Field(
+        description="none; restart: each node of a standalone cluster is restarted (it is "
+                    "unavailable meanwhile); rolling: a replicated cluster's nodes one at a "
+                    "time")
+    failover: bool = Field(description="The primary is stopped: writes pause while the "
+                                       "engine's HA machinery fails over")
+    detail: str
+
+
+class ChangePlan(BaseModel):
+    """What a PATCH would do (``?dry_run=true``): nothing is changed to say it."""
+
+    operation: str | None = Field(description="The kind of operation the change would "
+                                              "start (update, scale); null: made at once")
+    changes: list[FieldChange]
+    live: list[str] = Field(description="Settings the running servers would take live")
+    restart: list[str] = Field(description="Settings the change's own restart would apply")
+    pending_restart: list[str] = Field(
+        description="Settings that would wait for a restart afterwards")
+    pending_applies: str = Field(description="When those would apply: the maintenance "
+                                             "window's next opening, or an explicit action")
+    downtime: Downtime
+
+
 class Changed(BaseModel):
     """A PATCH's answer: 202 with the operation making the change, or 200 with none
-    for one made at once (labels, deletion protection)."""
+    for one made at once (labels, deletion protection, maintenance window); with
+    ``?dry_run=true``, 200 with the plan and the cluster as it is."""
 
     cluster: ClusterView
     operation: OperationView | None
+    plan: ChangePlan | None = None
 
 
 class ClusterPage(BaseModel):
@@ -219,6 +286,9 @@ class ClusterPatch(Strict):
         description="Replace the cluster's labels (applied at once, no operation)")
     deletion_protection: bool | None = Field(
         None, description="Turn deletion protection on or off (applied at once)")
+    maintenance_window: MaintenanceWindow | None = Field(
+        None, description="Set the maintenance window, or remove it with null (applied "
+                          "at once)")
 
     @field_validator("labels")
     @classmethod

@@ -5,7 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import overload
 
-from hoard.api.schemas import ClusterView, Endpoint, NodeView, OperationView, StorageView
+from hoard.api.schemas import (
+    ClusterView,
+    Endpoint,
+    MaintenanceWindow,
+    NodeView,
+    OperationView,
+    StorageView,
+)
 from hoard.store.models import Cluster, Operation
 
 
@@ -28,7 +35,10 @@ def cluster_view(cluster: Cluster) -> ClusterView:
         storage_gb=cluster.storage_gb, status=cluster.status,
         status_reason=cluster.status_reason, configuration_id=cluster.configuration_id,
         pending_restart=list(cluster.pending_restart or []), labels=dict(cluster.labels or {}),
-        deletion_protection=bool(cluster.deletion_protection), endpoints=endpoints(cluster),
+        deletion_protection=bool(cluster.deletion_protection),
+        maintenance_window=(MaintenanceWindow.model_validate(cluster.maintenance_window)
+                            if cluster.maintenance_window else None),
+        endpoints=endpoints(cluster),
         members=members, created_at=utc(cluster.created_at),
         updated_at=utc(cluster.updated_at),
     )

@@ -11,7 +11,15 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hoard.cli.client import ApiError, Client
-from hoard.cli.output import Format, cluster_table, clusters_table, emit, err_console, fail
+from hoard.cli.output import (
+    Format,
+    cluster_table,
+    clusters_table,
+    emit,
+    err_console,
+    fail,
+    plan_table,
+)
 
 app = typer.Typer(no_args_is_help=True)
 Output = Annotated[Format, typer.Option("-o", "--output", help="table or json")]
@@ -179,16 +187,61 @@ def _change(client: Client, name: str, method: str, suffix: str, body: dict[str,
     finish(client, accepted, output)
 
 
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Show the plan (what applies live, "
+                                      "what needs a restart, the downtime); change nothing")]
+
+
+def _patch(name: str, body: dict[str, Any], dry_run: bool, output: Format) -> None:
+    """PATCH the cluster and follow the change, or with ``dry_run`` show its plan."""
+    if not dry_run:
+        _change(Client(), name, "PATCH", "", body, output)
+        return
+    client = Client()
+    try:
+        cluster = client.find_cluster(name)
+        answer = client.request("PATCH", f"/v2/clusters/{cluster['id']}",
+                                params={"dry_run": "true"}, json=body)
+    except ApiError as exc:
+        fail(exc)
+    emit(answer["plan"], output, plan_table)
+
+
 @app.command("resize")
 def resize(
     name: str,
     size: Annotated[str | None, typer.Option(help="New size")] = None,
     storage_gb: Annotated[int | None, typer.Option("--storage-gb", help="New storage")] = None,
+    dry_run: DryRun = False,
     output: Output = Format.table,
 ) -> None:
     """Change a cluster's size or grow its storage (restarts only when needed)."""
     body = {k: v for k, v in {"size": size, "storage_gb": storage_gb}.items() if v is not None}
-    _change(Client(), name, "PATCH", "", body, output)
+    _patch(name, body, dry_run, output)
+
+
+@app.command("window")
+def window(
+    name: str,
+    day: Annotated[str | None, typer.Option(help="daily, or mon ... sun")] = None,
+    start: Annotated[str | None, typer.Option(help="HH:MM, UTC")] = None,
+    minutes: Annotated[int, typer.Option(help="How long it stays open (30-480)")] = 60,
+    remove: Annotated[bool, typer.Option("--remove", help="Remove the window")] = False,
+    output: Output = Format.table,
+) -> None:
+    """Set the maintenance window in which Hoard restarts the cluster to apply
+    settings waiting for a restart (or remove it)."""
+    if remove == (day is not None or start is not None):
+        err_console.print("[red]error:[/red] give --day and --start, or --remove")
+        raise typer.Exit(2)
+    body = None if remove else {"day": day, "start": start, "duration_minutes": minutes}
+    client = Client()
+    try:
+        cluster = client.find_cluster(name)
+        answer = client.request("PATCH", f"/v2/clusters/{cluster['id']}",
+                                json={"maintenance_window": body})
+    except ApiError as exc:
+        fail(exc)
+    emit(answer["cluster"], output, cluster_table)
 
 
 @app.command("scale")
@@ -227,16 +280,24 @@ def configure(
     name: str,
     configuration: Annotated[str | None, typer.Argument(help="Configuration id; none detaches")
                              ] = None,
+    dry_run: DryRun = False,
     output: Output = Format.table,
 ) -> None:
     """Attach a configuration to a cluster (or detach with no id)."""
-    _change(Client(), name, "PATCH", "", {"configuration_id": configuration}, output)
+    _patch(name, {"configuration_id": configuration}, dry_run, output)
 
 
 @app.command("restart")
 def restart(name: str, output: Output = Format.table) -> None:
     """Restart a cluster's servers (applies settings waiting for a restart)."""
     _change(Client(), name, "POST", "/actions/restart", None, output)
+
+
+@app.command("apply-pending")
+def apply_pending(name: str, output: Output = Format.table) -> None:
+    """Restart now to apply the settings waiting for a restart (without waiting for
+    the maintenance window)."""
+    _change(Client(), name, "POST", "/actions/apply-pending", None, output)
 
 
 @app.command("stop")

@@ -51,11 +51,34 @@ def clusters_table(clusters: list[dict[str, Any]]) -> Table:
     return table
 
 
+def plan_table(plan: dict[str, Any]) -> Table:
+    """A change's plan (``--dry-run``): each field, then what the servers go through."""
+    table = Table("FIELD", "NOW", "ASKED", "APPLIES", "HOW", title="Plan (nothing changed)")
+    for c in plan["changes"]:
+        table.add_row(c["field"], json.dumps(c["current"]), json.dumps(c["requested"]),
+                      c["applies"], c["detail"])
+    for key in ("live", "restart", "pending_restart"):
+        if plan[key]:
+            table.add_row(f"settings: {key}", "", "", "", ", ".join(plan[key]))
+    if plan["pending_applies"]:
+        table.add_row("pending applies", "", "", "", plan["pending_applies"])
+    downtime = plan["downtime"]
+    table.add_row("downtime", "", "", downtime["kind"] + (" + failover" if downtime["failover"]
+                                                          else ""), downtime["detail"])
+    return table
+
+
 def cluster_table(c: dict[str, Any]) -> Table:
     table = Table("FIELD", "VALUE", show_header=False)
     for key in ("name", "id", "engine", "version", "size", "nodes", "durability", "storage_gb",
                 "status", "status_reason", "created_at"):
         table.add_row(key, str(c.get(key, "")))
+    if c.get("pending_restart"):
+        table.add_row("pending_restart", ", ".join(c["pending_restart"]))
+    window = c.get("maintenance_window")
+    if window:
+        table.add_row("maintenance_window", f"{window['day']} {window['start']} UTC, "
+                                            f"{window['duration_minutes']} min")
     for ep in c["endpoints"]:
         table.add_row(f"endpoint ({ep['role']})", f"{ep['host']}:{ep['port']}")
     for n in c["members"]:

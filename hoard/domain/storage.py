@@ -34,3 +34,41 @@ class StorageUsage:
     def describe(self) -> str:
         return (f"storage full ({self.used_bytes} of {self.total_bytes} bytes used): "
                 "resize the storage")
+
+    @property
+    def percent(self) -> int:
+        """Whole percent of the storage used (rounded down: 79.9% is not yet 80%)."""
+        return self.used_bytes * 100 // self.total_bytes if self.total_bytes else 100
+
+    @property
+    def alarm(self) -> int:
+        """The highest alarm threshold (percent) the use has reached, or 0."""
+        return max((t for t in ALARMS if self.percent >= t), default=0)
+
+
+# Storage alarms, in percent used: a tenant hears of a filling disk before it is full.
+ALARMS = (80, 95)
+
+
+def alarm_event(ordinal: int, before: StorageUsage | None, after: StorageUsage
+                ) -> tuple[str, str] | None:
+    """The event (kind, message) for a node whose storage use moved from ``before``
+    (None: never observed) to ``after``, if it crossed an alarm threshold: one
+    event per crossing, however many passes see the same side of it."""
+    was = before.alarm if before is not None else 0
+    now = after.alarm
+    if now == was:
+        return None
+    if now > was:
+        return ("storage.alarm", f"node {ordinal}: storage {after.percent}% used, past "
+                                 f"{now}%: grow storage_gb before it fills")
+    below = min(t for t in ALARMS if t > now)
+    return ("storage.cleared", f"node {ordinal}: storage back under {below}% "
+                               f"({after.percent}% used)")
+
+
+def alarm_note(usage: StorageUsage) -> str:
+    """What a cluster's status_reason says of a node past an alarm ('' if none)."""
+    if not usage.alarm:
+        return ""
+    return f"storage {usage.percent}% used (past {usage.alarm}%)"

@@ -87,6 +87,11 @@ class Provider(ABC):
         """Grow the node's storage. False if the node must be stopped first (then
         nothing was done)."""
 
+    def grows_storage_live(self, node_id: str) -> bool:
+        """Whether ``grow_storage`` can grow this node's storage while its server
+        runs (a change's preview says so). No, unless the provider knows better."""
+        return False
+
     @abstractmethod
     def runner(self, node_id: str) -> NodeRunner:
         """Files and commands beside the node's data."""

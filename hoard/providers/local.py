@@ -180,6 +180,9 @@ class LocalProvider(Provider):
             "storage": f"{storage_gb} GB, {storage}",
         }
 
+    def grows_storage_live(self, node_id: str) -> bool:
+        return not self.use_volumes  # a loop filesystem is grown unmounted
+
     def grow_storage(self, node_id: str, storage_gb: int) -> bool:
         if not self.use_volumes:
             return True  # nothing to grow: the size is a quota figure only

@@ -122,6 +122,10 @@ class Cluster(Base):
     # While on, a delete is refused.
     deletion_protection: Mapped[bool] = mapped_column(Boolean, default=False,
                                                       server_default=false())
+    # {"day": "daily"|"mon".."sun", "start": "HH:MM", "duration_minutes": N} (UTC):
+    # when Hoard may restart the cluster to apply pending settings; SQL NULL: never.
+    maintenance_window: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON(none_as_null=True), nullable=True)
     admin_user: Mapped[str] = mapped_column(String(63))
     admin_password: Mapped[str] = mapped_column(Text)  # sealed with the secret key
     service_password: Mapped[str] = mapped_column(Text)  # Hoard's own superuser, sealed

@@ -12,7 +12,9 @@ event for every node that goes down or comes back and for every change of
 primary. A cluster with a node down is DEGRADED until the node is back.
 
 Storage: each pass reads every node's storage use from the provider and keeps
-it on the node (rewritten when it moves by 1% of the size or more). A node
+it on the node (rewritten when it moves by 1% of the size or more, or crosses
+an alarm threshold). Past 80% and 95% used, the cluster's status_reason says so
+and an event is written once per crossing, up or back down. A node
 whose storage is full is reported as such ("storage full (N of M bytes used):
 resize the storage"), whatever else its server says: engines that hit the end
 of their disk fail with messages that never name it.
@@ -29,7 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from hoard.domain.status import ClusterStatus, NodeStatus
-from hoard.domain.storage import StorageUsage
+from hoard.domain.storage import StorageUsage, alarm_event, alarm_note
 from hoard.engines.base import MemberState
 from hoard.ids import new_id
 from hoard.store import events, locks, models, operations
@@ -200,11 +202,27 @@ def _node_record(o: Observation) -> tuple[NodeStatus, str]:
     return (NodeStatus.HEALTHY, "") if o.healthy else (NodeStatus.UNHEALTHY, o.detail)
 
 
+def _recorded(node: models.Node) -> StorageUsage | None:
+    """The node's storage use as last recorded, if it has been observed."""
+    if node.storage_used_bytes is None or not node.storage_total_bytes:
+        return None
+    return StorageUsage(node.storage_used_bytes, node.storage_total_bytes)
+
+
 def _overall(nodes: list[models.Node]) -> tuple[ClusterStatus, str]:
-    """A cluster's status and reason from its nodes' records."""
+    """A cluster's status and reason from its nodes' records: the reason names each
+    sick node's, and each node whose storage is past an alarm threshold (a node
+    already reported full is not reported twice)."""
     sick = [n for n in nodes if n.status != NodeStatus.HEALTHY]
-    why = "; ".join(f"node {n.ordinal}: {n.status_reason}" for n in sick)
-    return (ClusterStatus.DEGRADED if sick else ClusterStatus.ACTIVE), why
+    reasons = []
+    for n in nodes:
+        if n in sick:
+            reasons.append(f"node {n.ordinal}: {n.status_reason}")
+        usage = _recorded(n)
+        if usage is not None and alarm_note(usage) and not (
+                n in sick and n.status_reason.startswith("storage full")):
+            reasons.append(f"node {n.ordinal}: {alarm_note(usage)}")
+    return (ClusterStatus.DEGRADED if sick else ClusterStatus.ACTIVE), "; ".join(reasons)
 
 
 def _differs(cluster: models.Cluster, observations: list[Observation]) -> bool:
@@ -223,6 +241,9 @@ def _record(s: Session, cluster_id: str, observations: list[Observation]) -> Non
         return  # deleted or taken over by an operation meanwhile
     for node, o in _paired(list(current.nodes), observations):
         if o.storage is not None and _moved(node, o.storage):
+            crossed = alarm_event(node.ordinal, _recorded(node), o.storage)
+            if crossed is not None:
+                events.record(s, cluster_id, *crossed)
             node.storage_used_bytes = o.storage.used_bytes
             node.storage_total_bytes = o.storage.total_bytes
         status, reason = _node_record(o)
@@ -241,10 +262,14 @@ def _record(s: Session, cluster_id: str, observations: list[Observation]) -> Non
 
 def _moved(node: models.Node, usage: StorageUsage) -> bool:
     """Whether the recorded storage use is worth rewriting: first seen, a new size,
-    or 1% of the size away (the store is not a heartbeat log)."""
-    if node.storage_used_bytes is None or node.storage_total_bytes != usage.total_bytes:
+    an alarm threshold crossed, or 1% of the size away (the store is not a
+    heartbeat log)."""
+    recorded = _recorded(node)
+    if recorded is None or recorded.total_bytes != usage.total_bytes:
         return True
-    return abs(node.storage_used_bytes - usage.used_bytes) * 100 >= usage.total_bytes
+    if recorded.alarm != usage.alarm:
+        return True
+    return abs(recorded.used_bytes - usage.used_bytes) * 100 >= usage.total_bytes
 
 
 def observer(interval: float, batch: int) -> Loop:

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hoard.api import changes
+from hoard.api import changes, preview
 from hoard.api.auth import Principal, authenticate
 from hoard.api.changes import get_cluster
 from hoard.api.schemas import (
@@ -38,7 +39,7 @@ from hoard.workflows.services import Services
 router = APIRouter(prefix="/v2/clusters", tags=["clusters"])
 Auth = Annotated[Principal, Depends(authenticate)]
 RUNNING = (ClusterStatus.ACTIVE, ClusterStatus.DEGRADED)
-METADATA = frozenset({"labels", "deletion_protection"})
+METADATA = frozenset({"labels", "deletion_protection", "maintenance_window"})
 
 
 def _services(request: Request) -> Services:
@@ -46,35 +47,76 @@ def _services(request: Request) -> Services:
     return services
 
 
+@dataclass(frozen=True)
+class Planned:
+    """A validated change, before its operation begins: what ``changes.begin`` takes."""
+
+    kind: str
+    steps: list[str]
+    allowed: tuple[ClusterStatus, ...]
+    params: dict[str, object]
+    detail: str
+    quota: changes.Guard
+
+
+DRY_RUN = ("Answer 200 with the plan (what applies live, what needs a restart and when, "
+           "the downtime to expect) and change nothing; a change that would be refused is "
+           "refused with the same answer")
+
+
 @router.patch("/{cluster_id}", status_code=202, response_model=Changed)
 def update_cluster(
     cluster_id: str, body: ClusterPatch, principal: Auth, request: Request,
-    response: Response,
+    response: Response, dry_run: Annotated[bool, Query(description=DRY_RUN)] = False,
 ) -> Changed:
     """Resize, grow storage, attach or detach (``null``) a configuration; or, on
-    their own and at once (200, no operation), labels and deletion protection.
+    their own and at once (200, no operation), labels, deletion protection and the
+    maintenance window. With ``dry_run=true``: the plan, nothing changed.
 
     Dynamic settings apply live. A resize restarts only if a changed setting
-    needs it; a configuration's restart-only settings wait in ``pending_restart``.
+    needs it; a configuration's restart-only settings wait in ``pending_restart``
+    for the maintenance window (or ``POST .../actions/apply-pending``).
     """
     svc = _services(request)
     fields = body.model_fields_set
     if not fields:
         raise InvalidInput("nothing to change: give size, storage_gb, configuration_id, "
-                           "durability, nodes, labels or deletion_protection")
+                           "durability, nodes, labels, deletion_protection or "
+                           "maintenance_window")
     if fields & METADATA:
         if fields - METADATA:
-            raise InvalidInput("change labels and deletion_protection on their own, not "
-                               "with other fields")
+            raise InvalidInput("change labels, deletion_protection and maintenance_window on "
+                               "their own, not with other fields")
         response.status_code = 200
+        if dry_run:
+            with svc.store.session() as s:
+                cluster = get_cluster(s, principal, cluster_id)
+                plan = preview.plan_metadata(cluster, _metadata(body))
+                return Changed(cluster=cluster_view(cluster), operation=None, plan=plan)
         return Changed(cluster=_set_metadata(svc, principal, cluster_id, body), operation=None)
-    accepted = _change(svc, principal, cluster_id, body)
+    planned = _plan(svc, principal, cluster_id, body)
+    if dry_run:
+        response.status_code = 200
+        changes.rehearse(svc, principal, cluster_id, planned.kind, planned.allowed,
+                         planned.quota)
+        with svc.store.session() as s:
+            cluster = get_cluster(s, principal, cluster_id)
+            if planned.kind == "scale":
+                leaving = planned.params.get("leaving")
+                plan = preview.plan_scale(cluster, int(str(planned.params["nodes"])),
+                                          list(leaving) if isinstance(leaving, list) else [])
+            else:
+                plan = preview.plan_update(svc, s, cluster, planned.params)
+            return Changed(cluster=cluster_view(cluster), operation=None, plan=plan)
+    accepted = changes.begin(svc, principal, cluster_id, planned.kind, planned.steps,
+                             planned.allowed, ClusterStatus.UPDATING, params=planned.params,
+                             detail=planned.detail, quota=planned.quota)
     return Changed(cluster=accepted.cluster, operation=accepted.operation)
 
 
-def _change(svc: Services, principal: Principal, cluster_id: str, body: ClusterPatch
-            ) -> Accepted:
-    """The fields that a workflow changes, as one update (or a scale) operation."""
+def _plan(svc: Services, principal: Principal, cluster_id: str, body: ClusterPatch
+          ) -> Planned:
+    """The fields that a workflow changes, validated, as one update (or a scale)."""
     fields = body.model_fields_set
     if "nodes" in fields:
         if len(fields) > 1:
@@ -132,20 +174,31 @@ def _change(svc: Services, principal: Principal, cluster_id: str, body: ClusterP
         if "storage_gb" in params:
             changes.check_storage_quota(s, claimed, int(str(params["storage_gb"])))
 
-    return changes.begin(svc, principal, cluster_id, "update", cluster_update.UPDATE_STEPS,
-                         (*RUNNING, ClusterStatus.STOPPED), ClusterStatus.UPDATING,
-                         params=params, detail=detail, quota=still_fits)
+    return Planned("update", cluster_update.UPDATE_STEPS, (*RUNNING, ClusterStatus.STOPPED),
+                   params, detail, still_fits)
+
+
+def _metadata(body: ClusterPatch) -> dict[str, Any]:
+    """The record-only fields asked, as they would be stored."""
+    asked: dict[str, Any] = {}
+    if body.labels is not None:
+        asked["labels"] = dict(body.labels)
+    if body.deletion_protection is not None:
+        asked["deletion_protection"] = body.deletion_protection
+    if "maintenance_window" in body.model_fields_set:
+        window = body.maintenance_window
+        asked["maintenance_window"] = window.model_dump() if window else None
+    return asked
 
 
 def _set_metadata(svc: Services, principal: Principal, cluster_id: str,
                   body: ClusterPatch) -> ClusterView:
-    """Labels and deletion protection: the cluster's own record, no workflow."""
+    """Labels, deletion protection and the maintenance window: the cluster's own
+    record, no workflow."""
     with svc.store.session() as s:
         cluster = get_cluster(s, principal, cluster_id)
-        if body.labels is not None:
-            cluster.labels = dict(body.labels)
-        if body.deletion_protection is not None:
-            cluster.deletion_protection = body.deletion_protection
+        for name, value in _metadata(body).items():
+            setattr(cluster, name, value)
         s.flush()
         return cluster_view(cluster)
 
@@ -168,7 +221,7 @@ def _check_fit(svc: Services, s: Session, cluster: Cluster, params: dict[str, ob
                          storage=bool(params.keys() & {"storage_gb", "configuration_id"}))
 
 
-def _scale(svc: Services, principal: Principal, cluster_id: str, nodes: int | None) -> Accepted:
+def _scale(svc: Services, principal: Principal, cluster_id: str, nodes: int | None) -> Planned:
     """Grow (new nodes join and copy the data from the cluster) or shrink
     (replicas leave first, the highest-numbered first)."""
     if nodes is None:
@@ -204,9 +257,8 @@ def _scale(svc: Services, principal: Principal, cluster_id: str, nodes: int | No
             changes.check_quota(s, project, clusters=0, nodes=nodes - seen,
                                 storage_gb=(nodes - seen) * claimed.storage_gb)
 
-    return changes.begin(svc, principal, cluster_id, "scale", cluster_scale.SCALE_STEPS,
-                         RUNNING, ClusterStatus.UPDATING, params=params,
-                         detail=f"nodes={nodes}", quota=still_fits)
+    return Planned("scale", cluster_scale.SCALE_STEPS, RUNNING, params, f"nodes={nodes}",
+                   still_fits)
 
 
 @router.post("/{cluster_id}/switchover", status_code=202, response_model=Accepted)
@@ -274,13 +326,24 @@ def promote(cluster_id: str, node_id: str, body: PromoteNode, principal: Auth,
 
 @router.post("/{cluster_id}/actions/{action}", status_code=202, response_model=Accepted)
 def cluster_action(
-    cluster_id: str, action: Literal["restart", "stop", "start"], principal: Auth,
-    request: Request,
+    cluster_id: str, action: Literal["restart", "stop", "start", "apply-pending"],
+    principal: Auth, request: Request,
 ) -> Accepted:
-    """Restart (applies pending settings), stop (data kept) or start a cluster."""
+    """Restart (applies pending settings), stop (data kept) or start a cluster;
+    apply-pending: the restart that applies settings waiting in ``pending_restart``
+    now, without waiting for the maintenance window (refused when none wait)."""
+    svc = _services(request)
     allowed = (ClusterStatus.STOPPED,) if action == "start" else RUNNING
-    return changes.begin(_services(request), principal, cluster_id, action, [action], allowed,
-                         ClusterStatus.UPDATING)
+    if action != "apply-pending":
+        return changes.begin(svc, principal, cluster_id, action, [action], allowed,
+                             ClusterStatus.UPDATING)
+
+    def pending(s: Session, claimed: Cluster) -> None:
+        if not claimed.pending_restart:
+            raise InvalidInput("nothing waits for a restart: pending_restart is empty")
+    return changes.begin(svc, principal, cluster_id, "restart", ["restart"], allowed,
+                         ClusterStatus.UPDATING, detail="apply pending settings",
+                         quota=pending)
 
 
 @router.get("/{cluster_id}/events", response_model=EventPage)

@@ -154,6 +154,8 @@ def create(svc: Services, principal: Principal, body: ClusterCreate,
                 node_count=body.nodes, storage_gb=body.storage_gb, durability=durability,
                 status=ClusterStatus.BUILDING, status_reason="", admin_user=admin_user,
                 labels=dict(body.labels), deletion_protection=body.deletion_protection,
+                maintenance_window=(body.maintenance_window.model_dump()
+                                    if body.maintenance_window else None),
                 admin_password=admin_password, service_password=service_password,
             )
             cluster.nodes = [

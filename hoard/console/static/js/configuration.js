@@ -4,6 +4,7 @@
 
 import * as api from "./api.js";
 import { announce, errorBox, field, h, options, replace } from "./dom.js";
+import { describeWindow } from "./maintenance.js";
 
 const RUNNING = ["ACTIVE", "DEGRADED"];
 
@@ -74,6 +75,8 @@ export function configurationStatus(c, signal, feedback) {
   return h("div", {}, attached,
     c.pending_restart.length ? h("p", { class: "notice", id: "pending-restart" },
       `Waiting for a restart: ${c.pending_restart.join(", ")}. `,
+      c.maintenance_window ? `Hoard applies them in the maintenance window ` +
+        `(${describeWindow(c.maintenance_window)}), or now: ` : "",
       RUNNING.includes(c.status) ? restart : null) : null);
 }
 

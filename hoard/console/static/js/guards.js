@@ -1,8 +1,10 @@
-// A cluster's guard rails: its labels, and deletion protection with a toggle
-// (PATCH {"deletion_protection"} is applied at once: 200, no operation).
+// A cluster's guard rails: its labels, deletion protection with a toggle
+// (PATCH {"deletion_protection"} is applied at once: 200, no operation), and its
+// maintenance window (maintenance.js).
 
 import * as api from "./api.js";
 import { announce, errorBox, h, replace } from "./dom.js";
+import { windowSection } from "./maintenance.js";
 
 export function labelList(labels) {
   const entries = Object.entries(labels || {});
@@ -43,5 +45,6 @@ export function guardsSection(c, signal) {
       h("dt", {}, "Labels"), h("dd", {}, labelList(c.labels)),
       h("dt", { id: "protection-label" }, "Deletion protection"),
       h("dd", {}, toggle, " ", state)),
-    feedback);
+    feedback,
+    windowSection(c, signal));
 }
