@@ -51,6 +51,14 @@ class Settings(BaseSettings):
     # The netns provider (off unless set): each node a host of its own, in a network
     # namespace on this private network (hoard/providers/netns.py).
     netns_network: str | None = None
+    # The kubernetes provider (off unless set): a kubeconfig file, or "in-cluster" for
+    # the service account of the pod Hoard runs in (hoard/providers/kubernetes/).
+    kubeconfig: str | None = None
+    kubernetes_namespace: str = "hoard"  # every node's objects, labelled by project and cluster
+    kubernetes_storage_class: str | None = None  # the volumes' (None: the cluster's default)
+    kubernetes_registry: str = ""  # where images/<engine> builds are pulled from (a prefix)
+    # The images built from images/<engine>/: the versions the provider offers.
+    kubernetes_versions: str = "postgresql=15,mariadb=10.11,redis=7.0"
     worker_id: str = "local"
     # A worker's lease: renewed every third of it; once it runs out, another worker
     # takes over the worker's unfinished workflows.

@@ -1,0 +1,28 @@
+"""The Kubernetes provider: Hoard's nodes as pods on any Kubernetes cluster.
+
+``names`` (what objects are called and labelled), ``render`` (the manifests),
+``pods`` (why a pod waits), ``client`` (the API calls, on lightkube),
+``provider`` (the Provider seam). Built from the settings by :func:`from_settings`,
+which the provider registry calls.
+"""
+
+from __future__ import annotations
+
+from hoard.providers.base import Provider
+from hoard.providers.kubernetes.client import Kube, config
+from hoard.providers.kubernetes.provider import KubernetesProvider, NotOffered, versions_from
+from hoard.settings import Settings
+
+__all__ = ["KubernetesProvider", "NotOffered", "from_settings"]
+
+
+def from_settings(settings: Settings) -> Provider | None:
+    """Offered when ``HOARD_KUBECONFIG`` names a kubeconfig file, or ``in-cluster``
+    (the pod's service account); None otherwise. Nothing is asked of the API
+    server here: a Hoard starts whether or not the cluster answers."""
+    if not settings.kubeconfig:
+        return None
+    kube = Kube(config(settings.kubeconfig), settings.kubernetes_namespace)
+    return KubernetesProvider(kube, versions_from(settings.kubernetes_versions),
+                              storage_class=settings.kubernetes_storage_class or None,
+                              registry=settings.kubernetes_registry)
