@@ -4,9 +4,11 @@ emulator, over HTTP on loopback) that the provider's own client talks to.
 
 kmock's emulator keeps objects as JSON and merges patches into them; it runs
 no controllers (no StatefulSet makes a pod: a test plays that part by writing
-the pod), ignores label selectors on lists (a list returns every object of a
-kind: "none left" is then a stronger answer), and answers errors with
-``application/json; charset=utf-8`` (the client accepts both)."""
+the pod), ignores label selectors on lists (it returns every object of the
+kind: the provider's client checks labels on what it gets as well, and "none
+left" is then a stronger answer), knows only the resources declared to it,
+and answers errors with ``application/json; charset=utf-8`` (lightkube expects
+exactly ``application/json``: the provider's client reads both)."""
 
 from __future__ import annotations
 
@@ -120,6 +122,13 @@ class MockApi:
         self.call(add)
 
 
+RESOURCES = {"v1/pods": "Pod", "v1/services": "Service", "v1/secrets": "Secret",
+             "v1/persistentvolumeclaims": "PersistentVolumeClaim",
+             "apps/v1/statefulsets": "StatefulSet",
+             "policy/v1/poddisruptionbudgets": "PodDisruptionBudget",
+             "networking.k8s.io/v1/networkpolicies": "NetworkPolicy"}
+
+
 @contextmanager
 def mock_api() -> Iterator[MockApi]:
     ready = threading.Event()
@@ -127,6 +136,8 @@ def mock_api() -> Iterator[MockApi]:
 
     async def serve() -> None:
         async with kmock.KubernetesEmulator() as handler, kmock.Server(handler) as server:
+            for resource, kind in RESOURCES.items():  # known, as a real server's are
+                handler.resources[resource] = {"kind": kind, "namespaced": True}
             box.update(url=str(server.url), handler=handler, loop=asyncio.get_running_loop(),
                        stop=asyncio.Event())
             ready.set()

@@ -5,6 +5,7 @@ schemas with unknown fields refused; and says what the design promises
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import kubernetes_validate
@@ -147,7 +148,6 @@ def test_only_the_database_port_is_open_to_all() -> None:
 
 
 def test_a_node_without_an_owner_is_refused() -> None:
-    from dataclasses import replace
     spec = replace(node_spec("redis", NODES[0], CLUSTER), owner=None)
     with pytest.raises(ValueError, match="owner"):
         render.stateful_set(NODES[0], spec, NAMESPACE)

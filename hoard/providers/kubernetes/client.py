@@ -167,9 +167,12 @@ class Kube:
         return sorted(item.metadata.name for item in self.labelled(kind, labels))
 
     def labelled(self, kind: str, labels: dict[str, str]) -> list[Any]:
-        """The objects of ``kind`` carrying every one of ``labels``."""
+        """The objects of ``kind`` carrying every one of ``labels``. The answer is
+        checked against the selector too: what is deleted by label must carry the
+        label, whatever a server (or a proxy before it) made of the selector."""
         found = self.client.list(RESOURCES[kind], labels=_selecting(labels))
-        return list(self._call(lambda: list(found)))
+        return [item for item in self._call(lambda: list(found))
+                if labels.items() <= (item.metadata.labels or {}).items()]
 
     def pods(self, labels: dict[str, str]) -> Pods:
         listed = self.client.list(RESOURCES["Pod"], labels=_selecting(labels))
