@@ -54,7 +54,8 @@ class Settings(BaseSettings):
     # The kubernetes provider (off unless set): a kubeconfig file, or "in-cluster" for
     # the service account of the pod Hoard runs in (hoard/providers/kubernetes/).
     kubeconfig: str | None = None
-    kubernetes_namespace: str = "hoard"  # every node's objects, labelled by project and cluster
+    kubernetes_namespace: str = "hoard-databases"  # every node's objects, labelled by cluster
+    kubernetes_control_namespace: str = "hoard-system"  # where Hoard's own workers run
     kubernetes_storage_class: str | None = None  # the volumes' (None: the cluster's default)
     kubernetes_registry: str = ""  # where images/<engine> builds are pulled from (a prefix)
     # The images built from images/<engine>/: the versions the provider offers.

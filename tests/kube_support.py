@@ -13,6 +13,7 @@ exactly ``application/json``: the provider's client reads both)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -75,6 +76,12 @@ def node_spec(engine_name: str, node_id: str, cluster_id: str, members: int = 1,
                     resources=Resources(size.cpus, size.memory_mb),
                     readiness=engine.readiness(ctx),
                     owner=Owner(PROJECT, cluster_id, standalone=members == 1))
+
+
+# Each check reads its schema and the (large) shared definitions from the
+# package's files; they never change within a run, so each is read once.
+kubernetes_validate.utils.schema_contents = functools.lru_cache(maxsize=None)(
+    kubernetes_validate.utils.schema_contents)
 
 
 def strictly_valid(manifest: dict[str, Any]) -> None:

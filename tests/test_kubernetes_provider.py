@@ -94,7 +94,7 @@ def test_registered_only_when_a_kubeconfig_is_given(api: MockApi, tmp_path: Path
         kubeconfig_for(api.url, tmp_path / "kubeconfig"))))
     assert isinstance(made, KubernetesProvider)
     assert made.versions(ENGINES["postgresql"]) == ["15"]
-    assert made.new_address().endswith(f".{NAMESPACE}.svc")
+    assert made.new_address().endswith(".hoard-databases.svc")  # the default namespace
 
 
 def test_create_makes_every_object_labelled(api: MockApi, provider: KubernetesProvider) -> None:

@@ -18,7 +18,7 @@ from tests.kube_support import K8S_VERSIONS, NAMESPACE, PROJECT, node_spec, stri
 CLUSTER = "0190a3b4-0000-7000-8000-0000000000c1"
 NODES = [f"0190a3b4-0000-7000-8000-00000000000{i}" for i in range(1, 4)]
 ADDRESS = ("hoard-a0123456789ab.hoard.svc", 5432)
-CONTROL_PLANE = {"app.kubernetes.io/part-of": "hoard"}
+CONTROL_PLANE = render.ControlPlane()
 
 
 def rendered(engine: str, members: int) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from hoard.providers.base import Provider
 from hoard.providers.kubernetes.client import Kube, config
 from hoard.providers.kubernetes.provider import KubernetesProvider, NotOffered, versions_from
+from hoard.providers.kubernetes.render import ControlPlane
 from hoard.settings import Settings
 
 __all__ = ["KubernetesProvider", "NotOffered", "from_settings"]
@@ -25,4 +26,5 @@ def from_settings(settings: Settings) -> Provider | None:
     kube = Kube(config(settings.kubeconfig), settings.kubernetes_namespace)
     return KubernetesProvider(kube, versions_from(settings.kubernetes_versions),
                               storage_class=settings.kubernetes_storage_class or None,
-                              registry=settings.kubernetes_registry)
+                              registry=settings.kubernetes_registry,
+                              control_plane=ControlPlane(settings.kubernetes_control_namespace))

@@ -41,6 +41,20 @@ KINDS: dict[str, Any] = {  # lightkube resource classes
     "PersistentVolumeClaim": PersistentVolumeClaim,
 }
 RESOURCES: dict[str, Any] = {**KINDS, "Pod": Pod}
+# Every call this module makes, as RBAC names it (API group, resource): the
+# rights deploy/kubernetes grants Hoard's workers, and no more (a test holds
+# the two equal).
+WRITES = ("get", "list", "create", "patch", "delete")
+RIGHTS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("apps", "statefulsets"): WRITES,
+    ("", "services"): WRITES,
+    ("", "secrets"): WRITES,
+    ("", "persistentvolumeclaims"): WRITES,
+    ("policy", "poddisruptionbudgets"): WRITES,
+    ("networking.k8s.io", "networkpolicies"): WRITES,
+    ("", "pods"): ("get", "list", "watch", "delete"),
+    ("", "pods/log"): ("get",),
+}
 
 
 class KubeError(RuntimeError):

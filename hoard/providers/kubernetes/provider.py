@@ -34,8 +34,6 @@ from hoard.providers.kubernetes.client import KINDS, Kube, KubeError
 from hoard.providers.kubernetes.pods import waiting_reason
 
 NODE_PORT = 10000  # every pod has an address of its own: its ports are fixed, not chosen
-# Hoard's own pods (deploy/kubernetes): the cluster's NetworkPolicy lets them in.
-CONTROL_PLANE = {"app.kubernetes.io/part-of": "hoard"}
 CLUSTER_KINDS = ("Service", "PodDisruptionBudget", "NetworkPolicy", "Secret")
 
 
@@ -51,17 +49,18 @@ class KubernetesProvider(Provider):
 
     def __init__(self, kube: Kube, versions: dict[str, list[str]],
                  storage_class: str | None = None, registry: str = "",
-                 control_plane: dict[str, str] | None = None) -> None:
+                 control_plane: render.ControlPlane | None = None) -> None:
         """``versions``: the images built for each engine (images/<engine>/),
         newest first; ``registry``: where they are pulled from (a prefix of the
         engines' image names); ``storage_class``: the volumes' class (the
-        cluster's default if None; it must allow expansion for storage growth)."""
+        cluster's default if None; it must allow expansion for storage growth);
+        ``control_plane``: where Hoard's workers run (they reach every port)."""
         self.kube = kube
         self.namespace = kube.namespace
         self.offered = versions
         self.storage_class = storage_class
         self.registry = registry.rstrip("/")
-        self.control_plane = control_plane or dict(CONTROL_PLANE)
+        self.control_plane = control_plane or render.ControlPlane()
 
     # --- where a node is ---
 

@@ -13,12 +13,23 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from hoard.domain.nodes import NodeSpec, Owner, ProcessSpec
 from hoard.providers.kubernetes import names
 
 Manifest = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ControlPlane:
+    """Where Hoard's workers run (deploy/kubernetes): the pods a cluster's
+    NetworkPolicy lets in on every port besides its own members."""
+
+    namespace: str = "hoard-system"
+    labels: tuple[tuple[str, str], ...] = (("app.kubernetes.io/part-of", "hoard"),
+                                           ("app.kubernetes.io/component", "worker"))
 
 UID = 999  # the engines' Debian packages' system accounts (postgres, mysql, redis) use 999
 SIDECAR = {"cpu": "100m", "memory": "128Mi"}  # a sidecar (Sentinel) beside the server
@@ -216,11 +227,15 @@ def stateful_set(node_id: str, spec: NodeSpec, namespace: str, replicas: int = 1
 
 
 def network_policy(owner: Owner, client_port: str, namespace: str,
-                   control_plane: dict[str, str]) -> Manifest:
+                   control_plane: ControlPlane) -> Manifest:
     """Only the database port is open to everyone; the cluster's own pods reach
     each other on every port (replication, the HA machinery), and Hoard's
-    workers reach them on every port (the HA agents' role checks)."""
+    workers, in their own namespace, reach them on every port (the HA agents'
+    role checks)."""
     members = {"podSelector": {"matchLabels": {names.CLUSTER: owner.cluster_id}}}
+    workers = {"namespaceSelector": {"matchLabels": {
+                   "kubernetes.io/metadata.name": control_plane.namespace}},
+               "podSelector": {"matchLabels": dict(control_plane.labels)}}
     return {
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": _meta(names.cluster_object(owner.cluster_id), names.owner_labels(owner),
@@ -230,7 +245,7 @@ def network_policy(owner: Owner, client_port: str, namespace: str,
             "policyTypes": ["Ingress"],
             "ingress": [
                 {"ports": [{"protocol": "TCP", "port": client_port}]},
-                {"from": [members, {"podSelector": {"matchLabels": dict(control_plane)}}]},
+                {"from": [members, workers]},
             ],
         },
     }
@@ -270,7 +285,7 @@ def credentials_secret(owner: Owner, user: str, password: str, namespace: str) -
 
 
 def node_objects(node_id: str, spec: NodeSpec, namespace: str, storage_class: str | None,
-                 address: tuple[str, int] | None, control_plane: dict[str, str],
+                 address: tuple[str, int] | None, control_plane: ControlPlane,
                  replicas: int = 1) -> list[Manifest]:
     """Everything ``start`` makes sure of for a node: its volume and name (with its
     owner's labels now), its StatefulSet, its cluster's policy and budget, and a
