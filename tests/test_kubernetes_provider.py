@@ -16,12 +16,14 @@ from typing import Any
 import httpx
 import kmock
 import pytest
+from lightkube.resources.core_v1 import Pod
 
 from hoard.domain.nodes import Backend
 from hoard.engines.registry import ENGINES
 from hoard.providers.base import Endpoint
 from hoard.providers.kubernetes import names
 from hoard.providers.kubernetes.client import KINDS, KubeError
+from hoard.providers.kubernetes.pods import waiting_reason
 from hoard.providers.kubernetes.provider import KubernetesProvider, NotOffered
 from hoard.settings import Settings
 from hoard.workflows.services import PROVIDERS
@@ -195,17 +197,24 @@ def test_replicated_endpoints_select_by_role(api: MockApi,
     assert not provider.endpoint_running(CLUSTER)
 
 
+@pytest.mark.parametrize("how", ["answer", "event"])
 def test_a_pod_slow_to_be_ready_says_why_and_a_410_lists_again(
-        api: MockApi, provider: KubernetesProvider) -> None:
+        api: MockApi, provider: KubernetesProvider, how: str) -> None:
+    """The watch's version is too old once: as an HTTP 410 answer, or (as a real
+    API server says it) as an ERROR event carrying a 410 Status."""
     place_and_start(provider)
     controller(api, "create", NODE, pod_manifest(NODE, ready=False, waiting="ImagePullBackOff"))
     gone = {"left": 1}
+    status = {"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": 410,
+              "reason": "Expired", "message": "too old resource version"}
 
-    def expired(request: Any) -> None:
+    def expired(request: Any) -> dict[str, Any] | None:
         if gone["left"]:
             gone["left"] -= 1
-            raise kmock.KubernetesError(status=410, reason="Expired",
-                                        message="too old resource version")
+            if how == "answer":
+                raise kmock.KubernetesError(status=410, reason="Expired",
+                                            message="too old resource version")
+            return {"type": "ERROR", "object": status}
         return None  # fall through to the emulator's watch
 
     api.react(kmock.action.WATCH, expired)
@@ -238,6 +247,15 @@ def test_a_pod_never_ready_times_out_with_the_reason(api: MockApi,
     assert provider.is_running(NODE)  # on its way: not a server that exited
     with pytest.raises(TimeoutError, match=r"ErrImagePull"):
         provider.wait_ready(NODE, timeout=1)
+
+
+def test_an_unschedulable_pod_says_so() -> None:
+    pod = Pod.from_dict({"metadata": {"name": "p"}, "status": {"phase": "Pending",
+        "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                        "message": "0/3 nodes are available: 3 Insufficient memory."}]}})
+    assert waiting_reason(pod) == ("not scheduled: Unschedulable 0/3 nodes are available: "
+                                   "3 Insufficient memory.")
+    assert waiting_reason(None) == "no pod yet: its StatefulSet has not made it"
 
 
 def test_errors_other_than_the_expected_ones_are_raised(api: MockApi,

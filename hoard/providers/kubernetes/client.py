@@ -147,6 +147,8 @@ class Kube:
         except (ApiError, httpx2.HTTPStatusError) as exc:
             if _code(exc) != 409:
                 raise _problem(exc) from exc
+        if converge == ():
+            return False  # there: left as it is
         self.patch(manifest["kind"], manifest["metadata"]["name"],
                    {k: v for k, v in manifest.items() if k not in ("apiVersion", "kind")
                     and (converge is None or k in converge)})

@@ -170,8 +170,10 @@ class KubernetesProvider(Provider):
         pod = self.kube.get("Pod", names.pod(node_id))
         if pod is None or pod.metadata.deletionTimestamp is not None:
             return False
-        if pod.status is None or pod.status.phase in ("Failed", "Succeeded"):
-            return pod.status is None
+        if pod.status is None:
+            return True  # just made: not scheduled yet
+        if pod.status.phase in ("Failed", "Succeeded"):
+            return False
         for status in pod.status.containerStatuses or []:
             if status.name == name:
                 state = status.state
