@@ -8,13 +8,13 @@ which the provider registry calls.
 
 from __future__ import annotations
 
-from hoard.providers.base import Provider
-from hoard.providers.kubernetes.client import Kube, config
-from hoard.providers.kubernetes.provider import KubernetesProvider, NotOffered, versions_from
-from hoard.providers.kubernetes.render import ControlPlane
-from hoard.settings import Settings
+from typing import TYPE_CHECKING
 
-__all__ = ["KubernetesProvider", "NotOffered", "from_settings"]
+if TYPE_CHECKING:
+    from hoard.providers.base import Provider
+    from hoard.settings import Settings
+
+__all__ = ["from_settings"]
 
 
 def from_settings(settings: Settings) -> Provider | None:
@@ -23,6 +23,12 @@ def from_settings(settings: Settings) -> Provider | None:
     server here: a Hoard starts whether or not the cluster answers."""
     if not settings.kubeconfig:
         return None
+    # Imported only where the provider is on: the client library costs a fifth
+    # of a second at every start of every Hoard process otherwise.
+    from hoard.providers.kubernetes.client import Kube, config
+    from hoard.providers.kubernetes.provider import KubernetesProvider, versions_from
+    from hoard.providers.kubernetes.render import ControlPlane
+
     kube = Kube(config(settings.kubeconfig), settings.kubernetes_namespace)
     return KubernetesProvider(kube, versions_from(settings.kubernetes_versions),
                               storage_class=settings.kubernetes_storage_class or None,
