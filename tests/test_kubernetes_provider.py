@@ -195,6 +195,9 @@ def test_replicated_endpoints_select_by_role(api: MockApi,
     assert rw["metadata"]["labels"][names.PROJECT] == PROJECT
     provider.remove_endpoint(CLUSTER)
     assert not provider.endpoint_running(CLUSTER)
+    # The cluster's own objects went; the node's own name stays its node's.
+    assert set(api.objects("services")) == {names.node_object(NODE)}
+    assert api.objects("networkpolicies") == api.objects("poddisruptionbudgets") == {}
 
 
 @pytest.mark.parametrize("how", ["answer", "event"])

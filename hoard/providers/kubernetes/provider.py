@@ -303,9 +303,14 @@ class KubernetesProvider(Provider):
         """Delete the cluster's own objects (its Services, policy, budget and
         credentials); its nodes' are ``destroy``'s. Idempotent."""
         for kind in CLUSTER_KINDS:
-            for name in self.kube.names(kind, {names.CLUSTER: cluster_id,
-                                               names.MANAGED_BY: names.MANAGER}):
-                self.kube.delete(kind, name)
+            for obj in self.kube.labelled(kind, {names.CLUSTER: cluster_id,
+                                                 names.MANAGED_BY: names.MANAGER}):
+                labels = obj.metadata.labels or {}
+                if kind == "Service" and names.ENDPOINT not in labels:
+                    continue  # a node's own name: its node's, left to destroy
+                if kind == "Secret" and names.NODE in labels:
+                    continue  # a node's certificate: likewise
+                self.kube.delete(kind, obj.metadata.name)
 
 
 def _gib(quantity: str) -> float:
