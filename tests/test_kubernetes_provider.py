@@ -138,6 +138,19 @@ def test_start_is_idempotent_and_a_lost_pod_or_set_comes_back(
     assert names.node_object(NODE) in api.objects("statefulsets")
 
 
+def test_a_node_that_changes_cluster_is_relabelled(api: MockApi,
+                                                   provider: KubernetesProvider) -> None:
+    """Promote-out: the same node, declared with another owner, moves its pod's
+    labels (and so which Services and budget select it)."""
+    place_and_start(provider)
+    other = "0190a3b4-0000-7000-8000-0000000000c3"
+    spec = node_spec("redis", NODE, other, storage_gb=10)
+    assert provider.start(NODE, replace(spec, ports={"client": 6379})) == ["server"]
+    sts = api.objects("statefulsets")[names.node_object(NODE)]
+    assert sts["spec"]["template"]["metadata"]["labels"][names.CLUSTER] == other
+    assert sts["metadata"]["labels"][names.CLUSTER] == other
+
+
 def test_stop_scales_to_zero_and_keeps_the_volume(api: MockApi,
                                                   provider: KubernetesProvider) -> None:
     place_and_start(provider)

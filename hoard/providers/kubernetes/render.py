@@ -171,9 +171,10 @@ def _container(spec: NodeSpec, process: ProcessSpec, server: bool) -> Manifest:
     return container
 
 
-def spec_hash(spec: NodeSpec) -> str:
-    """A digest of the declaration: a start that finds the same one changes nothing."""
-    text = json.dumps(_template(spec, "-", None), sort_keys=True)
+def spec_hash(node_id: str, spec: NodeSpec) -> str:
+    """A digest of the pod as declared (owner included: a node promoted out of its
+    cluster is relabelled): a start that finds the same one changes nothing."""
+    text = json.dumps(_template(spec, node_id, spec.owner), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -215,7 +216,7 @@ def stateful_set(node_id: str, spec: NodeSpec, namespace: str, replicas: int = 1
     return {
         "apiVersion": "apps/v1", "kind": "StatefulSet",
         "metadata": _meta(names.node_object(node_id), node_labels(node_id, spec.owner),
-                          namespace, {names.SPEC_HASH: spec_hash(spec)}),
+                          namespace, {names.SPEC_HASH: spec_hash(node_id, spec)}),
         "spec": {
             "replicas": replicas,
             "serviceName": names.node_object(node_id),
