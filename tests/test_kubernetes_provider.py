@@ -138,6 +138,24 @@ def test_start_is_idempotent_and_a_lost_pod_or_set_comes_back(
     assert names.node_object(NODE) in api.objects("statefulsets")
 
 
+def test_scaling_adds_and_removes_one_node_leaving_its_siblings(
+        api: MockApi, provider: KubernetesProvider) -> None:
+    """Grow to three, then shrink by the middle one: only its objects go."""
+    members = [f"0190a3b4-0000-7000-8000-00000000002{i}" for i in range(3)]
+    for node in members:
+        provider.place(node, set(), 10, ("patroni",))
+        assert provider.start(node, node_spec("postgresql", node, CLUSTER, members=3)) == [
+            "server"]
+    assert set(api.objects("statefulsets")) == {names.node_object(n) for n in members}
+    provider.destroy(members[1])
+    assert set(api.objects("statefulsets")) == {names.node_object(members[0]),
+                                               names.node_object(members[2])}
+    assert set(api.objects("persistentvolumeclaims")) == {names.claim(members[0]),
+                                                         names.claim(members[2])}
+    assert api.objects("poddisruptionbudgets")  # the cluster's, still in force
+    assert provider.node_ids() == {members[0], members[2]}
+
+
 def test_a_node_that_changes_cluster_is_relabelled(api: MockApi,
                                                    provider: KubernetesProvider) -> None:
     """Promote-out: the same node, declared with another owner, moves its pod's
