@@ -63,6 +63,18 @@ def test_every_container_runs_as_non_root() -> None:
             assert "limits" in container["resources"]
 
 
+def test_every_hoard_setting_the_manifests_give_exists() -> None:
+    """A misspelt HOARD_* variable would be ignored silently: each must be a setting."""
+    known = {f"HOARD_{name.upper()}" for name in Settings.model_fields}
+    given = {env["name"] for doc in documents() if doc["kind"] in ("Deployment", "Job")
+             for container in doc["spec"]["template"]["spec"]["containers"]
+             for env in container.get("env", [])}
+    hoard = {name for name in given if name.startswith("HOARD_")}
+    assert hoard - {"HOARD_STORE_PASSWORD"} <= known  # that one only builds the URL
+    assert {"HOARD_DATABASE_URL", "HOARD_KUBECONFIG", "HOARD_PROVIDER",
+            "HOARD_KUBERNETES_NAMESPACE", "HOARD_WORKER_ID"} <= hoard
+
+
 def test_every_image_has_a_dockerfile() -> None:
     for name, engine in ENGINES.items():
         image = engine.image("x")
