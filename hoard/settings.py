@@ -55,6 +55,15 @@ class Settings(BaseSettings):
     # (a start held up by a temporary cause, such as its address held, is retried
     # until then).
     local_start_deadline: float = Field(120.0, gt=0)
+    # The kubernetes provider (off unless set): a kubeconfig file, or "in-cluster" for
+    # the service account of the pod Hoard runs in (hoard/providers/kubernetes/).
+    kubeconfig: str | None = None
+    kubernetes_namespace: str = "hoard-databases"  # every node's objects, labelled by cluster
+    kubernetes_control_namespace: str = "hoard-system"  # where Hoard's own workers run
+    kubernetes_storage_class: str | None = None  # the volumes' (None: the cluster's default)
+    kubernetes_registry: str = ""  # where images/<engine> builds are pulled from (a prefix)
+    # The images built from images/<engine>/: the versions the provider offers.
+    kubernetes_versions: str = "postgresql=15,mariadb=10.11,redis=7.0"
     worker_id: str = "local"
     # A worker's lease: renewed every third of it; once it runs out, another worker
     # takes over the worker's unfinished workflows.

@@ -56,6 +56,18 @@ class Readiness:
 
 
 @dataclass(frozen=True)
+class Owner:
+    """Whose node it is: a provider that labels what it makes (Kubernetes) marks
+    each object with its project and cluster, so that a cluster's objects are
+    found, and deleted, by label. A node may change cluster (promote-out): the
+    owner is given with every start, never remembered from the first."""
+
+    project_id: str
+    cluster_id: str
+    standalone: bool = True  # a cluster of one node (no read-write and read-only endpoints)
+
+
+@dataclass(frozen=True)
 class NodeSpec:
     """A node as declared by its engine: a provider brings the node to this state
     (``Provider.start``) however it runs nodes (processes on a host, a pod).
@@ -66,7 +78,7 @@ class NodeSpec:
     The configuration files are not part of the declaration: engines write them
     onto the node's volume through its ``NodeRunner``, because a live change
     rewrites them in place and reloads the server, where a declared file would
-    need a new node."""
+    need a new node. ``owner`` says which project's cluster the node serves."""
 
     engine: str
     version: str
@@ -76,6 +88,7 @@ class NodeSpec:
     volume: Volume
     resources: Resources
     readiness: Readiness = Readiness()
+    owner: Owner | None = None
 
     def process(self, name: str) -> ProcessSpec:
         return next(p for p in self.processes if p.name == name)

@@ -11,7 +11,7 @@ primary itself, it only reads what the machinery decided.
 from __future__ import annotations
 
 from hoard.domain.catalog import SIZES
-from hoard.domain.nodes import Backend, NodeSpec, Resources, Volume
+from hoard.domain.nodes import Backend, NodeSpec, Owner, Resources, Volume
 from hoard.engines.base import (
     Engine,
     Member,
@@ -79,7 +79,8 @@ def node_spec(cluster: models.Cluster, node: models.Node, ctx: NodeContext | Non
         engine=cluster.engine, version=cluster.version, image=engine.image(cluster.version),
         processes=tuple(procs), ports={"client": ctx.port, **(node.ports or {})},
         volume=Volume(cluster.storage_gb), resources=Resources(size.cpus, size.memory_mb),
-        readiness=engine.readiness(ctx))
+        readiness=engine.readiness(ctx),
+        owner=Owner(cluster.project_id, cluster.id, not replicated(cluster)))
 
 
 def start_node(cluster: models.Cluster, node: models.Node, ctx: NodeContext | None = None,

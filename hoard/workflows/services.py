@@ -25,6 +25,7 @@ from hoard.domain.placement import parse_hosts
 from hoard.engines.base import Engine, NodeContext, ParamValue, SealedCredentials
 from hoard.engines.registry import ENGINES
 from hoard.providers.base import Provider
+from hoard.providers.kubernetes import from_settings as kubernetes
 from hoard.providers.local import LocalProvider
 from hoard.providers.netns import NetnsProvider
 from hoard.security.ca import CertificateAuthority
@@ -129,7 +130,8 @@ def _netns(settings: Settings) -> Provider | None:
 # Providers by name, each built from the settings: a new provider is its own
 # package under hoard/providers/, one line here, and its tests.
 PROVIDERS: dict[str, Callable[[Settings], Provider | None]] = {"local": _local,
-                                                              "netns": _netns}
+                                                              "netns": _netns,
+                                                              "kubernetes": kubernetes}
 
 _services: Services | None = None
 _lock: IO[bytes] | None = None  # a SQLite store's single-process lock, held for life
@@ -160,7 +162,8 @@ def build(settings: Settings, migrate_schema: bool = True) -> Services:
                  if (made := make(settings)) is not None}
     if settings.provider not in providers:
         raise ValueError(f"HOARD_PROVIDER={settings.provider!r}: the providers offered are "
-                         f"{', '.join(providers)} (netns needs HOARD_NETNS_NETWORK)")
+                         f"{', '.join(providers)} (netns needs HOARD_NETNS_NETWORK, "
+                         "kubernetes HOARD_KUBECONFIG)")
     _services = Services(
         settings=settings,
         store=Store(settings.store_url),

@@ -1,0 +1,335 @@
+"""The Kubernetes provider: each node a StatefulSet of one pod on its own
+PersistentVolumeClaim, in one namespace, every object labelled with its
+project, cluster and node (``render`` says what each object is).
+
+What the seam asks and how it is answered here:
+
+- ``place`` makes the node's volume and its own name (a headless Service)
+  before anything runs; the volume keeps what ``place`` decided (the cluster's
+  own address for a standalone node, the named ports) in its annotations.
+- ``start`` makes sure of every object of the node, with its owner's labels,
+  and answers which processes were not running (Kubernetes runs them: a lost
+  pod is re-created by its StatefulSet, a lost StatefulSet by the next start).
+- ``stop`` scales the StatefulSet to 0 (the volume stays); ``destroy`` deletes
+  the node's objects; ``remove_endpoint`` the cluster's own (Services, policy,
+  budget, credentials).
+- What Kubernetes does not have is said so: no pid, no etcd to run (``NotOffered``).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from typing import Any
+
+from hoard.domain.catalog import Size
+from hoard.domain.nodes import Backend, NodeRunner, NodeSpec, Owner, RoleCheck
+from hoard.domain.placement import Host
+from hoard.domain.storage import StorageUsage
+from hoard.providers.base import Deadlines, Endpoint, Placement, Provider, Versioned
+from hoard.providers.kubernetes import names, render
+from hoard.providers.kubernetes.client import KINDS, Kube, KubeError
+from hoard.providers.kubernetes.pods import waiting_reason
+
+NODE_PORT = 10000  # every pod has an address of its own: its ports are fixed, not chosen
+CLUSTER_KINDS = ("Service", "PodDisruptionBudget", "NetworkPolicy", "Secret")
+
+
+class NotOffered(NotImplementedError):
+    """Something the seam has that this provider does not offer: the message
+    says what, and what stands in for it."""
+
+
+class KubernetesProvider(Provider):
+    name = "kubernetes"
+    # An image may be pulled and a volume attached before a server starts.
+    deadlines = Deadlines(start=600.0, join=1800.0, form=300.0)
+
+    def __init__(self, kube: Kube, versions: dict[str, list[str]],
+                 storage_class: str | None = None, registry: str = "",
+                 control_plane: render.ControlPlane | None = None) -> None:
+        """``versions``: the images built for each engine (images/<engine>/),
+        newest first; ``registry``: where they are pulled from (a prefix of the
+        engines' image names); ``storage_class``: the volumes' class (the
+        cluster's default if None; it must allow expansion for storage growth);
+        ``control_plane``: where Hoard's workers run (they reach every port)."""
+        self.kube = kube
+        self.namespace = kube.namespace
+        self.offered = versions
+        self.storage_class = storage_class
+        self.registry = registry.rstrip("/")
+        self.control_plane = control_plane or render.ControlPlane()
+
+    # --- where a node is ---
+
+    def versions(self, engine: Versioned) -> list[str]:
+        return list(self.offered.get(engine.name, []))
+
+    def new_address(self) -> str:
+        return names.host(f"hoard-a{secrets.token_hex(6)}", self.namespace)
+
+    def place(self, node_id: str, taken_ports: set[int], storage_gb: int,
+              port_names: Iterable[str] = (), siblings: Iterable[Host] = (),
+              address: tuple[str, int] | None = None) -> Placement:
+        """The node's volume and name. Ports need no choosing (``taken_ports`` are
+        other pods'), nor hosts (the scheduler spreads a cluster's pods over zones:
+        the zone is known once the pod is scheduled, so none is given here)."""
+        ports = {name: NODE_PORT + 1 + i for i, name in enumerate(port_names)}
+        client = address[1] if address is not None else NODE_PORT
+        self.kube.ensure(render.claim(node_id, storage_gb, self.namespace, self.storage_class,
+                                      address=address, ports=ports), converge=())
+        self.kube.ensure(render.node_service(node_id, {"client": client, **ports},
+                                             self.namespace))
+        host = address[0] if address is not None else names.host(names.node_object(node_id),
+                                                                 self.namespace)
+        return Placement(host=host, port=client, zone="", ports=ports)
+
+    def apply_limits(self, node_id: str, size: Size, storage_gb: int) -> dict[str, str]:
+        """Nothing to do now: the pod's requests and limits come from the spec at
+        ``start``; this says how each is enforced."""
+        return {
+            "cpu": f"{size.cpus:g} CPU, the pod's request and limit (the kubelet's cgroup)",
+            "memory": f"{size.memory_mb} MiB, the pod's request and limit (the kubelet's "
+                      "cgroup; over it the server is killed)",
+            "storage": f"{storage_gb} GB, the node's PersistentVolumeClaim "
+                       f"({self.storage_class or 'the default StorageClass'})",
+        }
+
+    def grow_storage(self, node_id: str, storage_gb: int) -> bool:
+        """Expand the node's claim in place, while it runs (the StorageClass must
+        allow expansion: else the API's refusal says so). Never shrinks."""
+        claim = self.kube.get("PersistentVolumeClaim", names.claim(node_id))
+        if claim is None:
+            raise KubeError(404, "NotFound", f"node {node_id} has no volume to grow")
+        asked = claim.spec.resources.requests["storage"]
+        if _gib(asked) < storage_gb:
+            self.kube.patch("PersistentVolumeClaim", names.claim(node_id),
+                            {"spec": {"resources": {"requests":
+                                                    {"storage": render.storage(storage_gb)}}}})
+        return True
+
+    def has_storage(self, node_id: str) -> bool:
+        return self.kube.get("PersistentVolumeClaim", names.claim(node_id)) is not None
+
+    def storage_usage(self, node_id: str, storage_gb: int) -> StorageUsage | None:
+        """Not offered: the API server does not report how full a volume is (the
+        kubelet's statistics do, behind rights Hoard does not ask for)."""
+        return None
+
+    # --- what runs ---
+
+    def _placed(self, node_id: str) -> tuple[str, int] | None:
+        """The cluster's own address the node answers at, as ``place`` recorded it."""
+        claim = self.kube.get("PersistentVolumeClaim", names.claim(node_id))
+        recorded = (claim.metadata.annotations or {}).get(names.ADDRESS) if claim else None
+        if not recorded:
+            return None
+        host, _, port = recorded.rpartition(":")
+        return host, int(port)
+
+    def _image(self, spec: NodeSpec) -> NodeSpec:
+        return replace(spec, image=f"{self.registry}/{spec.image}") if self.registry else spec
+
+    def start(self, node_id: str, spec: NodeSpec) -> list[str]:
+        """Make sure of every object of the node; the processes that were not
+        running (a changed declaration rolls the pod: all of them)."""
+        spec = self._image(spec)
+        address = self._placed(node_id)
+        was = [p.name for p in spec.processes if not self.is_running(node_id, p.name)]
+        rolled = False
+        for manifest in render.node_objects(node_id, spec, self.namespace, self.storage_class,
+                                            address, self.control_plane):
+            if manifest["kind"] == "StatefulSet":
+                rolled = self._ensure_set(manifest)
+            elif manifest["kind"] == "PersistentVolumeClaim":
+                self.kube.ensure(manifest, converge=("metadata",))  # grows only by grow_storage
+            else:
+                self.kube.ensure(manifest)
+        return [p.name for p in spec.processes] if rolled else was
+
+    def _ensure_set(self, manifest: dict[str, Any]) -> bool:
+        """Create or converge the node's StatefulSet; True if its pod is replaced or
+        made (created, scaled up from a stop, or a changed declaration)."""
+        name = manifest["metadata"]["name"]
+        current = self.kube.get("StatefulSet", name)
+        if current is None:
+            return self.kube.ensure(manifest) or True
+        same = ((current.metadata.annotations or {}).get(names.SPEC_HASH)
+                == manifest["metadata"]["annotations"][names.SPEC_HASH])
+        if same and current.spec.replicas == 1:
+            return False
+        self.kube.ensure(manifest)
+        return True
+
+    def is_running(self, node_id: str, name: str = "server") -> bool:
+        """Whether the node's pod runs process ``name``, or is on its way to (being
+        scheduled, its image pulled): a pod waiting is not a server that exited.
+        False when there is no pod (stopped, lost) or the process terminated."""
+        pod = self.kube.get("Pod", names.pod(node_id))
+        if pod is None or pod.metadata.deletionTimestamp is not None:
+            return False
+        if pod.status is None:
+            return True  # just made: not scheduled yet
+        if pod.status.phase in ("Failed", "Succeeded"):
+            return False
+        for status in pod.status.containerStatuses or []:
+            if status.name == name:
+                state = status.state
+                crashed = (state is not None and state.waiting is not None
+                           and state.waiting.reason == "CrashLoopBackOff")
+                return not crashed and (state is None or state.terminated is None)
+        return True  # not reported yet: being created
+
+    def waiting_for(self, node_id: str) -> str | None:
+        """Why the node's pod is not ready, in Kubernetes' words; None once it is."""
+        return waiting_reason(self.kube.get("Pod", names.pod(node_id)))
+
+    def wait_ready(self, node_id: str, timeout: float,
+                   report: Callable[[str], None] | None = None) -> None:
+        """Until the node's pod is ready, watching its changes (a 410 lists again),
+        telling ``report`` each new reason it waits; TimeoutError with the last."""
+        deadline = time.monotonic() + timeout
+        labels = {names.NODE: node_id}
+        last: str | None = "no pod yet"
+        while True:
+            listed = self.kube.pods(labels)
+            last = waiting_reason(listed.items[0] if listed.items else None)
+            if last is None:
+                return
+            if report:
+                report(last)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"node {node_id} was not ready in {timeout:g} s: {last}")
+            try:
+                for pod in self.kube.watch_pods(labels, listed.version, left):
+                    reason = waiting_reason(pod)
+                    if reason is None:
+                        return
+                    if reason != last and report:
+                        report(reason)
+                    last = reason
+                    if time.monotonic() >= deadline:
+                        break
+            except KubeError as exc:
+                if exc.code != 410:  # 410 Gone: the version is too old; list again
+                    raise
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"node {node_id} was not ready in {timeout:g} s: {last}")
+
+    def address_taken(self, host: str, port: int) -> bool:
+        return False  # every pod has an address of its own: nothing else can hold it
+
+    def kill(self, node_id: str) -> None:
+        """Delete the node's pod with no grace period, as a lost host would lose it;
+        its StatefulSet makes it again on the same volume."""
+        self.kube.kill_pod(names.pod(node_id))
+
+    def pid(self, node_id: str) -> int | None:
+        return None  # a process id in a pod means nothing outside it
+
+    def stop(self, node_id: str) -> None:
+        """Scale the node's StatefulSet to 0: its pod stops (the engine's stop signal,
+        then the grace period), its volume stays. Idempotent."""
+        if self.kube.get("StatefulSet", names.node_object(node_id)) is not None:
+            self.kube.patch("StatefulSet", names.node_object(node_id), {"spec": {"replicas": 0}})
+
+    def destroy(self, node_id: str) -> None:
+        """Delete every object of the node, its volume last. Idempotent."""
+        labels = names.node_labels(node_id)
+        for kind in KINDS:
+            for name in self.kube.names(kind, labels):
+                self.kube.delete(kind, name)
+        # Made by place before any label of its owner: found by name too.
+        self.kube.delete("Service", names.node_object(node_id))
+        self.kube.delete("PersistentVolumeClaim", names.claim(node_id))
+
+    def output_tail(self, node_id: str, name: str = "server", max_bytes: int = 4096) -> str:
+        return self.kube.log_tail(names.pod(node_id), name, max_bytes)
+
+    def node_ids(self) -> set[str]:
+        found: set[str] = set()
+        for kind in ("StatefulSet", "Service", "PersistentVolumeClaim"):
+            for obj in self.kube.labelled(kind, {names.MANAGED_BY: names.MANAGER}):
+                node = (obj.metadata.labels or {}).get(names.NODE)
+                if node:
+                    found.add(node)
+        return found
+
+    def runner(self, node_id: str) -> NodeRunner:
+        raise NotOffered(
+            "the kubernetes provider does not reach a node's files and tools yet: that is "
+            "exec into its pod (lightkube's Client.exec), which engines' bootstrap, "
+            "configuration and backups need; until then a cluster cannot be made on it")
+
+    # --- what replicated clusters need ---
+
+    def ensure_etcd(self) -> str:
+        raise NotOffered("the kubernetes provider runs no etcd: Patroni's Kubernetes DCS "
+                         "(its state in the namespace's objects) is what it would offer, "
+                         "and is not built yet")
+
+    def forget_dcs(self, prefix: str) -> None:
+        """Nothing kept: there is no etcd here."""
+
+    def _owner(self, cluster_id: str, backends: list[Backend]) -> Owner:
+        for backend in backends:
+            found = self.kube.get("StatefulSet", names.node_object(backend.node_id))
+            project = (found.metadata.labels or {}).get(names.PROJECT) if found else None
+            if project:
+                return Owner(project, cluster_id, standalone=False)
+        raise KubeError(404, "NotFound", f"cluster {cluster_id}: none of its nodes has been "
+                                         "started, so its project is not known here")
+
+    def ensure_endpoint(self, cluster_id: str, backends: list[Backend], check: RoleCheck,
+                        ca_file: str, endpoint: Endpoint) -> None:
+        """The read-write and read-only Services, selecting the cluster's pods by the
+        role label their HA machinery keeps (``check`` is for a proxy that asks the
+        nodes itself; Kubernetes routes by label)."""
+        owner = self._owner(cluster_id, backends)
+        for manifest in render.endpoint_services(owner, (endpoint.rw_host, endpoint.rw_port),
+                                                 (endpoint.ro_host, endpoint.ro_port),
+                                                 self.namespace):
+            self.kube.ensure(manifest)
+
+    def endpoint_running(self, cluster_id: str) -> bool:
+        base = {names.CLUSTER: cluster_id}
+        return all(self.kube.names("Service", base | {names.ENDPOINT: role})
+                   for role in ("read-write", "read-only"))
+
+    def remove_endpoint(self, cluster_id: str) -> None:
+        """Delete the cluster's own objects (its Services, policy, budget and
+        credentials); its nodes' are ``destroy``'s. Idempotent."""
+        for kind in CLUSTER_KINDS:
+            for obj in self.kube.labelled(kind, {names.CLUSTER: cluster_id,
+                                                 names.MANAGED_BY: names.MANAGER}):
+                labels = obj.metadata.labels or {}
+                if kind == "Service" and names.ENDPOINT not in labels:
+                    continue  # a node's own name: its node's, left to destroy
+                if kind == "Secret" and names.NODE in labels:
+                    continue  # a node's certificate: likewise
+                self.kube.delete(kind, obj.metadata.name)
+
+
+def _gib(quantity: str) -> float:
+    """A storage quantity in GiB (what Hoard asks for is always whole ``Gi``)."""
+    units = {"Ki": 2**-20, "Mi": 2**-10, "Gi": 1, "Ti": 2**10, "G": 1e9 / 2**30,
+             "M": 1e6 / 2**30, "T": 1e12 / 2**30}
+    for unit, factor in units.items():
+        if quantity.endswith(unit):
+            return float(quantity[: -len(unit)]) * factor
+    return float(quantity) / 2**30
+
+
+def versions_from(text: str) -> dict[str, list[str]]:
+    """``postgresql=15,mariadb=10.11,redis=7.0`` (a version per entry; an engine
+    named twice offers both, newest first as written)."""
+    offered: dict[str, list[str]] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        engine, sep, version = item.partition("=")
+        if not sep or not engine.strip() or not version.strip():
+            raise ValueError(f"HOARD_KUBERNETES_VERSIONS: {item!r} is not ENGINE=VERSION")
+        offered.setdefault(engine.strip(), []).append(version.strip())
+    return offered

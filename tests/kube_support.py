@@ -1,0 +1,178 @@
+"""What the Kubernetes provider's tests share: node declarations from the real
+engines, the schema check, and a mock Kubernetes API server (kmock's
+emulator, over HTTP on loopback) that the provider's own client talks to.
+
+kmock's emulator keeps objects as JSON and merges patches into them; it runs
+no controllers (no StatefulSet makes a pod: a test plays that part by writing
+the pod), ignores label selectors on lists (it returns every object of the
+kind: the provider's client checks labels on what it gets as well, and "none
+left" is then a stronger answer), knows only the resources declared to it,
+and answers errors with ``application/json; charset=utf-8`` (lightkube expects
+exactly ``application/json``: the provider's client reads both)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import kmock
+import kubernetes_validate
+import yaml
+
+from hoard.domain.catalog import SIZES
+from hoard.domain.nodes import NodeSpec, Owner, ProcessSpec, Resources, Volume
+from hoard.engines.base import Credentials, NodeContext
+from hoard.engines.registry import ENGINES
+from hoard.providers.kubernetes.client import Kube, config
+from hoard.providers.kubernetes.provider import NODE_PORT, KubernetesProvider
+
+# Three minor versions of Kubernetes, oldest to newest still maintained upstream
+# or close to it: every object is checked against each one's official schema.
+K8S_VERSIONS = ("1.29", "1.33", "1.37")
+NAMESPACE = "hoard"
+PROJECT = "0190a3b4-0000-7000-8000-00000000aaaa"
+
+
+class Paths:
+    """A node's files as its engine names them, on the volume at its mount path:
+    the one thing of a ``NodeRunner`` a declaration uses."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    def abspath(self, path: PurePosixPath) -> str:
+        return f"{self.root}/{path}"
+
+
+def node_spec(engine_name: str, node_id: str, cluster_id: str, members: int = 1,
+              storage_gb: int = 10) -> NodeSpec:
+    """The node as ``members.node_spec`` declares it: the engine's own process,
+    image and readiness; a member of a replicated cluster gets its engine's HA
+    ports and sidecars (each sidecar run from the server's binary here: the
+    shape, not the argv, is what rendering depends on)."""
+    engine = ENGINES[engine_name]
+    version = {"postgresql": "15", "mariadb": "10.11", "redis": "7.0"}[engine_name]
+    volume = Volume(storage_gb)
+    ctx = NodeContext(node_id=node_id, version=version, size=SIZES["small"], host="h",
+                      port=NODE_PORT, service=Credentials("hoard", "x"),
+                      admin=Credentials("admin", "y"))
+    server = engine.process(ctx, Paths(volume.path))  # type: ignore[arg-type]
+    processes = [server]
+    ports = {"client": NODE_PORT}
+    if members > 1:
+        ha = engine  # every engine here is also its own Replication
+        ports |= {name: NODE_PORT + 1 + i for i, name in enumerate(ha.ha_ports)}  # type: ignore[attr-defined]
+        processes += [ProcessSpec([*server.argv, f"--{name}"], name=name)
+                      for name in ha.sidecars]  # type: ignore[attr-defined]
+    size = SIZES["small"]
+    return NodeSpec(engine=engine_name, version=version, image=engine.image(version),
+                    processes=tuple(processes), ports=ports, volume=volume,
+                    resources=Resources(size.cpus, size.memory_mb),
+                    readiness=engine.readiness(ctx),
+                    owner=Owner(PROJECT, cluster_id, standalone=members == 1))
+
+
+# Each check reads its schema and the (large) shared definitions from the
+# package's files; they never change within a run, so each is read once.
+kubernetes_validate.utils.schema_contents = functools.lru_cache(maxsize=None)(
+    kubernetes_validate.utils.schema_contents)
+
+
+def strictly_valid(manifest: dict[str, Any]) -> None:
+    """Valid for every version in ``K8S_VERSIONS``, with unknown fields refused
+    (the schemas ship inside the kubernetes-validate package: no network)."""
+    for version in K8S_VERSIONS:
+        kubernetes_validate.validate(manifest, version, strict=True)
+
+
+def load_yaml(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+@dataclass
+class MockApi:
+    """kmock's Kubernetes emulator, served on loopback from a thread of its own
+    (the provider's client is synchronous)."""
+
+    url: str
+    handler: Any
+    loop: asyncio.AbstractEventLoop
+
+    def objects(self, plural: str) -> dict[str, dict[str, Any]]:
+        """The live objects of a kind, by name."""
+        found = {}
+        for (resource, _ns, name), obj in list(self.handler.objects._objects.items()):
+            if resource.plural == plural and not obj.deleted:
+                found[name] = obj.raw
+        return found
+
+    def call(self, do: Any) -> Any:
+        """Run ``do()`` (a coroutine function) on the server's loop: for changes made
+        as a controller would (a pod appears, becomes ready)."""
+        return asyncio.run_coroutine_threadsafe(do(), self.loop).result(timeout=10)
+
+    def put(self, plural: str, name: str, obj: dict[str, Any], group: str = "",
+            version: str = "v1") -> None:
+        async def write() -> None:
+            self.handler.objects[(group, version, plural), NAMESPACE, name] = obj
+        self.call(write)
+
+    def react(self, criteria: Any, answer: Any) -> None:
+        async def add() -> None:
+            self.handler[criteria] << answer
+        self.call(add)
+
+
+RESOURCES = {"v1/pods": "Pod", "v1/services": "Service", "v1/secrets": "Secret",
+             "v1/persistentvolumeclaims": "PersistentVolumeClaim",
+             "apps/v1/statefulsets": "StatefulSet",
+             "policy/v1/poddisruptionbudgets": "PodDisruptionBudget",
+             "networking.k8s.io/v1/networkpolicies": "NetworkPolicy"}
+
+
+@contextmanager
+def mock_api() -> Iterator[MockApi]:
+    ready = threading.Event()
+    box: dict[str, Any] = {}
+
+    async def serve() -> None:
+        async with kmock.KubernetesEmulator() as handler, kmock.Server(handler) as server:
+            for resource, kind in RESOURCES.items():  # known, as a real server's are
+                handler.resources[resource] = {"kind": kind, "namespaced": True}
+            box.update(url=str(server.url), handler=handler, loop=asyncio.get_running_loop(),
+                       stop=asyncio.Event())
+            ready.set()
+            await box["stop"].wait()
+
+    thread = threading.Thread(target=lambda: asyncio.run(serve()), daemon=True)
+    thread.start()
+    assert ready.wait(10), "the mock API server did not start"
+    try:
+        yield MockApi(box["url"], box["handler"], box["loop"])
+    finally:
+        box["loop"].call_soon_threadsafe(box["stop"].set)
+        thread.join(10)
+
+
+def kubeconfig_for(url: str, path: Path) -> Path:
+    """A kubeconfig file naming ``url``, as an operator's would (HOARD_KUBECONFIG)."""
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "mock",
+        "clusters": [{"name": "mock", "cluster": {"server": url}}],
+        "users": [{"name": "hoard", "user": {"token": "mock-token"}}],
+        "contexts": [{"name": "mock", "context": {"cluster": "mock", "user": "hoard",
+                                                  "namespace": NAMESPACE}}],
+    }))
+    return path
+
+
+def provider_for(kubeconfig: Path, timeout: float = 10.0) -> KubernetesProvider:
+    return KubernetesProvider(Kube(config(str(kubeconfig)), NAMESPACE, timeout=timeout),
+                              {"postgresql": ["15"], "mariadb": ["10.11"], "redis": ["7.0"]},
+                              storage_class="hoard-ssd")

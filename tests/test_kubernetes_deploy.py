@@ -1,0 +1,90 @@
+"""The manifests that deploy Hoard on Kubernetes (deploy/kubernetes) are valid
+for three Kubernetes minor versions' official schemas, unknown fields refused;
+the workers' Role grants exactly the calls the provider makes; and every
+image the provider or the manifests name has a Dockerfile under images/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hoard.engines.registry import ENGINES
+from hoard.providers.kubernetes.client import RIGHTS
+from hoard.settings import Settings
+from tests.kube_support import load_yaml, strictly_valid
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy" / "kubernetes"
+FILES = sorted(DEPLOY.glob("*.yaml"))
+
+
+def documents() -> list[dict[str, Any]]:
+    return [doc for path in FILES for doc in load_yaml(path)]
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_every_manifest_is_valid_for_three_kubernetes_versions(path: Path) -> None:
+    for manifest in load_yaml(path):
+        strictly_valid(manifest)
+
+
+def test_the_deployment_has_api_workers_store_and_least_privilege() -> None:
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in documents()}
+    assert {("Deployment", "hoard-api"), ("Deployment", "hoard-worker"),
+            ("StatefulSet", "hoard-store"), ("Job", "hoard-migrate"),
+            ("Role", "hoard-provider"), ("RoleBinding", "hoard-provider")} <= kinds
+    assert not any(kind in ("ClusterRole", "ClusterRoleBinding") for kind, _ in kinds)
+
+
+def test_the_role_grants_exactly_what_the_provider_calls() -> None:
+    role, = (d for d in documents() if d["kind"] == "Role")
+    granted: dict[tuple[str, str], tuple[str, ...]] = {}
+    for rule in role["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                granted[(group, resource)] = tuple(rule["verbs"])
+    assert granted == RIGHTS
+    assert role["metadata"]["namespace"] == Settings().kubernetes_namespace
+    binding, = (d for d in documents() if d["kind"] == "RoleBinding")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "hoard-worker",
+                                    "namespace": Settings().kubernetes_control_namespace}]
+
+
+def test_every_container_runs_as_non_root() -> None:
+    for doc in documents():
+        if doc["kind"] not in ("Deployment", "StatefulSet", "Job"):
+            continue
+        pod = doc["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, doc["metadata"]["name"]
+        for container in pod["containers"] + pod.get("initContainers", []):
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False
+            assert "limits" in container["resources"]
+
+
+def test_every_hoard_setting_the_manifests_give_exists() -> None:
+    """A misspelt HOARD_* variable would be ignored silently: each must be a setting."""
+    known = {f"HOARD_{name.upper()}" for name in Settings.model_fields}
+    given = {env["name"] for doc in documents() if doc["kind"] in ("Deployment", "Job")
+             for container in doc["spec"]["template"]["spec"]["containers"]
+             for env in container.get("env", [])}
+    hoard = {name for name in given if name.startswith("HOARD_")}
+    assert hoard - {"HOARD_STORE_PASSWORD"} <= known  # that one only builds the URL
+    assert {"HOARD_DATABASE_URL", "HOARD_KUBECONFIG", "HOARD_PROVIDER",
+            "HOARD_KUBERNETES_NAMESPACE", "HOARD_WORKER_ID"} <= hoard
+
+
+def test_every_image_has_a_dockerfile() -> None:
+    for name, engine in ENGINES.items():
+        image = engine.image("x")
+        assert image.startswith(f"hoard/{name}:")
+        dockerfile = (ROOT / "images" / name / "Dockerfile").read_text()
+        assert "FROM debian:12" in dockerfile  # the local provider's Debian packages
+        assert "USER 999:999" in dockerfile  # the pods' runAsUser
+    assert (ROOT / "images" / "hoard" / "Dockerfile").is_file()
+    postgresql = (ROOT / "images" / "postgresql" / "Dockerfile").read_text()
+    assert "postgresql-15" in postgresql and "patroni" in postgresql
+    mariadb = (ROOT / "images" / "mariadb" / "Dockerfile").read_text()
+    assert "mariadb-backup" in mariadb and "galera-4" in mariadb
+    assert "redis-sentinel" in (ROOT / "images" / "redis" / "Dockerfile").read_text()
