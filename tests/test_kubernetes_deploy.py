@@ -88,3 +88,14 @@ def test_every_image_has_a_dockerfile() -> None:
     mariadb = (ROOT / "images" / "mariadb" / "Dockerfile").read_text()
     assert "mariadb-backup" in mariadb and "galera-4" in mariadb
     assert "redis-sentinel" in (ROOT / "images" / "redis" / "Dockerfile").read_text()
+
+
+def test_the_manifests_deploy_this_release() -> None:
+    """Hoard's own image is this release's: an old tag would run workers whose
+    workflows another release's cannot resume."""
+    from hoard import __version__
+
+    images = {container["image"] for doc in documents() if doc["kind"] in ("Deployment", "Job")
+              for container in doc["spec"]["template"]["spec"]["containers"]
+              if container["image"].startswith("hoard/hoard:")}
+    assert images == {f"hoard/hoard:{__version__}"}
