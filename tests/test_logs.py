@@ -8,6 +8,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -27,6 +30,7 @@ from tests.conftest import (
     wait_operation,
 )
 from tests.test_api_validation import assert_problem
+from tests.test_cli import hoard_cli
 
 ENGINES = ["postgresql", "mariadb", "redis"]
 NDJSON = "application/x-ndjson"
@@ -195,3 +199,41 @@ def test_a_link_planted_in_the_node_is_not_followed(
         os.unlink(log)
         os.rename(kept, log)
     assert read(tenant, logged)["lines"]
+
+
+def test_cli_logs(tenant: httpx.Client, hoard: HoardServer, logged: dict[str, Any]) -> None:
+    """``hoard cluster logs``: the newest entries, the slow log, a node by ordinal,
+    and -f printing what is written while it runs (Ctrl-C ends it). The CLI does
+    the same for every engine: one is enough."""
+    if logged["engine"] != "redis":
+        pytest.skip("the CLI is checked against one engine")
+    token = tenant.headers["Authorization"].removeprefix("Bearer ")
+    name, engine = logged["name"], logged["engine"]
+    shown = hoard_cli(hoard, token, "cluster", "logs", name, "--json", "--limit", "3",
+                      "--node", "0")
+    assert shown.returncode == 0, shown.stderr
+    entries = [json.loads(x) for x in shown.stdout.splitlines()]
+    assert len(entries) == 3 and {e["node"] for e in entries} == {logged["members"][0]["id"]}
+    slow = hoard_cli(hoard, token, "cluster", "logs", name, "--slow", "--since", "1h")
+    assert slow.returncode == 0 and "slow-marker-1" in slow.stdout, slow.stderr
+    missing = hoard_cli(hoard, token, "cluster", "logs", name, "--node", "7")
+    assert missing.returncode == 1 and "has no node 7" in missing.stderr
+    bad = hoard_cli(hoard, token, "cluster", "logs", name, "--since", "last week")
+    assert bad.returncode == 1 and "RFC 3339" in bad.stderr
+    env = {**os.environ, "HOARD_URL": hoard.url, "HOARD_TOKEN": token}
+    with subprocess.Popen([sys.executable, "-m", "hoard", "cluster", "logs", name, "-f",
+                           "--since", "1m", "--limit", "1000"], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            log_clients.failed_login(engine, tenant_uri(tenant, logged["id"]), "cli_follower")
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if "cli_follower" in line:
+                    break
+            else:
+                raise AssertionError(proc.stderr.read() if proc.stderr else "")
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=20) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()

@@ -11,9 +11,11 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hoard.cli.client import ApiError, Client
+from hoard.cli.logs import logs
 from hoard.cli.output import Format, cluster_table, clusters_table, emit, err_console, fail
 
 app = typer.Typer(no_args_is_help=True)
+app.command("logs")(logs)
 Output = Annotated[Format, typer.Option("-o", "--output", help="table or json")]
 
 
