@@ -146,10 +146,21 @@ def test_no_password_ever_shows(tenant: httpx.Client, logged: dict[str, Any]) ->
         assert "SCRAM-SHA-256$" not in text
 
 
+def answered_follows(admin: httpx.Client) -> float:
+    """How many log requests have ended with 200 (the gate counts a request when
+    its answer is over)."""
+    wanted = 'hoard_http_requests_total{method="GET",route="/v2/clusters/{cluster_id}/logs",'
+    for line in admin.get("/metrics").text.splitlines():
+        if line.startswith(wanted) and 'status="200"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def test_follow_delivers_what_is_written_after_the_request(
-        tenant: httpx.Client, logged: dict[str, Any]) -> None:
+        tenant: httpx.Client, admin: httpx.Client, logged: dict[str, Any]) -> None:
     engine, uri = logged["engine"], tenant_uri(tenant, logged["id"])
     url = f"/v2/clusters/{logged['id']}/logs"
+    ended = answered_follows(admin)
     with tenant.stream("GET", url, params={"follow": "true", "limit": 1},
                        timeout=httpx.Timeout(10, read=15)) as answer:
         assert answer.status_code == 200
@@ -163,6 +174,11 @@ def test_follow_delivers_what_is_written_after_the_request(
             if "followed_user" in entry["line"]:
                 break
         assert len(seen) >= 2  # the one asked for, then the new one
+    # The client left: the server notices and ends the answer.
+    deadline = time.monotonic() + 10
+    while answered_follows(admin) < ended + 1:
+        assert time.monotonic() < deadline, "the follow went on after the client left"
+        time.sleep(0.1)
 
 
 def test_bad_input_is_refused(tenant: httpx.Client, hoard: HoardServer, admin: httpx.Client,
