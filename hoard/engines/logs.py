@@ -32,7 +32,7 @@ SQL_STRING = (r"(?:[Ee]?'(?:[^'\\\n]|\\.|'')*(?:'|$)"
               r"|\$(?P<tag>[A-Za-z_]*)\$.*?(?:\$(?P=tag)\$|$))")
 _URI = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@'\"]*:)[^\s@'\"]+@")
 _PAIR = re.compile(r"(?i)\b((?:master_)?(?:password|passwd|pwd|requirepass|masterauth|auth-pass)"
-                   r"\s*=\s*)(" + SQL_STRING + r"|[^\s'\";,)]+)", re.MULTILINE)
+                   r"\s*=\s*)(" + SQL_STRING + r"|[^\s'\";,()]++(?!\())", re.MULTILINE)
 
 
 @dataclass(frozen=True)
