@@ -9,7 +9,7 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -75,9 +75,13 @@ def _node_log(svc: Services, principal: Principal, cluster_id: str, node_id: str
                        svc.ca_file, kind)
 
 
+def _time(at: datetime | None) -> str | None:
+    """UTC as the rest of the API writes it (``...Z``)."""
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z") if at else None
+
+
 def _view(line: LogLine) -> dict[str, Any]:
-    return {"time": line.time.isoformat() if line.time else None, "node": line.node,
-            "line": line.line}
+    return {"time": _time(line.time), "node": line.node, "line": line.line}
 
 
 @router.get("/logs", response_model=LogPage, responses=FOLLOWED)  # type: ignore[arg-type]
@@ -123,7 +127,7 @@ async def _follow(request: Request, log: NodeLog, backlog: list[LogLine]) -> Asy
             yield json.dumps(_view(line)).encode() + b"\n"
             sent += 1
             if sent >= logs.FOLLOW_MAX_LINES:
-                after = line.time.isoformat() if line.time else "the last time seen"
+                after = _time(line.time) or "the last time seen"
                 yield _end(f"{logs.FOLLOW_MAX_LINES} entries sent, the most one answer "
                            f"holds: follow again with since={after}")
                 return
