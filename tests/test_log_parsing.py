@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from hoard.api.routes.logs import parse_since
+from hoard.domain.errors import InvalidInput
 from hoard.engines.mariadb import MariaDB
 from hoard.engines.postgresql import PostgreSQL
 from hoard.engines.redis import Redis
@@ -103,3 +105,14 @@ def test_redis_output_lines_take_their_time() -> None:
     (entry,) = REDIS.parse_log("server", "1824:M 04 Dec 2026 07:42:36.656 * Ready\n")
     assert entry.time == datetime(2026, 12, 4, 7, 42, 36, 656000, UTC)
     assert REDIS.log_sources("slow") == ()  # kept in the server's memory only
+
+
+def test_since_is_an_rfc3339_time_with_its_zone() -> None:
+    at = datetime(2026, 1, 2, 1, 4, 5, tzinfo=UTC)
+    for text in ("2026-01-02T01:04:05Z", "2026-01-02t01:04:05z", "2026-01-02 03:04:05+02:00",
+                 "2026-01-02T03:04:05 02:00", "2026-01-02T01:04:05.000000000Z"):
+        assert parse_since(text) == at, text
+    for text in ("2026-01-02T01:04:05", "2026-01-02", "1767315845", "yesterday",
+                 "2026-02-30T00:00:00Z", "2026-01-02T01:04:05+0200"):
+        with pytest.raises(InvalidInput, match="since"):
+            parse_since(text)

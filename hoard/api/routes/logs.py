@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
 from collections.abc import AsyncIterator
@@ -27,6 +28,7 @@ from hoard.workflows.logs import LogLine, LogUnavailable, NodeLog
 from hoard.workflows.members import primary_node
 from hoard.workflows.services import Services
 
+logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v2/clusters/{cluster_id}", tags=["logs"])
 Auth = Annotated[Principal, Depends(authenticate)]
 NDJSON = "application/x-ndjson"
@@ -39,7 +41,9 @@ FOLLOWED = {200: {"description": "The log: JSON, or NDJSON (one LogLineView a li
 
 
 def parse_since(value: str) -> datetime:
-    """An RFC 3339 time, zone included (a time without one means nothing here)."""
+    """An RFC 3339 time, zone included (a time without one means nothing here). A
+    "+" left unencoded in the query string arrives as a space: taken as the "+"."""
+    value = re.sub(r"(\d\d:\d\d(?:\.\d+)?) (\d\d:\d\d)$", r"\1+\2", value)
     if not RFC3339.fullmatch(value):
         raise InvalidInput(f"since {value!r}: give an RFC 3339 time with its zone, e.g. "
                            "2026-01-01T12:00:00Z")
@@ -142,6 +146,11 @@ async def _follow(request: Request, log: NodeLog, backlog: list[LogLine]) -> Asy
             pending = await run_in_threadpool(log.more)
         except LogUnavailable as exc:
             yield _end(str(exc))
+            return
+        except Exception:  # the answer has begun: end it in words, not a cut connection
+            logger.exception("following the %s log of node %s failed", log.kind,
+                             log.ctx.node_id)
+            yield _end("reading the log failed; the failure is in Hoard's log")
             return
 
 
