@@ -253,3 +253,19 @@ def test_cli_logs(tenant: httpx.Client, hoard: HoardServer, logged: dict[str, An
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+def test_each_node_of_a_replicated_cluster_has_its_log(tenant: httpx.Client) -> None:
+    """By default the primary's log; ``node`` picks another member's."""
+    cluster = create_cluster(tenant, "replicated-logs", engine="redis", nodes=2)
+    try:
+        members = {m["role"]: m["id"] for m in cluster["members"]}
+        assert set(members) == {"primary", "replica"}, cluster["members"]
+        default = read(tenant, cluster)["lines"]
+        assert default and {x["node"] for x in default} == {members["primary"]}
+        replica = read(tenant, cluster, node=members["replica"], limit=1000)["lines"]
+        assert {x["node"] for x in replica} == {members["replica"]}
+        # A replica's own words: it synchronised with the primary.
+        assert any("MASTER <-> REPLICA sync" in x["line"] for x in replica), replica[-10:]
+    finally:
+        delete_cluster(tenant, cluster["id"])
