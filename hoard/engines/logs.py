@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -52,7 +53,7 @@ def scrub_common(text: str) -> str:
 
 
 def split_entries(text: str, starts: re.Pattern[str],
-                  when: Any) -> list[LogEntry]:
+                  when: Callable[[re.Match[str]], datetime]) -> list[LogEntry]:
     """Entries of a log whose entries begin with a line matching ``starts``; other
     lines continue the entry before them. ``when(match)`` gives an entry's time."""
     entries: list[LogEntry] = []
