@@ -385,6 +385,25 @@ class EventPage(BaseModel):
     next: str | None
 
 
+class LogLineView(BaseModel):
+    """One entry of a node's log (a statement that spans lines is one entry),
+    secrets scrubbed (``***``). When following, each is one line of NDJSON, and
+    the stream's last line may instead be ``{"end": "<why it ended>"}``."""
+
+    time: dt.datetime | None = Field(description="When the server wrote it (UTC); null "
+                                                 "for a line without a time of its own")
+    node: str = Field(description="The node whose log it is", json_schema_extra=ID_SCHEMA)
+    line: str
+
+
+class LogPage(BaseModel):
+    kind: Literal["server", "slow"]
+    lines: list[LogLineView] = Field(description="Oldest first: the newest `limit` entries")
+    truncated: bool = Field(description="Older entries (after `since`, if given) were left "
+                                        "out: ask again with a later `since`")
+    limit: int
+
+
 class RestoreSpec(Strict):
     """Restore from a backup, or from a cluster's backups and logs at a time."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,15 +36,32 @@ class Client:
         except httpx.TransportError as exc:
             raise ApiError(0, "Cannot reach Hoard", f"{self.url}: {exc}") from None
         if response.status_code >= 400:
-            try:
-                body = response.json()
-                raise ApiError(response.status_code, body.get("title", "Error"),
-                               body.get("detail", response.text))
-            except ValueError:
-                raise ApiError(response.status_code, "Error", response.text) from None
+            self._raise(response)
         if response.headers.get("content-type", "").startswith("application/json"):
             return response.json()
         return response.text
+
+    def stream_lines(self, path: str, params: dict[str, Any]) -> Iterator[str]:
+        """The lines of a streamed answer (NDJSON) as they arrive; no read timeout,
+        since a followed log may be quiet for long."""
+        try:
+            with self._http.stream("GET", path, params=params,
+                                   timeout=httpx.Timeout(30.0, read=None)) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    self._raise(response)
+                yield from response.iter_lines()
+        except httpx.TransportError as exc:
+            raise ApiError(0, "Cannot reach Hoard", f"{self.url}: {exc}") from None
+
+    @staticmethod
+    def _raise(response: httpx.Response) -> None:
+        try:
+            body = response.json()
+        except ValueError:
+            raise ApiError(response.status_code, "Error", response.text) from None
+        raise ApiError(response.status_code, body.get("title", "Error"),
+                       body.get("detail", response.text))
 
     def get(self, path: str, **kwargs: Any) -> Any:
         return self.request("GET", path, **kwargs)

@@ -11,6 +11,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hoard.cli.client import ApiError, Client
+from hoard.cli.logs import logs
 from hoard.cli.output import (
     Format,
     cluster_table,
@@ -22,6 +23,7 @@ from hoard.cli.output import (
 )
 
 app = typer.Typer(no_args_is_help=True)
+app.command("logs")(logs)
 Output = Annotated[Format, typer.Option("-o", "--output", help="table or json")]
 
 

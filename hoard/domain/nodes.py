@@ -147,6 +147,36 @@ class NodeRunner(Protocol):
         ...
 
 
+# --- a node's logs ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogSource:
+    """Where one of a node's logs is, as its engine declares it: the output of the
+    node's process ``process`` (stdout and stderr, which the provider keeps: a
+    file on a host, a container's log), or the file ``path`` on the node's volume
+    (a log the server writes itself, such as MariaDB's slow log). Exactly one of
+    the two; never a path a caller chose."""
+
+    process: str = ""
+    path: PurePosixPath | None = None
+
+    def __post_init__(self) -> None:
+        if bool(self.process) == (self.path is not None):
+            raise ValueError("a log source is a process's output or a file, not both")
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    """Bytes of a log from ``start`` (an offset in it), and where it ``end``s now:
+    the offset to read from next. A log that was cut or replaced (``end`` below a
+    caller's offset) is read again from its start."""
+
+    data: bytes
+    start: int
+    end: int
+
+
 # --- how a cluster's stable endpoints tell which node does what -----------------
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from hoard.domain.catalog import Size
-from hoard.domain.nodes import Backend, NodeRunner, NodeSpec, RoleCheck
+from hoard.domain.nodes import Backend, LogChunk, LogSource, NodeRunner, NodeSpec, RoleCheck
 from hoard.domain.placement import Host
 from hoard.domain.storage import StorageUsage
 
@@ -143,6 +143,14 @@ class Provider(ABC):
     def output_tail(self, node_id: str, name: str = "server", max_bytes: int = 4096) -> str:
         """The end of what the node's process ``name`` wrote (stdout and stderr):
         why a server that exited did so, in its own words. "" if none."""
+
+    @abstractmethod
+    def read_log(self, node_id: str, source: LogSource, offset: int | None,
+                 max_bytes: int) -> LogChunk:
+        """At most ``max_bytes`` of one of the node's logs, from ``offset`` (None:
+        its last ``max_bytes``), wherever the node runs. Only what ``source``
+        names is read (a process's output, a file on the node's volume, no link
+        followed); a log that does not exist yet is empty."""
 
     @abstractmethod
     def node_ids(self) -> set[str]:

@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 from hoard.domain.catalog import Size
-from hoard.domain.nodes import Backend, NodeSpec, ProcessSpec, RoleCheck
+from hoard.domain.nodes import Backend, LogChunk, LogSource, NodeSpec, ProcessSpec, RoleCheck
 from hoard.domain.placement import Host, choose_host
 from hoard.domain.storage import StorageUsage
 from hoard.providers import cgroups
@@ -38,7 +38,13 @@ from hoard.providers.base import Endpoint, Placement, Provider, Versioned
 from hoard.providers.etcd import LocalEtcd
 from hoard.providers.haproxy import LocalEndpoints
 from hoard.providers.osusers import DEFAULT_UID_RANGE, OSUser, UserPool, service_user
-from hoard.providers.processes import SERVER, Supervisor, address_taken, free_port
+from hoard.providers.processes import (
+    PROCESS_NAME,
+    SERVER,
+    Supervisor,
+    address_taken,
+    free_port,
+)
 from hoard.providers.runner import LocalRunner, ToolFailed
 from hoard.providers.usertree import UserTree
 
@@ -291,6 +297,23 @@ class LocalProvider(Provider):
         except (OSError, ValueError):
             return ""
         return tail.decode(errors="replace")
+
+    def read_log(self, node_id: str, source: LogSource, offset: int | None,
+                 max_bytes: int) -> LogChunk:
+        """A process's output is ``log/<name>.log`` in the node's directory (the
+        supervisor appends to it); a file is read where the engine said, both as
+        the account's own regular file (no link, FIFO or hard link of another's)."""
+        if source.path is None and not PROCESS_NAME.fullmatch(source.process):
+            raise ValueError(f"bad process name {source.process!r}")
+        path = source.path or PurePosixPath("log", f"{source.process}.log")
+        try:
+            data, start, end = self.runner(node_id).tree.read_range(path, offset, max_bytes)
+        except FileNotFoundError:
+            return LogChunk(b"", 0, 0)
+        except OSError as exc:  # a link, a FIFO, another's file: never read
+            raise PermissionError(f"{path} of node {node_id} is not a log file of the "
+                                  f"node's own ({exc.strerror}); it was not read") from None
+        return LogChunk(data, start, end)
 
     def node_ids(self) -> set[str]:
         found = {p.name for p in self.nodes_dir.iterdir() if p.is_dir()}

@@ -45,7 +45,7 @@ LAUNCHER = 'for p in $HOARD_CGROUP_PROCS; do echo $$ > "$p" || exit 97; done; ex
 SAFE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
 SERVER = "server"
 SWEEP_TIMEOUT = 10.0
-_NAME = re.compile(r"[a-z][a-z0-9]{0,31}")
+PROCESS_NAME = re.compile(r"[a-z][a-z0-9]{0,31}")
 
 
 def proc_state(pid: int) -> tuple[str, int] | None:
@@ -146,7 +146,7 @@ class Supervisor:
         self.enter = list(enter)
 
     def _record(self, name: str) -> Path:
-        if not _NAME.fullmatch(name):
+        if not PROCESS_NAME.fullmatch(name):
             raise ValueError(f"bad process name {name!r}")
         return self.records / ("process.json" if name == SERVER else f"process-{name}.json")
 
@@ -156,7 +156,7 @@ class Supervisor:
                  for p in self.records.glob("process-*.json")]
         if (self.records / "process.json").exists():
             found.append(SERVER)
-        return [n for n in found if _NAME.fullmatch(n)]
+        return [n for n in found if PROCESS_NAME.fullmatch(n)]
 
     def live(self, name: str = SERVER) -> tuple[int, dict] | None:
         path = self._record(name)

@@ -204,6 +204,22 @@ class UserTree:
             fh.seek(max(0, fh.seek(0, os.SEEK_END) - max_bytes))
             return fh.read(max_bytes)
 
+    def read_range(self, rel: PurePosixPath | str, offset: int | None,
+                   max_bytes: int) -> tuple[bytes, int, int]:
+        """At most ``max_bytes`` of the account's regular file ``rel`` from
+        ``offset`` (None: the last ``max_bytes``; past the end: from the start,
+        the file was cut): (bytes, where they start, where they end)."""
+        parents, name = self._split(rel)
+        with self.directory(PurePosixPath(*parents)) as dir_fd:
+            fd = self._open_existing(dir_fd, name, os.O_RDONLY)
+        with os.fdopen(fd, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            tail = max(0, size - max_bytes)
+            start = tail if offset is None else offset if offset <= size else 0
+            fh.seek(start)
+            data = fh.read(min(max_bytes, size - start))
+        return data, start, start + len(data)
+
     def read_bytes(self, rel: PurePosixPath | str) -> bytes | None:
         """The whole of a small file, or None if it is missing or not a plain file."""
         try:

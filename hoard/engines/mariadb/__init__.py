@@ -59,6 +59,7 @@ from hoard.engines.mariadb.backup import (
     binlog_settings,
 )
 from hoard.engines.mariadb.ha import MariaDBReplication
+from hoard.engines.mariadb.logs import MariaDBLogs
 
 MARIADBD = "/usr/sbin/mariadbd"
 INSTALL_DB = "/usr/bin/mariadb-install-db"
@@ -208,7 +209,8 @@ def _installed_version() -> str | None:
     return f"{found[1]}.{found[2]}" if found else None
 
 
-class MariaDB(Engine, SqlAccounts, MariaDBBackups, IncrementalBackups, MariaDBReplication):
+class MariaDB(Engine, SqlAccounts, MariaDBBackups, IncrementalBackups, MariaDBReplication,
+              MariaDBLogs):
     name = "mariadb"
     display_name = "MariaDB"
     standard_port = 3306
@@ -306,6 +308,7 @@ class MariaDB(Engine, SqlAccounts, MariaDBBackups, IncrementalBackups, MariaDBRe
     def process(self, ctx: NodeContext, runner: NodeRunner) -> ProcessSpec:
         return ProcessSpec(
             argv=[MARIADBD, f"--defaults-file={runner.abspath(CONF)}"],
+            env={"TZ": "UTC"},  # the error log's times (see logs.py)
             stop_signal=signal.SIGTERM,  # clean shutdown: close clients, flush InnoDB
             stop_timeout=60.0,
         )

@@ -296,7 +296,8 @@ class MariaDBReplication(Replication):
         argv = [MARIADBD, f"--defaults-file={runner.abspath(CONF)}"]
         if not _listening(topo.member(ctx.node_id)):  # else it runs, its files in use
             argv += self._start_options(ctx, topo, runner, argv)
-        return [ProcessSpec(argv=argv, stop_timeout=120.0)]  # a donor may be mid-SST
+        # A donor may be mid-SST; TZ: the error log's times (see logs.py).
+        return [ProcessSpec(argv=argv, env={"TZ": "UTC"}, stop_timeout=120.0)]
 
     def _start_options(self, ctx: NodeContext, topo: Topology, runner: NodeRunner,
                        argv: list[str]) -> list[str]:

@@ -43,6 +43,7 @@ from hoard.engines.postgresql.backup import (
     ensure_archive_dir,
 )
 from hoard.engines.postgresql.ha import PostgreSQLReplication
+from hoard.engines.postgresql.logs import PostgreSQLLogs
 
 PG_ROOT = Path("/usr/lib/postgresql")
 DATA_INIT = PurePosixPath("data.init")
@@ -141,7 +142,8 @@ def _render(name: str, value: int | bool | str) -> str:
     return f"{value}{_PARAM_UNITS.get(name, '')}"
 
 
-class PostgreSQL(Engine, SqlAccounts, PostgreSQLBackups, PostgreSQLReplication):
+class PostgreSQL(Engine, SqlAccounts, PostgreSQLBackups, PostgreSQLReplication,
+                 PostgreSQLLogs):
     name = "postgresql"
     display_name = "PostgreSQL"
     standard_port = 5432
@@ -215,7 +217,8 @@ class PostgreSQL(Engine, SqlAccounts, PostgreSQLBackups, PostgreSQLReplication):
             "recovery_init_sync_method": "syncfs",
             "hba_file": runner.abspath(DATA / "pg_hba.conf"),
             "log_destination": "stderr",
-            "log_line_prefix": "%m [%p] %q%u@%d ",
+            "log_line_prefix": "%m [%p] %q%u@%d ",  # the time first: see logs.py
+            "log_timezone": "UTC",
             "datestyle": "iso, mdy",
             "timezone": "UTC",
             "lc_messages": "C.UTF-8",

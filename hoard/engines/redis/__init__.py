@@ -59,6 +59,7 @@ from hoard.engines.base import (
 )
 from hoard.engines.redis import backup as rb
 from hoard.engines.redis.ha import RedisReplication
+from hoard.engines.redis.logs import RedisLogs
 
 REDIS_SERVER = "/usr/bin/redis-server"
 REDIS_CLI = "/usr/bin/redis-cli"
@@ -190,7 +191,7 @@ def _first_line(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-class Redis(Engine, AclAccounts, Backups, RedisReplication):
+class Redis(Engine, AclAccounts, Backups, RedisReplication, RedisLogs):
     name = "redis"
     display_name = "Redis"
     standard_port = 6379
@@ -287,6 +288,7 @@ class Redis(Engine, AclAccounts, Backups, RedisReplication):
     def process(self, ctx: NodeContext, runner: NodeRunner) -> ProcessSpec:
         return ProcessSpec(
             argv=[REDIS_SERVER, runner.abspath(CONF)],
+            env={"TZ": "UTC"},  # the log's times (see logs.py)
             stop_signal=signal.SIGTERM,  # flush the AOF, save the RDB, exit
             stop_timeout=30.0,
         )

@@ -25,7 +25,15 @@ from dataclasses import replace
 from typing import Any
 
 from hoard.domain.catalog import Size
-from hoard.domain.nodes import Backend, NodeRunner, NodeSpec, Owner, RoleCheck
+from hoard.domain.nodes import (
+    Backend,
+    LogChunk,
+    LogSource,
+    NodeRunner,
+    NodeSpec,
+    Owner,
+    RoleCheck,
+)
 from hoard.domain.placement import Host
 from hoard.domain.storage import StorageUsage
 from hoard.providers.base import Deadlines, Endpoint, Placement, Provider, Versioned
@@ -257,6 +265,17 @@ class KubernetesProvider(Provider):
                 if node:
                     found.add(node)
         return found
+
+    def read_log(self, node_id: str, source: LogSource, offset: int | None,
+                 max_bytes: int) -> LogChunk:
+        """A process's output is its container's log: the API gives its tail, not
+        offsets into it, so every read is the tail (a follower sees it again). A
+        file on the node's volume needs exec into the pod, not built yet."""
+        if source.path is not None:
+            raise NotOffered(f"the kubernetes provider cannot read {source.path} on a node's "
+                             "volume yet (exec into its pod)")
+        data = self.kube.log_tail(names.pod(node_id), source.process, max_bytes).encode()
+        return LogChunk(data, 0, len(data))
 
     def runner(self, node_id: str) -> NodeRunner:
         raise NotOffered(
