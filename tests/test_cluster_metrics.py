@@ -22,6 +22,7 @@ import redis
 
 from hoard.domain.catalog import SIZES
 from tests.conftest import ADMIN_TOKEN, HoardServer, hoard_server, new_tenant, tenant_uri
+from tests.test_cli import as_json, hoard_cli
 
 ENGINES = ("postgresql", "mariadb", "redis")
 FAST = {"HOARD_OBSERVE_INTERVAL": "0.3", "HOARD_METRICS_INTERVAL": "0.3"}
@@ -275,3 +276,14 @@ def test_operators_scrape_every_node(server: HoardServer, tenant: httpx.Client,
                      "hoard_node_storage_used_bytes", "hoard_node_memory_used_bytes"):
             assert f"{name}{labels}" in body, (name, labels)
     assert tenant.get("/metrics/clusters").status_code == 403
+
+
+def test_cluster_top_shows_each_node(server: HoardServer, tenant: httpx.Client,
+                                     clusters: dict[str, str]) -> None:
+    token = tenant.headers["Authorization"].removeprefix("Bearer ")
+    _wait_for(tenant, clusters["redis"], "connections", _latest_is(0))
+    shown = as_json(hoard_cli(server, token, "cluster", "top", "m-redis", "-o", "json"))
+    assert shown["0"]["connections"] == 0 and shown["0"]["storage_used_bytes"] > 0
+    table = hoard_cli(server, token, "cluster", "top", "m-redis", "--once")
+    assert table.returncode == 0, table.stderr
+    assert "m-redis (redis, ACTIVE)" in table.stdout and "ops/s" in table.stdout
