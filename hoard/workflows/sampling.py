@@ -12,6 +12,9 @@ import threading
 import time
 from collections.abc import Mapping
 
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
 from hoard.domain import metrics as m
 from hoard.domain.storage import StorageUsage
 from hoard.engines.base import Metrics
@@ -69,7 +72,10 @@ def node_sample(cluster: models.Cluster, node: models.Node, healthy: bool,
             values.update(engine.metrics(svc.node_context(cluster, node), svc.ca_file, timeout=2))
         except Exception as exc:  # a probe reports through health, never raises
             log.debug("metrics of node %s: %s", node.id, exc)
-    values.update(svc.provider_for(node).resource_usage(node.id))
+    try:
+        values.update(svc.provider_for(node).resource_usage(node.id))
+    except Exception as exc:  # a sample never costs the node its health check
+        log.debug("resource use of node %s: %s", node.id, exc)
     if storage is not None:
         values[m.STORAGE_USED] = float(storage.used_bytes)
         values[m.STORAGE_TOTAL] = float(storage.total_bytes)
@@ -79,10 +85,17 @@ def node_sample(cluster: models.Cluster, node: models.Node, healthy: bool,
 
 
 def record(samples: Mapping[str, Mapping[str, float]]) -> None:
-    """Write one batch's samples (by node id) in one transaction."""
-    if samples:
+    """Write one batch's samples (by node id) in one transaction, leaving out
+    nodes removed since the batch was loaded. A failed write loses these
+    samples only (the next pass takes new ones), never the pass."""
+    if not samples:
+        return
+    try:
         with services().store.session() as s:
-            stored.record(s, models.utcnow(), samples)
+            alive = set(s.scalars(select(models.Node.id).where(models.Node.id.in_(list(samples)))))
+            stored.record(s, models.utcnow(), {k: v for k, v in samples.items() if k in alive})
+    except SQLAlchemyError as exc:  # e.g. a node deleted between the two statements
+        log.warning("metric samples of %d nodes not recorded: %s", len(samples), exc)
 
 
 def prune(sampling: Sampling) -> None:
