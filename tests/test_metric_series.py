@@ -1,6 +1,6 @@
 """How samples become series (rates from counters, ratios, means), how they are
-downsampled, and how the store keeps them bounded: exact numbers, on a real
-SQLite store."""
+downsampled, and how the store keeps them bounded: exact numbers, on real
+stores (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from hoard.ids import new_id
 from hoard.store import metrics as stored
 from hoard.store.db import Store, migrate
 from hoard.store.models import Cluster, MetricSample, Node, Project
+from tests.pgserver import postgres_store
 
 
 def test_rates_ratios_and_means_per_step() -> None:
@@ -64,12 +65,19 @@ def test_since_is_a_duration_or_a_zoned_time() -> None:
             m.parse_since(bad, now)
 
 
-@pytest.fixture()
-def store() -> Iterator[Store]:
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{Path(tmp) / 'state.sqlite'}"
-        migrate(url)
-        yield Store(url)
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    if request.param == "sqlite":
+        with tempfile.TemporaryDirectory() as tmp:
+            url = f"sqlite:///{Path(tmp) / 'state.sqlite'}"
+            migrate(url)
+            yield Store(url)
+    else:
+        with postgres_store() as url:
+            migrate(url)
+            store = Store(url)
+            yield store
+            store.engine.dispose()
 
 
 def _node(store: Store) -> str:
@@ -101,9 +109,10 @@ def test_the_store_folds_old_samples_and_drops_older_ones(store: Store) -> None:
         with store.session() as s:
             stored.prune(s, now, raw_keep, keep, 300)
     with store.session() as s:
-        counts = dict(s.execute(select(MetricSample.resolution, func.count())
+        mine = MetricSample.node_id == node_id
+        counts = dict(s.execute(select(MetricSample.resolution, func.count()).where(mine)
                                 .group_by(MetricSample.resolution)).all())
-        oldest = s.scalar(select(func.min(MetricSample.at)))
+        oldest = s.scalar(select(func.min(MetricSample.at)).where(mine))
     assert counts == {0: 360, 300: 24}  # the last hour raw; two hours in 5-minute steps
     assert oldest == now - keep + dt.timedelta(seconds=290)  # a fold is stamped at its last
     with store.session() as s:
