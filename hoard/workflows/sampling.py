@@ -99,7 +99,11 @@ def record(samples: Mapping[str, Mapping[str, float]]) -> None:
 
 
 def prune(sampling: Sampling) -> None:
-    """Fold and drop this worker's clusters' aged samples."""
-    with services().store.session() as s:
-        stored.prune(s, models.utcnow(), sampling.raw_keep, sampling.keep, ROLLUP_STEP,
-                     my_clusters())
+    """Fold and drop this worker's clusters' aged samples; a failure is logged and
+    left to the next prune, never a reason to skip the pass's health checks."""
+    try:
+        with services().store.session() as s:
+            stored.prune(s, models.utcnow(), sampling.raw_keep, sampling.keep, ROLLUP_STEP,
+                         my_clusters())
+    except SQLAlchemyError:
+        log.exception("pruning metric samples failed")

@@ -199,8 +199,10 @@ export async function clusterView(main, ctx, id) {
     redraw(overview, c, facts);
     redraw(endpoints, c.endpoints, endpointList);
     redraw(memberArea, [c.status, c.members], () => members(c, switchover));
-    const metrics = await api.get(`/v2/clusters/${id}/metrics?since=1h`, { signal });
-    redraw(chartArea, { ...metrics, since: null, until: null }, () => charts(metrics));
+    if (c.status !== "DELETING") { // a cluster being deleted may be gone by the next call
+      const metrics = await api.get(`/v2/clusters/${id}/metrics?since=1h`, { signal });
+      redraw(chartArea, { ...metrics, since: null, until: null }, () => charts(metrics));
+    }
     const { events } = await api.get(`/v2/clusters/${id}/events?limit=1000`, { signal });
     redraw(eventArea, events, eventsList);
     const opId = [...events].reverse().find((e) => e.operation_id)?.operation_id;
