@@ -45,11 +45,13 @@ def tenant(server: HoardServer) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="module")
 def clusters(tenant: httpx.Client) -> dict[str, str]:
-    """One nano cluster per engine, built at the same time; engine -> cluster id."""
+    """One nano cluster per engine and a two-node Redis ("redis-ha"), built at the
+    same time; engine -> cluster id."""
     started = {}
-    for engine in ENGINES:
-        answer = tenant.post("/v2/clusters", json={"name": f"m-{engine}", "engine": engine,
-                                                    "size": "nano", "storage_gb": 1})
+    for engine, nodes in (*((e, 1) for e in ENGINES), ("redis-ha", 2)):
+        answer = tenant.post("/v2/clusters", json={
+            "name": f"m-{engine}", "engine": engine.removesuffix("-ha"), "size": "nano",
+            "storage_gb": 1, "nodes": nodes})
         assert answer.status_code == 202, answer.text
         started[engine] = answer.json()
     for engine, body in started.items():
@@ -63,21 +65,23 @@ def clusters(tenant: httpx.Client) -> dict[str, str]:
 
 
 def _points(client: httpx.Client, cluster_id: str, metric: str,
-            since: str = "20s") -> list[list[float]]:
+            since: str = "20s", ordinal: int = 0) -> list[list[float]]:
     answer = client.get(f"/v2/clusters/{cluster_id}/metrics",
                         params={"since": since, "step": 1})
     assert answer.status_code == 200, answer.text
-    found = [s["points"] for s in answer.json()["series"] if s["metric"] == metric]
+    found = [s["points"] for s in answer.json()["series"]
+             if s["metric"] == metric and s["ordinal"] == ordinal]
     return found[0] if found else []
 
 
 def _wait_for(client: httpx.Client, cluster_id: str, metric: str,
-              ok: Callable[[list[list[float]]], bool], timeout: float = 20) -> list[list[float]]:
-    """The metric's points once ``ok`` holds for them (the observer samples every
-    0.3 s; a sample reaches the store with its batch)."""
+              ok: Callable[[list[list[float]]], bool], timeout: float = 20,
+              ordinal: int = 0) -> list[list[float]]:
+    """The metric's points (of node ``ordinal``) once ``ok`` holds for them (the
+    observer samples every 0.3 s; a sample reaches the store with its batch)."""
     deadline = time.monotonic() + timeout
     while True:
-        points = _points(client, cluster_id, metric)
+        points = _points(client, cluster_id, metric, ordinal=ordinal)
         if points and ok(points):
             return points
         assert time.monotonic() < deadline, f"{metric}: {points[-10:]}"
@@ -270,7 +274,7 @@ def test_operators_scrape_every_node(server: HoardServer, tenant: httpx.Client,
         body = admin.get("/metrics/clusters").text
     for engine, cluster_id in clusters.items():
         node = tenant.get(f"/v2/clusters/{cluster_id}").json()["members"][0]["id"]
-        labels = (f'{{cluster="m-{engine}",engine="{engine}",node="{node}",'
+        labels = (f'{{cluster="m-{engine}",engine="{engine.removesuffix("-ha")}",node="{node}",'
                   f'project="metrics-tenant"}}')
         for name in ("hoard_node_connections", "hoard_node_operations_total",
                      "hoard_node_storage_used_bytes", "hoard_node_memory_used_bytes"):
@@ -287,3 +291,19 @@ def test_cluster_top_shows_each_node(server: HoardServer, tenant: httpx.Client,
     table = hoard_cli(server, token, "cluster", "top", "m-redis", "--once")
     assert table.returncode == 0, table.stderr
     assert "m-redis (redis, ACTIVE)" in table.stdout and "ops/s" in table.stdout
+
+
+def test_a_replicated_cluster_reports_every_member(tenant: httpx.Client,
+                                                   clusters: dict[str, str]) -> None:
+    """Each member's own numbers, and the lag the HA machinery reports: Sentinel's
+    and the replication link's connections are not the tenant's."""
+    cluster_id = clusters["redis-ha"]
+    writer = redis.Redis.from_url(tenant_uri(tenant, cluster_id))
+    try:
+        writer.mset({f"k{i}": "x" * 100 for i in range(1000)})
+    finally:
+        writer.close()
+    for ordinal in (0, 1):
+        _wait_for(tenant, cluster_id, "replication_lag_bytes", _latest_is(0), ordinal=ordinal)
+        _wait_for(tenant, cluster_id, "connections", _latest_is(0), ordinal=ordinal)
+        assert _points(tenant, cluster_id, "storage_used_bytes", ordinal=ordinal)
