@@ -140,8 +140,8 @@ class MetricSeries(BaseModel):
     node_id: str
     ordinal: int = Field(description="The node's number in its cluster")
     points: list[tuple[float, float]] = Field(
-        description="[start of the step in seconds since the epoch, value], oldest first; "
-                    "steps without a sample are left out")
+        description="[start of the step in seconds since the epoch (a whole multiple of "
+                    "the step), value], oldest first; steps without a sample are left out")
 
 
 class ClusterMetrics(BaseModel):

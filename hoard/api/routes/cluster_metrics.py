@@ -66,11 +66,14 @@ def cluster_metrics(
         nodes = {n.id: n.ordinal for n in cluster.nodes}
         samples = stored.read(s, nodes, start.replace(tzinfo=None))
     raw_gap = 3 * svc.settings.metrics_interval
+    # Steps on a grid of whole multiples of the step: the same sample falls in the
+    # same step whenever it is asked for, so polls see stable points.
+    grid = start.timestamp() // step_s * step_s
     series = [
         MetricSeries(metric=name, unit=UNITS[name], node_id=node_id, ordinal=nodes[node_id],
                      points=[(p.at, round(p.value, 6)) for p in points])
         for node_id, node_samples in samples.items()
-        for name, points in m.series(node_samples, start.timestamp(), step_s,
+        for name, points in m.series(node_samples, grid, step_s,
                                      max(raw_gap, 2 * ROLLUP_STEP)).items()]
     return ClusterMetrics(cluster_id=cluster_id, since=start, until=now, step=step_s,
                           interval=svc.settings.metrics_interval,
