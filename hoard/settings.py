@@ -73,6 +73,12 @@ class Settings(BaseSettings):
     outbox_interval: float = 2.0  # how often workers look for operations never started
     observe_interval: float = 2.0
     observe_batch: int = Field(200, ge=1)  # clusters the observer loads and checks at a time
+    # Seconds between metric samples of each node, taken by the observer's pass
+    # (0: none); raw samples are kept metrics_raw_hours, then one per 5 minutes
+    # until metrics_keep_days.
+    metrics_interval: float = Field(10.0, ge=0)
+    metrics_raw_hours: float = Field(24.0, gt=0)
+    metrics_keep_days: float = Field(7.0, gt=0)
     default_quota_clusters: int = 10
     default_quota_nodes: int = 20
     default_quota_storage_gb: int = 200

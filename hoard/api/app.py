@@ -22,6 +22,7 @@ from hoard.api.routes import (
     backups,
     catalog,
     cluster_changes,
+    cluster_metrics,
     clusters,
     configurations,
     logs,
@@ -72,8 +73,8 @@ def create_app(settings: Settings, run_workers: bool = True) -> FastAPI:
     problems.install(app)
     app.add_middleware(LeanList)  # inside the gate: it needs the gate's principal
     app.add_middleware(Gate, metrics=metrics.install(app), max_body_bytes=settings.max_body_bytes)
-    for module in (clusters, cluster_changes, accounts, backups, configurations, logs,
-                   operations, catalog, projects, workers):
+    for module in (clusters, cluster_changes, cluster_metrics, accounts, backups,
+                   configurations, logs, operations, catalog, projects, workers):
         app.include_router(module.router)
     trove.install(app)
     app.mount(console.PREFIX, console.files(), name="console")

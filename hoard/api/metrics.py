@@ -1,6 +1,7 @@
 """Prometheus metrics at /metrics (admin token): request rates and latencies (counted
 by the gate), and
-cluster and operation counts read from the store at scrape time."""
+cluster and operation counts read from the store at scrape time. Every node's
+engine metrics are at /metrics/clusters (hoard/api/node_metrics.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from hoard.api import node_metrics
 from hoard.api.auth import Principal, authenticate
 from hoard.domain.status import OperationStatus
 from hoard.store.db import Store
@@ -79,4 +81,5 @@ def install(app: FastAPI) -> ApiMetrics:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(router)
+    app.include_router(node_metrics.router)
     return found

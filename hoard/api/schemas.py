@@ -155,6 +155,28 @@ class ClusterView(BaseModel):
     updated_at: dt.datetime
 
 
+class MetricSeries(BaseModel):
+    metric: str = Field(description="connections, operations_per_second, cache_hit_ratio, "
+                                    "lock_waits, replication_lag_bytes, storage_used_bytes, "
+                                    "storage_total_bytes, cpu_usage_ratio, memory_used_bytes "
+                                    "or memory_limit_bytes")
+    unit: str
+    node_id: str
+    ordinal: int = Field(description="The node's number in its cluster")
+    points: list[tuple[float, float]] = Field(
+        description="[start of the step in seconds since the epoch (a whole multiple of "
+                    "the step), value], oldest first; steps without a sample are left out")
+
+
+class ClusterMetrics(BaseModel):
+    cluster_id: str
+    since: dt.datetime
+    until: dt.datetime
+    step: int = Field(description="Seconds each point stands for")
+    interval: float = Field(description="Seconds between samples (0: collection is off)")
+    series: list[MetricSeries]
+
+
 class OperationView(BaseModel):
     id: str
     kind: str

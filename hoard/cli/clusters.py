@@ -8,6 +8,7 @@ import time
 from typing import Annotated, Any
 
 import typer
+from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hoard.cli.client import ApiError, Client
@@ -16,11 +17,13 @@ from hoard.cli.output import (
     Format,
     cluster_table,
     clusters_table,
+    console,
     emit,
     err_console,
     fail,
     plan_table,
 )
+from hoard.cli.top import latest, top_table
 
 app = typer.Typer(no_args_is_help=True)
 app.command("logs")(logs)
@@ -323,3 +326,35 @@ def events(name: str, output: Output = Format.table) -> None:
     else:
         for event in page["events"]:
             typer.echo(f"{event['created_at']}  {event['kind']:<26} {event['message']}")
+
+
+@app.command("top")
+def top(
+    name: str,
+    every: Annotated[float, typer.Option("--every", min=0.5,
+                                         help="Seconds between refreshes")] = 2.0,
+    once: Annotated[bool, typer.Option("--once", help="Print once and exit")] = False,
+    output: Output = Format.table,
+) -> None:
+    """Each node's connections, operations per second, cache hits, lock waits,
+    lag, storage, CPU and memory, refreshed in place until Ctrl-C."""
+    client = Client()
+
+    def fetch() -> tuple[dict[str, Any], dict[str, Any]]:
+        cluster = client.find_cluster(name)
+        return cluster, client.get(f"/v2/clusters/{cluster['id']}/metrics?since=5m")
+
+    try:
+        cluster, metrics = fetch()
+        if once or output == Format.json:
+            emit({str(k): v for k, v in latest(metrics).items()}, output,
+                 lambda _: top_table(cluster, metrics))
+            return
+        with Live(top_table(cluster, metrics), console=console, auto_refresh=False) as live:
+            while True:
+                time.sleep(every)
+                live.update(top_table(*fetch()), refresh=True)
+    except ApiError as exc:
+        fail(exc)
+    except KeyboardInterrupt:
+        pass

@@ -292,6 +292,18 @@ class AclAccounts(ABC):
     def set_password(self, ctx: NodeContext, ca_file: str, name: str, password: str) -> None: ...
 
 
+class Metrics(ABC):
+    """The engine's own numbers for a node, read over its protocol as Hoard's
+    service account (one short connection, during the observer's pass)."""
+
+    @abstractmethod
+    def metrics(self, ctx: NodeContext, ca_file: str, timeout: float = 2.0) -> dict[str, float]:
+        """The node's current values under the names of :mod:`hoard.domain.metrics`
+        (connections, operations_total, cache_hits_total, cache_misses_total,
+        lock_waits): counters as the server counts them since it started. Raises
+        if the server cannot be asked."""
+
+
 @dataclass(frozen=True)
 class LogMark:
     """What a log rotation proves: every transaction committed at or before ``at``

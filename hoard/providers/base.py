@@ -139,6 +139,13 @@ class Provider(ABC):
         """How much of the node's storage (``storage_gb`` as asked) is used; None if
         the node has no storage."""
 
+    def resource_usage(self, node_id: str) -> dict[str, float]:
+        """CPU and memory the node uses against its limits, under the names of
+        :mod:`hoard.domain.metrics` (cpu_seconds_total, cpu_limit_cores,
+        memory_used_bytes, memory_limit_bytes); what the provider cannot tell is
+        left out."""
+        return {}
+
     @abstractmethod
     def output_tail(self, node_id: str, name: str = "server", max_bytes: int = 4096) -> str:
         """The end of what the node's process ``name`` wrote (stdout and stderr):

@@ -107,3 +107,71 @@ def remove(group: str, wait: float = 2.0) -> None:
                 if time.monotonic() > deadline:
                     break
                 time.sleep(0.05)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def _stat(path: Path) -> dict[str, int]:
+    """A ``key value`` file (memory.stat, cpu.stat) as a dict."""
+    found: dict[str, int] = {}
+    for line in (_read(path) or "").splitlines():
+        key, _, value = line.partition(" ")
+        if value.strip().lstrip("-").isdigit():
+            found[key] = int(value)
+    return found
+
+
+def _process_cpu_seconds(procs: Path) -> float | None:
+    """CPU time of the processes in a cgroup and of the children they reaped
+    (cgroup v1's cpu controller keeps no usage; cpuacct is not joined)."""
+    text = _read(procs)
+    if text is None:
+        return None
+    ticks = 0
+    for pid in text.split():
+        stat = _read(Path(f"/proc/{pid}/stat"))
+        if stat is None:
+            continue  # exited meanwhile: its time is in its parent's reaped share
+        fields = stat.rpartition(")")[2].split()
+        ticks += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def usage(group: str) -> dict[str, float]:
+    """What the group's processes use against its limits: ``cpu_seconds_total``,
+    ``cpu_limit_cores``, ``memory_used_bytes`` (reclaimable page cache left
+    out, as the kernel would reclaim it before failing an allocation) and
+    ``memory_limit_bytes``; whatever the host cannot tell is left out."""
+    found: dict[str, float] = {}
+    if _unified():
+        node = _candidates(group)[0]
+        cpu = _stat(node / "cpu.stat")
+        if "usage_usec" in cpu:
+            found["cpu_seconds_total"] = cpu["usage_usec"] / 1e6
+        quota, _, period = (_read(node / "cpu.max") or "").partition(" ")
+        if quota.isdigit() and period.strip().isdigit():
+            found["cpu_limit_cores"] = int(quota) / int(period)
+        current, limit = _read(node / "memory.current"), _read(node / "memory.max")
+        inactive = _stat(node / "memory.stat").get("inactive_file", 0)
+    else:
+        memory, cpu_dir = (ROOT / c / "hoard" / group for c in ("memory", "cpu"))
+        seconds = _process_cpu_seconds(memory / "cgroup.procs")
+        if seconds is not None:
+            found["cpu_seconds_total"] = seconds
+        cfs_quota = _read(cpu_dir / "cpu.cfs_quota_us")
+        cfs_period = _read(cpu_dir / "cpu.cfs_period_us")
+        if cfs_quota and cfs_period and int(cfs_quota) > 0:
+            found["cpu_limit_cores"] = int(cfs_quota) / int(cfs_period)
+        current, limit = (_read(memory / "memory.usage_in_bytes"),
+                          _read(memory / "memory.limit_in_bytes"))
+        inactive = _stat(memory / "memory.stat").get("total_inactive_file", 0)
+    if current and current.strip().isdigit():
+        found["memory_used_bytes"] = float(max(0, int(current) - inactive))
+    if limit and limit.strip().isdigit() and int(limit) < 2**60:  # else: no limit
+        found["memory_limit_bytes"] = float(limit)
+    return found

@@ -268,6 +268,9 @@ class LocalProvider(Provider):
     def has_storage(self, node_id: str) -> bool:
         return self._dir(node_id).is_dir()
 
+    def resource_usage(self, node_id: str) -> dict[str, float]:
+        return cgroups.usage(node_id)
+
     def storage_usage(self, node_id: str, storage_gb: int) -> StorageUsage | None:
         """A node's own filesystem: statvfs (constant time). A plain directory: the
         bytes its files take, against the storage asked for (the walk stops once

@@ -321,3 +321,19 @@ class Address(Base):
     cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"),
                                             index=True)
     role: Mapped[str] = mapped_column(String(16))  # "node", "read-write" or "read-only"
+
+
+class MetricSample(Base):
+    """One node's metrics at one moment (hoard.domain.metrics): raw samples at the
+    observer's metrics interval (``resolution`` 0), and, past the raw retention,
+    one per ``resolution`` seconds. Pruned by the observer loop, so the table
+    holds at most a bounded window per node."""
+
+    __tablename__ = "metric_samples"
+    __table_args__ = (Index("ix_metric_samples_age", "resolution", "at"),)
+
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    resolution: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, primary_key=True)
+    values: Mapped[dict[str, float]] = mapped_column(JSON)

@@ -18,12 +18,15 @@ and an event is written once per crossing, up or back down. A node
 whose storage is full is reported as such ("storage full (N of M bytes used):
 resize the storage"), whatever else its server says: engines that hit the end
 of their disk fail with messages that never name it.
+
+Metrics: a pass that is due (``HOARD_METRICS_INTERVAL``) also takes a sample of
+every node it checks (hoard/workflows/sampling.py), written with the batch.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
@@ -46,6 +49,7 @@ from hoard.workflows.members import (
     topology,
 )
 from hoard.workflows.membership import my_clusters
+from hoard.workflows.sampling import Sampling, node_sample, prune, record
 from hoard.workflows.services import services
 
 log = logging.getLogger(__name__)
@@ -58,6 +62,7 @@ class Observation:
     healthy: bool
     detail: str
     storage: StorageUsage | None = None
+    metrics: Mapping[str, float] | None = None  # a sample, on passes that take one
 
 
 def with_storage(cluster: models.Cluster, o: Observation) -> Observation:
@@ -91,11 +96,15 @@ def observe_node(cluster: models.Cluster, node: models.Node) -> Observation:
     return Observation(node.id, health.ok, health.detail)
 
 
-def _observe_one(cluster: models.Cluster, node: models.Node) -> list[Observation]:
-    return [with_storage(cluster, observe_node(cluster, node))]
+def _observe_one(cluster: models.Cluster, node: models.Node,
+                 sample: bool = False) -> list[Observation]:
+    o = with_storage(cluster, observe_node(cluster, node))
+    if sample:
+        o = replace(o, metrics=node_sample(cluster, node, o.healthy, o.storage))
+    return [o]
 
 
-def observe_replicated(cluster: models.Cluster) -> list[Observation]:
+def observe_replicated(cluster: models.Cluster, sample: bool = False) -> list[Observation]:
     """Every member's health as the HA machinery reports it; restart dead members
     (they rejoin as replicas) and a dead endpoint proxy."""
     svc = services()
@@ -114,9 +123,15 @@ def observe_replicated(cluster: models.Cluster) -> list[Observation]:
         log.warning("endpoint of cluster %s was not running; restarted", cluster.name)
     observed: list[MemberState] = states(cluster, topo)
     record_roles(cluster.id, observed)
-    return [with_storage(cluster, Observation(o.node_id, o.healthy and o.node_id not in restarted,
-                                              restarted.get(o.node_id) or o.detail))
-            for o in observed]
+    found = [with_storage(cluster, Observation(o.node_id, o.healthy and o.node_id not in restarted,
+                                               restarted.get(o.node_id) or o.detail))
+             for o in observed]
+    if not sample:
+        return found
+    nodes, lags = {n.id: n for n in cluster.nodes}, {o.node_id: o.lag_bytes for o in observed}
+    return [replace(o, metrics=node_sample(cluster, nodes[o.node_id], o.healthy, o.storage,
+                                           lags.get(o.node_id)))
+            if o.node_id in nodes else o for o in found]
 
 
 def _replace(cluster: models.Cluster, node: models.Node) -> None:
@@ -143,13 +158,17 @@ def _replace(cluster: models.Cluster, node: models.Node) -> None:
     runtime.start(op)
 
 
-def observe_once(pool: ThreadPoolExecutor, batch: int) -> int:
+def observe_once(pool: ThreadPoolExecutor, batch: int, sampling: Sampling | None = None) -> int:
     """Check every node of every running cluster once; return how many were checked.
 
     Clusters are walked in id order, ``batch`` at a time (keyset paging), each
     batch checked and recorded before the next is loaded: a pass holds one batch
-    in memory and one short transaction per batch, however many clusters exist."""
+    in memory and one short transaction per batch, however many clusters exist.
+    With ``sampling``, a pass that is due takes every node's metrics as well."""
     checked, after = 0, ""
+    sample = sampling is not None and sampling.due()
+    if sampling is not None and sampling.prune_due():
+        prune(sampling)
     while True:
         with services().store.session() as s:
             clusters = list(s.scalars(
@@ -159,18 +178,20 @@ def observe_once(pool: ThreadPoolExecutor, batch: int) -> int:
                 .order_by(models.Cluster.id).limit(batch)))
         if not clusters:
             return checked
-        checked += _observe_batch(pool, clusters)
+        checked += _observe_batch(pool, clusters, sample)
         after = clusters[-1].id
 
 
-def _observe_batch(pool: ThreadPoolExecutor, clusters: list[models.Cluster]) -> int:
+def _observe_batch(pool: ThreadPoolExecutor, clusters: list[models.Cluster],
+                   sample: bool = False) -> int:
     pending: list[tuple[models.Cluster, list[models.Node], Future[list[Observation]]]] = []
     for cluster in clusters:
         if replicated(cluster):
-            pending.append((cluster, list(cluster.nodes), pool.submit(observe_replicated, cluster)))
+            pending.append((cluster, list(cluster.nodes),
+                            pool.submit(observe_replicated, cluster, sample)))
         else:
             for node in cluster.nodes:
-                pending.append((cluster, [node], pool.submit(_observe_one, cluster, node)))
+                pending.append((cluster, [node], pool.submit(_observe_one, cluster, node, sample)))
     results: dict[str, list[Observation]] = {}
     for cluster, nodes, future in pending:
         try:
@@ -178,6 +199,8 @@ def _observe_batch(pool: ThreadPoolExecutor, clusters: list[models.Cluster]) -> 
         except Exception as exc:  # a broken node must not stop the loop
             observations = [Observation(n.id, False, f"observer error: {exc}") for n in nodes]
         results.setdefault(cluster.id, []).extend(observations)
+    record({o.node_id: o.metrics for found in results.values() for o in found
+            if o.metrics is not None})
     # Most passes change nothing: only clusters whose observations differ from
     # what the batch loaded are read again and written, so a quiet pass costs one
     # read per batch, not a transaction per cluster.
@@ -272,7 +295,7 @@ def _moved(node: models.Node, usage: StorageUsage) -> bool:
     return abs(recorded.used_bytes - usage.used_bytes) * 100 >= usage.total_bytes
 
 
-def observer(interval: float, batch: int) -> Loop:
+def observer(interval: float, batch: int, sampling: Sampling | None = None) -> Loop:
     """The observer loop, with a small pool so one slow node cannot stall the rest."""
     pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="observe")
-    return Loop("observer", interval, lambda: observe_once(pool, batch))
+    return Loop("observer", interval, lambda: observe_once(pool, batch, sampling))

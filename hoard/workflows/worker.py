@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from datetime import timedelta
 
 from hoard.settings import Settings
 from hoard.workflows import runtime
@@ -15,6 +16,7 @@ from hoard.workflows.archiver import archiver
 from hoard.workflows.loops import Loop
 from hoard.workflows.maintenance import maintainer
 from hoard.workflows.observer import observer
+from hoard.workflows.sampling import Sampling
 from hoard.workflows.scheduler import scheduler, store_sweeper
 from hoard.workflows.services import build
 
@@ -22,7 +24,9 @@ log = logging.getLogger(__name__)
 
 
 def background_loops(settings: Settings) -> list[Loop]:
-    return [observer(settings.observe_interval, settings.observe_batch),
+    sampling = Sampling(settings.metrics_interval, timedelta(hours=settings.metrics_raw_hours),
+                        timedelta(days=settings.metrics_keep_days))
+    return [observer(settings.observe_interval, settings.observe_batch, sampling),
             archiver(settings.archive_interval), scheduler(settings.schedule_interval),
             store_sweeper(settings.sweep_interval, settings.backup_timeout),
             maintainer(settings.maintenance_interval),

@@ -44,6 +44,7 @@ from hoard.engines.base import (
     Engine,
     Health,
     IncrementalBackups,
+    Metrics,
     NodeContext,
     Parameter,
     ParamValue,
@@ -60,6 +61,7 @@ from hoard.engines.mariadb.backup import (
 )
 from hoard.engines.mariadb.ha import MariaDBReplication
 from hoard.engines.mariadb.logs import MariaDBLogs
+from hoard.engines.mariadb.metrics import collect as collect_metrics
 
 MARIADBD = "/usr/sbin/mariadbd"
 INSTALL_DB = "/usr/bin/mariadb-install-db"
@@ -209,8 +211,8 @@ def _installed_version() -> str | None:
     return f"{found[1]}.{found[2]}" if found else None
 
 
-class MariaDB(Engine, SqlAccounts, MariaDBBackups, IncrementalBackups, MariaDBReplication,
-              MariaDBLogs):
+class MariaDB(Engine, SqlAccounts, Metrics, MariaDBBackups, IncrementalBackups,
+              MariaDBReplication, MariaDBLogs):
     name = "mariadb"
     display_name = "MariaDB"
     standard_port = 3306
@@ -337,6 +339,10 @@ class MariaDB(Engine, SqlAccounts, MariaDBBackups, IncrementalBackups, MariaDBRe
             return Health(False, lines[0] if lines else "unreachable")
         role = "replica" if rows and rows[0][0] else "primary"
         return Health(True, f"accepting connections as {role}")
+
+    def metrics(self, ctx: NodeContext, ca_file: str, timeout: float = 2.0) -> dict[str, float]:
+        with self._connect(ctx, ca_file, timeout, io_timeout=timeout) as conn:
+            return collect_metrics(conn)
 
     def initialize(self, ctx: NodeContext, ca_file: str) -> None:
         self.set_admin_password(ctx, ca_file)  # creates the account if it is missing

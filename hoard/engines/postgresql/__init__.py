@@ -29,6 +29,7 @@ from hoard.engines.base import (
     DatabaseInfo,
     Engine,
     Health,
+    Metrics,
     NodeContext,
     Parameter,
     SqlAccounts,
@@ -44,6 +45,7 @@ from hoard.engines.postgresql.backup import (
 )
 from hoard.engines.postgresql.ha import PostgreSQLReplication
 from hoard.engines.postgresql.logs import PostgreSQLLogs
+from hoard.engines.postgresql.metrics import collect as collect_metrics
 
 PG_ROOT = Path("/usr/lib/postgresql")
 DATA_INIT = PurePosixPath("data.init")
@@ -142,7 +144,7 @@ def _render(name: str, value: int | bool | str) -> str:
     return f"{value}{_PARAM_UNITS.get(name, '')}"
 
 
-class PostgreSQL(Engine, SqlAccounts, PostgreSQLBackups, PostgreSQLReplication,
+class PostgreSQL(Engine, SqlAccounts, Metrics, PostgreSQLBackups, PostgreSQLReplication,
                  PostgreSQLLogs):
     name = "postgresql"
     display_name = "PostgreSQL"
@@ -265,6 +267,10 @@ class PostgreSQL(Engine, SqlAccounts, PostgreSQLBackups, PostgreSQLReplication,
             return Health(False, str(exc).strip().splitlines()[0] if str(exc) else "unreachable")
         role = "replica" if row and row[0] else "primary"
         return Health(True, f"accepting connections as {role}")
+
+    def metrics(self, ctx: NodeContext, ca_file: str, timeout: float = 2.0) -> dict[str, float]:
+        with self._connect(ctx, ca_file, timeout) as conn:
+            return collect_metrics(conn)
 
     def initialize(self, ctx: NodeContext, ca_file: str) -> None:
         self.set_admin_password(ctx, ca_file)

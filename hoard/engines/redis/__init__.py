@@ -52,6 +52,7 @@ from hoard.engines.base import (
     Engine,
     Health,
     LogMark,
+    Metrics,
     NodeContext,
     Parameter,
     ParamValue,
@@ -60,6 +61,7 @@ from hoard.engines.base import (
 from hoard.engines.redis import backup as rb
 from hoard.engines.redis.ha import RedisReplication
 from hoard.engines.redis.logs import RedisLogs
+from hoard.engines.redis.metrics import collect as collect_metrics
 
 REDIS_SERVER = "/usr/bin/redis-server"
 REDIS_CLI = "/usr/bin/redis-cli"
@@ -191,7 +193,7 @@ def _first_line(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-class Redis(Engine, AclAccounts, Backups, RedisReplication, RedisLogs):
+class Redis(Engine, AclAccounts, Metrics, Backups, RedisReplication, RedisLogs):
     name = "redis"
     display_name = "Redis"
     standard_port = 6379
@@ -312,6 +314,10 @@ class Redis(Engine, AclAccounts, Backups, RedisReplication, RedisLogs):
             return Health(False, _first_line(exc))
         kind = "primary" if role and role[0] == "master" else "replica"
         return Health(True, f"accepting connections as {kind}")
+
+    def metrics(self, ctx: NodeContext, ca_file: str, timeout: float = 2.0) -> dict[str, float]:
+        with self._connect(ctx, ca_file, timeout) as client:
+            return collect_metrics(client, ctx.service.user)
 
     def initialize(self, ctx: NodeContext, ca_file: str) -> None:
         # bootstrap wrote these users; setting them again makes the end state

@@ -5,6 +5,7 @@ import * as api from "./api.js";
 import { accountsSection } from "./accounts.js";
 import { backupsSection } from "./backups.js";
 import { changesSection } from "./changes.js";
+import { charts } from "./charts.js";
 import { configurationSection } from "./configuration.js";
 import { endpointList } from "./clusters.js";
 import { guardsSection } from "./guards.js";
@@ -154,6 +155,7 @@ export async function clusterView(main, ctx, id) {
   };
   const opArea = h("div");
   const eventArea = h("div");
+  const chartArea = h("div");
   const gone = h("div", { "aria-live": "polite" });
   const lower = h("div"); // users, databases, backups, delete: drawn once the cluster is known
   replace(main, h("p", {}, h("a", { href: "#/clusters" }, "← All clusters")), heading, gone,
@@ -161,6 +163,7 @@ export async function clusterView(main, ctx, id) {
     h("h2", {}, "Endpoints"), endpoints,
     h("h2", {}, "Connect"), connection(id, signal),
     h("h2", {}, "Members"), memberFeedback, memberArea,
+    h("h2", {}, "Metrics"), chartArea,
     h("h2", {}, "Operation"), opArea,
     lower,
     h("h2", {}, "Events"), eventArea);
@@ -196,6 +199,10 @@ export async function clusterView(main, ctx, id) {
     redraw(overview, c, facts);
     redraw(endpoints, c.endpoints, endpointList);
     redraw(memberArea, [c.status, c.members], () => members(c, switchover));
+    if (c.status !== "DELETING") { // a cluster being deleted may be gone by the next call
+      const metrics = await api.get(`/v2/clusters/${id}/metrics?since=1h`, { signal });
+      redraw(chartArea, { ...metrics, since: null, until: null }, () => charts(metrics));
+    }
     const { events } = await api.get(`/v2/clusters/${id}/events?limit=1000`, { signal });
     redraw(eventArea, events, eventsList);
     const opId = [...events].reverse().find((e) => e.operation_id)?.operation_id;
