@@ -97,19 +97,23 @@ def tenants(hoard: HoardServer, admin: httpx.Client) -> Iterator[dict[str, Any]]
 
 # --- authentication --------------------------------------------------------------
 
+# An id no cluster or operation has (fixed: test ids must be the same in every
+# collection, as parallel runners compare them).
+UNKNOWN_ID = "5f0d7e3c-2a41-4b8e-9c6d-1e2f3a4b5c6d"
+
 ENDPOINTS = [
     ("GET", "/v2/clusters"),
     ("POST", "/v2/clusters"),
-    ("GET", f"/v2/clusters/{uuid.uuid4()}"),
-    ("GET", f"/v2/clusters/{uuid.uuid4()}/credentials"),
-    ("DELETE", f"/v2/clusters/{uuid.uuid4()}"),
-    ("GET", f"/v2/operations/{uuid.uuid4()}"),
+    ("GET", f"/v2/clusters/{UNKNOWN_ID}"),
+    ("GET", f"/v2/clusters/{UNKNOWN_ID}/credentials"),
+    ("DELETE", f"/v2/clusters/{UNKNOWN_ID}"),
+    ("GET", f"/v2/operations/{UNKNOWN_ID}"),
     ("GET", "/v2/engines"),
     ("GET", "/v2/sizes"),
     ("GET", "/v2/projects"),
     ("POST", "/v2/projects"),
-    ("GET", f"/v2/projects/{uuid.uuid4()}"),
-    ("POST", f"/v2/projects/{uuid.uuid4()}/tokens"),
+    ("GET", f"/v2/projects/{UNKNOWN_ID}"),
+    ("POST", f"/v2/projects/{UNKNOWN_ID}/tokens"),
 ]
 
 BAD_HEADERS = [
