@@ -23,15 +23,12 @@ ignore a lone ``dump.rdb`` and start empty), else as ``dump.rdb``.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import signal
-import socket
-import ssl
 import subprocess
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
-from functools import cache, lru_cache
+from functools import cache
 from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import quote
@@ -62,6 +59,7 @@ from hoard.engines.redis import backup as rb
 from hoard.engines.redis.ha import RedisReplication
 from hoard.engines.redis.logs import RedisLogs
 from hoard.engines.redis.metrics import collect as collect_metrics
+from hoard.engines.redis.tls import TLSConnection
 
 REDIS_SERVER = "/usr/bin/redis-server"
 REDIS_CLI = "/usr/bin/redis-cli"
@@ -163,29 +161,6 @@ def _installed_versions() -> tuple[str, ...]:
         return ()
     found = re.search(r"\bv=(\d+)\.(\d+)", out)
     return (f"{found[1]}.{found[2]}",) if found else ()
-
-
-class _TLSConnection(redis.SSLConnection):
-    """TLS to a node, trusting only the CA file given (Hoard's CA).
-
-    redis-py builds every connection's context with ``ssl.create_default_context()``,
-    which loads the system's whole trust store (40 ms of CPU here) before adding the
-    CA file. Health checks open a connection each, every 10 to 50 ms while a node
-    starts: a restored node's start kept a CPU busy with them while Redis, on the
-    other, loaded its data. The context is built once per CA file instead.
-    """
-
-    def _wrap_socket_with_ssl(self, sock: socket.socket) -> ssl.SSLSocket:
-        assert self.ca_certs is not None
-        context = _trusting(self.ca_certs, os.stat(self.ca_certs).st_mtime_ns)
-        return context.wrap_socket(sock, server_hostname=self.host)
-
-
-@lru_cache(maxsize=8)
-def _trusting(ca_file: str, version: int) -> ssl.SSLContext:
-    """Verifies the peer's certificate and name against ``ca_file`` alone (``version``:
-    the file's mtime, so a replaced file is read again)."""
-    return ssl.create_default_context(cafile=ca_file)
 
 
 def _first_line(exc: Exception) -> str:
@@ -297,7 +272,7 @@ class Redis(Engine, AclAccounts, Metrics, Backups, RedisReplication, RedisLogs):
 
     def _connect(self, ctx: NodeContext, ca_file: str, timeout: float = 10) -> redis.Redis:
         return redis.Redis.from_pool(redis.ConnectionPool(
-            connection_class=_TLSConnection,
+            connection_class=TLSConnection,
             host=ctx.host, port=ctx.port, username=ctx.service.user,
             password=ctx.service.password, ssl_ca_certs=ca_file,
             ssl_cert_reqs="required", ssl_check_hostname=True,

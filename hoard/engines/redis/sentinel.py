@@ -27,6 +27,7 @@ from redis.retry import Retry
 
 from hoard.domain.nodes import NodeRunner
 from hoard.engines.base import TLS_CA, TLS_CERT, TLS_KEY, Credentials, Member, Topology
+from hoard.engines.redis.tls import TLSConnection
 
 REDIS_SERVER = "/usr/bin/redis-server"  # "--sentinel" makes it a sentinel
 CONF = PurePosixPath("conf/redis.conf")  # as the single-node engine's ``configure`` writes it
@@ -71,12 +72,13 @@ class View:
 
 def client(addr: Addr, creds: Credentials, trust: Trust,
            timeout: float = ASK_TIMEOUT) -> redis.Redis:
-    return redis.Redis(
+    return redis.Redis.from_pool(redis.ConnectionPool(
+        connection_class=TLSConnection,
         host=addr[0], port=addr[1], username=creds.user, password=creds.password,
-        ssl=True, ssl_ca_certs=trust.file, ssl_ca_data=trust.pem, ssl_cert_reqs="required",
+        ssl_ca_certs=trust.file, ssl_ca_data=trust.pem, ssl_cert_reqs="required",
         ssl_check_hostname=True, socket_connect_timeout=timeout, socket_timeout=timeout,
         retry=_NO_RETRY, decode_responses=True, client_name="hoard",
-    )
+    ))
 
 
 def ask(addr: Addr, creds: Credentials, trust: Trust, *args: str) -> Any:
