@@ -254,6 +254,23 @@ def test_a_switchover_is_survived(hoard: HoardServer, tenant: httpx.Client) -> N
     assert _pooler_addresses(hoard, cid) == []
 
 
+def test_changing_the_pooler_reloads_it(hoard: HoardServer, tenant: httpx.Client,
+                                        pooled: dict[str, Any]) -> None:
+    cid = pooled["id"]
+    pid = _pooler_pid(hoard, cid)
+    asked = {"mode": "session", "max_client_conn": 100}
+    answer = tenant.patch(f"/v2/clusters/{cid}", json={"pooler": asked})
+    assert answer.status_code == 202, answer.text
+    assert wait_operation(tenant, answer.json()["operation"]["id"])["status"] == "succeeded"
+    after = tenant.get(f"/v2/clusters/{cid}").json()
+    assert after["pooler"] == asked and after["status"] == "ACTIVE"
+    assert _pooler_endpoint(after) == _pooler_endpoint(pooled)  # the same address
+    assert _pooler_pid(hoard, cid) == pid  # reloaded, not restarted
+    with _connect(_pooler_endpoint(after), "admin", _admin_password(tenant, cid),
+                  ca_file_for(tenant)) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
 def test_closing_the_pooler_stops_it_and_frees_its_address(
         hoard: HoardServer, tenant: httpx.Client, pooled: dict[str, Any]) -> None:
     cid = pooled["id"]
