@@ -25,6 +25,7 @@ from tests.conftest import (
     ca_file_for,
     create_cluster,
     delete_cluster,
+    hoard_server,
     new_tenant,
     wait_operation,
 )
@@ -109,6 +110,8 @@ def test_tls_and_scram_through_the_pooler(tenant: httpx.Client, pooled: dict[str
     direct = next(e for e in pooled["endpoints"] if e["role"] == "read-write")
     assert endpoint["port"] == 6432 and endpoint["host"] != direct["host"]
     assert pooled["pooler"] == POOLER
+    listed = next(c for c in tenant.get("/v2/clusters").json()["clusters"] if c["id"] == cid)
+    assert (listed["pooler"], listed["endpoints"]) == (POOLER, pooled["endpoints"])
     ca = ca_file_for(tenant)
 
     with _connect(endpoint, "admin", _admin_password(tenant, cid), ca) as conn:
@@ -289,3 +292,30 @@ def test_closing_the_pooler_stops_it_and_frees_its_address(
         _connect(endpoint, "admin", "x", ca_file_for(tenant), timeout=2).close()
     again = tenant.patch(f"/v2/clusters/{cid}", json={"pooler": None})
     assert again.status_code == 422 and "no pooler" in again.text
+
+
+def test_a_pooler_that_fails_to_open_leaves_nothing() -> None:
+    """The open step fails (injected): a create is undone whole, a PATCH leaves the
+    cluster as it was, with no pooler process, directory or address anywhere."""
+    with hoard_server({"HOARD_FAIL_STEP": "open pooler"}) as server, server.client() as admin:
+        token = new_tenant(admin, "failing")
+        with server.client(token) as client:
+            made = client.post("/v2/clusters", json={"name": "fails", "engine": "postgresql",
+                                                     "size": "nano", "pooler": POOLER})
+            assert made.status_code == 202, made.text
+            op = wait_operation(client, made.json()["operation"]["id"])
+            assert op["status"] == "failed" and "open pooler" in op["error"], op
+            failed = client.get(f"/v2/clusters/{made.json()['cluster']['id']}").json()
+            assert failed["status"] == "FAILED" and failed["endpoints"] == []
+
+            plain = create_cluster(client, "plain")
+            answer = client.patch(f"/v2/clusters/{plain['id']}", json={"pooler": POOLER})
+            assert answer.status_code == 202, answer.text
+            op = wait_operation(client, answer.json()["operation"]["id"])
+            assert op["status"] == "failed" and "open pooler" in op["error"], op
+            after = client.get(f"/v2/clusters/{plain['id']}").json()
+            assert after["status"] == "ACTIVE" and after["pooler"] is None
+            assert after["endpoints"] == plain["endpoints"]
+            assert _pooler_addresses(server, plain["id"]) == []
+        poolers = server.state_dir / "poolers"  # no pooler ran, or it went with its files
+        assert not poolers.exists() or list(poolers.iterdir()) == []

@@ -15,6 +15,8 @@ written only when missing.
 from __future__ import annotations
 
 import shutil
+import threading
+from collections import defaultdict
 from pathlib import Path
 
 from hoard.domain.nodes import ServiceFile, ServiceSpec
@@ -28,6 +30,9 @@ class LocalPoolers:
         self.root = root
         self.records = records
         self.users = users
+        # One change at a time per pooler in this process (the observer's upkeep
+        # and a workflow's step may ensure the same one at once).
+        self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 
     def _dir(self, cluster_id: str) -> Path:
         if not cluster_id.replace("-", "").isalnum():
@@ -60,11 +65,12 @@ class LocalPoolers:
     def ensure(self, cluster_id: str, spec: ServiceSpec) -> None:
         """Write the files; start the pooler unless it runs, else reload it if a
         file changed."""
-        tree = self._tree(cluster_id)
-        changed = [self._write(tree, f) for f in spec.files]
-        supervisor = Supervisor(self._dir(cluster_id), self._record(cluster_id), tree.user)
-        if not supervisor.start(spec.process) and any(changed):
-            supervisor.signal(spec.process.name, spec.reload_signal)
+        with self._locks[cluster_id]:
+            tree = self._tree(cluster_id)
+            changed = [self._write(tree, f) for f in spec.files]
+            supervisor = Supervisor(self._dir(cluster_id), self._record(cluster_id), tree.user)
+            if not supervisor.start(spec.process) and any(changed):
+                supervisor.signal(spec.process.name, spec.reload_signal)
 
     def running(self, cluster_id: str) -> bool:
         """Whether every process recorded for the pooler is alive (and one is)."""
@@ -75,11 +81,13 @@ class LocalPoolers:
     def remove(self, cluster_id: str) -> None:
         """Stop the pooler, remove its files and account. Idempotent."""
         directory, record = self._dir(cluster_id), self._record(cluster_id)
-        if directory.exists() or record.exists():
-            Supervisor(directory, record, self.users.recorded(record)).stop(graceful=False)
-        shutil.rmtree(directory, ignore_errors=True)
-        self.users.remove(record)
-        shutil.rmtree(record, ignore_errors=True)
+        with self._locks[cluster_id]:
+            if directory.exists() or record.exists():
+                Supervisor(directory, record, self.users.recorded(record)).stop(graceful=False)
+            shutil.rmtree(directory, ignore_errors=True)
+            self.users.remove(record)
+            shutil.rmtree(record, ignore_errors=True)
+        self._locks.pop(cluster_id, None)
 
     def cluster_ids(self) -> set[str]:
         found: set[str] = set()
