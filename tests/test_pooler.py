@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -141,8 +142,11 @@ def test_tls_and_scram_through_the_pooler(tenant: httpx.Client, pooled: dict[str
                         dbname="app", sslmode="disable", connect_timeout=3).close()
 
 
-def test_more_clients_than_the_server_takes(tenant: httpx.Client, pooled: dict[str, Any],
-                                            tmp_path: Path) -> None:
+def test_more_clients_than_the_server_takes(hoard: HoardServer, tenant: httpx.Client,
+                                            pooled: dict[str, Any], tmp_path: Path) -> None:
+    log = (hoard.state_dir / "poolers" / pooled["id"] / "log" / "pooler.log").read_text()
+    found = re.search(r"kernel file descriptor limit: (\d+)", log)
+    assert found and int(found.group(1)) > POOLER["max_client_conn"], log[-2000:]
     endpoint = _pooler_endpoint(pooled)
     password = _admin_password(tenant, pooled["id"])
     with _connect(endpoint, "admin", password, ca_file_for(tenant)) as conn:

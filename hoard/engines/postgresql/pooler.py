@@ -31,6 +31,9 @@ from hoard.domain.nodes import ProcessSpec, ServiceFile, ServiceSpec
 from hoard.engines.base import NodeContext, PoolerTarget, Pooling
 
 PGBOUNCER = "/usr/sbin/pgbouncer"
+# Each client takes a file descriptor: the soft limit is raised to the hard one
+# before PgBouncer starts (it logs both, and max_client_conn, at start).
+RAISE_FD_LIMIT = 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"'
 CONFIG, USERS = "pgbouncer.ini", "users.txt"
 CERT, KEY, CA = "server.crt", "server.key", "ca.crt"
 USERS_QUERY = (
@@ -89,6 +92,7 @@ def render(target: PoolerTarget, max_connections: int) -> str:
         f"server_tls_ca_file = {CA}",
         "server_tls_protocols = secure",
         "log_connections = 0",
+        "log_stats = 0",
         "log_disconnections = 0",
         "stats_period = 60",
     ]
@@ -109,7 +113,8 @@ class PostgreSQLPooling(Pooling):
                     ) -> ServiceSpec:
         config = render(target, int(self.settings(ctx)["max_connections"]))
         return ServiceSpec(
-            process=ProcessSpec([PGBOUNCER, CONFIG], stop_signal=signal.SIGTERM,
+            process=ProcessSpec(["/bin/sh", "-c", RAISE_FD_LIMIT, "pgbouncer", PGBOUNCER,
+                                 CONFIG], stop_signal=signal.SIGTERM,
                                 stop_timeout=5.0, name="pooler"),
             files=(ServiceFile(CONFIG, config.encode()), users,
                    ServiceFile(CA, target.ca_pem, 0o644),
