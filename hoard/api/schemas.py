@@ -168,8 +168,8 @@ class ClusterView(BaseModel):
     labels: dict[str, str]
     deletion_protection: bool
     maintenance_window: MaintenanceWindow | None
-    pooler: Pooler | None = Field(description="The connection pooler asked for; its "
-                                              "address is the 'pooler' endpoint")
+    pooler: Pooler | None = Field(None, description="The connection pooler asked for; "
+                                                    "its address is the 'pooler' endpoint")
     endpoints: list[Endpoint]
     members: list[NodeView]
     created_at: dt.datetime
