@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 POOLER_PORT = 6432  # PgBouncer's standard port, on the pooler's own address
-MODES = ("transaction", "session")
 MIN_CLIENT_CONN = 10
 MAX_CLIENT_CONN = 10_000
 

@@ -8,8 +8,8 @@ needs to know nothing of where it runs. A file that changes under a running
 pooler is followed by the spec's reload signal (PgBouncer re-reads its
 configuration and users on SIGHUP, keeping its clients); a pooler that is not
 running is started (a dead one too: the observer ensures it on every pass,
-which is also how its users are kept in sync). Files marked ``keep`` (its key and certificate) are
-written only when missing.
+which is also how its users are kept in sync). Files marked ``keep`` (its key
+and certificate) are written only when missing.
 """
 
 from __future__ import annotations
