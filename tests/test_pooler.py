@@ -188,7 +188,12 @@ def test_a_dead_pooler_is_restarted(hoard: HoardServer, tenant: httpx.Client,
 def test_bad_input_is_refused_and_nothing_changes(hoard: HoardServer, tenant: httpx.Client,
                                                   pooled: dict[str, Any]) -> None:
     cid = pooled["id"]
-    before = tenant.get(f"/v2/clusters/{cid}").json()
+
+    def started() -> int:  # operations begun on the cluster
+        return [e["kind"] for e in tenant.get(f"/v2/clusters/{cid}/events").json()["events"]
+                ].count("operation.started")
+
+    before, ops_before = tenant.get(f"/v2/clusters/{cid}").json(), started()
     cases = [
         ({"pooler": {"mode": "statement", "max_client_conn": 100}}, "pooler.mode"),
         ({"pooler": {"mode": "session", "max_client_conn": 5}}, "pooler.max_client_conn"),
@@ -221,8 +226,8 @@ def test_bad_input_is_refused_and_nothing_changes(hoard: HoardServer, tenant: ht
     assert plan.status_code == 200, plan.text
     assert plan.json()["plan"]["operation"] == "pooler"
     after = tenant.get(f"/v2/clusters/{cid}").json()
-    for key in ("pooler", "endpoints", "status", "updated_at"):
-        assert after[key] == before[key], key
+    assert (after["pooler"], after["endpoints"]) == (before["pooler"], before["endpoints"])
+    assert started() == ops_before  # no operation was begun
     assert _pooler_addresses(hoard, cid) == [_pooler_endpoint(before)["host"]]
 
 
@@ -270,7 +275,7 @@ def test_changing_the_pooler_reloads_it(hoard: HoardServer, tenant: httpx.Client
     assert answer.status_code == 202, answer.text
     assert wait_operation(tenant, answer.json()["operation"]["id"])["status"] == "succeeded"
     after = tenant.get(f"/v2/clusters/{cid}").json()
-    assert after["pooler"] == asked and after["status"] == "ACTIVE"
+    assert after["pooler"] == asked
     assert _pooler_endpoint(after) == _pooler_endpoint(pooled)  # the same address
     assert _pooler_pid(hoard, cid) == pid  # reloaded, not restarted
     with _connect(_pooler_endpoint(after), "admin", _admin_password(tenant, cid),
@@ -287,7 +292,7 @@ def test_closing_the_pooler_stops_it_and_frees_its_address(
     op = wait_operation(tenant, answer.json()["operation"]["id"])
     assert op["status"] == "succeeded", op
     after = tenant.get(f"/v2/clusters/{cid}").json()
-    assert after["pooler"] is None and after["status"] == "ACTIVE"
+    assert after["pooler"] is None
     assert [e["role"] for e in after["endpoints"]] == ["read-write"]
     assert _pooler_addresses(hoard, cid) == []
     assert _pooler_pid(hoard, cid) is None
