@@ -45,6 +45,7 @@ bench: setup
 	$(PY) bench/control_plane.py
 	$(PY) bench/observer_pass.py
 	$(PY) bench/metrics_cost.py
+	$(PY) bench/pooler.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache $(A11Y)/node_modules

@@ -179,6 +179,8 @@ def teardown(hoard: Hoard | None, state_dir: Path, api_delete: bool = True) -> N
                 provider.destroy(node_id)
             for cluster_id in provider.endpoints.cluster_ids():
                 provider.remove_endpoint(cluster_id)
+            for cluster_id in provider.poolers.cluster_ids():
+                provider.remove_pooler(cluster_id)
             provider.etcd.stop()
         shutil.rmtree(state_dir, ignore_errors=True)
 

@@ -12,6 +12,7 @@ PACKAGES=(
   patroni etcd-server                  # PostgreSQL failover, and the etcd Hoard runs for it
   galera-4 socat rsync                 # MariaDB replicated clusters (Galera, its state transfers)
   haproxy                              # replicated clusters' stable endpoints
+  pgbouncer                            # PostgreSQL clusters' optional connection pooler
   util-linux passwd                    # setpriv (drop privileges), nsenter, useradd
   iproute2                             # the netns provider: a network namespace per node
   e2fsprogs mount                      # a sized filesystem per node (mkfs.ext4, loop mounts)

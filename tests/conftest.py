@@ -123,6 +123,8 @@ class HoardServer:
                 provider.destroy(node_id)
             for cluster_id in provider.endpoints.cluster_ids():
                 provider.remove_endpoint(cluster_id)
+            for cluster_id in provider.poolers.cluster_ids():
+                provider.remove_pooler(cluster_id)
             provider.etcd.stop()
 
 

@@ -34,6 +34,7 @@ from sqlalchemy import (
     select,
 )
 
+from hoard.domain.pooler import POOLER_PORT
 from hoard.store.models import Cluster, Node
 
 # Naive store datetimes are UTC; pydantic writes them as ...Z, and so does this.
@@ -46,6 +47,7 @@ _CLUSTER_COLUMNS = (
     Cluster.pending_restart, Cluster.labels, Cluster.deletion_protection,
     Cluster.endpoint_host, Cluster.rw_port, Cluster.ro_port, Cluster.ro_host,
     Cluster.created_at, Cluster.updated_at, Cluster.maintenance_window,
+    Cluster.pooler, Cluster.pooler_host,
 )
 _NODE_COLUMNS = (
     Node.id, Node.ordinal, Node.role, Node.status, Node.status_reason, Node.provider,
@@ -155,7 +157,9 @@ def _cluster(r: Sequence[Any]) -> dict[str, Any]:
         "status": r[9], "status_reason": r[10], "configuration_id": r[11],
         "pending_restart": list(_json(r[12]) or []), "labels": dict(_json(r[13]) or {}),
         "deletion_protection": bool(r[14]), "maintenance_window": _json(r[21]) or None,
-        "endpoints": r[15:19],  # endpoint_host, rw_port, ro_port, ro_host until _finish
+        "pooler": _json(r[22]) or None,
+        # endpoint_host, rw_port, ro_port, ro_host, pooler_host until _finish
+        "endpoints": (*r[15:19], r[23]),
         "members": [], "created_at": _time(r[19]), "updated_at": _time(r[20]),
     }
 
@@ -164,15 +168,17 @@ def _finish(cluster: dict[str, Any], nodes: list[Sequence[Any]]) -> None:
     """Members and endpoints, as ``hoard.api.views`` makes them: the stable pair of
     a replicated cluster, or the primary's own address."""
     cluster["members"] = [_node(n[_C:]) for n in nodes]
-    host, rw_port, ro_port, ro_host = cluster["endpoints"]
+    host, rw_port, ro_port, ro_host, pooler_host = cluster["endpoints"]
     if host and rw_port and ro_port:
-        cluster["endpoints"] = [{"role": "read-write", "host": host, "port": rw_port},
-                                {"role": "read-only", "host": ro_host or host,
-                                 "port": ro_port}]
+        found = [{"role": "read-write", "host": host, "port": rw_port},
+                 {"role": "read-only", "host": ro_host or host, "port": ro_port}]
     else:
-        cluster["endpoints"] = [{"role": "read-write", "host": m["host"], "port": m["port"]}
-                                for m in cluster["members"]
-                                if m["role"] == "primary" and m["host"] and m["port"]]
+        found = [{"role": "read-write", "host": m["host"], "port": m["port"]}
+                 for m in cluster["members"]
+                 if m["role"] == "primary" and m["host"] and m["port"]]
+    if pooler_host:
+        found.append({"role": "pooler", "host": pooler_host, "port": POOLER_PORT})
+    cluster["endpoints"] = found
 
 
 def _node(n: Sequence[Any]) -> dict[str, Any]:

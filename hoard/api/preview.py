@@ -184,3 +184,23 @@ def plan_metadata(cluster: Cluster, requested: Mapping[str, Any]) -> ChangePlan:
                       pending_restart=pending,
                       pending_applies=pending_applies(cluster, pending, window),
                       downtime=NO_DOWNTIME)
+
+
+def plan_pooler(cluster: Cluster, requested: dict[str, Any] | None) -> ChangePlan:
+    """Opening, changing or closing the pooler: the servers are not touched."""
+    if requested is None:
+        detail = ("the pooler stops (its clients are disconnected) and its address is "
+                  "given up; the cluster's own endpoints serve on")
+    elif cluster.pooler is None:
+        detail = "a pooler starts at an address of its own, port 6432"
+    else:
+        detail = ("the pooler reloads its settings; connected clients stay (a lower "
+                  "max_client_conn refuses new ones past it)")
+    pending = sorted(cluster.pending_restart or [])
+    return ChangePlan(
+        operation="pooler",
+        changes=[FieldChange(field="pooler", current=cluster.pooler, requested=requested,
+                             applies="operation", detail=detail)],
+        live=[], restart=[], pending_restart=pending,
+        pending_applies=pending_applies(cluster, pending, cluster.maintenance_window),
+        downtime=NO_DOWNTIME)

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from hoard.domain import maintenance
+from hoard.domain import maintenance, pooler
 from hoard.domain.catalog import MAX_NODES, MAX_STORAGE_GB, MIN_STORAGE_GB, SIZES
 from hoard.domain.names import MAX_LABELS, NAME_RE, NAME_RULE, check_labels, valid_name
 from hoard.engines.registry import ENGINES
@@ -49,6 +49,21 @@ class MaintenanceWindow(Strict):
     _start = field_validator("start")(maintenance.check_start)
 
 
+class Pooler(Strict):
+    """A connection pooler (PgBouncer) in front of a PostgreSQL cluster, at an
+    address of its own on port 6432: TLS with Hoard's CA, the cluster's users and
+    passwords, always reaching the current primary."""
+
+    mode: Literal["transaction", "session"] = Field(
+        description="transaction: a server connection is lent for one transaction "
+                    "(many clients share few connections; no session state such as "
+                    "SET, LISTEN or session advisory locks); session: for the client's "
+                    "whole connection")
+    max_client_conn: int = Field(ge=pooler.MIN_CLIENT_CONN, le=pooler.MAX_CLIENT_CONN,
+                                 description="Most client connections the pooler accepts "
+                                             "at once")
+
+
 class ClusterCreate(Strict):
     name: str = Field(description="Unique in the project; " + NAME_RULE,
                       json_schema_extra=NAME_SCHEMA)
@@ -75,6 +90,9 @@ class ClusterCreate(Strict):
     maintenance_window: MaintenanceWindow | None = Field(
         None, description="When Hoard may restart the cluster to apply pending settings; "
                           "none: they wait for an explicit restart")
+    pooler: Pooler | None = Field(
+        None, description="PostgreSQL: a connection pooler in front of the cluster "
+                          "(shown in endpoints with role 'pooler')")
     provider: str | None = Field(
         None, max_length=32, pattern=r"^[a-z][a-z0-9-]*$",
         description="Where the cluster runs, for its whole life; default: the operator's "
@@ -103,7 +121,8 @@ class TokenCreate(Strict):
 
 class Endpoint(BaseModel):
     role: str = Field(description="read-write: always the current primary; "
-                                  "read-only: spread over the replicas")
+                                  "read-only: spread over the replicas; pooler: the "
+                                  "connection pooler (PgBouncer), to the primary")
     host: str
     port: int
 
@@ -149,6 +168,8 @@ class ClusterView(BaseModel):
     labels: dict[str, str]
     deletion_protection: bool
     maintenance_window: MaintenanceWindow | None
+    pooler: Pooler | None = Field(None, description="The connection pooler asked for; "
+                                                    "its address is the 'pooler' endpoint")
     endpoints: list[Endpoint]
     members: list[NodeView]
     created_at: dt.datetime
@@ -207,7 +228,7 @@ class FieldChange(BaseModel):
                     "without a restart; restart: the change restarts (or stops) the servers "
                     "itself; pending_restart: written, and waits for a restart; at_start: "
                     "the cluster is stopped and takes it when started; operation: nodes "
-                    "join or leave")
+                    "join or leave, or the pooler opens, changes or closes")
     detail: str
 
 
@@ -225,7 +246,7 @@ class ChangePlan(BaseModel):
     """What a PATCH would do (``?dry_run=true``): nothing is changed to say it."""
 
     operation: str | None = Field(description="The kind of operation the change would "
-                                              "start (update, scale); null: made at once")
+                                              "start (update, scale, pooler); null: made at once")
     changes: list[FieldChange]
     live: list[str] = Field(description="Settings the running servers would take live")
     restart: list[str] = Field(description="Settings the change's own restart would apply")
@@ -311,6 +332,9 @@ class ClusterPatch(Strict):
     maintenance_window: MaintenanceWindow | None = Field(
         None, description="Set the maintenance window, or remove it with null (applied "
                           "at once)")
+    pooler: Pooler | None = Field(
+        None, description="PostgreSQL: open or change the connection pooler, or close it "
+                          "with null (on its own; an operation)")
 
     @field_validator("labels")
     @classmethod

@@ -11,8 +11,10 @@ from hoard.api.schemas import (
     MaintenanceWindow,
     NodeView,
     OperationView,
+    Pooler,
     StorageView,
 )
+from hoard.domain.pooler import POOLER_PORT
 from hoard.store.models import Cluster, Operation
 
 
@@ -38,6 +40,7 @@ def cluster_view(cluster: Cluster) -> ClusterView:
         deletion_protection=bool(cluster.deletion_protection),
         maintenance_window=(MaintenanceWindow.model_validate(cluster.maintenance_window)
                             if cluster.maintenance_window else None),
+        pooler=Pooler.model_validate(cluster.pooler) if cluster.pooler else None,
         endpoints=endpoints(cluster),
         members=members, created_at=utc(cluster.created_at),
         updated_at=utc(cluster.updated_at),
@@ -45,16 +48,18 @@ def cluster_view(cluster: Cluster) -> ClusterView:
 
 
 def endpoints(cluster: Cluster) -> list[Endpoint]:
-    """A replicated cluster's stable addresses; a standalone node's own address."""
+    """A replicated cluster's stable addresses, or a standalone node's own address;
+    then the pooler's, once it runs."""
     if cluster.endpoint_host and cluster.rw_port and cluster.ro_port:
-        return [Endpoint(role="read-write", host=cluster.endpoint_host, port=cluster.rw_port),
-                Endpoint(role="read-only", host=cluster.ro_host or cluster.endpoint_host,
-                         port=cluster.ro_port)]
-    return [
-        Endpoint(role="read-write", host=n.host, port=n.port)
-        for n in cluster.nodes
-        if n.role == "primary" and n.host and n.port
-    ]
+        found = [Endpoint(role="read-write", host=cluster.endpoint_host, port=cluster.rw_port),
+                 Endpoint(role="read-only", host=cluster.ro_host or cluster.endpoint_host,
+                          port=cluster.ro_port)]
+    else:
+        found = [Endpoint(role="read-write", host=n.host, port=n.port)
+                 for n in cluster.nodes if n.role == "primary" and n.host and n.port]
+    if cluster.pooler_host:
+        found.append(Endpoint(role="pooler", host=cluster.pooler_host, port=POOLER_PORT))
+    return found
 
 
 @overload

@@ -224,3 +224,31 @@ class Backend:
     host: str
     port: int
     ports: dict[str, int] = field(default_factory=dict)  # the node's named extra ports
+
+
+# --- a cluster's own service beside its nodes (the connection pooler) ----------
+
+
+@dataclass(frozen=True)
+class ServiceFile:
+    """A file a service reads from its working directory (names are relative).
+    ``keep``: written only when missing (a key the service keeps for its life,
+    rather than a new one, and a reload, on every look)."""
+
+    name: str
+    content: bytes
+    mode: int = 0o600
+    keep: bool = False
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """A process serving a whole cluster at an address of its own (a PostgreSQL
+    cluster's PgBouncer), as its engine declares it: its files, read relative to
+    its working directory, and the process. A provider runs it under an account
+    of its own and, when a file changes under a running one, sends it
+    ``reload_signal`` rather than restarting it."""
+
+    process: ProcessSpec
+    files: tuple[ServiceFile, ...]
+    reload_signal: int = signal.SIGHUP

@@ -18,7 +18,14 @@ from datetime import datetime
 from pathlib import PurePosixPath
 
 from hoard.domain.catalog import Size
-from hoard.domain.nodes import NodeRunner, ProcessSpec, Readiness, RoleCheck
+from hoard.domain.nodes import (
+    NodeRunner,
+    ProcessSpec,
+    Readiness,
+    RoleCheck,
+    ServiceFile,
+    ServiceSpec,
+)
 
 ParamValue = int | bool | str
 # Where every engine keeps its node's TLS certificate and key (volume-relative).
@@ -493,3 +500,36 @@ class Replication(ABC):
     @abstractmethod
     def role_check(self, topo: Topology, service: Credentials, ca_file: str) -> RoleCheck:
         """How the cluster's endpoint proxy tells each member's role."""
+
+
+@dataclass(frozen=True)
+class PoolerTarget:
+    """What a cluster's connection pooler is asked to be: where it answers
+    (``listen``, its own address), where it sends clients (``server``: the
+    read-write endpoint of a replicated cluster, which follows the primary, or a
+    standalone cluster's own address), how it pools, and its TLS material (a
+    certificate from Hoard's CA naming ``listen``'s host)."""
+
+    listen: tuple[str, int]
+    server: tuple[str, int]
+    mode: str
+    max_client_conn: int
+    cert_pem: bytes
+    key_pem: bytes
+    ca_pem: bytes
+
+
+class Pooling(ABC):
+    """A connection pooler in front of a cluster (PostgreSQL: PgBouncer), run by
+    the provider beside the nodes as a process of its own."""
+
+    @abstractmethod
+    def pooler_spec(self, ctx: NodeContext, target: PoolerTarget, users: ServiceFile
+                    ) -> ServiceSpec:
+        """The pooler's process and files; ``ctx`` is the primary's (the server's
+        connection limit sizes the pools), ``users`` from ``pooler_users``."""
+
+    @abstractmethod
+    def pooler_users(self, ctx: NodeContext, ca_file: str) -> ServiceFile:
+        """Who may sign in through the pooler, read from the primary ``ctx`` (kept
+        in sync: rewritten after every account change, and on every observer pass)."""

@@ -8,7 +8,15 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from hoard.domain.catalog import Size
-from hoard.domain.nodes import Backend, LogChunk, LogSource, NodeRunner, NodeSpec, RoleCheck
+from hoard.domain.nodes import (
+    Backend,
+    LogChunk,
+    LogSource,
+    NodeRunner,
+    NodeSpec,
+    RoleCheck,
+    ServiceSpec,
+)
 from hoard.domain.placement import Host
 from hoard.domain.storage import StorageUsage
 
@@ -186,3 +194,21 @@ class Provider(ABC):
     @abstractmethod
     def remove_endpoint(self, cluster_id: str) -> None:
         """Stop the cluster's endpoint proxy and forget its ports. Idempotent."""
+
+    # --- a cluster's connection pooler (engines with ``Pooling``) ---
+
+    offers_pooler: bool = False  # whether ensure_pooler runs one
+
+    def ensure_pooler(self, cluster_id: str, address: str, spec: ServiceSpec) -> None:
+        """Run the cluster's pooler as ``spec`` declares it, answering at ``address``
+        (the cluster's, for the pooler's life): start it unless it runs; rewrite its
+        files and reload it when they changed. Idempotent."""
+        raise NotImplementedError(f"the {self.name} provider runs no connection pooler yet")
+
+    def pooler_running(self, cluster_id: str) -> bool:
+        return False
+
+    def remove_pooler(self, cluster_id: str) -> None:
+        """Stop the cluster's pooler and remove what it had. Idempotent (a provider
+        that runs none has nothing to remove)."""
+        return None

@@ -29,7 +29,15 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 from hoard.domain.catalog import Size
-from hoard.domain.nodes import Backend, LogChunk, LogSource, NodeSpec, ProcessSpec, RoleCheck
+from hoard.domain.nodes import (
+    Backend,
+    LogChunk,
+    LogSource,
+    NodeSpec,
+    ProcessSpec,
+    RoleCheck,
+    ServiceSpec,
+)
 from hoard.domain.placement import Host, choose_host
 from hoard.domain.storage import StorageUsage
 from hoard.providers import cgroups
@@ -38,6 +46,7 @@ from hoard.providers.base import Endpoint, Placement, Provider, Versioned
 from hoard.providers.etcd import LocalEtcd
 from hoard.providers.haproxy import LocalEndpoints
 from hoard.providers.osusers import DEFAULT_UID_RANGE, OSUser, UserPool, service_user
+from hoard.providers.poolers import LocalPoolers
 from hoard.providers.processes import (
     PROCESS_NAME,
     SERVER,
@@ -68,6 +77,7 @@ def loopback_network(text: str) -> ipaddress.IPv4Network:
 
 class LocalProvider(Provider):
     name = "local"
+    offers_pooler = True
 
     def __init__(self, nodes_dir: Path, os_user: str, volumes: str = "auto",
                  hosts: list[Host] | None = None,
@@ -93,6 +103,7 @@ class LocalProvider(Provider):
                               etcd_host or self.hosts[0].address)
         self.endpoints = LocalEndpoints(state / "endpoints", self.private_dir / "endpoints",
                                         self.users)
+        self.poolers = LocalPoolers(state / "poolers", self.private_dir / "poolers", self.users)
         for private in (self.private_dir, self.private_dir / "nodes"):
             private.mkdir(mode=0o700, parents=True, exist_ok=True)
             private.chmod(0o700)
@@ -253,6 +264,15 @@ class LocalProvider(Provider):
 
     def remove_endpoint(self, cluster_id: str) -> None:
         self.endpoints.remove(cluster_id)
+
+    def ensure_pooler(self, cluster_id: str, address: str, spec: ServiceSpec) -> None:
+        self.poolers.ensure(cluster_id, spec)  # the address is this host's (127.0.0.0/8)
+
+    def pooler_running(self, cluster_id: str) -> bool:
+        return self.poolers.running(cluster_id)
+
+    def remove_pooler(self, cluster_id: str) -> None:
+        self.poolers.remove(cluster_id)
 
     def destroy(self, node_id: str) -> None:
         root, record = self._dir(node_id), self._record(node_id)

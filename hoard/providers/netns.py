@@ -36,7 +36,7 @@ import subprocess
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from hoard.domain.nodes import Backend, RoleCheck
+from hoard.domain.nodes import Backend, RoleCheck, ServiceSpec
 from hoard.domain.placement import Host
 from hoard.providers.base import Endpoint, Placement
 from hoard.providers.local import LocalProvider
@@ -175,6 +175,11 @@ class NetnsProvider(LocalProvider):
         for host in {endpoint.rw_host, endpoint.ro_host}:
             _ip("addr", "add", f"{host}/32", "dev", self.bridge, ok=(0, 2))
         super().ensure_endpoint(cluster_id, backends, check, ca_file, endpoint)
+
+    def ensure_pooler(self, cluster_id: str, address: str, spec: ServiceSpec) -> None:
+        self._ensure_bridge()  # the pooler runs on the host, as the endpoint proxies do
+        _ip("addr", "add", f"{address}/32", "dev", self.bridge, ok=(0, 2))
+        super().ensure_pooler(cluster_id, address, spec)
 
     def destroy(self, node_id: str) -> None:
         super().destroy(node_id)

@@ -126,6 +126,12 @@ class Cluster(Base):
     # when Hoard may restart the cluster to apply pending settings; SQL NULL: never.
     maintenance_window: Mapped[dict[str, Any] | None] = mapped_column(
         JSON(none_as_null=True), nullable=True)
+    # {"mode": "transaction"|"session", "max_client_conn": N}: the connection pooler
+    # asked for (PostgreSQL), or SQL NULL for none.
+    pooler: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True),
+                                                          nullable=True)
+    # The pooler's own address (on port 6432), once it runs there.
+    pooler_host: Mapped[str | None] = mapped_column(String(255), nullable=True)
     admin_user: Mapped[str] = mapped_column(String(63))
     admin_password: Mapped[str] = mapped_column(Text)  # sealed with the secret key
     service_password: Mapped[str] = mapped_column(Text)  # Hoard's own superuser, sealed
@@ -320,7 +326,8 @@ class Address(Base):
     address: Mapped[str] = mapped_column(String(45), primary_key=True)
     cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"),
                                             index=True)
-    role: Mapped[str] = mapped_column(String(16))  # "node", "read-write" or "read-only"
+    # "node", "read-write", "read-only" or "pooler"
+    role: Mapped[str] = mapped_column(String(16))
 
 
 class MetricSample(Base):

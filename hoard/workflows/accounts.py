@@ -16,6 +16,7 @@ from dbos import DBOS
 from hoard.domain.errors import Conflict, HoardError, InvalidInput, NotFound
 from hoard.engines.base import AclAccounts, Credentials, Engine, NodeContext, SqlAccounts
 from hoard.store import events, models, operations
+from hoard.workflows import pooler
 from hoard.workflows.members import primary
 from hoard.workflows.services import services
 from hoard.workflows.steps import load_cluster, recorded, short_reason
@@ -98,6 +99,9 @@ def run_step(op_id: str, cluster_id: str, action: str, step: str, spec: dict[str
             _sql_step(engine, ctx, ca, action, step, spec, box.open)
         elif isinstance(engine, AclAccounts):
             _acl_step(engine, ctx, ca, step, spec, box.open)
+    if step == steps_for(action, spec)[-1]:
+        # The pooler (if any) knows the account as it is now, before the answer.
+        pooler.sync_users(cluster_id)
 
 
 def _sql_step(engine: SqlAccounts, ctx: NodeContext, ca: str, action: str, step: str,

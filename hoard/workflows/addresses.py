@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from hoard.store import models
 from hoard.workflows.services import services
 
-NODE, READ_WRITE, READ_ONLY = "node", "read-write", "read-only"
+NODE, READ_WRITE, READ_ONLY, POOLER = "node", "read-write", "read-only", "pooler"
 ATTEMPTS = 20  # candidates tried before giving up (each taken one is a 1-in-4M chance)
 
 
@@ -67,3 +67,11 @@ def ensure_endpoints(cluster: models.Cluster) -> None:
             row.rw_port = row.ro_port = port
     cluster.endpoint_host, cluster.ro_host = have[READ_WRITE], have[READ_ONLY]
     cluster.rw_port = cluster.ro_port = port
+
+
+def release(cluster_id: str, role: str) -> None:
+    """Give the cluster's address for ``role`` back (its pooler was removed)."""
+    with services().store.session() as s:
+        for row in s.scalars(select(models.Address).where(
+                models.Address.cluster_id == cluster_id, models.Address.role == role)):
+            s.delete(row)

@@ -23,6 +23,7 @@ from hoard.engines.base import Backups, IncrementalBackups, NodeContext, Topolog
 from hoard.providers.base import Deadlines
 from hoard.store import models, operations
 from hoard.workflows import addresses
+from hoard.workflows import pooler as pooler_steps
 from hoard.workflows.accounts import make_initial
 from hoard.workflows.backups import restore_inputs
 from hoard.workflows.ensure import SLICE, NotYet, until_done
@@ -57,11 +58,14 @@ ACCOUNTS_STEP = "create databases and users"
 HELD = "address held"  # an ensure-step's memo: the last start found the address taken
 
 
-def steps_for(replicated: bool, restore: bool, accounts: bool = False) -> list[str]:
+def steps_for(replicated: bool, restore: bool, accounts: bool = False,
+              pooler: bool = False) -> list[str]:
     """The plan: a replicated cluster forms before it opens; databases and users
-    asked for at create are made last, on the formed cluster, before it is ACTIVE."""
+    asked for at create are made last, on the formed cluster, then the pooler
+    (which lists them), before it is ACTIVE."""
     base = RESTORE_STEPS if restore else STEPS
-    extra = [*(HA_STEPS if replicated else []), *([ACCOUNTS_STEP] if accounts else [])]
+    extra = [*(HA_STEPS if replicated else []), *([ACCOUNTS_STEP] if accounts else []),
+             *([pooler_steps.OPEN] if pooler else [])]
     return [*base[:-1], *extra, base[-1]]
 
 
@@ -388,6 +392,7 @@ def compensate(op_id: str, cluster_id: str, reason: str) -> None:
     cluster = load_cluster(cluster_id)
     if cluster is not None:
         svc.provider_for(cluster).remove_endpoint(cluster.id)
+        svc.provider_for(cluster).remove_pooler(cluster.id)
         for node in cluster.nodes:
             svc.provider_for(node).destroy(node.id)
     with svc.store.session() as s:
@@ -396,6 +401,7 @@ def compensate(op_id: str, cluster_id: str, reason: str) -> None:
             cluster.status = ClusterStatus.FAILED
             cluster.status_reason = reason
             cluster.endpoint_host = cluster.rw_port = cluster.ro_port = None
+            cluster.pooler_host = None
             for node in cluster.nodes:
                 node.status = NodeStatus.STOPPED
                 node.host = node.port = None
@@ -423,6 +429,8 @@ def create_cluster(op_id: str, cluster_id: str) -> None:
             open_endpoints(op_id, cluster_id)
         if params.get("accounts"):
             create_accounts(op_id, cluster_id, params["accounts"])
+        if params.get("pooler"):
+            pooler_steps.open_pooler(op_id, cluster_id)
         activate(op_id, cluster_id)
     except Exception as exc:
         compensate(op_id, cluster_id, short_reason(exc))

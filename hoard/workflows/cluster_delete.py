@@ -27,6 +27,7 @@ def destroy_nodes(op_id: str, cluster_id: str) -> None:
             svc.provider_for(node).destroy(node.id)
         provider = svc.provider_for(cluster) if cluster else svc.provider
         provider.remove_endpoint(cluster_id)
+        provider.remove_pooler(cluster_id)
         engine = svc.engines[cluster.engine] if cluster else None
         if isinstance(engine, Replication) and engine.dcs_prefix(cluster_id):
             provider.forget_dcs(engine.dcs_prefix(cluster_id))

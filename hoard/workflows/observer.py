@@ -6,7 +6,9 @@ timeouts, and clusters under an operation are left to their workflow.
 
 Replicated clusters: the observer does not fail over (the engine's HA
 machinery does, on its own, in seconds). It restarts a member whose
-processes died, so it rejoins as a replica, restarts a dead endpoint proxy,
+processes died, so it rejoins as a replica, restarts a dead endpoint proxy
+(and, for any cluster, a dead connection pooler, whose users it also keeps in
+step with the cluster's roles),
 records each node's role and lag as the machinery reports them, and writes an
 event for every node that goes down or comes back and for every change of
 primary. A cluster with a node down is DEGRADED until the node is back.
@@ -38,6 +40,7 @@ from hoard.domain.storage import StorageUsage, alarm_event, alarm_note
 from hoard.engines.base import MemberState
 from hoard.ids import new_id
 from hoard.store import events, locks, models, operations
+from hoard.workflows import pooler
 from hoard.workflows.loops import Loop
 from hoard.workflows.members import (
     ensure_endpoint,
@@ -185,6 +188,7 @@ def observe_once(pool: ThreadPoolExecutor, batch: int, sampling: Sampling | None
 def _observe_batch(pool: ThreadPoolExecutor, clusters: list[models.Cluster],
                    sample: bool = False) -> int:
     pending: list[tuple[models.Cluster, list[models.Node], Future[list[Observation]]]] = []
+    poolers = [(c, pool.submit(pooler.upkeep, c)) for c in clusters if c.pooler_host]
     for cluster in clusters:
         if replicated(cluster):
             pending.append((cluster, list(cluster.nodes),
@@ -201,6 +205,11 @@ def _observe_batch(pool: ThreadPoolExecutor, clusters: list[models.Cluster],
         results.setdefault(cluster.id, []).extend(observations)
     record({o.node_id: o.metrics for found in results.values() for o in found
             if o.metrics is not None})
+    for cluster, upkeep in poolers:
+        try:
+            upkeep.result()
+        except Exception as exc:  # the next pass tries again
+            log.warning("pooler of cluster %s: %s", cluster.name, exc)
     # Most passes change nothing: only clusters whose observations differ from
     # what the batch loaded are read again and written, so a quiet pass costs one
     # read per batch, not a transaction per cluster.

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from hoard.api import changes, preview
 from hoard.api.auth import Principal, authenticate
 from hoard.api.changes import get_cluster
+from hoard.api.routes.clusters import check_pooler
 from hoard.api.schemas import (
     ID_SCHEMA,
     Accepted,
@@ -28,12 +29,14 @@ from hoard.api.views import cluster_view, utc
 from hoard.domain import parameters
 from hoard.domain.catalog import SIZES
 from hoard.domain.errors import Conflict, InvalidInput, NotFound
+from hoard.domain.pooler import describe
 from hoard.domain.status import ClusterStatus
 from hoard.engines.base import Replication
 from hoard.ids import is_id, new_id
 from hoard.store import locks
 from hoard.store.models import Cluster, Configuration, Event, Project
 from hoard.workflows import cluster_scale, cluster_update
+from hoard.workflows import pooler as pooler_steps
 from hoard.workflows.services import Services
 
 router = APIRouter(prefix="/v2/clusters", tags=["clusters"])
@@ -69,7 +72,8 @@ def update_cluster(
     cluster_id: str, body: ClusterPatch, principal: Auth, request: Request,
     response: Response, dry_run: Annotated[bool, Query(description=DRY_RUN)] = False,
 ) -> Changed:
-    """Resize, grow storage, attach or detach (``null``) a configuration; or, on
+    """Resize, grow storage, attach or detach (``null``) a configuration, open,
+    change or close (``null``) the connection pooler (on its own); or, on
     their own and at once (200, no operation), labels, deletion protection and the
     maintenance window. With ``dry_run=true``: the plan, nothing changed.
 
@@ -81,7 +85,7 @@ def update_cluster(
     fields = body.model_fields_set
     if not fields:
         raise InvalidInput("nothing to change: give size, storage_gb, configuration_id, "
-                           "durability, nodes, labels, deletion_protection or "
+                           "durability, nodes, pooler, labels, deletion_protection or "
                            "maintenance_window")
     if fields & METADATA:
         if fields - METADATA:
@@ -105,6 +109,10 @@ def update_cluster(
                 leaving = planned.params.get("leaving")
                 plan = preview.plan_scale(cluster, int(str(planned.params["nodes"])),
                                           list(leaving) if isinstance(leaving, list) else [])
+            elif planned.kind == "pooler":
+                asked = planned.params["pooler"]
+                plan = preview.plan_pooler(cluster, dict(asked) if isinstance(asked, dict)
+                                           else None)
             else:
                 plan = preview.plan_update(svc, s, cluster, planned.params)
             return Changed(cluster=cluster_view(cluster), operation=None, plan=plan)
@@ -122,6 +130,10 @@ def _plan(svc: Services, principal: Principal, cluster_id: str, body: ClusterPat
         if len(fields) > 1:
             raise InvalidInput("change nodes on its own, not with other fields")
         return _scale(svc, principal, cluster_id, body.nodes)
+    if "pooler" in fields:
+        if len(fields) > 1:
+            raise InvalidInput("change pooler on its own, not with other fields")
+        return _pooler(svc, principal, cluster_id, body)
     params: dict[str, object] = {}
     with svc.store.session() as s:
         cluster = get_cluster(s, principal, cluster_id)
@@ -259,6 +271,30 @@ def _scale(svc: Services, principal: Principal, cluster_id: str, nodes: int | No
 
     return Planned("scale", cluster_scale.SCALE_STEPS, RUNNING, params, f"nodes={nodes}",
                    still_fits)
+
+
+def _pooler(svc: Services, principal: Principal, cluster_id: str, body: ClusterPatch
+            ) -> Planned:
+    """Open, change or close (null) the cluster's connection pooler."""
+    asked = body.pooler.model_dump() if body.pooler is not None else None
+    with svc.store.session() as s:
+        cluster = get_cluster(s, principal, cluster_id)
+        if asked is not None:
+            check_pooler(svc, cluster.engine, cluster.provider)
+        elif cluster.pooler is None:
+            raise InvalidInput("nothing to change: the cluster has no pooler")
+        if asked == cluster.pooler:
+            raise InvalidInput("nothing to change: the pooler already has these settings")
+        seen = cluster.pooler
+
+    def unchanged(s: Session, claimed: Cluster) -> None:
+        if claimed.pooler != seen:
+            raise Conflict("the cluster changed while this request was checked; look "
+                           "again and retry")
+
+    step = pooler_steps.OPEN if asked else pooler_steps.CLOSE
+    return Planned("pooler", [step], RUNNING, {"pooler": asked, "previous": seen},
+                   describe(asked), unchanged)
 
 
 @router.post("/{cluster_id}/switchover", status_code=202, response_model=Accepted)

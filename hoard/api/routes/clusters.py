@@ -29,7 +29,7 @@ from hoard.domain.catalog import SIZES
 from hoard.domain.errors import Conflict, InvalidInput, NotFound
 from hoard.domain.names import check_labels
 from hoard.domain.status import ClusterStatus, NodeStatus
-from hoard.engines.base import Credentials, Replication
+from hoard.engines.base import Credentials, Pooling, Replication
 from hoard.ids import is_id, new_id
 from hoard.security.secrets import generate_password
 from hoard.store import locks, operations
@@ -86,6 +86,16 @@ def _check_replication(svc: Services, body: ClusterCreate) -> str:
     return durability
 
 
+def check_pooler(svc: Services, engine_name: str, provider: str) -> None:
+    """A pooler is for engines that have one, on providers that run one."""
+    engine = svc.engines[engine_name]
+    if not isinstance(engine, Pooling):
+        raise InvalidInput(f"pooler: {engine.display_name} clusters have no connection "
+                           "pooler (PostgreSQL clusters do)")
+    if not svc.providers[provider].offers_pooler:
+        raise InvalidInput(f"pooler: the {provider} provider runs no connection pooler yet")
+
+
 def _configuration(svc: Services, s: Session, principal: Principal, body: ClusterCreate,
                    version: str) -> str | None:
     """The configuration the cluster starts with, if one is asked for: the project's,
@@ -127,6 +137,8 @@ def create(svc: Services, principal: Principal, body: ClusterCreate,
     if body.size not in SIZES:
         raise InvalidInput(f"unknown size {body.size!r}; available: {', '.join(SIZES)}")
     durability = _check_replication(svc, body)
+    if body.pooler is not None:
+        check_pooler(svc, body.engine, provider)
     restore = plan_restore(svc, principal, body) if body.restore else None
     # A restored cluster keeps the accounts (and passwords) its backup holds.
     admin_user = restore["admin_user"] if restore else ADMIN_USER
@@ -156,6 +168,7 @@ def create(svc: Services, principal: Principal, body: ClusterCreate,
                 labels=dict(body.labels), deletion_protection=body.deletion_protection,
                 maintenance_window=(body.maintenance_window.model_dump()
                                     if body.maintenance_window else None),
+                pooler=body.pooler.model_dump() if body.pooler else None,
                 admin_password=admin_password, service_password=service_password,
             )
             cluster.nodes = [
@@ -165,8 +178,11 @@ def create(svc: Services, principal: Principal, body: ClusterCreate,
                 for i in range(body.nodes)
             ]
             s.add(cluster)
-            steps = cluster_create.steps_for(body.nodes > 1, bool(restore), bool(accounts))
+            steps = cluster_create.steps_for(body.nodes > 1, bool(restore), bool(accounts),
+                                             body.pooler is not None)
             params: dict[str, Any] = {"replicated": body.nodes > 1}
+            if body.pooler is not None:
+                params["pooler"] = True
             if restore:
                 params["restore"] = {"backup_id": restore["backup_id"], "time": restore["time"]}
             if accounts:

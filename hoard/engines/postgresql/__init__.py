@@ -46,6 +46,7 @@ from hoard.engines.postgresql.backup import (
 from hoard.engines.postgresql.ha import PostgreSQLReplication
 from hoard.engines.postgresql.logs import PostgreSQLLogs
 from hoard.engines.postgresql.metrics import collect as collect_metrics
+from hoard.engines.postgresql.pooler import PostgreSQLPooling
 
 PG_ROOT = Path("/usr/lib/postgresql")
 DATA_INIT = PurePosixPath("data.init")
@@ -145,7 +146,7 @@ def _render(name: str, value: int | bool | str) -> str:
 
 
 class PostgreSQL(Engine, SqlAccounts, Metrics, PostgreSQLBackups, PostgreSQLReplication,
-                 PostgreSQLLogs):
+                 PostgreSQLLogs, PostgreSQLPooling):
     name = "postgresql"
     display_name = "PostgreSQL"
     standard_port = 5432

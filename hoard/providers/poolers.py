@@ -1,0 +1,97 @@
+"""A cluster's connection pooler on the local provider: one supervised process
+per cluster, declared by the engine (``ServiceSpec``), under ``<root>/<cluster
+id>/`` as an OS account of its own, with Hoard's records of it (account,
+process) under ``<records>/<cluster id>/``, where that account cannot write.
+
+The pooler reads its files relative to its working directory, so the engine
+needs to know nothing of where it runs. A file that changes under a running
+pooler is followed by the spec's reload signal (PgBouncer re-reads its
+configuration and users on SIGHUP, keeping its clients); a pooler that is not
+running is started (a dead one too: the observer ensures it on every pass,
+which is also how its users are kept in sync). Files marked ``keep`` (its key
+and certificate) are written only when missing.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections import defaultdict
+from pathlib import Path
+
+from hoard.domain.nodes import ServiceFile, ServiceSpec
+from hoard.providers.osusers import UserPool
+from hoard.providers.processes import Supervisor
+from hoard.providers.usertree import UserTree
+
+
+class LocalPoolers:
+    def __init__(self, root: Path, records: Path, users: UserPool) -> None:
+        self.root = root
+        self.records = records
+        self.users = users
+        # One change at a time per pooler in this process (the observer's upkeep
+        # and a workflow's step may ensure the same one at once).
+        self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+
+    def _dir(self, cluster_id: str) -> Path:
+        if not cluster_id.replace("-", "").isalnum():
+            raise ValueError(f"bad cluster id {cluster_id!r}")
+        return self.root / cluster_id
+
+    def _record(self, cluster_id: str) -> Path:
+        self._dir(cluster_id)  # checks the id
+        return self.records / cluster_id
+
+    def _tree(self, cluster_id: str) -> UserTree:
+        self.root.mkdir(exist_ok=True)
+        self.root.chmod(0o711)  # each pooler's account reaches its own directory, lists none
+        user = self.users.ensure(self._record(cluster_id), f"pooler {cluster_id}")
+        directory = self._dir(cluster_id)
+        directory.mkdir(exist_ok=True, mode=0o700)
+        tree = UserTree(directory, user)
+        tree.own_root(0o700)
+        return tree
+
+    @staticmethod
+    def _write(tree: UserTree, file: ServiceFile) -> bool:
+        """Write ``file`` unless it holds that already (or is kept and exists)."""
+        current = tree.read_bytes(file.name)
+        if current == file.content or (file.keep and current is not None):
+            return False
+        tree.write_stream(file.name, [file.content], file.mode)
+        return True
+
+    def ensure(self, cluster_id: str, spec: ServiceSpec) -> None:
+        """Write the files; start the pooler unless it runs, else reload it if a
+        file changed."""
+        with self._locks[cluster_id]:
+            tree = self._tree(cluster_id)
+            changed = [self._write(tree, f) for f in spec.files]
+            supervisor = Supervisor(self._dir(cluster_id), self._record(cluster_id), tree.user)
+            if not supervisor.start(spec.process) and any(changed):
+                supervisor.signal(spec.process.name, spec.reload_signal)
+
+    def running(self, cluster_id: str) -> bool:
+        """Whether every process recorded for the pooler is alive (and one is)."""
+        supervisor = Supervisor(self._dir(cluster_id), self._record(cluster_id), None)
+        names = supervisor.names()
+        return bool(names) and all(supervisor.live(n) is not None for n in names)
+
+    def remove(self, cluster_id: str) -> None:
+        """Stop the pooler, remove its files and account. Idempotent."""
+        directory, record = self._dir(cluster_id), self._record(cluster_id)
+        with self._locks[cluster_id]:
+            if directory.exists() or record.exists():
+                Supervisor(directory, record, self.users.recorded(record)).stop(graceful=False)
+            shutil.rmtree(directory, ignore_errors=True)
+            self.users.remove(record)
+            shutil.rmtree(record, ignore_errors=True)
+        self._locks.pop(cluster_id, None)
+
+    def cluster_ids(self) -> set[str]:
+        found: set[str] = set()
+        for parent in (self.root, self.records):
+            if parent.exists():
+                found |= {p.name for p in parent.iterdir() if p.is_dir()}
+        return found
