@@ -1,0 +1,97 @@
+"""Storage grows with the server running: the same server process (a client's
+connection stays open across the growth and keeps working), a larger
+filesystem, and an event that says it went online. Where the kernel refuses to
+grow a mounted filesystem (ext4 without CAP_SYS_RESOURCE), the refusal is
+recognised and the volume grows unmounted instead."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from hoard.domain.storage import GIB
+from hoard.providers import volumes
+from tests.conftest import (
+    HoardServer,
+    create_cluster,
+    delete_cluster,
+    new_tenant,
+    tenant_uri,
+    wait_operation,
+)
+
+
+def _size(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_blocks * st.f_frsize
+
+
+def test_postgresql_grows_online_keeping_its_server_and_connections(
+        admin: httpx.Client, hoard: HoardServer) -> None:
+    with hoard.client(new_tenant(admin, f"online-{time.monotonic_ns()}")) as client:
+        cluster = create_cluster(client, "growing", storage_gb=1)
+        try:
+            if "grown while mounted" not in cluster["members"][0]["limits"]["storage"]:
+                pytest.skip("volumes cannot grow mounted here: "
+                            + cluster["members"][0]["limits"]["storage"])
+            root = hoard.state_dir / "nodes" / cluster["members"][0]["id"]
+            before = _size(root)
+            plan = client.patch(f"/v2/clusters/{cluster['id']}?dry_run=true",
+                                json={"storage_gb": 2}).json()["plan"]
+            assert plan["downtime"]["kind"] == "none", plan
+            assert plan["changes"][0]["applies"] == "live", plan
+            with psycopg.connect(tenant_uri(client, cluster["id"]), autocommit=True) as conn:
+                started, backend = conn.execute(
+                    "SELECT pg_postmaster_start_time(), pg_backend_pid()").fetchone()
+                conn.execute("CREATE TABLE kept (x int)")
+                response = client.patch(f"/v2/clusters/{cluster['id']}",
+                                        json={"storage_gb": 2})
+                assert response.status_code == 202, response.text
+                op = wait_operation(client, response.json()["operation"]["id"])
+                assert op["status"] == "succeeded", op["error"]
+                conn.execute("INSERT INTO kept VALUES (1)")  # the same session, still open
+                assert conn.execute("SELECT pg_postmaster_start_time(), pg_backend_pid(), "
+                                    "count(*) FROM kept").fetchone() == (started, backend, 1)
+            after = _size(root)
+            assert after > before + GIB * 0.9, (before, after)
+            events = client.get(f"/v2/clusters/{cluster['id']}/events").json()["events"]
+            grown = [e["message"] for e in events if e["kind"] == "node.storage_grown"]
+            assert grown == ["node 0: storage grown to 2 GB (online: the server kept "
+                             "running)"], grown
+            view = client.get(f"/v2/clusters/{cluster['id']}").json()
+            assert view["storage_gb"] == 2 and view["status"] == "ACTIVE", view
+        finally:
+            delete_cluster(client, cluster["id"])
+
+
+def test_an_ext4_volume_the_kernel_will_not_grow_mounted_grows_unmounted() -> None:
+    """Whatever this host allows: a mounted ext4 either grows online, or says why
+    not (GrowRefused, nothing lost) and grows unmounted, its data kept."""
+    if not volumes.probe().loop:
+        pytest.skip(volumes.probe().note)
+    tmp = Path(tempfile.mkdtemp(prefix="hoard-grow-"))
+    image, mnt = tmp / "v.img", tmp / "mnt"
+    try:
+        volumes.ensure(image, mnt, 1, "ext4")
+        (mnt / "kept").write_bytes(b"data")
+        assert not volumes.spans(image, 2)
+        try:
+            volumes.grow_online(image, mnt, 2 * volumes.GB)
+            assert "ext4" in volumes.probe().online
+        except volumes.GrowRefused as exc:
+            assert "ext4" not in volumes.probe().online
+            assert "resize2fs" in str(exc)
+            assert not volumes.spans(image, 2)  # the image is larger, the filesystem not
+            volumes.grow(image, mnt, 2)
+        assert volumes.spans(image, 2) or "ext4" in volumes.probe().online
+        assert _size(mnt) > 1.8 * GIB and (mnt / "kept").read_bytes() == b"data"
+    finally:
+        volumes.remove(image, mnt)
+        shutil.rmtree(tmp, ignore_errors=True)
