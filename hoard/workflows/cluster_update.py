@@ -147,6 +147,9 @@ def _grow_storage(cluster: models.Cluster, storage_gb: int, op_id: str) -> None:
         if growth.done and growth.online:
             how = "online: the server kept running" + (f"; {growth.note}" if growth.note
                                                        else "")
+            # A server stuck for want of space (in crash recovery, say) goes on by
+            # itself now: the change's settings are applied once it answers.
+            wait_ready(cluster, node, svc.node_context(cluster, node))
         elif growth.done and node.status == NodeStatus.STOPPED:
             how = "the node is stopped"
         else:
