@@ -93,6 +93,8 @@ class Settings(BaseSettings):
     schedule_interval: float = 30.0
     # How often maintenance windows are looked at (an open one applies pending settings).
     maintenance_interval: float = Field(30.0, gt=0)
+    # How often storage use is compared with clusters' autoscaling thresholds.
+    autoscale_interval: float = Field(10.0, gt=0)
     # How often the backup store is swept of uploads a crashed writer left; one is
     # removed once seen unfinished for longer than backup_timeout + this interval.
     sweep_interval: float = 600.0

@@ -11,6 +11,7 @@ from hoard.api.schemas import (
     MaintenanceWindow,
     NodeView,
     OperationView,
+    StorageAutoscale,
     StorageView,
 )
 from hoard.store.models import Cluster, Operation
@@ -38,6 +39,8 @@ def cluster_view(cluster: Cluster) -> ClusterView:
         deletion_protection=bool(cluster.deletion_protection),
         maintenance_window=(MaintenanceWindow.model_validate(cluster.maintenance_window)
                             if cluster.maintenance_window else None),
+        storage_autoscale=(StorageAutoscale.model_validate(cluster.storage_autoscale)
+                           if cluster.storage_autoscale else None),
         endpoints=endpoints(cluster),
         members=members, created_at=utc(cluster.created_at),
         updated_at=utc(cluster.updated_at),
