@@ -19,9 +19,11 @@ import pytest
 from hoard.domain.storage import GIB
 from hoard.providers import volumes
 from tests.conftest import (
+    ADMIN_TOKEN,
     HoardServer,
     create_cluster,
     delete_cluster,
+    hoard_server,
     new_tenant,
     tenant_uri,
     wait_operation,
@@ -95,3 +97,42 @@ def test_an_ext4_volume_the_kernel_will_not_grow_mounted_grows_unmounted() -> No
     finally:
         volumes.remove(image, mnt)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_where_the_volume_cannot_grow_mounted_the_node_restarts_for_it() -> None:
+    """ext4 volumes (an operator's choice): on a host whose kernel will not grow
+    a mounted ext4, the preview says the server stops, the node is stopped,
+    grown and started, its data kept, and the event says why."""
+    if not volumes.probe().loop:
+        pytest.skip(volumes.probe().note)
+    with hoard_server({"HOARD_LOCAL_VOLUMES": "ext4"}) as server, \
+            server.client(ADMIN_TOKEN) as admin, \
+            server.client(new_tenant(admin, "ext4")) as client:
+        cluster = create_cluster(client, "ext4", storage_gb=1)
+        limits = cluster["members"][0]["limits"]["storage"]
+        assert "ext4 filesystem on a loop device" in limits, limits
+        online = "grown while mounted" in limits
+        plan = client.patch(f"/v2/clusters/{cluster['id']}?dry_run=true",
+                            json={"storage_gb": 2}).json()["plan"]
+        assert plan["downtime"]["kind"] == ("none" if online else "restart"), plan
+        uri = tenant_uri(client, cluster["id"])
+        with psycopg.connect(uri, autocommit=True) as conn:
+            started = conn.execute("SELECT pg_postmaster_start_time()").fetchone()
+            conn.execute("CREATE TABLE kept AS SELECT 1 AS x")
+        response = client.patch(f"/v2/clusters/{cluster['id']}", json={"storage_gb": 2})
+        assert response.status_code == 202, response.text
+        op = wait_operation(client, response.json()["operation"]["id"])
+        assert op["status"] == "succeeded", op["error"]
+        with psycopg.connect(uri, autocommit=True) as conn:
+            assert conn.execute("SELECT count(*) FROM kept").fetchone() == (1,)
+            restarted = conn.execute("SELECT pg_postmaster_start_time()").fetchone() != started
+        assert restarted != online
+        events = client.get(f"/v2/clusters/{cluster['id']}/events").json()["events"]
+        grown = [e["message"] for e in events if e["kind"] == "node.storage_grown"]
+        assert len(grown) == 1, grown
+        if not online:
+            assert grown[0].startswith(
+                "node 0: storage grown to 2 GB (restarted for it: the volume cannot grow "
+                "mounted here: resize2fs: "), grown
+        assert _size(server.state_dir / "nodes" / cluster["members"][0]["id"]) > 1.8 * GIB
+        delete_cluster(client, cluster["id"])

@@ -69,7 +69,8 @@ class LocalProvider(Provider):
                  addresses: str = DEFAULT_ADDRESSES, etcd_host: str | None = None) -> None:
         """``os_user``: the shared account of platform services (etcd); each node
         and each endpoint proxy gets an account of its own from ``uid_range``.
-        ``volumes``: "loop" (a filesystem per node, sized to its storage),
+        ``volumes``: "loop" (a filesystem per node, sized to its storage; "ext4"
+        or "xfs" for that filesystem, else the one that grows mounted here),
         "directory" (plain directories, size observed only) or "auto".
         ``hosts``: the loopback addresses (with zones) nodes are spread over.
         ``addresses``: the network clusters' own addresses come from; the kernel
@@ -96,9 +97,11 @@ class LocalProvider(Provider):
         self.volume_support = volume_fs.Support(False, "HOARD_LOCAL_VOLUMES=directory")
         if volumes != "directory":
             self.volume_support = volume_fs.probe()
+        if volumes in volume_fs.FILESYSTEMS and self.volume_support.loop:
+            self.volume_support = self.volume_support.using(volumes)
         self.use_volumes, self.volume_note = self.volume_support.loop, self.volume_support.note
-        if volumes == "loop" and not self.use_volumes:
-            raise RuntimeError(f"HOARD_LOCAL_VOLUMES=loop, but {self.volume_note}")
+        if volumes in ("loop", *volume_fs.FILESYSTEMS) and not self.use_volumes:
+            raise RuntimeError(f"HOARD_LOCAL_VOLUMES={volumes}, but {self.volume_note}")
 
     @staticmethod
     def _network(text: str) -> ipaddress.IPv4Network:

@@ -22,11 +22,12 @@ import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 GB = 1024**3
 XFS_MIN_BYTES = 300 * 1024**2  # mkfs.xfs refuses smaller filesystems
+FILESYSTEMS = ("ext4", "xfs")
 # The filesystem belongs to one node's account: nothing on it may raise privileges.
 MOUNT = ["mount", "-o", "loop,nosuid,nodev"]
 
@@ -58,6 +59,13 @@ class Support:
     filesystem: str = "ext4"
     online: frozenset[str] = frozenset()
 
+    def using(self, fs: str) -> Support:
+        """The same host, new volumes made ``fs`` (an operator's choice)."""
+        if fs == "xfs" and not shutil.which("mkfs.xfs"):
+            return replace(self, loop=False, note="mkfs.xfs is not installed (xfsprogs)")
+        how = "grown while mounted" if fs in self.online else "grown with its node stopped"
+        return replace(self, filesystem=fs, note=f"{fs} filesystem on a loop device, {how}")
+
 
 _probed: Support | None = None
 
@@ -88,8 +96,7 @@ def _probe() -> Support:
                 if _grows_mounted(Path(tmp), "xfs"):
                     online.add("xfs")
     fs = "ext4" if "ext4" in online or "xfs" not in online else "xfs"
-    how = "grown while mounted" if fs in online else "grown with its node stopped"
-    return Support(True, f"{fs} filesystem on a loop device, {how}", fs, frozenset(online))
+    return Support(True, "", online=frozenset(online)).using(fs)
 
 
 def _grows_mounted(tmp: Path, fs: str) -> bool:
