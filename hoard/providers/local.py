@@ -196,11 +196,11 @@ class LocalProvider(Provider):
     def grow_storage(self, node_id: str, storage_gb: int) -> Growth:
         """Grow the node's volume mounted, its server running; where the kernel
         refuses that while the server runs, say why and let the caller stop it."""
+        running = self.is_running(node_id)
         if not self.use_volumes:
-            return Growth(True, online=True,
+            return Growth(True, online=running,
                           note="a plain directory: its size is observed, nothing to grow")
         image, root = self._image(node_id), self._dir(node_id)
-        running = self.is_running(node_id)
         if volume_fs.spans(image, storage_gb):
             return Growth(True, online=running)
         if volume_fs.is_mounted(root):
