@@ -10,7 +10,11 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse
 
 import httpx
 import psycopg
@@ -69,6 +73,55 @@ def test_postgresql_grows_online_keeping_its_server_and_connections(
                              "running)"], grown
             view = client.get(f"/v2/clusters/{cluster['id']}").json()
             assert view["storage_gb"] == 2 and view["status"] == "ACTIVE", view
+        finally:
+            delete_cluster(client, cluster["id"])
+
+
+@contextmanager
+def _session(engine: str, uri: str) -> Iterator[Callable[[], Any]]:
+    """One client connection held open; each call answers, over it, what says
+    it is the same session on the same server process."""
+    parsed, query = urlparse(uri), parse_qs(urlparse(uri).query)
+    if engine == "mariadb":
+        import pymysql
+
+        conn = pymysql.connect(
+            host=parsed.hostname, port=parsed.port, user=unquote(parsed.username or ""),
+            password=unquote(parsed.password or ""), ssl_ca=query["ssl_ca"][0],
+            ssl_verify_identity=True, connect_timeout=10, autocommit=True)
+        with conn, conn.cursor() as cur:
+            def mariadb() -> Any:
+                # A restarted server would have closed this very connection.
+                cur.execute("SELECT CONNECTION_ID()")
+                return cur.fetchone()
+            yield mariadb
+        return
+    import redis
+
+    client = redis.Redis.from_url(uri, socket_timeout=10, single_connection_client=True)
+    with client:
+        yield lambda: (client.client_id(), client.info("server")["run_id"])
+
+
+@pytest.mark.parametrize("engine", ["mariadb", "redis"])
+def test_every_engine_keeps_its_server_and_session_across_growth(
+        admin: httpx.Client, hoard: HoardServer, engine: str) -> None:
+    with hoard.client(new_tenant(admin, f"online-{engine}-{time.monotonic_ns()}")) as client:
+        cluster = create_cluster(client, "growing", engine=engine, storage_gb=1)
+        try:
+            if "grown while mounted" not in cluster["members"][0]["limits"]["storage"]:
+                pytest.skip("volumes cannot grow mounted here")
+            with _session(engine, tenant_uri(client, cluster["id"])) as same:
+                before = same()
+                response = client.patch(f"/v2/clusters/{cluster['id']}",
+                                        json={"storage_gb": 2})
+                op = wait_operation(client, response.json()["operation"]["id"])
+                assert op["status"] == "succeeded", op["error"]
+                assert same() == before
+            events = client.get(f"/v2/clusters/{cluster['id']}/events").json()["events"]
+            assert [e["message"] for e in events if e["kind"] == "node.storage_grown"] == [
+                "node 0: storage grown to 2 GB (online: the server kept running)"]
+            assert _size(hoard.state_dir / "nodes" / cluster["members"][0]["id"]) > 1.8 * GIB
         finally:
             delete_cluster(client, cluster["id"])
 
