@@ -109,6 +109,8 @@ def test_a_filling_volume_grows_with_its_server_up_and_stops_at_max(
         filler = os.path.join(root, "filler")
         try:
             assert cluster["storage_autoscale"] == {"max_gb": 2, "threshold_percent": 80}
+            listed = client.get("/v2/clusters").json()["clusters"]
+            assert [c["storage_autoscale"] for c in listed] == [cluster["storage_autoscale"]]
             if "grown while mounted" not in node["limits"]["storage"]:
                 pytest.skip("volumes cannot grow mounted here: " + node["limits"]["storage"])
             for body, status, words in REFUSED:
