@@ -5,7 +5,10 @@ max_gb, says once that it cannot grow further."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -79,6 +82,14 @@ def _fill_to(path: str, root: str, percent: float) -> None:
             os.posix_fallocate(fd, end, more)
     finally:
         os.close(fd)
+
+
+def _cli(server: HoardServer, token: str, *args: str) -> dict[str, Any]:
+    env = {**os.environ, "HOARD_URL": server.url, "HOARD_TOKEN": token}
+    proc = subprocess.run([sys.executable, "-m", "hoard", "cluster", *args, "-o", "json"],
+                          env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return dict(json.loads(proc.stdout))
 
 
 REFUSED = [
@@ -157,8 +168,13 @@ def test_a_filling_volume_grows_with_its_server_up_and_stops_at_max(
                 assert _view(client, cid)["storage_gb"] == 2
                 assert conn.execute("SELECT pg_postmaster_start_time()").fetchone() == started
 
-            off = client.patch(f"/v2/clusters/{cid}", json={"storage_autoscale": None})
-            assert off.status_code == 200 and off.json()["cluster"]["storage_autoscale"] is None
+            # From the CLI: a higher max past today's use (nothing starts), then off.
+            changed = _cli(hoard, token, "autoscale", "autoscaled", "--max-gb", "3",
+                           "--threshold", "90")
+            assert changed["storage_autoscale"] == {"max_gb": 3, "threshold_percent": 90}
+            assert _cli(hoard, token, "autoscale", "autoscaled", "--off")[
+                "storage_autoscale"] is None
+            assert _view(client, cid)["storage_gb"] == 2
         finally:
             if os.path.exists(filler):
                 os.unlink(filler)
