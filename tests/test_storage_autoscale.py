@@ -129,6 +129,11 @@ def test_a_filling_volume_grows_with_its_server_up_and_stops_at_max(
                     answer = client.patch(url, json=body)
                     assert answer.status_code == status and words in answer.text, (
                         body, answer.text)
+            dry = client.patch(f"/v2/clusters/{cid}?dry_run=true", json={
+                "storage_autoscale": {"max_gb": 2, "threshold_percent": 85}})
+            assert dry.status_code == 200, dry.text
+            assert [(c["field"], c["applies"]) for c in dry.json()["plan"]["changes"]] == [
+                ("storage_autoscale", "at_once")]
             view = _view(client, cid)
             assert (view["storage_gb"], view["storage_autoscale"]) == (
                 1, {"max_gb": 2, "threshold_percent": 80})

@@ -80,10 +80,10 @@ def autoscale(cluster_id: str) -> bool:
     with svc.store.session() as s:
         cluster = s.get(models.Cluster, cluster_id, options=[selectinload(
             models.Cluster.nodes)])
-        if cluster is None or not cluster.storage_autoscale:
-            return False
-        decision = _measured(cluster)
-        seen = (cluster.storage_gb, dict(cluster.storage_autoscale))
+    if cluster is None or not cluster.storage_autoscale:
+        return False
+    decision = _measured(cluster)  # outside a transaction: a provider may be slow
+    seen = (cluster.storage_gb, dict(cluster.storage_autoscale))
     if decision is None:
         return False
     if decision.grow_to is None:
