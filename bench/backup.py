@@ -8,7 +8,7 @@ Raw backup: the same tool with Hoard's arguments and service account, run by han
 the database OS user against the same server, stdout straight into a file in the
 same state directory, then fsynced (as Hoard's store does). Raw restore: what a
 person restoring that plain file by hand does, on a new filesystem of the node's
-size (loop-mounted ext4 like a restored node's, made untimed): the tool work Hoard's
+size (loop-mounted like a restored node's volume, made untimed): the tool work Hoard's
 restore runs (tar -x + pg_verifybackup; mbstream -x + mariadb-backup --prepare; the
 RDB written + redis-check-rdb), then the server started on the result as the
 database OS user on a free port, with the source node's configuration and in cgroups
@@ -333,7 +333,7 @@ def raw_restore(engine: str, t: Target, backup: Path, raw: Path, storage_gb: int
     image, mount = raw / "restore.img", raw / "restore"
     fresh = volumes_work()
     if fresh:
-        volumes.ensure(image, mount, storage_gb)
+        volumes.ensure(image, mount, storage_gb, volumes.probe().filesystem)
         user = db_user(t.user)
         os.chown(mount, user.pw_uid, user.pw_gid)
     else:

@@ -94,12 +94,13 @@ def start_stock(root: Path, group: str, cpus: float, memory_mb: int) -> tuple[Fo
 
 
 def stock_root(base: Path, storage_gb: int | None, name: str = "pg") -> Path:
-    """The stock server's directory: on an ext4 loop volume like Hoard's nodes
-    (hoard.providers.volumes) when ``storage_gb`` is given, else a plain directory."""
+    """The stock server's directory: on a loop volume of the filesystem Hoard's
+    nodes get here (hoard.providers.volumes) when ``storage_gb`` is given, else a
+    plain directory."""
     root = base / name
     if storage_gb is None:
         return owned_dir(root)
-    volumes.ensure(base / f"{name}.img", root, storage_gb)
+    volumes.ensure(base / f"{name}.img", root, storage_gb, volumes.probe().filesystem)
     shutil.chown(root, "hoard-db", "hoard-db")
     root.chmod(0o700)
     return root

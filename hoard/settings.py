@@ -36,8 +36,9 @@ class Settings(BaseSettings):
     # db_uid_range, made when it is placed and removed with it.
     db_os_user: str = "hoard-db"
     db_uid_range: str = "200000-265535"
-    # Local node storage: "loop" (a filesystem per node, sized to storage_gb),
-    # "directory" (size observed only), or "auto" (loop where the host allows).
+    # Local node storage: "loop" (a filesystem per node, sized to storage_gb; "ext4"
+    # or "xfs" to choose its filesystem), "directory" (size observed only), or
+    # "auto" (loop where the host allows).
     local_volumes: str = "auto"
     # Hosts the local provider spreads a cluster's nodes over, as address@zone
     # (every 127.0.0.0/8 address is this machine's loopback).
@@ -99,6 +100,8 @@ class Settings(BaseSettings):
     schedule_interval: float = 30.0
     # How often maintenance windows are looked at (an open one applies pending settings).
     maintenance_interval: float = Field(30.0, gt=0)
+    # How often storage use is compared with clusters' autoscaling thresholds.
+    autoscale_interval: float = Field(10.0, gt=0)
     # How often the backup store is swept of uploads a crashed writer left; one is
     # removed once seen unfinished for longer than backup_timeout + this interval.
     sweep_interval: float = 600.0

@@ -16,6 +16,7 @@ PACKAGES=(
   util-linux passwd                    # setpriv (drop privileges), nsenter, useradd
   iproute2                             # the netns provider: a network namespace per node
   e2fsprogs mount                      # a sized filesystem per node (mkfs.ext4, loop mounts)
+  xfsprogs                             # XFS volumes, which grow mounted where ext4 may not
   tar diffutils coreutils              # tools the backup code runs beside the data
   python3-venv                         # the virtualenv for Hoard itself
   chromium                             # the console's browser tests (driven by Playwright)

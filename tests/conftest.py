@@ -70,7 +70,8 @@ class HoardServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "HOARD_ADMIN_TOKEN": ADMIN_TOKEN,
                     "HOARD_OBSERVE_INTERVAL": "0.5",
-                    "HOARD_MAINTENANCE_INTERVAL": "0.5", **(extra_env or {})}
+                    "HOARD_MAINTENANCE_INTERVAL": "0.5", "HOARD_AUTOSCALE_INTERVAL": "0.5",
+                    **(extra_env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = state_dir / "serve.log"
 

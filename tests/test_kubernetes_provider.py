@@ -184,11 +184,11 @@ def test_stop_scales_to_zero_and_keeps_the_volume(api: MockApi,
 def test_storage_grows_by_expanding_the_claim(api: MockApi,
                                               provider: KubernetesProvider) -> None:
     place_and_start(provider)
-    assert provider.grow_storage(NODE, 20) is True  # online: no stop needed
+    assert provider.grow_storage(NODE, 20).online  # no stop needed
     claim = api.objects("persistentvolumeclaims")[names.claim(NODE)]
     assert claim["spec"]["resources"]["requests"]["storage"] == "20Gi"
     patches = len(api.handler["patch"])
-    assert provider.grow_storage(NODE, 15) is True  # never shrinks: nothing sent
+    assert provider.grow_storage(NODE, 15).done  # never shrinks: nothing sent
     assert len(api.handler["patch"]) == patches
     # A later start keeps the grown size (the claim converges its labels only).
     place_and_start(provider)

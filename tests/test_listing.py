@@ -57,7 +57,8 @@ def _fill(store: Store) -> str:
         s.flush()
         shapes: list[tuple[dict[str, object], list[Node]]] = [
             ({}, []),  # BUILDING, nothing placed yet
-            ({"status_reason": "node 0: down", "pending_restart": ["shared_buffers"]},
+            ({"status_reason": "node 0: down", "pending_restart": ["shared_buffers"],
+              "storage_autoscale": {"max_gb": 20, "threshold_percent": 85}},
              [_node(0, host="127.0.0.1", port=port, zone="local", observed_at=seen,
                     limits={"cpu": "1 CPU", "memory": "1 GiB"}, status="UNHEALTHY",
                     status_reason="down", storage_used_bytes=10, storage_total_bytes=1000)]),

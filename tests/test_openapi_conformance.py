@@ -24,6 +24,11 @@ def test_every_error_response_is_documented_as_problem_json(hoard: HoardServer) 
         schemas["Problem"]["properties"])
     assert "errors" in schemas["ValidationProblem"]["properties"]
     assert "HTTPValidationError" not in schemas
+    autoscale = schemas["StorageAutoscale"]
+    assert autoscale["required"] == ["max_gb"] and autoscale["additionalProperties"] is False
+    assert autoscale["properties"]["threshold_percent"]["maximum"] == 90
+    for body in ("ClusterCreate", "ClusterPatch", "ClusterView"):
+        assert "storage_autoscale" in schemas[body]["properties"], body
     for path, operations in doc["paths"].items():
         for method, op in operations.items():
             where = f"{method.upper()} {path}"

@@ -84,10 +84,14 @@ def _alarms(client: httpx.Client, cluster_id: str) -> list[tuple[str, str]]:
 
 
 def _allocate(path: str, size: int) -> None:
-    """Blocks really taken on the node's filesystem (not a sparse file)."""
+    """Blocks really taken on the node's filesystem (not a sparse file), added
+    past the file's end (XFS reserves a whole range again before it looks at
+    what is allocated in it, so a nearly full one refuses to re-allocate)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
     try:
-        os.posix_fallocate(fd, 0, size)
+        end = os.fstat(fd).st_size
+        if size > end:
+            os.posix_fallocate(fd, end, size - end)
     finally:
         os.close(fd)
 

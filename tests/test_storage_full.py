@@ -127,5 +127,11 @@ def test_a_full_storage_says_so_and_a_resize_clears_it(admin: httpx.Client,
             member = _until(client, cluster["id"], lambda m: m["status"] == "HEALTHY"
                             and m["storage"]["total_bytes"] > 1.5 * GIB)
             assert member["status_reason"] == ""
+            # Grown with the server up where the volume grows mounted; either way said.
+            events = client.get(f"/v2/clusters/{cluster['id']}/events").json()["events"]
+            grown = [e["message"] for e in events if e["kind"] == "node.storage_grown"]
+            assert len(grown) == 1 and grown[0].startswith(
+                "node 0: storage grown to 2 GB ("), grown
+            assert client.get(f"/v2/clusters/{cluster['id']}").json()["status"] == "ACTIVE"
         finally:
             delete_cluster(client, cluster["id"])

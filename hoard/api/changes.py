@@ -11,17 +11,17 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from hoard.api.auth import Principal
 from hoard.api.schemas import Accepted
 from hoard.api.views import cluster_view, operation_view
-from hoard.domain.errors import Conflict, HoardError, NotFound, QuotaExceeded
+from hoard.domain.errors import Conflict, HoardError, NotFound
 from hoard.domain.status import ClusterStatus, OperationStatus
 from hoard.ids import new_id
 from hoard.store import locks, operations
-from hoard.store.models import Cluster, Operation, Project
+from hoard.store.models import Cluster, Operation
+from hoard.store.quotas import check_quota, check_storage_quota, usage
 from hoard.workflows import runtime
 from hoard.workflows.services import Services
 
@@ -43,6 +43,8 @@ def get_cluster(s: Session, principal: Principal, cluster_id: str) -> Cluster:
         raise NotFound(f"no cluster {cluster_id!r} in this project")
     return cluster
 
+
+__all__ = ["check_quota", "check_storage_quota", "usage"]  # here for the routes
 
 Guard = Callable[[Session, Cluster], None]
 
@@ -123,49 +125,3 @@ def wait(svc: Services, op_id: str, timeout: float) -> Operation:
             return op
         time.sleep(delay)
         delay = min(delay * 2, 0.1)
-
-
-def usage(s: Session, project_id: str) -> tuple[int, int, int]:
-    """Clusters, nodes and GB the project uses, counting growth already accepted
-    but not yet made (a resize or scale still running holds what it will take)."""
-    count, nodes, storage = s.execute(
-        select(
-            func.count(Cluster.id),
-            func.coalesce(func.sum(Cluster.node_count), 0),
-            func.coalesce(func.sum(Cluster.node_count * Cluster.storage_gb), 0),
-        ).where(Cluster.project_id == project_id)
-    ).one()
-    growing = s.execute(
-        select(Operation.params, Cluster.node_count, Cluster.storage_gb)
-        .join(Cluster, Cluster.id == Operation.cluster_id)
-        .where(Operation.project_id == project_id, Operation.kind.in_(("update", "scale")),
-               Operation.status == OperationStatus.RUNNING))
-    for params, node_count, storage_gb in growing:
-        more_nodes = max(0, int(params.get("nodes") or node_count) - node_count)
-        more_gb = max(0, int(params.get("storage_gb") or storage_gb) - storage_gb)
-        nodes += more_nodes
-        storage += more_nodes * storage_gb + more_gb * (node_count + more_nodes)
-    return int(count), int(nodes), int(storage)
-
-
-def check_quota(s: Session, project: Project, clusters: int, nodes: int, storage_gb: int
-                ) -> None:
-    """Refuse a change that would take the project over any quota."""
-    used_clusters, used_nodes, used_storage = usage(s, project.id)
-    if used_clusters + clusters > project.quota_clusters:
-        raise QuotaExceeded(
-            f"cluster quota reached: {used_clusters} of {project.quota_clusters} used")
-    if used_nodes + nodes > project.quota_nodes:
-        raise QuotaExceeded(
-            f"node quota exceeded: {used_nodes} of {project.quota_nodes} used, {nodes} asked")
-    if used_storage + storage_gb > project.quota_storage_gb:
-        raise QuotaExceeded(
-            f"storage quota exceeded: {used_storage} of {project.quota_storage_gb} GB used, "
-            f"{storage_gb} GB asked")
-
-
-def check_storage_quota(s: Session, cluster: Cluster, new_storage_gb: int) -> None:
-    project = s.get(Project, cluster.project_id)
-    assert project is not None
-    extra = (new_storage_gb - cluster.storage_gb) * cluster.node_count
-    check_quota(s, project, clusters=0, nodes=0, storage_gb=extra)

@@ -47,7 +47,7 @@ _CLUSTER_COLUMNS = (
     Cluster.pending_restart, Cluster.labels, Cluster.deletion_protection,
     Cluster.endpoint_host, Cluster.rw_port, Cluster.ro_port, Cluster.ro_host,
     Cluster.created_at, Cluster.updated_at, Cluster.maintenance_window,
-    Cluster.pooler, Cluster.pooler_host,
+    Cluster.pooler, Cluster.pooler_host, Cluster.storage_autoscale,
 )
 _NODE_COLUMNS = (
     Node.id, Node.ordinal, Node.role, Node.status, Node.status_reason, Node.provider,
@@ -158,6 +158,7 @@ def _cluster(r: Sequence[Any]) -> dict[str, Any]:
         "pending_restart": list(_json(r[12]) or []), "labels": dict(_json(r[13]) or {}),
         "deletion_protection": bool(r[14]), "maintenance_window": _json(r[21]) or None,
         "pooler": _json(r[22]) or None,
+        "storage_autoscale": _json(r[24]) or None,
         # endpoint_host, rw_port, ro_port, ro_host, pooler_host until _finish
         "endpoints": (*r[15:19], r[23]),
         "members": [], "created_at": _time(r[19]), "updated_at": _time(r[20]),

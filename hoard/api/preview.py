@@ -174,7 +174,8 @@ def plan_scale(cluster: Cluster, nodes: int, leaving: list[str]) -> ChangePlan:
 
 
 def plan_metadata(cluster: Cluster, requested: Mapping[str, Any]) -> ChangePlan:
-    """Labels, deletion protection, maintenance window: the cluster's record only."""
+    """Labels, deletion protection, maintenance window, storage autoscaling: the
+    cluster's record only."""
     changes = [FieldChange(field=name, current=getattr(cluster, name), requested=value,
                            applies="at_once", detail="recorded at once; nothing restarts")
                for name, value in requested.items()]

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from hoard.domain import maintenance, pooler
+from hoard.domain import autoscale, maintenance, pooler
 from hoard.domain.catalog import MAX_NODES, MAX_STORAGE_GB, MIN_STORAGE_GB, SIZES
 from hoard.domain.names import MAX_LABELS, NAME_RE, NAME_RULE, check_labels, valid_name
 from hoard.engines.registry import ENGINES
@@ -64,6 +64,20 @@ class Pooler(Strict):
                                              "at once")
 
 
+class StorageAutoscale(Strict):
+    """Grow the storage by itself before it fills: when a node's storage passes
+    ``threshold_percent`` used, by half again its size (rounded up, at least
+    1 GB), never past ``max_gb``; each growth is an operation of its own, with
+    the servers up where the provider grows storage live."""
+
+    max_gb: int = Field(ge=MIN_STORAGE_GB, le=MAX_STORAGE_GB,
+                        description="The largest size it grows to (at least storage_gb; "
+                                    "the project's storage quota must hold every node at it)")
+    threshold_percent: int = Field(
+        autoscale.DEFAULT_THRESHOLD, ge=autoscale.MIN_THRESHOLD, le=autoscale.MAX_THRESHOLD,
+        description="Storage used, in percent of a node's, past which it grows")
+
+
 class ClusterCreate(Strict):
     name: str = Field(description="Unique in the project; " + NAME_RULE,
                       json_schema_extra=NAME_SCHEMA)
@@ -93,6 +107,8 @@ class ClusterCreate(Strict):
     pooler: Pooler | None = Field(
         None, description="PostgreSQL: a connection pooler in front of the cluster "
                           "(shown in endpoints with role 'pooler')")
+    storage_autoscale: StorageAutoscale | None = Field(
+        None, description="Grow the storage by itself before it fills; none: off")
     provider: str | None = Field(
         None, max_length=32, pattern=r"^[a-z][a-z0-9-]*$",
         description="Where the cluster runs, for its whole life; default: the operator's "
@@ -170,6 +186,8 @@ class ClusterView(BaseModel):
     maintenance_window: MaintenanceWindow | None
     pooler: Pooler | None = Field(None, description="The connection pooler asked for; "
                                                     "its address is the 'pooler' endpoint")
+    storage_autoscale: StorageAutoscale | None = Field(
+        description="How the storage grows by itself; null: it does not")
     endpoints: list[Endpoint]
     members: list[NodeView]
     created_at: dt.datetime
@@ -335,6 +353,9 @@ class ClusterPatch(Strict):
     pooler: Pooler | None = Field(
         None, description="PostgreSQL: open or change the connection pooler, or close it "
                           "with null (on its own; an operation)")
+    storage_autoscale: StorageAutoscale | None = Field(
+        None, description="Turn storage autoscaling on or change it, or off with null "
+                          "(applied at once)")
 
     @field_validator("labels")
     @classmethod

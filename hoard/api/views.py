@@ -12,6 +12,7 @@ from hoard.api.schemas import (
     NodeView,
     OperationView,
     Pooler,
+    StorageAutoscale,
     StorageView,
 )
 from hoard.domain.pooler import POOLER_PORT
@@ -41,6 +42,8 @@ def cluster_view(cluster: Cluster) -> ClusterView:
         maintenance_window=(MaintenanceWindow.model_validate(cluster.maintenance_window)
                             if cluster.maintenance_window else None),
         pooler=Pooler.model_validate(cluster.pooler) if cluster.pooler else None,
+        storage_autoscale=(StorageAutoscale.model_validate(cluster.storage_autoscale)
+                           if cluster.storage_autoscale else None),
         endpoints=endpoints(cluster),
         members=members, created_at=utc(cluster.created_at),
         updated_at=utc(cluster.updated_at),

@@ -249,6 +249,32 @@ def window(
     emit(answer["cluster"], output, cluster_table)
 
 
+@app.command("autoscale")
+def autoscale(
+    name: str,
+    max_gb: Annotated[int | None, typer.Option(help="The largest size the storage grows "
+                                                    "to")] = None,
+    threshold: Annotated[int, typer.Option(help="Percent used past which it grows "
+                                                "(50-90)")] = 80,
+    off: Annotated[bool, typer.Option("--off", help="Turn storage autoscaling off")] = False,
+    output: Output = Format.table,
+) -> None:
+    """Let the storage grow by itself before it fills (by half again, up to
+    --max-gb), or turn that off."""
+    if off == (max_gb is not None):
+        err_console.print("[red]error:[/red] give --max-gb, or --off")
+        raise typer.Exit(2)
+    body = None if off else {"max_gb": max_gb, "threshold_percent": threshold}
+    client = Client()
+    try:
+        cluster = client.find_cluster(name)
+        answer = client.request("PATCH", f"/v2/clusters/{cluster['id']}",
+                                json={"storage_autoscale": body})
+    except ApiError as exc:
+        fail(exc)
+    emit(answer["cluster"], output, cluster_table)
+
+
 @app.command("scale")
 def scale(
     name: str,

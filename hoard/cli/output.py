@@ -79,6 +79,10 @@ def cluster_table(c: dict[str, Any]) -> Table:
     if window:
         table.add_row("maintenance_window", f"{window['day']} {window['start']} UTC, "
                                             f"{window['duration_minutes']} min")
+    autoscale = c.get("storage_autoscale")
+    if autoscale:
+        table.add_row("storage_autoscale", f"past {autoscale['threshold_percent']}% used, up "
+                                           f"to {autoscale['max_gb']} GB")
     for ep in c["endpoints"]:
         table.add_row(f"endpoint ({ep['role']})", f"{ep['host']}:{ep['port']}")
     for n in c["members"]:

@@ -45,6 +45,18 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class Growth:
+    """What a storage growth did: ``done`` False means the node must be stopped
+    first (and nothing was lost: the growth is asked again then); ``online``
+    that it grew with the server running; ``note`` why it could not grow
+    online, or how it grew, in words for the node's event."""
+
+    done: bool
+    online: bool = False
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class Deadlines:
     """How long a provider's waits may last before a step gives up (and the
     workflow compensates): a local start takes a second, a container provider
@@ -91,9 +103,10 @@ class Provider(ABC):
         keep the first one."""
 
     @abstractmethod
-    def grow_storage(self, node_id: str, storage_gb: int) -> bool:
-        """Grow the node's storage. False if the node must be stopped first (then
-        nothing was done)."""
+    def grow_storage(self, node_id: str, storage_gb: int) -> Growth:
+        """Grow the node's storage to ``storage_gb`` (never shrinks; idempotent),
+        while its server runs where the provider can; else not ``done``, and the
+        caller stops the node and asks again."""
 
     def grows_storage_live(self, node_id: str) -> bool:
         """Whether ``grow_storage`` can grow this node's storage while its server

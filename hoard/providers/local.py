@@ -42,7 +42,7 @@ from hoard.domain.placement import Host, choose_host
 from hoard.domain.storage import StorageUsage
 from hoard.providers import cgroups
 from hoard.providers import volumes as volume_fs
-from hoard.providers.base import Endpoint, Placement, Provider, Versioned
+from hoard.providers.base import Endpoint, Growth, Placement, Provider, Versioned
 from hoard.providers.etcd import LocalEtcd
 from hoard.providers.haproxy import LocalEndpoints
 from hoard.providers.osusers import DEFAULT_UID_RANGE, OSUser, UserPool, service_user
@@ -85,7 +85,8 @@ class LocalProvider(Provider):
                  addresses: str = DEFAULT_ADDRESSES, etcd_host: str | None = None) -> None:
         """``os_user``: the shared account of platform services (etcd); each node
         and each endpoint proxy gets an account of its own from ``uid_range``.
-        ``volumes``: "loop" (a filesystem per node, sized to its storage),
+        ``volumes``: "loop" (a filesystem per node, sized to its storage; "ext4"
+        or "xfs" for that filesystem, else the one that grows mounted here),
         "directory" (plain directories, size observed only) or "auto".
         ``hosts``: the loopback addresses (with zones) nodes are spread over.
         ``addresses``: the network clusters' own addresses come from; the kernel
@@ -110,12 +111,14 @@ class LocalProvider(Provider):
         nodes_dir.mkdir(parents=True, exist_ok=True)
         nodes_dir.chmod(0o711)  # each account reaches its own directory, lists none
         self._check_traversable(nodes_dir)
-        if volumes == "directory":
-            self.use_volumes, self.volume_note = False, "HOARD_LOCAL_VOLUMES=directory"
-        else:
-            self.use_volumes, self.volume_note = volume_fs.supported()
-            if volumes == "loop" and not self.use_volumes:
-                raise RuntimeError(f"HOARD_LOCAL_VOLUMES=loop, but {self.volume_note}")
+        self.volume_support = volume_fs.Support(False, "HOARD_LOCAL_VOLUMES=directory")
+        if volumes != "directory":
+            self.volume_support = volume_fs.probe()
+        if volumes in volume_fs.FILESYSTEMS and self.volume_support.loop:
+            self.volume_support = self.volume_support.using(volumes)
+        self.use_volumes, self.volume_note = self.volume_support.loop, self.volume_support.note
+        if volumes in ("loop", *volume_fs.FILESYSTEMS) and not self.use_volumes:
+            raise RuntimeError(f"HOARD_LOCAL_VOLUMES={volumes}, but {self.volume_note}")
 
     @staticmethod
     def _network(text: str) -> ipaddress.IPv4Network:
@@ -170,7 +173,8 @@ class LocalProvider(Provider):
             root.mkdir(mode=0o700)
         if self.use_volumes:
             self.volumes_dir.mkdir(mode=0o700, exist_ok=True)
-            volume_fs.ensure(self._image(node_id), root, storage_gb)
+            volume_fs.ensure(self._image(node_id), root, storage_gb,
+                             self.volume_support.filesystem)
         UserTree(root, user).own_root(0o700)
         host = choose_host(self.hosts, siblings)
         if address is not None:
@@ -198,15 +202,33 @@ class LocalProvider(Provider):
         }
 
     def grows_storage_live(self, node_id: str) -> bool:
-        return not self.use_volumes  # a loop filesystem is grown unmounted
-
-    def grow_storage(self, node_id: str, storage_gb: int) -> bool:
+        """A directory has nothing to grow; a volume grows live if its filesystem
+        grows mounted here (an ext4 volume made before XFS was chosen may not)."""
         if not self.use_volumes:
-            return True  # nothing to grow: the size is a quota figure only
-        if self.is_running(node_id):
-            return False
-        volume_fs.grow(self._image(node_id), self._dir(node_id), storage_gb)
-        return True
+            return True
+        image = self._image(node_id)
+        fs = volume_fs.filesystem(image) if image.exists() else self.volume_support.filesystem
+        return fs in self.volume_support.online
+
+    def grow_storage(self, node_id: str, storage_gb: int) -> Growth:
+        """Grow the node's volume mounted, its server running; where the kernel
+        refuses that while the server runs, say why and let the caller stop it."""
+        running = self.is_running(node_id)
+        if not self.use_volumes:
+            return Growth(True, online=running,
+                          note="a plain directory: its size is observed, nothing to grow")
+        image, root = self._image(node_id), self._dir(node_id)
+        if volume_fs.spans(image, storage_gb):
+            return Growth(True, online=running)
+        if volume_fs.is_mounted(root):
+            try:
+                volume_fs.grow_online(image, root, storage_gb * volume_fs.GB)
+                return Growth(True, online=running)
+            except volume_fs.GrowRefused as exc:
+                if running:
+                    return Growth(False, note=f"the volume cannot grow mounted here: {exc}")
+        volume_fs.grow(image, root, storage_gb)
+        return Growth(True)
 
     def _supervisor(self, node_id: str, user: OSUser | None = None) -> Supervisor:
         return Supervisor(self._dir(node_id), self._record(node_id), user,

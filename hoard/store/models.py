@@ -132,6 +132,13 @@ class Cluster(Base):
                                                           nullable=True)
     # The pooler's own address (on port 6432), once it runs there.
     pooler_host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # {"max_gb": N, "threshold_percent": 80}: storage grows by itself up to max_gb
+    # (hoard.domain.autoscale); SQL NULL: off.
+    storage_autoscale: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON(none_as_null=True), nullable=True)
+    # The storage_gb at which autoscaling last said it cannot grow further (said
+    # once per size); NULL when it has not.
+    autoscale_limit_gb: Mapped[int | None] = mapped_column(Integer, nullable=True)
     admin_user: Mapped[str] = mapped_column(String(63))
     admin_password: Mapped[str] = mapped_column(Text)  # sealed with the secret key
     service_password: Mapped[str] = mapped_column(Text)  # Hoard's own superuser, sealed

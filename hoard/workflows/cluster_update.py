@@ -135,25 +135,40 @@ def _roll_back(cluster: models.Cluster, failed: Target, bring_up: bool,
         start_all(cluster)
 
 
-def _grow_storage(cluster: models.Cluster, storage_gb: int) -> None:
-    """Grow each node's storage, stopping it around the growth where the provider
-    cannot grow a live filesystem."""
+def _grow_storage(cluster: models.Cluster, storage_gb: int, op_id: str) -> None:
+    """Grow each node's storage with its server running where the provider can;
+    else stop the node around the growth. A node whose server is down though its
+    cluster is not stopped (a full disk can stop one) is started again once it
+    has room. Each node's event says which way it went."""
     svc = services()
     for node in cluster.nodes:
-        if svc.provider_for(node).grow_storage(node.id, storage_gb):
-            continue  # grown in place, or the node is stopped anyway
-        ctx = svc.node_context(cluster, node)
-        svc.provider_for(node).stop(node.id)
-        try:
-            if not svc.provider_for(node).grow_storage(node.id, storage_gb):
-                raise RuntimeError(f"node {node.ordinal}: storage cannot grow")
-        finally:  # grown or not, the node serves again
-            start_node(cluster, node, ctx)
-        wait_ready(cluster, node, ctx)
+        provider = svc.provider_for(node)
+        growth = provider.grow_storage(node.id, storage_gb)
+        if growth.done and growth.online:
+            how = "online: the server kept running" + (f"; {growth.note}" if growth.note
+                                                       else "")
+            # A server stuck for want of space (in crash recovery, say) goes on by
+            # itself now: the change's settings are applied once it answers.
+            wait_ready(cluster, node, svc.node_context(cluster, node))
+        elif growth.done and node.status == NodeStatus.STOPPED:
+            how = "the node is stopped"
+        else:
+            ctx = svc.node_context(cluster, node)
+            if growth.done:
+                how = "the server was down: started again with room to write"
+            else:
+                how = f"restarted for it: {growth.note}"
+                provider.stop(node.id)
+            try:
+                if not growth.done and not provider.grow_storage(node.id, storage_gb).done:
+                    raise RuntimeError(f"node {node.ordinal}: storage cannot grow")
+            finally:  # grown or not, the node serves again
+                start_node(cluster, node, ctx)
+            wait_ready(cluster, node, ctx)
         with svc.store.session() as s:
             events.record(s, cluster.id, "node.storage_grown",
-                          f"node {node.ordinal}: storage grown to {storage_gb} GB "
-                          "(restarted for it)")
+                          f"node {node.ordinal}: storage grown to {storage_gb} GB ({how})",
+                          op_id)
 
 
 def _settled(cluster: models.Cluster) -> ClusterStatus:
@@ -196,7 +211,7 @@ def apply_settings(op_id: str, cluster_id: str, changes: dict[str, Any]) -> list
         # machinery takes it live (Patroni's synchronous mode, through its DCS).
         cluster.durability = changes.get("durability") or cluster.durability
         if "storage_gb" in changes:
-            _grow_storage(cluster, target.storage_gb)
+            _grow_storage(cluster, target.storage_gb, op_id)
         for node in cluster.nodes:
             limits = svc.provider_for(node).apply_limits(node.id, SIZES[target.size],
                                                          target.storage_gb)

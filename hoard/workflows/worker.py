@@ -13,6 +13,7 @@ from datetime import timedelta
 from hoard.settings import Settings
 from hoard.workflows import runtime
 from hoard.workflows.archiver import archiver
+from hoard.workflows.autoscale import autoscaler
 from hoard.workflows.loops import Loop
 from hoard.workflows.maintenance import maintainer
 from hoard.workflows.observer import observer
@@ -29,7 +30,7 @@ def background_loops(settings: Settings) -> list[Loop]:
     return [observer(settings.observe_interval, settings.observe_batch, sampling),
             archiver(settings.archive_interval), scheduler(settings.schedule_interval),
             store_sweeper(settings.sweep_interval, settings.backup_timeout),
-            maintainer(settings.maintenance_interval),
+            maintainer(settings.maintenance_interval), autoscaler(settings.autoscale_interval),
             runtime.outbox(settings.outbox_interval)]
 
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hoard.api import changes, preview
+from hoard.api import autoscale, changes, preview
 from hoard.api.auth import Principal, authenticate
 from hoard.api.changes import get_cluster
 from hoard.api.routes.clusters import check_pooler
@@ -42,7 +42,8 @@ from hoard.workflows.services import Services
 router = APIRouter(prefix="/v2/clusters", tags=["clusters"])
 Auth = Annotated[Principal, Depends(authenticate)]
 RUNNING = (ClusterStatus.ACTIVE, ClusterStatus.DEGRADED)
-METADATA = frozenset({"labels", "deletion_protection", "maintenance_window"})
+METADATA = frozenset({"labels", "deletion_protection", "maintenance_window",
+                      "storage_autoscale"})
 
 
 def _services(request: Request) -> Services:
@@ -85,17 +86,17 @@ def update_cluster(
     fields = body.model_fields_set
     if not fields:
         raise InvalidInput("nothing to change: give size, storage_gb, configuration_id, "
-                           "durability, nodes, pooler, labels, deletion_protection or "
-                           "maintenance_window")
+                           "durability, nodes, pooler, labels, deletion_protection, "
+                           "maintenance_window or storage_autoscale")
     if fields & METADATA:
         if fields - METADATA:
-            raise InvalidInput("change labels, deletion_protection and maintenance_window on "
-                               "their own, not with other fields")
+            raise InvalidInput("change labels, deletion_protection, maintenance_window and "
+                               "storage_autoscale on their own, not with other fields")
         response.status_code = 200
         if dry_run:
             with svc.store.session() as s:
                 cluster = get_cluster(s, principal, cluster_id)
-                plan = preview.plan_metadata(cluster, _metadata(body))
+                plan = preview.plan_metadata(cluster, _metadata(s, cluster, body))
                 return Changed(cluster=cluster_view(cluster), operation=None, plan=plan)
         return Changed(cluster=_set_metadata(svc, principal, cluster_id, body), operation=None)
     planned = _plan(svc, principal, cluster_id, body)
@@ -147,6 +148,7 @@ def _plan(svc: Services, principal: Principal, cluster_id: str, body: ClusterPat
                 raise InvalidInput(f"storage can grow, not shrink: the cluster has "
                                    f"{cluster.storage_gb} GB")
             if body.storage_gb != cluster.storage_gb:
+                autoscale.refuse_past_max(cluster.storage_autoscale, body.storage_gb)
                 changes.check_storage_quota(s, cluster, body.storage_gb)
                 params["storage_gb"] = body.storage_gb
         if "durability" in fields and body.durability != cluster.durability:
@@ -190,8 +192,8 @@ def _plan(svc: Services, principal: Principal, cluster_id: str, body: ClusterPat
                    params, detail, still_fits)
 
 
-def _metadata(body: ClusterPatch) -> dict[str, Any]:
-    """The record-only fields asked, as they would be stored."""
+def _metadata(s: Session, cluster: Cluster, body: ClusterPatch) -> dict[str, Any]:
+    """The record-only fields asked, checked, as they would be stored."""
     asked: dict[str, Any] = {}
     if body.labels is not None:
         asked["labels"] = dict(body.labels)
@@ -200,17 +202,26 @@ def _metadata(body: ClusterPatch) -> dict[str, Any]:
     if "maintenance_window" in body.model_fields_set:
         window = body.maintenance_window
         asked["maintenance_window"] = window.model_dump() if window else None
+    if "storage_autoscale" in body.model_fields_set:
+        locks.hold_project(s, cluster.project_id)  # the quota, checked alone
+        project = s.get(Project, cluster.project_id)
+        assert project is not None
+        asked["storage_autoscale"] = autoscale.checked(
+            s, project, body.storage_autoscale, cluster.storage_gb, cluster.node_count,
+            counted_gb=cluster.storage_gb)
     return asked
 
 
 def _set_metadata(svc: Services, principal: Principal, cluster_id: str,
                   body: ClusterPatch) -> ClusterView:
-    """Labels, deletion protection and the maintenance window: the cluster's own
-    record, no workflow."""
+    """Labels, deletion protection, the maintenance window and storage
+    autoscaling: the cluster's own record, no workflow."""
     with svc.store.session() as s:
         cluster = get_cluster(s, principal, cluster_id)
-        for name, value in _metadata(body).items():
+        for name, value in _metadata(s, cluster, body).items():
             setattr(cluster, name, value)
+            if name == "storage_autoscale":
+                cluster.autoscale_limit_gb = None  # a new limit is said again
         s.flush()
         return cluster_view(cluster)
 

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hoard.api import changes, lean
+from hoard.api import autoscale, changes, lean
 from hoard.api.auth import Principal, authenticate
 from hoard.api.changes import get_cluster
 from hoard.api.routes.backups import plan_restore
@@ -156,6 +156,8 @@ def create(svc: Services, principal: Principal, body: ClusterCreate,
                 raise Conflict(f"a cluster named {body.name!r} already exists in this project")
             changes.check_quota(s, project, clusters=1, nodes=body.nodes,
                                  storage_gb=body.nodes * body.storage_gb)
+            autoscaling = autoscale.checked(s, project, body.storage_autoscale,
+                                            body.storage_gb, body.nodes)
             version = restore["version"] if restore else version
             configuration_id = _configuration(svc, s, principal, body, version)
             op_id = new_id()
@@ -169,6 +171,7 @@ def create(svc: Services, principal: Principal, body: ClusterCreate,
                 maintenance_window=(body.maintenance_window.model_dump()
                                     if body.maintenance_window else None),
                 pooler=body.pooler.model_dump() if body.pooler else None,
+                storage_autoscale=autoscaling,
                 admin_password=admin_password, service_password=service_password,
             )
             cluster.nodes = [

@@ -36,7 +36,7 @@ from hoard.domain.nodes import (
 )
 from hoard.domain.placement import Host
 from hoard.domain.storage import StorageUsage
-from hoard.providers.base import Deadlines, Endpoint, Placement, Provider, Versioned
+from hoard.providers.base import Deadlines, Endpoint, Growth, Placement, Provider, Versioned
 from hoard.providers.kubernetes import names, render
 from hoard.providers.kubernetes.client import KINDS, Kube, KubeError
 from hoard.providers.kubernetes.pods import waiting_reason
@@ -105,7 +105,7 @@ class KubernetesProvider(Provider):
                        f"({self.storage_class or 'the default StorageClass'})",
         }
 
-    def grow_storage(self, node_id: str, storage_gb: int) -> bool:
+    def grow_storage(self, node_id: str, storage_gb: int) -> Growth:
         """Expand the node's claim in place, while it runs (the StorageClass must
         allow expansion: else the API's refusal says so). Never shrinks."""
         claim = self.kube.get("PersistentVolumeClaim", names.claim(node_id))
@@ -116,7 +116,7 @@ class KubernetesProvider(Provider):
             self.kube.patch("PersistentVolumeClaim", names.claim(node_id),
                             {"spec": {"resources": {"requests":
                                                     {"storage": render.storage(storage_gb)}}}})
-        return True
+        return Growth(True, online=True, note="the claim is expanded in place")
 
     def has_storage(self, node_id: str) -> bool:
         return self.kube.get("PersistentVolumeClaim", names.claim(node_id)) is not None
