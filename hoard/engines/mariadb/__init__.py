@@ -59,6 +59,7 @@ from hoard.engines.mariadb.backup import (
     binlog_settings,
 )
 from hoard.engines.mariadb.ha import MariaDBReplication
+from hoard.engines.mariadb.verify import MariaDBVerify
 
 MARIADBD = "/usr/sbin/mariadbd"
 INSTALL_DB = "/usr/bin/mariadb-install-db"
@@ -208,7 +209,8 @@ def _installed_version() -> str | None:
     return f"{found[1]}.{found[2]}" if found else None
 
 
-class MariaDB(Engine, SqlAccounts, MariaDBBackups, IncrementalBackups, MariaDBReplication):
+class MariaDB(Engine, SqlAccounts, MariaDBBackups, IncrementalBackups, MariaDBVerify,
+              MariaDBReplication):
     name = "mariadb"
     display_name = "MariaDB"
     standard_port = 3306

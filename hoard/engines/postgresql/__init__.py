@@ -43,6 +43,7 @@ from hoard.engines.postgresql.backup import (
     ensure_archive_dir,
 )
 from hoard.engines.postgresql.ha import PostgreSQLReplication
+from hoard.engines.postgresql.verify import PostgreSQLVerify
 
 PG_ROOT = Path("/usr/lib/postgresql")
 DATA_INIT = PurePosixPath("data.init")
@@ -141,7 +142,8 @@ def _render(name: str, value: int | bool | str) -> str:
     return f"{value}{_PARAM_UNITS.get(name, '')}"
 
 
-class PostgreSQL(Engine, SqlAccounts, PostgreSQLBackups, PostgreSQLReplication):
+class PostgreSQL(Engine, SqlAccounts, PostgreSQLBackups, PostgreSQLVerify,
+                 PostgreSQLReplication):
     name = "postgresql"
     display_name = "PostgreSQL"
     standard_port = 5432

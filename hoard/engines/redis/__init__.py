@@ -59,6 +59,7 @@ from hoard.engines.base import (
 )
 from hoard.engines.redis import backup as rb
 from hoard.engines.redis.ha import RedisReplication
+from hoard.engines.redis.verify import RedisVerify
 
 REDIS_SERVER = "/usr/bin/redis-server"
 REDIS_CLI = "/usr/bin/redis-cli"
@@ -190,7 +191,7 @@ def _first_line(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-class Redis(Engine, AclAccounts, Backups, RedisReplication):
+class Redis(Engine, AclAccounts, Backups, RedisVerify, RedisReplication):
     name = "redis"
     display_name = "Redis"
     standard_port = 6379
@@ -495,6 +496,13 @@ class Redis(Engine, AclAccounts, Backups, RedisReplication):
             runner.write_file(RDB_FILE, b"")  # the data directory
             runner.rename(staged, RDB_FILE)
         self._write_acl(ctx, runner, users)
+
+    def _loaded_rdb(self, runner: NodeRunner) -> PurePosixPath | None:
+        if runner.exists(RDB_FILE):
+            return RDB_FILE
+        # An AOF keeps one base at a time (the server removes a rewritten one's).
+        bases = [n for n in runner.list_dir(AOF_DIR) if n.endswith(".base.rdb")]
+        return AOF_DIR / bases[-1] if bases else None
 
     def finish_restore(self, ctx: NodeContext, ca_file: str, runner: NodeRunner,
                        target: str | None) -> None:
