@@ -28,6 +28,7 @@ from hoard.workflows import (
     cluster_delete,
     cluster_scale,
     cluster_update,
+    verification,
 )
 from hoard.workflows.loops import Loop
 from hoard.workflows.membership import Membership, install_fence
@@ -144,6 +145,7 @@ OPERATIONS: dict[str, Starter] = {
     "switchover": lambda op, c, p: (cluster_scale.switchover_cluster, (op, c, p["node_id"])),
     "replace": lambda op, c, p: (cluster_scale.replace_lost_node, (op, c, p["node_id"])),
     "promote": lambda op, c, p: (cluster_scale.promote_node, (op, c, p)),
+    verification.KIND: lambda op, c, p: (verification.verify_backup, (op, c, p)),
 }
 
 
