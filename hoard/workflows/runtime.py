@@ -206,6 +206,8 @@ def settle_ended(op_id: str, state: str, error: Any) -> None:
         op = s.get(models.Operation, op_id)
         if op is None or op.status != OperationStatus.RUNNING:
             return
+        if op.kind == verification.KIND:  # its throwaway node goes too
+            verification.abandon(op)
         cluster = s.get(models.Cluster, op.cluster_id) if op.cluster_id else None
         if cluster is not None and cluster.status in AFTER_LOST_WORKFLOW:
             cluster.status = AFTER_LOST_WORKFLOW[ClusterStatus(cluster.status)]

@@ -178,6 +178,19 @@ def verify_backup(op_id: str, cluster_id: str, params: dict[str, Any]) -> None:
     record_outcome(op_id, params["backup_id"], result, reason, ended - start, removed)
 
 
+def abandon(op: models.Operation) -> None:
+    """After the workflow library gave a verification up for good (the outbox
+    settles its operation): remove its throwaway node and release the backup."""
+    params = dict(op.params or {})
+    if "scratch" in params:
+        scratch.destroy(services(), _node(params["scratch"]))
+    with services().store.session() as s:
+        s.execute(update(models.Backup).where(
+            models.Backup.id == params.get("backup_id"),
+            models.Backup.verifying_operation_id == op.id).values(verifying_operation_id=None)
+            .execution_options(synchronize_session=False))
+
+
 @DBOS.step()
 def finished() -> float:
     return time.time()
