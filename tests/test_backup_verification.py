@@ -25,6 +25,7 @@ import pytest
 from hoard.backups.local import LocalStore
 from hoard.backups.pipeline import download, upload
 from hoard.security.secrets import SecretBox, load_or_create_key
+from hoard.workflows import verification
 from tests.conftest import (
     HoardServer,
     create_cluster,
@@ -35,6 +36,7 @@ from tests.conftest import (
     wait_operation,
 )
 from tests.test_backups import backup
+from tests.test_crash_recovery import kill_during
 
 ENGINES = ["postgresql", "mariadb", "redis"]
 ROWS = 123
@@ -316,3 +318,41 @@ def test_a_verify_schedule_verifies_the_newest_backup(client: httpx.Client,
     assert shown["verification"]["status"] == "passed", shown["verification"]
     assert shown["verification"]["counts"] == EXPECTED["redis"]
     assert leftovers(server, client) == []
+
+
+def restart(server: HoardServer, **env: str) -> None:
+    """Stop Hoard (its databases keep running) and start it with ``env`` set, and
+    the other step hooks unset."""
+    server.stop()
+    for name in ("HOARD_FAIL_STEP", "HOARD_PAUSE_STEP", "HOARD_PAUSE_SECONDS"):
+        server.env.pop(name, None)
+    server.env.update(env)
+    server.start()
+
+
+def test_the_throwaway_node_goes_when_a_check_fails_or_the_worker_dies(
+        server: HoardServer, sources: dict[str, dict[str, Any]]) -> None:
+    # A check that fails on the running throwaway node.
+    restart(server, HOARD_FAIL_STEP=verification.CHECK)
+    with server.client() as client:
+        op, shown = verify(client, sources["redis"]["backup"]["id"])
+        assert op["status"] == "failed" and "injected failure" in op["error"], op
+        assert shown["verification"]["status"] == "failed"
+        assert shown["verified_at"] is not None  # the earlier pass stays on record
+        assert leftovers(server, client) == []
+    # Hoard killed (-9) after the throwaway node started, before that was recorded:
+    # the restarted worker resumes the workflow, checks and removes the node.
+    restart(server, HOARD_PAUSE_STEP=verification.START, HOARD_PAUSE_SECONDS="60")
+    with server.client() as client:
+        made = sources["postgresql"]["backup"]
+        answer = client.post(f"/v2/backups/{made['id']}/actions/verify")
+        assert answer.status_code == 202, answer.text
+        op_id = answer.json()["operation"]["id"]
+        kill_during(server, client, op_id, verification.START)
+    restart(server)
+    with server.client() as client:
+        op = wait_operation(client, op_id, timeout=180)
+        assert op["status"] == "succeeded", (op["error"], op["steps"])
+        shown = client.get(f"/v2/backups/{made['id']}").json()
+        assert shown["verification"]["counts"] == EXPECTED["postgresql"]
+        assert leftovers(server, client) == []
