@@ -183,6 +183,8 @@ def test_a_backup_of_known_rows_is_verified(client: httpx.Client, server: HoardS
     # Not a tenant's cluster: never listed, never counted.
     listed = client.get("/v2/clusters", params={"limit": 1000}).json()["clusters"]
     assert {c["id"] for c in listed} == {s["cluster"]["id"] for s in sources.values()}
+    assert next(c for c in listed if c["id"] == cluster["id"])[
+        "last_verified_restorable_at"] == shown["verified_at"]  # the list says so too
 
 
 def flip_stored_bytes(server: HoardServer, made: dict[str, Any]) -> None:

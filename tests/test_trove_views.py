@@ -18,7 +18,8 @@ def cluster(status: str, **fields: Any) -> ClusterView:
         id="c1", name="one", engine="postgresql", version="15", size="nano",
         provider="local", nodes=1, durability="async", storage_gb=1, status=status,
         status_reason="", configuration_id=None, pending_restart=[], labels={},
-        deletion_protection=False, maintenance_window=None, endpoints=[], members=[],
+        deletion_protection=False, maintenance_window=None, last_verified_restorable_at=None,
+        endpoints=[], members=[],
         created_at=NOW, updated_at=NOW)
     return ClusterView(**(base | fields))
 
