@@ -27,6 +27,7 @@ from hoard.backups.pipeline import download, upload
 from hoard.security.secrets import SecretBox, load_or_create_key
 from hoard.workflows import verification
 from tests.conftest import (
+    ADMIN_TOKEN,
     HoardServer,
     create_cluster,
     delete_cluster,
@@ -36,6 +37,7 @@ from tests.conftest import (
     wait_operation,
 )
 from tests.test_backups import backup
+from tests.test_cli import as_json, hoard_cli
 from tests.test_crash_recovery import kill_during
 
 ENGINES = ["postgresql", "mariadb", "redis"]
@@ -320,6 +322,17 @@ def test_a_verify_schedule_verifies_the_newest_backup(client: httpx.Client,
     assert shown["verification"]["status"] == "passed", shown["verification"]
     assert shown["verification"]["counts"] == EXPECTED["redis"]
     assert leftovers(server, client) == []
+
+
+def test_the_cli_verifies_a_backup(server: HoardServer, client: httpx.Client,
+                                   sources: dict[str, dict[str, Any]]) -> None:
+    made = sources["redis"]["backup"]
+    shown = as_json(hoard_cli(server, ADMIN_TOKEN, "backup", "verify", made["id"], "--wait",
+                              "-o", "json"))
+    assert shown["verification"]["status"] == "passed"
+    assert shown["verification"]["counts"] == EXPECTED["redis"]
+    refused = hoard_cli(server, ADMIN_TOKEN, "backup", "verify", "not-an-id")
+    assert refused.returncode != 0 and "not a backup id" in refused.stderr
 
 
 def restart(server: HoardServer, **env: str) -> None:
