@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import io
 import sqlite3
 import tarfile
@@ -235,6 +236,46 @@ def damage_table(engine: str, uri: str) -> Callable[[bytearray], None]:
     return page
 
 
+def crc32c(data: bytes) -> int:
+    """CRC-32C (Castagnoli), as PostgreSQL's backup manifests use it."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 & -(crc & 1))
+    return crc ^ 0xFFFFFFFF
+
+
+def damage_behind_the_manifest(uri: str) -> Callable[[bytearray], None]:
+    """A byte of the items table's first page changed, and the backup's manifest
+    rewritten to match (the file's CRC-32C, then the manifest's own SHA-256):
+    pg_verifybackup passes, and only reading the page can tell."""
+    with psycopg.connect(uri, connect_timeout=10) as conn:
+        row = conn.execute("SELECT pg_relation_filepath('items')").fetchone()
+    assert row is not None
+    path = str(row[0])
+
+    def change(plain: bytearray) -> None:
+        with tarfile.open(fileobj=io.BytesIO(bytes(plain)), mode="r:") as tar:
+            table, manifest = tar.getmember(path), tar.getmember("backup_manifest")
+        start, end = table.offset_data, table.offset_data + table.size
+        before = crc32c(bytes(plain[start:end])).to_bytes(4, "little").hex()
+        plain[start + 8034] ^= 0x01  # a character of a row's text: still valid text
+        after = crc32c(bytes(plain[start:end])).to_bytes(4, "little").hex()
+        text = bytes(plain[manifest.offset_data:manifest.offset_data + manifest.size])
+        entry = f'"Path": "{path}", '.encode()
+        at = text.index(entry)
+        old = f'"Checksum": "{before}"'.encode()
+        assert text.index(old, at) < text.index(b"\n", at), "the manifest's CRC-32C"
+        text = text[:at] + text[at:].replace(old, f'"Checksum": "{after}"'.encode(), 1)
+        body = text[:text.rstrip(b"\n").rfind(b"\n") + 1]  # what the SHA-256 covers
+        last = b'"Manifest-Checksum": "' + hashlib.sha256(body).hexdigest().encode() + b'"}\n'
+        text = body + last
+        assert len(text) == manifest.size
+        plain[manifest.offset_data:manifest.offset_data + manifest.size] = text
+    return change
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_a_corrupted_backup_fails_its_verification(client: httpx.Client,
                                                    server: HoardServer,
@@ -245,6 +286,9 @@ def test_a_corrupted_backup_fails_its_verification(client: httpx.Client,
     cases = [("flipped in the store", flip_stored_bytes, "corrupted or was tampered with"),
              ("damaged inside", lambda srv, b: rewrite_plaintext(srv, b, damage_table(
                  engine, uri)), CAUGHT_BY[engine])]
+    if engine == "postgresql":  # past pg_verifybackup: amcheck reads the page
+        cases.append(("damaged behind the manifest", lambda srv, b: rewrite_plaintext(
+            srv, b, damage_behind_the_manifest(uri)), "amcheck: table app.public.items"))
     for what, corrupt, said in cases:
         made = backup(client, cluster["id"])
         corrupt(server, made)
@@ -253,7 +297,7 @@ def test_a_corrupted_backup_fails_its_verification(client: httpx.Client,
         result = shown["verification"]
         assert result["status"] == "failed" and result["reason"] == op["error"], what
         assert said in result["reason"], (what, result["reason"])
-        if what == "damaged inside":  # it decrypted: the engine's own check caught it
+        if what != "flipped in the store":  # it decrypted: the engine's own check caught it
             assert "tampered" not in result["reason"], result["reason"]
         assert result["counts"] == {} and shown["verified_at"] is None
         failed = events(client, cluster["id"], "backup.verification_failed")

@@ -70,20 +70,23 @@ def _check_database(conn: psycopg.Connection, database: str,
     conn.execute("CREATE EXTENSION IF NOT EXISTS amcheck")
     tables = conn.execute(_TABLES).fetchall()
     for oid, schema, name, _kind in tables:
-        found = conn.execute(
-            "SELECT blkno, offnum, msg FROM verify_heapam(%s::oid, on_error_stop => true) "
-            "LIMIT 1", (oid,)).fetchone()
+        try:  # a page whose checksum fails is an error, not a row
+            found = conn.execute(
+                "SELECT blkno, offnum, msg FROM verify_heapam(%s::oid, on_error_stop => true) "
+                "LIMIT 1", (oid,)).fetchone()
+        except psycopg.Error as exc:
+            raise RuntimeError(f"amcheck: table {database}.{schema}.{name} is corrupted: "
+                               f"{_said(exc)}") from None
         if found is not None:
-            raise RuntimeError(f"table {database}.{schema}.{name} is corrupted (block "
-                               f"{found[0]}, item {found[1]}): {found[2]}")
+            raise RuntimeError(f"amcheck: table {database}.{schema}.{name} is corrupted "
+                               f"(block {found[0]}, item {found[1]}): {found[2]}")
     indexes = conn.execute(_INDEXES).fetchall()
     for oid, schema, name in indexes:
         try:
             conn.execute("SELECT bt_index_check(%s::oid, true)", (oid,))
         except psycopg.Error as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise RuntimeError(f"index {database}.{schema}.{name} is corrupted: "
-                               f"{reason}") from None
+            raise RuntimeError(f"amcheck: index {database}.{schema}.{name} is corrupted: "
+                               f"{_said(exc)}") from None
     for _oid, schema, name, kind in tables:
         if kind != "r" or schema in _SYSTEM_SCHEMAS:
             continue
@@ -91,3 +94,8 @@ def _check_database(conn: psycopg.Connection, database: str,
             sql.Identifier(schema), sql.Identifier(name))).fetchone()
         counts[f"{database}.{schema}.{name}"] = int(row[0]) if row else 0
     return len(tables), len(indexes)
+
+
+def _said(exc: psycopg.Error) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
