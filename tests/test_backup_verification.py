@@ -39,7 +39,6 @@ from tests.conftest import (
 )
 from tests.test_backups import backup
 from tests.test_cli import as_json, hoard_cli
-from tests.test_crash_recovery import kill_during
 
 ENGINES = ["postgresql", "mariadb", "redis"]
 ROWS = 123
@@ -379,6 +378,18 @@ def test_the_cli_verifies_a_backup(server: HoardServer, client: httpx.Client,
     assert refused.returncode != 0 and "not a backup id" in refused.stderr
 
 
+def wait_paused(client: httpx.Client, op_id: str, step: str) -> None:
+    """Until ``step`` has done its work and pauses before it is recorded
+    (HOARD_PAUSE_STEP)."""
+    deadline = time.monotonic() + 120
+    while True:
+        op = client.get(f"/v2/operations/{op_id}").json()
+        if any(s["name"] == step and "paused" in s.get("detail", "") for s in op["steps"]):
+            return
+        assert op["status"] == "running" and time.monotonic() < deadline, op
+        time.sleep(0.05)
+
+
 def restart(server: HoardServer, **env: str) -> None:
     """Stop Hoard (its databases keep running) and start it with ``env`` set, and
     the other step hooks unset."""
@@ -407,7 +418,12 @@ def test_the_throwaway_node_goes_when_a_check_fails_or_the_worker_dies(
         answer = client.post(f"/v2/backups/{made['id']}/actions/verify")
         assert answer.status_code == 202, answer.text
         op_id = answer.json()["operation"]["id"]
-        kill_during(server, client, op_id, verification.START)
+        wait_paused(client, op_id, verification.START)
+        # The throwaway node runs (and is seen), and counts against no quota.
+        assert any(found.startswith("process ") for found in leftovers(server, client))
+        used = [p["usage"] for p in client.get("/v2/projects").json()]
+        assert sum(u["clusters"] for u in used) == sum(u["nodes"] for u in used) == 3
+        server.kill9()
     restart(server)
     with server.client() as client:
         op = wait_operation(client, op_id, timeout=180)

@@ -29,7 +29,7 @@ from hoard.workflows.services import Services, services
 from hoard.workflows.steps import recorded, short_reason
 
 KIND = "verify"
-RESTORE, START, CHECK, REMOVE = ("restore into a throwaway node", "start it",
+RESTORE, START, CHECK, REMOVE = ("restore into a throwaway node", "start the throwaway node",
                                  "run the engine's checks", "remove the throwaway node")
 STEPS = [RESTORE, START, CHECK, REMOVE]
 FALLBACK_SIZE = "nano"  # a deleted cluster's backup: its size is gone with it
