@@ -400,18 +400,12 @@ def restart(server: HoardServer, **env: str) -> None:
     server.start()
 
 
-def test_the_throwaway_node_goes_when_a_check_fails_or_the_worker_dies(
+def test_the_throwaway_node_goes_when_the_worker_dies(
         server: HoardServer, sources: dict[str, dict[str, Any]]) -> None:
-    # A check that fails on the running throwaway node.
-    restart(server, HOARD_FAIL_STEP=verification.CHECK)
-    with server.client() as client:
-        op, shown = verify(client, sources["redis"]["backup"]["id"])
-        assert op["status"] == "failed" and "injected failure" in op["error"], op
-        assert shown["verification"]["status"] == "failed"
-        assert shown["verified_at"] is not None  # the earlier pass stays on record
-        assert leftovers(server, client) == []
-    # Hoard killed (-9) after the throwaway node started, before that was recorded:
-    # the restarted worker resumes the workflow, checks and removes the node.
+    """Hoard killed (-9) after the throwaway node started, before that was
+    recorded: the restarted worker resumes the workflow, checks and removes the
+    node. (A check that fails on the running node is the PostgreSQL page damaged
+    behind its manifest, above.)"""
     restart(server, HOARD_PAUSE_STEP=verification.START, HOARD_PAUSE_SECONDS="60")
     with server.client() as client:
         made = sources["postgresql"]["backup"]
