@@ -180,6 +180,7 @@ def test_a_backup_of_known_rows_is_verified(client: httpx.Client, server: HoardS
     assert shown["verified_at"] is not None
     now = client.get(f"/v2/clusters/{cluster['id']}").json()
     assert now["last_verified_restorable_at"] == shown["verified_at"]
+    assert now["last_verified_restorable_seconds"] == result["seconds"]
     assert len(events(client, cluster["id"], "backup.verified")) == 1
     assert leftovers(server, client) == []
     # Not a tenant's cluster: never listed, never counted.

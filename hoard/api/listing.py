@@ -46,7 +46,7 @@ _CLUSTER_COLUMNS = (
     Cluster.pending_restart, Cluster.labels, Cluster.deletion_protection,
     Cluster.endpoint_host, Cluster.rw_port, Cluster.ro_port, Cluster.ro_host,
     Cluster.created_at, Cluster.updated_at, Cluster.maintenance_window,
-    Cluster.last_verified_restorable_at,
+    Cluster.last_verified_restorable_at, Cluster.last_verified_restorable_seconds,
 )
 _NODE_COLUMNS = (
     Node.id, Node.ordinal, Node.role, Node.status, Node.status_reason, Node.provider,
@@ -157,6 +157,7 @@ def _cluster(r: Sequence[Any]) -> dict[str, Any]:
         "pending_restart": list(_json(r[12]) or []), "labels": dict(_json(r[13]) or {}),
         "deletion_protection": bool(r[14]), "maintenance_window": _json(r[21]) or None,
         "last_verified_restorable_at": _time(r[22]),
+        "last_verified_restorable_seconds": r[23],
         "endpoints": r[15:19],  # endpoint_host, rw_port, ro_port, ro_host until _finish
         "members": [], "created_at": _time(r[19]), "updated_at": _time(r[20]),
     }

@@ -152,6 +152,8 @@ class ClusterView(BaseModel):
     last_verified_restorable_at: dt.datetime | None = Field(
         description="When a backup of this cluster last passed its verification (restored "
                     "into a throwaway node and checked by the engine's own tools); null: never")
+    last_verified_restorable_seconds: float | None = Field(
+        description="How long that restore and its checks took, in seconds")
     endpoints: list[Endpoint]
     members: list[NodeView]
     created_at: dt.datetime

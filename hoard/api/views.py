@@ -39,6 +39,7 @@ def cluster_view(cluster: Cluster) -> ClusterView:
         maintenance_window=(MaintenanceWindow.model_validate(cluster.maintenance_window)
                             if cluster.maintenance_window else None),
         last_verified_restorable_at=utc(cluster.last_verified_restorable_at),
+        last_verified_restorable_seconds=cluster.last_verified_restorable_seconds,
         endpoints=endpoints(cluster),
         members=members, created_at=utc(cluster.created_at),
         updated_at=utc(cluster.updated_at),

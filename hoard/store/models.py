@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -129,6 +130,9 @@ class Cluster(Base):
     # When a restore of the cluster's backup was last proved by the engine's own checks.
     last_verified_restorable_at: Mapped[dt.datetime | None] = mapped_column(DateTime,
                                                                            nullable=True)
+    # ...and how long that restore and its checks took.
+    last_verified_restorable_seconds: Mapped[float | None] = mapped_column(Float,
+                                                                          nullable=True)
     admin_user: Mapped[str] = mapped_column(String(63))
     admin_password: Mapped[str] = mapped_column(Text)  # sealed with the secret key
     service_password: Mapped[str] = mapped_column(Text)  # Hoard's own superuser, sealed

@@ -144,6 +144,7 @@ def record_outcome(op_id: str, backup_id: str, result: dict[str, Any] | None,
         if cluster is not None:
             if result is not None:
                 cluster.last_verified_restorable_at = now
+                cluster.last_verified_restorable_seconds = round(seconds, 1)
                 events.record(s, cluster.id, "backup.verified",
                               f"backup {backup_id} restored and checked in {seconds:.1f} s: "
                               f"{len(result['counts'])} tables counted", op_id)

@@ -27,10 +27,13 @@ def upgrade() -> None:
     with op.batch_alter_table("clusters") as batch_op:
         batch_op.add_column(sa.Column("last_verified_restorable_at", sa.DateTime(),
                                       nullable=True))
+        batch_op.add_column(sa.Column("last_verified_restorable_seconds", sa.Float(),
+                                      nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("clusters") as batch_op:
+        batch_op.drop_column("last_verified_restorable_seconds")
         batch_op.drop_column("last_verified_restorable_at")
     with op.batch_alter_table("backups") as batch_op:
         batch_op.drop_column("verifying_operation_id")
