@@ -501,10 +501,14 @@ def test_backup_schedule_set_shown_and_removed(console: Console, hoard: HoardSer
             page.get_by_label("Schedule (cron, UTC)").fill("30 2 * * *")
             page.get_by_label("Keep the newest").fill("5")
             page.get_by_label("Keep days").fill("14")
+            page.get_by_label("Verify the newest backup").fill("daily")
             page.get_by_role("button", name="Save schedule").click()
             expect(page.get_by_text("Schedule saved.")).to_be_visible()
             expect(now).to_contain_text("30 2 * * *")
             expect(now).to_contain_text("newest 5 and nothing older than 14 days")
+            expect(now).to_contain_text("Verifies the newest backup daily")
+            assert client.get(f"/v2/clusters/{cluster['id']}/backup-schedule").json()[
+                "verify"] == "daily"
             console.audit()
             # Read back from Hoard, as another tab or the API set it.
             client.put(f"/v2/clusters/{cluster['id']}/backup-schedule",
@@ -512,6 +516,7 @@ def test_backup_schedule_set_shown_and_removed(console: Console, hoard: HoardSer
             page.reload()
             expect(page.locator("#schedule-now")).to_contain_text("15 4 * * *")
             expect(page.get_by_label("Keep the newest")).to_have_value("3")
+            expect(page.get_by_label("Verify the newest backup")).to_have_value("")
             page.get_by_role("button", name="Remove schedule").click()
             expect(page.get_by_text("Schedule removed.")).to_be_visible()
             expect(page.locator("#schedule-now")).to_have_text("No schedule.")

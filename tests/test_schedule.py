@@ -3,7 +3,7 @@ tests/test_backups.py)."""
 
 import datetime as dt
 
-from hoard.workflows.scheduler import cron_problem, is_due
+from hoard.workflows.scheduler import cron_problem, is_due, verify_cron, verify_problem
 
 T0 = dt.datetime(2026, 11, 23, 2, 59, 30)
 
@@ -35,3 +35,17 @@ def test_a_schedule_must_fire_every_year() -> None:
         assert cron_problem(cron, today) is None, cron
     for cron in ("every day", "* * * * * *", "61 * * * *", ""):
         assert "not a 5-field cron expression" in str(cron_problem(cron, today)), cron
+
+
+def test_a_verify_schedule_is_daily_weekly_or_a_cron() -> None:
+    today = dt.date(2026, 12, 3)
+    for value in ("daily", "weekly", "30 6 * * 1-5"):
+        assert verify_problem(value, today) is None, value
+    for value in ("hourly", "Daily", "61 * * * *", "0 0 31 2 *", ""):
+        assert "verify must be 'daily', 'weekly'" in str(verify_problem(value, today)), value
+    # Daily: once a day at 05:00 UTC; weekly: Sundays at 05:00 UTC.
+    assert verify_cron("30 6 * * 1-5") == "30 6 * * 1-5"
+    monday = dt.datetime(2026, 11, 23, 4, 59)
+    assert is_due(verify_cron("daily"), monday, monday + dt.timedelta(minutes=2))
+    assert not is_due(verify_cron("weekly"), monday, monday + dt.timedelta(days=5))
+    assert is_due(verify_cron("weekly"), monday, monday + dt.timedelta(days=6, minutes=2))

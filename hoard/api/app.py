@@ -19,6 +19,7 @@ from hoard.api.lean import LeanList
 from hoard.api.loopread import reader_for
 from hoard.api.routes import (
     accounts,
+    backup_verification,
     backups,
     catalog,
     cluster_changes,
@@ -74,7 +75,8 @@ def create_app(settings: Settings, run_workers: bool = True) -> FastAPI:
     app.add_middleware(LeanList)  # inside the gate: it needs the gate's principal
     app.add_middleware(Gate, metrics=metrics.install(app), max_body_bytes=settings.max_body_bytes)
     for module in (clusters, cluster_changes, cluster_metrics, accounts, backups,
-                   configurations, logs, operations, catalog, projects, workers):
+                   backup_verification, configurations, logs, operations, catalog, projects,
+                   workers):
         app.include_router(module.router)
     trove.install(app)
     app.mount(console.PREFIX, console.files(), name="console")

@@ -48,6 +48,7 @@ _CLUSTER_COLUMNS = (
     Cluster.endpoint_host, Cluster.rw_port, Cluster.ro_port, Cluster.ro_host,
     Cluster.created_at, Cluster.updated_at, Cluster.maintenance_window,
     Cluster.pooler, Cluster.pooler_host, Cluster.storage_autoscale,
+    Cluster.last_verified_restorable_at, Cluster.last_verified_restorable_seconds,
 )
 _NODE_COLUMNS = (
     Node.id, Node.ordinal, Node.role, Node.status, Node.status_reason, Node.provider,
@@ -159,6 +160,8 @@ def _cluster(r: Sequence[Any]) -> dict[str, Any]:
         "deletion_protection": bool(r[14]), "maintenance_window": _json(r[21]) or None,
         "pooler": _json(r[22]) or None,
         "storage_autoscale": _json(r[24]) or None,
+        "last_verified_restorable_at": _time(r[25]),
+        "last_verified_restorable_seconds": r[26],
         # endpoint_host, rw_port, ro_port, ro_host, pooler_host until _finish
         "endpoints": (*r[15:19], r[23]),
         "members": [], "created_at": _time(r[19]), "updated_at": _time(r[20]),

@@ -188,6 +188,11 @@ class ClusterView(BaseModel):
                                                     "its address is the 'pooler' endpoint")
     storage_autoscale: StorageAutoscale | None = Field(
         description="How the storage grows by itself; null: it does not")
+    last_verified_restorable_at: dt.datetime | None = Field(
+        description="When a backup of this cluster last passed its verification (restored "
+                    "into a throwaway node and checked by the engine's own tools); null: never")
+    last_verified_restorable_seconds: float | None = Field(
+        description="How long that restore and its checks took, in seconds")
     endpoints: list[Endpoint]
     members: list[NodeView]
     created_at: dt.datetime
@@ -494,6 +499,22 @@ class RestoreSpec(Strict):
         return value
 
 
+class VerificationView(BaseModel):
+    """The backup's last verification: restored into a throwaway node, checked with
+    the engine's own tools, every table's rows counted, the node destroyed."""
+
+    status: Literal["passed", "failed"]
+    seconds: float = Field(description="From the start of the restore to the end of the "
+                                       "checks")
+    counts: dict[str, int] = Field(description="Rows of every table (PostgreSQL: "
+                                               "database.schema.table, MariaDB: "
+                                               "database.table); Redis: keys per database")
+    checks: list[str] = Field(description="What was checked, in plain words")
+    reason: str = Field(description="Why it failed; empty when it passed")
+    at: dt.datetime
+    operation_id: str
+
+
 class BackupView(BaseModel):
     id: str
     cluster_id: str
@@ -509,6 +530,11 @@ class BackupView(BaseModel):
     sha256: str
     created_at: dt.datetime
     finished_at: dt.datetime | None
+    verified_at: dt.datetime | None = Field(
+        description="When this backup last passed its verification; null: never")
+    verification: VerificationView | None = Field(
+        description="The last verification's outcome, passed or failed; null: none yet")
+    verifying: bool = Field(description="A verification of this backup is running")
 
 
 class BackupRequest(Strict):
@@ -526,6 +552,12 @@ class BackupSchedule(Strict):
     cron: str = Field(max_length=100, description="When to back up, e.g. '0 3 * * *' (UTC)")
     keep_last: int = Field(7, ge=1, le=1000, description="Backups to keep, newest first")
     keep_days: int | None = Field(None, ge=1, le=3650, description="Drop backups older than")
+    verify: str | None = Field(
+        None, max_length=100,
+        description="Prove the newest backup restorable on a schedule: 'daily' (05:00 UTC), "
+                    "'weekly' (Sundays 05:00 UTC) or a 5-field cron expression (UTC). Each "
+                    "time, it is restored into a throwaway node and checked with the engine's "
+                    "own tools; null: never")
 
 
 class Window(BaseModel):

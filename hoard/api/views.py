@@ -44,6 +44,8 @@ def cluster_view(cluster: Cluster) -> ClusterView:
         pooler=Pooler.model_validate(cluster.pooler) if cluster.pooler else None,
         storage_autoscale=(StorageAutoscale.model_validate(cluster.storage_autoscale)
                            if cluster.storage_autoscale else None),
+        last_verified_restorable_at=utc(cluster.last_verified_restorable_at),
+        last_verified_restorable_seconds=cluster.last_verified_restorable_seconds,
         endpoints=endpoints(cluster),
         members=members, created_at=utc(cluster.created_at),
         updated_at=utc(cluster.updated_at),

@@ -81,6 +81,36 @@ def show(backup_id: str, output: Output = Format.table) -> None:
         fail(exc)
 
 
+@app.command("verify")
+def verify(
+    backup_id: str,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the verification to its end")
+                    ] = False,
+    output: Output = Format.table,
+) -> None:
+    """Restore a backup into a throwaway node and check it with the engine's own
+    tools; the outcome is shown on the backup (exit 1 when it failed)."""
+    client = Client()
+    try:
+        accepted = client.post(f"/v2/backups/{backup_id}/actions/verify", {})
+        if not wait:
+            emit(accepted, output, lambda a: _table([a["backup"]]))
+            return
+        op = follow(client, accepted["operation"], output == Format.json)
+        backup = client.get(f"/v2/backups/{backup_id}")
+    except ApiError as exc:
+        fail(exc)
+    emit(backup if output == Format.json else [backup], output, _table)
+    result = backup.get("verification") or {}
+    if output == Format.table and result:
+        typer.echo(f"verification {result['status']} in {result['seconds']} s: "
+                   + (result["reason"] or ", ".join(f"{k} {v}" for k, v in
+                                                    result["counts"].items())))
+    if op["status"] == "failed":
+        err_console.print(f"[red]verification failed:[/red] {op['error']}")
+        raise typer.Exit(1)
+
+
 @app.command("delete")
 def delete(backup_id: str) -> None:
     """Delete a backup from the backup store."""

@@ -393,6 +393,26 @@ class IncrementalBackups(ABC):
         first (chain[0] is the full one). finish_restore then completes it as usual."""
 
 
+@dataclass(frozen=True)
+class Verification:
+    """What the engine's own checks found on a restored copy: what was checked, in
+    plain words, and the rows of every table (Redis: the keys of every database)."""
+
+    checks: list[str]
+    counts: dict[str, int]
+
+
+class VerifiesRestores(ABC):
+    """Proving a backup restorable: after ``restore`` and ``finish_restore`` on a
+    throwaway node, the engine runs its own consistency checks and counts."""
+
+    @abstractmethod
+    def verify(self, ctx: NodeContext, ca_file: str, runner: NodeRunner) -> Verification:
+        """Check the restored, running node with the engine's own tools and count
+        every table's rows; raise with the reason when a check fails. May change
+        the node (it is thrown away after): never call it on a tenant's node."""
+
+
 # --- replicated clusters ------------------------------------------------------
 
 

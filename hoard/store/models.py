@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -139,6 +140,12 @@ class Cluster(Base):
     # The storage_gb at which autoscaling last said it cannot grow further (said
     # once per size); NULL when it has not.
     autoscale_limit_gb: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # When a restore of the cluster's backup was last proved by the engine's own checks.
+    last_verified_restorable_at: Mapped[dt.datetime | None] = mapped_column(DateTime,
+                                                                           nullable=True)
+    # ...and how long that restore and its checks took.
+    last_verified_restorable_seconds: Mapped[float | None] = mapped_column(Float,
+                                                                          nullable=True)
     admin_user: Mapped[str] = mapped_column(String(63))
     admin_password: Mapped[str] = mapped_column(Text)  # sealed with the secret key
     service_password: Mapped[str] = mapped_column(Text)  # Hoard's own superuser, sealed
@@ -217,6 +224,14 @@ class Backup(Base):
     keep_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    # The last verification (a restore into a throwaway node and the engine's own
+    # checks): {"status": "passed"|"failed", "seconds", "counts", "checks", "reason",
+    # "at", "operation_id"}; SQL NULL until one ends. ``verified_at``: the last pass.
+    verification: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON(none_as_null=True), nullable=True)
+    verified_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    # The verification running on it, claimed by compare-and-set (one at a time).
+    verifying_operation_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
 
 
 class ArchivedLog(Base):

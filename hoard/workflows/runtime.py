@@ -29,6 +29,7 @@ from hoard.workflows import (
     cluster_scale,
     cluster_update,
     pooler,
+    verification,
 )
 from hoard.workflows.loops import Loop
 from hoard.workflows.membership import Membership, install_fence
@@ -146,6 +147,7 @@ OPERATIONS: dict[str, Starter] = {
     "replace": lambda op, c, p: (cluster_scale.replace_lost_node, (op, c, p["node_id"])),
     "promote": lambda op, c, p: (cluster_scale.promote_node, (op, c, p)),
     "pooler": lambda op, c, p: (pooler.change_pooler, (op, c, p)),
+    verification.KIND: lambda op, c, p: (verification.verify_backup, (op, c, p)),
 }
 
 
@@ -206,6 +208,8 @@ def settle_ended(op_id: str, state: str, error: Any) -> None:
         op = s.get(models.Operation, op_id)
         if op is None or op.status != OperationStatus.RUNNING:
             return
+        if op.kind == verification.KIND:  # its throwaway node goes too
+            verification.abandon(op)
         cluster = s.get(models.Cluster, op.cluster_id) if op.cluster_id else None
         if cluster is not None and cluster.status in AFTER_LOST_WORKFLOW:
             cluster.status = AFTER_LOST_WORKFLOW[ClusterStatus(cluster.status)]

@@ -1,6 +1,8 @@
 """Backup schedules and retention, looked at every ``HOARD_SCHEDULE_INTERVAL``.
 
-A due schedule starts an ordinary backup operation. Retention keeps, per
+A due schedule starts an ordinary backup operation; a due ``verify`` schedule
+a verification of the cluster's newest available backup
+(``hoard.workflows.verification``). Retention keeps, per
 cluster (live or deleted), the newest ``keep_last`` backups and those younger
 than ``keep_days`` — both limits apply — and drops archived logs older than
 the oldest backup kept, since nothing can replay them any more. The store
@@ -20,7 +22,7 @@ from hoard.backups.sweeper import Sweeper
 from hoard.domain.status import ClusterStatus
 from hoard.ids import new_id
 from hoard.store import locks, models, operations
-from hoard.workflows import backups, runtime
+from hoard.workflows import backups, runtime, verification
 from hoard.workflows.loops import Loop
 from hoard.workflows.membership import my_clusters, owns_shard
 from hoard.workflows.services import services
@@ -77,6 +79,26 @@ def cron_problem(cron: str, today: dt.date) -> str | None:
             return (f"cron {cron!r} does not fire in {year} (next: {fires:%Y-%m-%d}); a "
                     "backup schedule must fire at least once every year")
     return None
+
+
+# The named verification schedules (UTC): after the small hours' backups.
+VERIFY_EVERY = {"daily": "0 5 * * *", "weekly": "0 5 * * 0"}
+
+
+def verify_cron(value: str) -> str:
+    """A verification schedule as cron: ``daily``, ``weekly``, or a cron itself."""
+    return VERIFY_EVERY.get(value, value)
+
+
+def verify_problem(value: str, today: dt.date) -> str | None:
+    """Why ``value`` is no verification schedule, or None if it is one."""
+    if value in VERIFY_EVERY:
+        return None
+    problem = cron_problem(value, today)
+    if problem is None:
+        return None
+    return (f"verify must be 'daily', 'weekly' or a 5-field cron expression (UTC); "
+            f"{problem}")
 
 
 def due_backups(now: dt.datetime) -> int:
@@ -195,9 +217,52 @@ def prune_logs(cluster_id: str, before: dt.datetime) -> None:
             s.delete(row)
 
 
+def due_verifications(now: dt.datetime) -> int:
+    """Start a verification of the newest available backup of every cluster whose
+    ``verify`` schedule has come round (since its last verification, or since the
+    schedule was set). A cluster without a backup yet waits for its first."""
+    svc = services()
+    started = 0
+    with svc.store.session() as s:
+        clusters = [c for c in s.scalars(select(models.Cluster).where(
+            models.Cluster.backup_schedule.isnot(None),
+            models.Cluster.status.in_((ClusterStatus.ACTIVE, ClusterStatus.DEGRADED)),
+            my_clusters()).order_by(models.Cluster.id)) if (c.backup_schedule or {}).get("verify")]
+    for cluster in clusters:
+        try:
+            started += _verify_if_due(cluster, now)
+        except Exception:
+            log.exception("scheduled verification of cluster %s (%s) not started; the next "
+                          "pass tries again", cluster.id, cluster.name)
+    return started
+
+
+def _verify_if_due(cluster: models.Cluster, now: dt.datetime) -> int:
+    svc = services()
+    cron = verify_cron(str((cluster.backup_schedule or {})["verify"]))
+    with svc.store.session() as s:
+        last = s.scalar(select(func.max(models.Operation.created_at)).where(
+            models.Operation.cluster_id == cluster.id,
+            models.Operation.kind == verification.KIND))
+        if not is_due(cron, last or cluster.updated_at, now):
+            return 0
+        newest = s.scalars(select(models.Backup).where(
+            models.Backup.cluster_id == cluster.id, models.Backup.status == "available")
+            .order_by(models.Backup.created_at.desc()).limit(1)).first()
+        if newest is None:
+            return 0
+        op = verification.new_verification(svc, s, newest, "scheduled")
+        if op is None:
+            return 0  # one runs on it already
+        s.flush()
+    runtime.start(op)
+    return 1
+
+
 def schedule_once() -> None:
     now = models.utcnow()
     due_backups(now)
+    due_verifications(now)
     apply_retention(now)
 
 

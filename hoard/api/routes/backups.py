@@ -21,6 +21,7 @@ from hoard.api.schemas import (
     BackupSchedule,
     BackupView,
     ClusterCreate,
+    VerificationView,
     Window,
 )
 from hoard.api.views import utc
@@ -30,7 +31,7 @@ from hoard.engines.base import Backups, IncrementalBackups
 from hoard.ids import is_id
 from hoard.store import models
 from hoard.workflows import backups
-from hoard.workflows.scheduler import cron_problem, delete_backup, new_backup
+from hoard.workflows.scheduler import cron_problem, delete_backup, new_backup, verify_problem
 from hoard.workflows.services import Services
 
 router = APIRouter(tags=["backups"])
@@ -50,6 +51,10 @@ def backup_view(b: models.Backup) -> BackupView:
         status=b.status, error=b.error,
         size_bytes=b.size_bytes, sha256=b.sha256, created_at=utc(b.created_at),
         finished_at=utc(b.finished_at) if b.finished_at else None,
+        verified_at=utc(b.verified_at),
+        verification=VerificationView.model_validate(b.verification) if b.verification
+        else None,
+        verifying=b.verifying_operation_id is not None,
     )
 
 
@@ -141,6 +146,11 @@ def remove_backup(backup_id: str, principal: Auth, request: Request) -> Response
         backup = _get_backup(s, principal, backup_id)
         if backup.status == "creating":
             raise Conflict("the backup is still being taken")
+        if backup.verifying_operation_id is not None:
+            holder = s.get(models.Operation, backup.verifying_operation_id)
+            if holder is not None and holder.status == "running":
+                raise Conflict(f"operation {holder.id} is verifying the backup; delete it "
+                               "when that ends")
         children = s.scalar(select(func.count()).where(models.Backup.parent_id == backup_id))
         if children:
             raise Conflict(f"{children} incremental backup(s) build on this one; delete "
@@ -160,8 +170,12 @@ def show_schedule(cluster_id: str, principal: Auth, request: Request) -> BackupS
 @router.put("/v2/clusters/{cluster_id}/backup-schedule", response_model=BackupSchedule)
 def set_schedule(cluster_id: str, body: BackupSchedule, principal: Auth, request: Request
                  ) -> BackupSchedule:
-    """Back the cluster up on a cron schedule (UTC), with retention."""
-    problem = cron_problem(body.cron, dt.datetime.now(dt.UTC).date())
+    """Back the cluster up on a cron schedule (UTC), with retention; with
+    ``verify``, prove its newest backup restorable on a schedule too."""
+    today = dt.datetime.now(dt.UTC).date()
+    problem = cron_problem(body.cron, today)
+    if problem is None and body.verify is not None:
+        problem = verify_problem(body.verify, today)
     if problem is not None:
         raise InvalidInput(problem)
     with _services(request).store.session() as s:

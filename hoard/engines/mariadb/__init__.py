@@ -62,6 +62,7 @@ from hoard.engines.mariadb.backup import (
 from hoard.engines.mariadb.ha import MariaDBReplication
 from hoard.engines.mariadb.logs import MariaDBLogs
 from hoard.engines.mariadb.metrics import collect as collect_metrics
+from hoard.engines.mariadb.verify import MariaDBVerify
 
 MARIADBD = "/usr/sbin/mariadbd"
 INSTALL_DB = "/usr/bin/mariadb-install-db"
@@ -211,7 +212,7 @@ def _installed_version() -> str | None:
     return f"{found[1]}.{found[2]}" if found else None
 
 
-class MariaDB(Engine, SqlAccounts, Metrics, MariaDBBackups, IncrementalBackups,
+class MariaDB(Engine, SqlAccounts, Metrics, MariaDBBackups, IncrementalBackups, MariaDBVerify,
               MariaDBReplication, MariaDBLogs):
     name = "mariadb"
     display_name = "MariaDB"

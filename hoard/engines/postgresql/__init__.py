@@ -47,6 +47,7 @@ from hoard.engines.postgresql.ha import PostgreSQLReplication
 from hoard.engines.postgresql.logs import PostgreSQLLogs
 from hoard.engines.postgresql.metrics import collect as collect_metrics
 from hoard.engines.postgresql.pooler import PostgreSQLPooling
+from hoard.engines.postgresql.verify import PostgreSQLVerify
 
 PG_ROOT = Path("/usr/lib/postgresql")
 DATA_INIT = PurePosixPath("data.init")
@@ -145,8 +146,8 @@ def _render(name: str, value: int | bool | str) -> str:
     return f"{value}{_PARAM_UNITS.get(name, '')}"
 
 
-class PostgreSQL(Engine, SqlAccounts, Metrics, PostgreSQLBackups, PostgreSQLReplication,
-                 PostgreSQLLogs, PostgreSQLPooling):
+class PostgreSQL(Engine, SqlAccounts, Metrics, PostgreSQLBackups, PostgreSQLVerify,
+                 PostgreSQLReplication, PostgreSQLLogs, PostgreSQLPooling):
     name = "postgresql"
     display_name = "PostgreSQL"
     standard_port = 5432

@@ -60,6 +60,7 @@ from hoard.engines.redis.ha import RedisReplication
 from hoard.engines.redis.logs import RedisLogs
 from hoard.engines.redis.metrics import collect as collect_metrics
 from hoard.engines.redis.tls import TLSConnection
+from hoard.engines.redis.verify import RedisVerify
 
 REDIS_SERVER = "/usr/bin/redis-server"
 REDIS_CLI = "/usr/bin/redis-cli"
@@ -168,7 +169,7 @@ def _first_line(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-class Redis(Engine, AclAccounts, Metrics, Backups, RedisReplication, RedisLogs):
+class Redis(Engine, AclAccounts, Metrics, Backups, RedisVerify, RedisReplication, RedisLogs):
     name = "redis"
     display_name = "Redis"
     standard_port = 6379
@@ -478,6 +479,13 @@ class Redis(Engine, AclAccounts, Metrics, Backups, RedisReplication, RedisLogs):
             runner.write_file(RDB_FILE, b"")  # the data directory
             runner.rename(staged, RDB_FILE)
         self._write_acl(ctx, runner, users)
+
+    def _loaded_rdb(self, runner: NodeRunner) -> PurePosixPath | None:
+        if runner.exists(RDB_FILE):
+            return RDB_FILE
+        # An AOF keeps one base at a time (the server removes a rewritten one's).
+        bases = [n for n in runner.list_dir(AOF_DIR) if n.endswith(".base.rdb")]
+        return AOF_DIR / bases[-1] if bases else None
 
     def finish_restore(self, ctx: NodeContext, ca_file: str, runner: NodeRunner,
                        target: str | None) -> None:

@@ -1,5 +1,6 @@
 // A cluster's backup schedule and retention: GET /v2/clusters/{id}/backup-schedule
-// shows it (null: none), PUT sets it, DELETE removes it.
+// shows it (null: none), PUT sets it, DELETE removes it. ``verify`` proves the newest
+// backup restorable on its own schedule (daily, weekly or a cron).
 
 import * as api from "./api.js";
 import { announce, errorBox, field, h, replace } from "./dom.js";
@@ -8,7 +9,9 @@ function describe(s) {
   if (!s) return h("p", { class: "muted", id: "schedule-now" }, "No schedule.");
   return h("p", { id: "schedule-now" }, "Backs up at ", h("code", {}, s.cron),
     ` (UTC), keeping the newest ${s.keep_last}`,
-    s.keep_days ? ` and nothing older than ${s.keep_days} days` : "", ".");
+    s.keep_days ? ` and nothing older than ${s.keep_days} days` : "", ".",
+    s.verify ? ` Verifies the newest backup ${["daily", "weekly"].includes(s.verify)
+      ? s.verify : "at " + s.verify} (restored into a throwaway node and checked).` : "");
 }
 
 export function scheduleSection(c, signal) {
@@ -20,12 +23,15 @@ export function scheduleSection(c, signal) {
     value: "7" });
   const keepDays = h("input", { name: "schedule-keep-days", type: "number",
     inputmode: "numeric", value: "" });
+  const verify = h("input", { name: "schedule-verify", autocomplete: "off",
+    spellcheck: "false", value: "" });
   const show = (s) => {
     replace(now, describe(s));
     if (s) {
       cron.value = s.cron;
       keepLast.value = String(s.keep_last);
       keepDays.value = s.keep_days ? String(s.keep_days) : "";
+      verify.value = s.verify || "";
     }
   };
   const load = async () => {
@@ -40,7 +46,8 @@ export function scheduleSection(c, signal) {
     onsubmit: async (event) => {
       event.preventDefault();
       const body = { cron: cron.value, keep_last: Number(keepLast.value),
-        keep_days: keepDays.value === "" ? null : Number(keepDays.value) };
+        keep_days: keepDays.value === "" ? null : Number(keepDays.value),
+        verify: verify.value.trim() === "" ? null : verify.value.trim() };
       try {
         show(await api.call("PUT", `/v2/clusters/${c.id}/backup-schedule`, body, { signal }));
         feedback.replaceChildren(h("p", { class: "notice" }, "Schedule saved."));
@@ -52,6 +59,7 @@ export function scheduleSection(c, signal) {
   field("Schedule (cron, UTC)", cron, "e.g. 0 3 * * * for 03:00 every day"),
   field("Keep the newest", keepLast, "backups, 1 to 1000"),
   field("Keep days", keepDays, "empty: no age limit"),
+  field("Verify the newest backup", verify, "daily, weekly or a cron (UTC); empty: never"),
   h("button", { type: "submit" }, "Save schedule"));
 
   const remove = h("button", { type: "button", class: "secondary", onclick: async () => {
