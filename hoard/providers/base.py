@@ -212,14 +212,11 @@ class Provider(ABC):
 
     offers_pooler: bool = False  # whether ensure_pooler runs one
 
-    def ensure_pooler(self, cluster_id: str, address: str, spec: ServiceSpec) -> None:
+    def ensure_pooler(self, cluster_id: str, address: str, spec: ServiceSpec) -> bool:
         """Run the cluster's pooler as ``spec`` declares it, answering at ``address``
         (the cluster's, for the pooler's life): start it unless it runs; rewrite its
-        files and reload it when they changed. Idempotent."""
+        files and reload it when they changed. Idempotent; True if it was started."""
         raise NotImplementedError(f"the {self.name} provider runs no connection pooler yet")
-
-    def pooler_running(self, cluster_id: str) -> bool:
-        return False
 
     def remove_pooler(self, cluster_id: str) -> None:
         """Stop the cluster's pooler and remove what it had. Idempotent (a provider

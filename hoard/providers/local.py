@@ -287,11 +287,8 @@ class LocalProvider(Provider):
     def remove_endpoint(self, cluster_id: str) -> None:
         self.endpoints.remove(cluster_id)
 
-    def ensure_pooler(self, cluster_id: str, address: str, spec: ServiceSpec) -> None:
-        self.poolers.ensure(cluster_id, spec)  # the address is this host's (127.0.0.0/8)
-
-    def pooler_running(self, cluster_id: str) -> bool:
-        return self.poolers.running(cluster_id)
+    def ensure_pooler(self, cluster_id: str, address: str, spec: ServiceSpec) -> bool:
+        return self.poolers.ensure(cluster_id, spec)  # the address is this host's (127.0.0.0/8)
 
     def remove_pooler(self, cluster_id: str) -> None:
         self.poolers.remove(cluster_id)

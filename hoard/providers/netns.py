@@ -176,10 +176,10 @@ class NetnsProvider(LocalProvider):
             _ip("addr", "add", f"{host}/32", "dev", self.bridge, ok=(0, 2))
         super().ensure_endpoint(cluster_id, backends, check, ca_file, endpoint)
 
-    def ensure_pooler(self, cluster_id: str, address: str, spec: ServiceSpec) -> None:
+    def ensure_pooler(self, cluster_id: str, address: str, spec: ServiceSpec) -> bool:
         self._ensure_bridge()  # the pooler runs on the host, as the endpoint proxies do
         _ip("addr", "add", f"{address}/32", "dev", self.bridge, ok=(0, 2))
-        super().ensure_pooler(cluster_id, address, spec)
+        return super().ensure_pooler(cluster_id, address, spec)
 
     def destroy(self, node_id: str) -> None:
         super().destroy(node_id)

@@ -62,21 +62,18 @@ class LocalPoolers:
         tree.write_stream(file.name, [file.content], file.mode)
         return True
 
-    def ensure(self, cluster_id: str, spec: ServiceSpec) -> None:
+    def ensure(self, cluster_id: str, spec: ServiceSpec) -> bool:
         """Write the files; start the pooler unless it runs, else reload it if a
-        file changed."""
+        file changed. True if it was started."""
         with self._locks[cluster_id]:
             tree = self._tree(cluster_id)
             changed = [self._write(tree, f) for f in spec.files]
             supervisor = Supervisor(self._dir(cluster_id), self._record(cluster_id), tree.user)
-            if not supervisor.start(spec.process) and any(changed):
+            if supervisor.start(spec.process):
+                return True
+            if any(changed):
                 supervisor.signal(spec.process.name, spec.reload_signal)
-
-    def running(self, cluster_id: str) -> bool:
-        """Whether every process recorded for the pooler is alive (and one is)."""
-        supervisor = Supervisor(self._dir(cluster_id), self._record(cluster_id), None)
-        names = supervisor.names()
-        return bool(names) and all(supervisor.live(n) is not None for n in names)
+            return False
 
     def remove(self, cluster_id: str) -> None:
         """Stop the pooler, remove its files and account. Idempotent."""

@@ -59,11 +59,13 @@ def _listening(address: str) -> str | None:
         return f"the pooler does not answer at {address}:{POOLER_PORT} yet: {exc}"
 
 
-def ensure(cluster: models.Cluster, settings: dict[str, Any], live: bool = True) -> str:
+def ensure(cluster: models.Cluster, settings: dict[str, Any], live: bool = True,
+           started: list[bool] | None = None) -> str:
     """Run the pooler with ``settings`` (mode, max_client_conn) at the cluster's
     pooler address (given it first if it has none), its users read from the
     primary (``live``: as the HA machinery says now; else the recorded one, which
-    is enough, since every member holds the roles); its address."""
+    is enough, since every member holds the roles); its address. ``started`` gets
+    whether the pooler had to be started."""
     svc = services()
     engine = _engine(cluster)
     address = cluster.pooler_host or addresses.ensure(
@@ -78,7 +80,9 @@ def ensure(cluster: models.Cluster, settings: dict[str, Any], live: bool = True)
                           int(settings["max_client_conn"]), cert.cert_pem, cert.key_pem,
                           svc.ca.cert_pem)
     spec = engine.pooler_spec(ctx, target, engine.pooler_users(ctx, svc.ca_file))
-    svc.provider_for(cluster).ensure_pooler(cluster.id, address, spec)
+    began = svc.provider_for(cluster).ensure_pooler(cluster.id, address, spec)
+    if started is not None:
+        started.append(began)
     wait_for(lambda: _listening(address), LISTEN_DEADLINE, "the pooler did not listen")
     return address
 
@@ -107,7 +111,10 @@ def sync_users(cluster_id: str) -> None:
     if cluster is None or not cluster.pooler or not cluster.pooler_host:
         return
     try:
-        ensure(cluster, cluster.pooler)
+        started: list[bool] = []
+        ensure(cluster, cluster.pooler, started=started)
+        if any(started):
+            _said_restarted(cluster.id)
     except Exception:
         log.warning("cluster %s: the pooler's users were not updated; the observer will",
                     cluster.name, exc_info=True)
@@ -124,13 +131,19 @@ def upkeep(cluster: models.Cluster) -> None:
     if (fresh is None or fresh.status not in (ClusterStatus.ACTIVE, ClusterStatus.DEGRADED)
             or not fresh.pooler or not fresh.pooler_host):
         return
-    was_running = services().provider_for(fresh).pooler_running(fresh.id)
-    ensure(fresh, fresh.pooler, live=False)
-    if not was_running:
-        log.warning("pooler of cluster %s was not running; restarted", cluster.name)
-        with services().store.session() as s:
-            events.record(s, cluster.id, "pooler.restarted",
-                          "the connection pooler was not running; restarted it")
+    # Whether it was down is the start's own answer, not a look before it: a pooler
+    # dying during the pass is restarted and said so, never restarted silently.
+    started: list[bool] = []
+    ensure(fresh, fresh.pooler, live=False, started=started)
+    if any(started):
+        _said_restarted(cluster.id)
+
+
+def _said_restarted(cluster_id: str) -> None:
+    log.warning("the pooler of cluster %s was not running; restarted", cluster_id)
+    with services().store.session() as s:
+        events.record(s, cluster_id, "pooler.restarted",
+                      "the connection pooler was not running; restarted it")
 
 
 # --- durable steps ----------------------------------------------------------------
