@@ -33,8 +33,10 @@ lint: setup
 	$(VENV)/bin/mypy hoard
 	$(VENV)/bin/lint-imports
 
+# Two test files at a time (a file's tests share its clusters, so they stay
+# together): most of a test's time is waiting on servers, not CPU.
 test: lint
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 bench: setup
 	$(PY) bench/provision.py
