@@ -28,6 +28,7 @@ from hoard.api.routes import (
     logs,
     operations,
     projects,
+    whoami,
     workers,
 )
 from hoard.api.trove import app as trove
@@ -74,7 +75,7 @@ def create_app(settings: Settings, run_workers: bool = True) -> FastAPI:
     app.add_middleware(LeanList)  # inside the gate: it needs the gate's principal
     app.add_middleware(Gate, metrics=metrics.install(app), max_body_bytes=settings.max_body_bytes)
     for module in (clusters, cluster_changes, cluster_metrics, accounts, backups,
-                   configurations, logs, operations, catalog, projects, workers):
+                   configurations, logs, operations, catalog, projects, whoami, workers):
         app.include_router(module.router)
     trove.install(app)
     app.mount(console.PREFIX, console.files(), name="console")
