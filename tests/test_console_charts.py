@@ -51,7 +51,7 @@ def test_cluster_page_charts_its_metrics(console: Console, hoard: HoardServer) -
             expect(page.get_by_text("No replicas.")).to_be_visible()
             console.audit()
             console.shot("cluster-metrics")
-            console.check(("/v2/projects", 403))  # how the console tells a tenant
+            console.check()
         finally:
             client.close()
             delete_cluster(tenant, cluster["id"])
