@@ -192,6 +192,8 @@ def test_redis_cluster_from_create_to_delete(console: Console, hoard: HoardServe
     page.get_by_label("Engine").select_option("redis")
     page.get_by_label("Size").select_option("nano")
     page.get_by_label("Storage (GB)").fill("1")
+    page.get_by_label("Grow storage up to (GB)").fill("2")
+    expect(page.get_by_label("Pooler mode")).to_be_hidden()  # PostgreSQL only
     console.shot("create")
     page.get_by_role("button", name="Create cluster").click()
     expect(page.get_by_role("heading", name="cache", exact=True)).to_be_visible()
@@ -215,6 +217,8 @@ def test_redis_cluster_from_create_to_delete(console: Console, hoard: HoardServe
     cluster_id = page.url.rsplit("/", 1)[-1]
     with tenant_client(hoard, token) as client:
         password = client.get(f"/v2/clusters/{cluster_id}/credentials").json()["password"]
+        assert client.get(f"/v2/clusters/{cluster_id}").json()["storage_autoscale"] == {
+            "max_gb": 2, "threshold_percent": 80}
 
     # The password appears only when asked for.
     page.get_by_role("button", name="Show connection details").click()
@@ -389,6 +393,31 @@ def test_postgresql_databases_users_and_point_in_time_restore(
             expect(clerk).to_have_count(0, timeout=SLOW)
             console.audit()
 
+            # The server's log, read from the page.
+            page.get_by_role("button", name="Show log").click()
+            log = page.get_by_role("list", name="server log, oldest first")
+            expect(log.get_by_role("listitem").first).to_be_visible()
+
+            # Storage autoscaling: a refusal inline, then set at once.
+            page.get_by_label("Grow storage up to (GB)").fill("2")
+            page.get_by_label("Grow past (% used)").fill("95")
+            page.get_by_role("button", name="Save autoscaling").click()
+            expect(page.get_by_role("alert")).to_contain_text("threshold_percent")
+            page.get_by_label("Grow past (% used)").fill("85")
+            page.get_by_role("button", name="Save autoscaling").click()
+            expect(page.get_by_text("past 85% used, up to 2 GB per node")).to_be_visible()
+            assert client.get(f"/v2/clusters/{cluster['id']}").json()["storage_autoscale"] == {
+                "max_gb": 2, "threshold_percent": 85}
+
+            # The pooler, opened through its operation; its endpoint is listed.
+            page.get_by_label("Pooler mode").select_option("transaction")
+            page.get_by_label("Most client connections").fill("100")
+            page.get_by_role("button", name="Save pooler").click()
+            expect(page.locator("#op-title")).to_contain_text("pooler: succeeded",
+                                                              timeout=SLOW)
+            expect(page.get_by_text(re.compile(r":6432 pooler"))).to_be_visible(timeout=SLOW)
+            console.audit()
+
             page.get_by_role("button", name="Take a backup").click()
             expect(page.get_by_text("Backup taken.")).to_be_visible(timeout=SLOW)
             page.get_by_role("button", name="Restore to this time in a new cluster").click()
@@ -405,7 +434,7 @@ def test_postgresql_databases_users_and_point_in_time_restore(
             console.delete_here("ledger-then")
         finally:
             delete_cluster(client, cluster["id"])
-    console.check((f"/v2/clusters/{restored_id}", 404))
+    console.check((f"/v2/clusters/{restored_id}", 404), (f"/v2/clusters/{cluster['id']}", 422))
 
 
 def test_replicated_cluster_members_and_switchover(console: Console, hoard: HoardServer,

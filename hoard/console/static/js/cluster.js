@@ -8,7 +8,9 @@ import { changesSection } from "./changes.js";
 import { charts } from "./charts.js";
 import { configurationSection } from "./configuration.js";
 import { endpointList } from "./clusters.js";
+import { featuresSection } from "./features.js";
 import { guardsSection } from "./guards.js";
+import { logsSection } from "./logs.js";
 import { announce, bytes, errorBox, field, h, replace, status, table, when } from "./dom.js";
 import { operationPanel, runningLink } from "./operations.js";
 
@@ -234,7 +236,9 @@ export async function clusterView(main, ctx, id, params) {
             `is ACTIVE (it is ${c.status}).`),
         changesSection(c, engine, sizes, signal),
         config,
+        RUNNING.includes(c.status) ? featuresSection(c, engine, signal) : null,
         c.status === "DELETING" ? null : guardsSection(c, signal),
+        RUNNING.includes(c.status) ? logsSection(c, signal) : null,
         backupsSection(c, engine, signal),
         c.status === "DELETING" ? null : deleteSection(c, signal));
     }
