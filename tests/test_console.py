@@ -78,11 +78,14 @@ class Console:
         self.page.get_by_role("button", name="Sign in").click()
         expect(self.page.get_by_role("heading", name="Clusters", exact=True)).to_be_visible()
 
-    def shot(self, name: str) -> None:
-        """A screenshot of the page's top (for the README, see SCREENSHOTS). Not
-        full-page: Chromium resizes the view for that, and the next click may land
-        off its target."""
+    def shot(self, name: str, of: Any = None) -> None:
+        """A screenshot of the page's top, or of one part of it (``of``, a locator),
+        for the README (see SCREENSHOTS). Not full-page: Chromium resizes the view
+        for that, and the next click may land off its target."""
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        if of is not None:
+            of.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+            return
         self.page.evaluate("window.scrollTo(0, 0)")
         self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
 

@@ -50,7 +50,7 @@ def test_cluster_page_charts_its_metrics(console: Console, hoard: HoardServer) -
             # A single node has no replication lag to draw.
             expect(page.get_by_text("No replicas.")).to_be_visible()
             console.audit()
-            console.shot("cluster-metrics")
+            console.shot("cluster-metrics", of=page.locator(".charts"))
             console.check()
         finally:
             client.close()
