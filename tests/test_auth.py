@@ -283,6 +283,24 @@ def test_token_is_shown_once_with_its_description(admin: httpx.Client) -> None:
                               json={"description": "x" * 256}), 422, "description")
 
 
+def test_whoami_names_the_tokens_project(hoard: HoardServer, admin: httpx.Client) -> None:
+    project = admin.post("/v2/projects", json={"name": unique("me")}).json()
+    made = admin.post(f"/v2/projects/{project['id']}/tokens", json={"description": "laptop"})
+    with hoard.client(made.json()["token"]) as tenant:
+        me = tenant.get("/v2/whoami")
+    assert me.status_code == 200, me.text
+    body = me.json()
+    assert {k: body[k] for k in ("project_id", "project_name", "is_admin")} == {
+        "project_id": project["id"], "project_name": project["name"], "is_admin": False}
+    assert body["token"]["id"] == made.json()["id"]
+    assert body["token"]["description"] == "laptop" and body["token"]["created_at"]
+    assert "token_hash" not in me.text and made.json()["token"] not in me.text
+    boss = admin.get("/v2/whoami").json()
+    assert boss["is_admin"] is True and boss["project_name"] == "admin"
+    assert_problem(httpx.get(hoard.url + "/v2/whoami", headers={"Authorization": "Bearer no"}),
+                   401)
+
+
 def test_no_admin_token_file_when_token_is_given(hoard: HoardServer) -> None:
     assert hoard.env.get("HOARD_ADMIN_TOKEN") == ADMIN_TOKEN
     assert not (hoard.state_dir / "admin-token").exists()

@@ -17,7 +17,7 @@ from hoard.api.schemas import ClusterPage
 from hoard.api.views import cluster_view
 from hoard.ids import new_id
 from hoard.store.db import Store, migrate
-from hoard.store.models import Cluster, Node, Project
+from hoard.store.models import Cluster, Node, Operation, Project
 from tests.pgserver import postgres_store
 
 
@@ -49,14 +49,14 @@ _PORTS = itertools.count(41000, 10)  # node addresses are unique across the stor
 
 def _fill(store: Store) -> str:
     """A project with clusters of every shape the view distinguishes."""
-    pid, port = new_id(), next(_PORTS)
+    pid, port, op_id = new_id(), next(_PORTS), new_id()
     seen = dt.datetime(2026, 11, 3, 12, 0, 1, 250000)
     with store.session() as s:
         s.add(Project(id=pid, name=f"p{pid[-12:]}", is_admin=False, quota_clusters=9,
                       quota_nodes=9, quota_storage_gb=90))
         s.flush()
         shapes: list[tuple[dict[str, object], list[Node]]] = [
-            ({}, []),  # BUILDING, nothing placed yet
+            ({"operation_id": op_id}, []),  # BUILDING, nothing placed yet, its create running
             ({"status_reason": "node 0: down", "pending_restart": ["shared_buffers"],
               "storage_autoscale": {"max_gb": 20, "threshold_percent": 85}},
              [_node(0, host="127.0.0.1", port=port, zone="local", observed_at=seen,
@@ -80,6 +80,8 @@ def _fill(store: Store) -> str:
             cluster = Cluster(**values)
             cluster.nodes = nodes
             s.add(cluster)
+        s.add(Operation(id=op_id, project_id=pid, cluster_id=None, kind="create",
+                        status="running", steps=[], params={}))
     return pid
 
 
@@ -92,6 +94,7 @@ def test_lean_page_is_the_pydantic_page(store: Store) -> None:
                          .order_by(Cluster.id)).all()
         full = ClusterPage(clusters=[cluster_view(c) for c in rows], next=None)
     assert lean == full.model_dump_json().encode()
+    assert b'"operation":{"id":' in lean and b'"kind":"create"}' in lean
 
 
 def test_lean_page_filters_and_pages(store: Store) -> None:

@@ -29,6 +29,7 @@ from hoard.api.routes import (
     logs,
     operations,
     projects,
+    whoami,
     workers,
 )
 from hoard.api.trove import app as trove
@@ -76,7 +77,7 @@ def create_app(settings: Settings, run_workers: bool = True) -> FastAPI:
     app.add_middleware(Gate, metrics=metrics.install(app), max_body_bytes=settings.max_body_bytes)
     for module in (clusters, cluster_changes, cluster_metrics, accounts, backups,
                    backup_verification, configurations, logs, operations, catalog, projects,
-                   workers):
+                   whoami, workers):
         app.include_router(module.router)
     trove.install(app)
     app.mount(console.PREFIX, console.files(), name="console")

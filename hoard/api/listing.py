@@ -4,7 +4,8 @@ plain rows.
 Why: a page of 20 clusters through ORM objects and pydantic models cost several
 times the query itself, and SQLAlchemy's result machinery alone still cost as
 much again. Here one SELECT (the page of clusters joined to their nodes) names
-only the columns the view shows (no configuration join, no passwords), is
+only the columns the view shows (no configuration join, no passwords; the
+running operation's kind by its primary key), is
 compiled once per store dialect and filter combination, and runs on the
 DB-API cursor; rows become dicts in the field order of ``ClusterView`` and
 orjson writes them. ``ClusterPage``
@@ -35,7 +36,7 @@ from sqlalchemy import (
 )
 
 from hoard.domain.pooler import POOLER_PORT
-from hoard.store.models import Cluster, Node
+from hoard.store.models import Cluster, Node, Operation
 
 # Naive store datetimes are UTC; pydantic writes them as ...Z, and so does this.
 JSON_OPTIONS = orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
@@ -49,13 +50,15 @@ _CLUSTER_COLUMNS = (
     Cluster.created_at, Cluster.updated_at, Cluster.maintenance_window,
     Cluster.pooler, Cluster.pooler_host, Cluster.storage_autoscale,
     Cluster.last_verified_restorable_at, Cluster.last_verified_restorable_seconds,
+    Cluster.operation_id,
 )
 _NODE_COLUMNS = (
     Node.id, Node.ordinal, Node.role, Node.status, Node.status_reason, Node.provider,
     Node.host, Node.port, Node.zone, Node.lag_bytes, Node.limits, Node.storage_used_bytes,
     Node.storage_total_bytes, Node.observed_at,
 )
-_C = len(_CLUSTER_COLUMNS)  # a result row: the cluster's columns, then its node's
+# A result row: the cluster's columns, its running operation's kind, then its node's.
+_C = len(_CLUSTER_COLUMNS) + 1
 
 
 @functools.lru_cache(maxsize=512)
@@ -80,8 +83,10 @@ def page_sql(dialect: Dialect, by_status: bool, by_engine: bool, after: bool, li
     for i, key in enumerate(label_keys):
         page = page.where(_label(dialect, key) == bindparam(f"label{i}"))
     c = page.order_by(Cluster.id).limit(literal_column(str(int(limit)), Integer)).subquery("c")
-    query = (select(c, *(col.label(f"n_{col.key}") for col in _NODE_COLUMNS))
-             .select_from(c.outerjoin(Node, Node.cluster_id == c.c.id))
+    query = (select(c, Operation.kind.label("operation_kind"),
+                    *(col.label(f"n_{col.key}") for col in _NODE_COLUMNS))
+             .select_from(c.outerjoin(Node, Node.cluster_id == c.c.id)
+                          .outerjoin(Operation, Operation.id == c.c.operation_id))
              .order_by(c.c.id, Node.ordinal))
     compiled = query.compile(dialect=dialect)
     order = tuple(compiled.positiontup or ()) if compiled.positional else None
@@ -162,6 +167,8 @@ def _cluster(r: Sequence[Any]) -> dict[str, Any]:
         "storage_autoscale": _json(r[24]) or None,
         "last_verified_restorable_at": _time(r[25]),
         "last_verified_restorable_seconds": r[26],
+        # operation_id, then the operation's kind (joined after the cluster's columns)
+        "operation": {"id": r[27], "kind": r[28]} if r[27] and r[28] else None,
         # endpoint_host, rw_port, ro_port, ro_host, pooler_host until _finish
         "endpoints": (*r[15:19], r[23]),
         "members": [], "created_at": _time(r[19]), "updated_at": _time(r[20]),

@@ -165,6 +165,13 @@ class NodeView(BaseModel):
     observed_at: dt.datetime | None
 
 
+class RunningOperation(BaseModel):
+    """The operation holding a cluster: follow it at GET /v2/operations/{id}."""
+
+    id: str
+    kind: str = Field(description="create, resize, scale, update, restart, backup, ...")
+
+
 class ClusterView(BaseModel):
     id: str
     name: str
@@ -193,6 +200,8 @@ class ClusterView(BaseModel):
                     "into a throwaway node and checked by the engine's own tools); null: never")
     last_verified_restorable_seconds: float | None = Field(
         description="How long that restore and its checks took, in seconds")
+    operation: RunningOperation | None = Field(
+        description="The operation running on the cluster now; null: none")
     endpoints: list[Endpoint]
     members: list[NodeView]
     created_at: dt.datetime
@@ -332,6 +341,22 @@ class TokenView(BaseModel):
     project_id: str
     description: str
     token: str = Field(description="Shown only here, once; stored hashed")
+
+
+class TokenInfo(BaseModel):
+    id: str
+    description: str
+    created_at: dt.datetime
+
+
+class WhoAmI(BaseModel):
+    """Whose the calling token is: what a client shows as "signed in as"."""
+
+    project_id: str
+    project_name: str
+    is_admin: bool = Field(description="An admin token: it may call the admin-only routes")
+    token: TokenInfo = Field(description="The token itself (never its secret). Tokens do not "
+                                         "expire: one works until it is removed")
 
 
 class ClusterPatch(Strict):

@@ -12,6 +12,7 @@ from hoard.api.schemas import (
     NodeView,
     OperationView,
     Pooler,
+    RunningOperation,
     StorageAutoscale,
     StorageView,
 )
@@ -46,10 +47,17 @@ def cluster_view(cluster: Cluster) -> ClusterView:
                            if cluster.storage_autoscale else None),
         last_verified_restorable_at=utc(cluster.last_verified_restorable_at),
         last_verified_restorable_seconds=cluster.last_verified_restorable_seconds,
+        operation=running(cluster),
         endpoints=endpoints(cluster),
         members=members, created_at=utc(cluster.created_at),
         updated_at=utc(cluster.updated_at),
     )
+
+
+def running(cluster: Cluster) -> RunningOperation | None:
+    """The operation that holds the cluster's claim, if any."""
+    op = cluster.running_operation if cluster.operation_id else None
+    return RunningOperation(id=op.id, kind=op.kind) if op is not None else None
 
 
 def endpoints(cluster: Cluster) -> list[Endpoint]:

@@ -153,6 +153,11 @@ class Cluster(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
     configuration: Mapped[Configuration | None] = relationship(lazy="joined")
+    # The operation holding the claim, read only when a view names it (no query
+    # while the cluster is free).
+    running_operation: Mapped[Operation | None] = relationship(
+        primaryjoin="foreign(Cluster.operation_id) == Operation.id", viewonly=True,
+        lazy="select")
     nodes: Mapped[list[Node]] = relationship(
         back_populates="cluster", cascade="all, delete-orphan", order_by="Node.ordinal",
         lazy="selectin",

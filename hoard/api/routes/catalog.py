@@ -15,6 +15,7 @@ from hoard.engines.base import (
     Backups,
     Engine,
     IncrementalBackups,
+    Pooling,
     Replication,
     SqlAccounts,
 )
@@ -34,7 +35,8 @@ def _engine_view(e: Engine, versions: list[str]) -> dict[str, Any]:
             ("backups", Backups), ("incremental backups", IncrementalBackups))
             if isinstance(e, ability)] + (
             ["point-in-time restore"] if isinstance(e, Backups) and e.log_kind else []) + (
-            ["replicated clusters"] if isinstance(e, Replication) else []),
+            ["replicated clusters"] if isinstance(e, Replication) else []) + (
+            ["connection pooler"] if isinstance(e, Pooling) else []),
         "max_nodes": MAX_NODES if isinstance(e, Replication) else 1,
         "durabilities": list(e.durabilities) if isinstance(e, Replication) else [],
         "parameters": [asdict(p) for p in e.parameters()],

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from hoard.api.auth import Principal, authenticate
 from hoard.api.changes import usage
 from hoard.api.schemas import ProjectCreate, ProjectView, Quotas, TokenCreate, TokenView
+from hoard.api.views import utc
 from hoard.domain.errors import Conflict, NotFound
 from hoard.ids import new_id
 from hoard.security.tokens import generate_token, hash_token
@@ -24,7 +25,7 @@ Auth = Annotated[Principal, Depends(authenticate)]
 def _view(s: Session, p: Project) -> ProjectView:
     count, nodes, storage = usage(s, p.id)
     return ProjectView(
-        id=p.id, name=p.name, created_at=p.created_at,
+        id=p.id, name=p.name, created_at=utc(p.created_at),
         quotas=Quotas(clusters=p.quota_clusters, nodes=p.quota_nodes,
                       storage_gb=p.quota_storage_gb),
         usage=Quotas(clusters=count, nodes=nodes, storage_gb=storage),

@@ -12,6 +12,7 @@ const main = document.getElementById("main");
 const nav = document.getElementById("nav");
 let current = null; // { controller, timers } of the view on screen
 let isAdmin = false;
+let me = null; // GET /v2/whoami: whose the token is
 
 function context() {
   const controller = new AbortController();
@@ -71,6 +72,7 @@ async function route() {
   }
   nav.hidden = false;
   document.getElementById("nav-admin").hidden = !isAdmin;
+  showWho();
   const { parts, params } = parseHash();
   const ctx = context();
   current = ctx;
@@ -79,7 +81,7 @@ async function route() {
   main.replaceChildren();
   try {
     if (first === "create") await createView(main, ctx, params);
-    else if (first === "clusters" && second) await clusterView(main, ctx, second);
+    else if (first === "clusters" && second) await clusterView(main, ctx, second, params);
     else if (first === "admin") await adminView(main, ctx);
     else await clustersView(main, ctx, params);
   } catch (err) {
@@ -110,8 +112,8 @@ function signInView(message) {
     feedback.replaceChildren();
     const value = input.value.trim();
     try {
-      await api.get("/v2/clusters?limit=1", { withToken: value });
-      isAdmin = await checkAdmin(value);
+      me = await api.get("/v2/whoami", { withToken: value });
+      isAdmin = me.is_admin;
       api.setToken(value);
       announce("Signed in");
       if (!location.hash || location.hash === "#/signin") location.hash = "#/clusters";
@@ -130,20 +132,24 @@ function signInView(message) {
   input.focus();
 }
 
-async function checkAdmin(value) {
-  try {
-    await api.get("/v2/projects", { withToken: value });
-    return true;
-  } catch (err) {
-    if (err.status === 403) return false;
-    throw err;
+// The header says whose token this tab uses: the project's name, and "admin"
+// for an operator's token.
+function showWho() {
+  const who = document.getElementById("who");
+  if (!me) {
+    who.replaceChildren();
+    return;
   }
+  replace(who, "Signed in as ", h("strong", {}, me.project_name),
+    me.is_admin ? [" ", h("span", { class: "badge" }, "admin")] : null);
 }
 
 function signOut(message) {
   leave();
   api.clearToken();
   isAdmin = false;
+  me = null;
+  showWho();
   nav.hidden = true;
   history.replaceState(null, "", "#/signin");
   signInView(message);
@@ -157,8 +163,10 @@ window.addEventListener("hashchange", route);
 async function start() {
   if (api.token()) {
     try {
-      isAdmin = await checkAdmin(api.token());
+      me = await api.get("/v2/whoami", { withToken: api.token() });
+      isAdmin = me.is_admin;
     } catch {
+      me = null;
       isAdmin = false;
     }
   }

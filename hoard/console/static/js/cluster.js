@@ -8,15 +8,29 @@ import { changesSection } from "./changes.js";
 import { charts } from "./charts.js";
 import { configurationSection } from "./configuration.js";
 import { endpointList } from "./clusters.js";
+import { featuresSection } from "./features.js";
 import { guardsSection } from "./guards.js";
+import { logsSection } from "./logs.js";
 import { announce, bytes, errorBox, field, h, replace, status, table, when } from "./dom.js";
-import { operationPanel } from "./operations.js";
+import { operationPanel, runningLink } from "./operations.js";
 
 const POLL_MS = 2000;
 const RUNNING = ["ACTIVE", "DEGRADED"];
 
+// Move to the operation's steps on this page (the link's address opens them
+// from elsewhere: #/clusters/<id>?show=operation).
+function showOperation(event) {
+  event?.preventDefault();
+  const title = document.getElementById("op-title");
+  if (!title) return;
+  title.tabIndex = -1;
+  title.focus();
+}
+
 function facts(c) {
   const items = [["Status", [status(c.status), c.status_reason ? ` ${c.status_reason}` : ""]],
+    ["Operation", c.operation ? runningLink(c.id, c.operation, showOperation)
+      : h("span", { class: "muted" }, "none running")],
     ["Engine", `${c.engine} ${c.version}`], ["Size", c.size], ["Nodes", String(c.nodes)],
     ["Storage", `${c.storage_gb} GB per node`], ["Durability", c.durability],
     ["Provider", c.provider], ["Created", when(c.created_at)], ["Id", h("code", {}, c.id)]];
@@ -135,7 +149,7 @@ function redraw(el, data, render) {
   replace(el, render(data));
 }
 
-export async function clusterView(main, ctx, id) {
+export async function clusterView(main, ctx, id, params) {
   const { signal } = ctx;
   const heading = h("h1", {}, "Cluster");
   const overview = h("div");
@@ -205,7 +219,9 @@ export async function clusterView(main, ctx, id) {
     }
     const { events } = await api.get(`/v2/clusters/${id}/events?limit=1000`, { signal });
     redraw(eventArea, events, eventsList);
-    const opId = [...events].reverse().find((e) => e.operation_id)?.operation_id;
+    // The running operation, or else the newest one the events name.
+    const opId = c.operation?.id
+      ?? [...events].reverse().find((e) => e.operation_id)?.operation_id;
     if (opId && (opId !== lastOp?.id || lastOp.status === "running")) {
       lastOp = await api.get(`/v2/operations/${opId}`, { signal });
     }
@@ -220,10 +236,13 @@ export async function clusterView(main, ctx, id) {
             `is ACTIVE (it is ${c.status}).`),
         changesSection(c, engine, sizes, signal),
         config,
+        RUNNING.includes(c.status) ? featuresSection(c, engine, signal) : null,
         c.status === "DELETING" ? null : guardsSection(c, signal),
+        RUNNING.includes(c.status) ? logsSection(c, signal) : null,
         backupsSection(c, engine, signal),
         c.status === "DELETING" ? null : deleteSection(c, signal));
     }
     config?.update(c);
   });
+  if (params?.get("show") === "operation") showOperation();
 }

@@ -5,6 +5,7 @@
 import * as api from "./api.js";
 import { labelList } from "./guards.js";
 import { errorBox, field, h, options, replace, status, table } from "./dom.js";
+import { runningLink } from "./operations.js";
 
 export const STATUSES = ["BUILDING", "ACTIVE", "DEGRADED", "UPDATING", "STOPPED", "DELETING",
   "FAILED"];
@@ -20,7 +21,9 @@ export function endpointList(endpoints) {
 function row(c) {
   return h("tr", { "data-id": c.id },
     h("th", { scope: "row" }, h("a", { href: `#/clusters/${c.id}` }, c.name)),
-    h("td", {}, status(c.status), c.status_reason ? h("div", { class: "muted" }, c.status_reason) : null),
+    h("td", {}, status(c.status),
+      c.operation ? h("div", {}, runningLink(c.id, c.operation)) : null,
+      c.status_reason ? h("div", { class: "muted" }, c.status_reason) : null),
     h("td", {}, c.engine),
     h("td", {}, c.version),
     h("td", {}, c.size),

@@ -4,6 +4,7 @@
 
 import * as api from "./api.js";
 import { announce, errorBox, field, h, options, replace } from "./dom.js";
+import { autoscaleFields, poolerFields } from "./features.js";
 
 function sizeText(s) {
   return `${s.name}: ${s.cpus} CPU, ${s.memory_mb} MB (${s.description})`;
@@ -38,6 +39,10 @@ export async function createView(main, ctx, params) {
   const storage = h("input", { name: "storage_gb", type: "number", min: "1", value: "10",
     inputmode: "numeric" });
   const restore = h("select", { name: "restore" });
+  const pool = poolerFields(null, "create-");
+  const poolGroup = h("fieldset", { class: "group" }, h("legend", {}, "Connection pooler"),
+    pool.parts);
+  const grow = autoscaleFields(null, "create-");
   const feedback = h("div", { "aria-live": "assertive" });
 
   const currentEngine = () => engines.find((e) => e.name === engine.value);
@@ -47,6 +52,7 @@ export async function createView(main, ctx, params) {
     nodes.max = String(e.max_nodes);
     if (Number(nodes.value) > e.max_nodes) nodes.value = String(e.max_nodes);
     nodes.disabled = e.max_nodes === 1;
+    poolGroup.hidden = !e.abilities.includes("connection pooler");
     replace(durability, options([["", "engine default"], ...e.durabilities]));
     const ours = available.filter((b) => b.engine === e.name);
     replace(restore, options([["", "no: a new, empty cluster"], ...ours.map((b) =>
@@ -85,6 +91,8 @@ export async function createView(main, ctx, params) {
     else if (restore.value) body.restore = { backup_id: restore.value };
     else body.version = version.value;
     if (!durabilityField.hidden && durability.value) body.durability = durability.value;
+    if (!poolGroup.hidden && pool.body()) body.pooler = pool.body();
+    if (grow.body()) body.storage_autoscale = grow.body();
     const submit = form.querySelector("button[type=submit]");
     submit.disabled = true;
     try {
@@ -106,6 +114,8 @@ export async function createView(main, ctx, params) {
   field("Nodes", nodes, "1: a standalone instance; more: replicated, with automatic failover"),
   durabilityField,
   field("Storage (GB)", storage, "Per node"),
+  h("fieldset", { class: "group" }, h("legend", {}, "Storage growth"), grow.parts),
+  poolGroup,
   pointInTime ? h("p", { class: "notice" }, `Restoring ${source?.cluster_name ?? "a cluster"} ` +
     `as it was at ${new Date(pointInTime.time).toLocaleString()}.`)
     : field("Restore from a backup", restore, "The new cluster starts with that backup's data"),

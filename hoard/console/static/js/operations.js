@@ -21,6 +21,24 @@ export async function waitOperation(id, signal) {
   }
 }
 
+// What a cluster is doing, in words, from the operation that holds it
+// (the cluster view's `operation`: {id, kind}).
+const DOING = { create: "creating", delete: "deleting", resize: "resizing", scale: "scaling",
+  update: "updating", restart: "restarting", stop: "stopping", start: "starting",
+  backup: "backing up", restore: "restoring", switchover: "switching over",
+  failover: "failing over", promote: "promoting", upgrade: "upgrading",
+  pooler: "changing its pooler", "apply-pending": "applying settings" };
+
+export function doing(running) {
+  return `${DOING[running.kind] ?? `${running.kind} running`}…`;
+}
+
+// A link to the running operation's steps on the cluster's page.
+export function runningLink(clusterId, running, onclick) {
+  return h("a", { class: "running", href: `#/clusters/${clusterId}?show=operation`,
+    title: `Operation ${running.id}`, onclick }, doing(running));
+}
+
 export function operationPanel(op) {
   return h("section", { "aria-labelledby": "op-title" },
     h("h3", { id: "op-title" }, `${op.kind}: `, status(op.status), ` ${op.progress}%`),
