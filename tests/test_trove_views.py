@@ -19,7 +19,7 @@ def cluster(status: str, **fields: Any) -> ClusterView:
         provider="local", nodes=1, durability="async", storage_gb=1, status=status,
         status_reason="", configuration_id=None, pending_restart=[], labels={},
         deletion_protection=False, maintenance_window=None, storage_autoscale=None,
-        last_verified_restorable_at=None, last_verified_restorable_seconds=None,
+        last_verified_restorable_at=None, last_verified_restorable_seconds=None, operation=None,
         endpoints=[], members=[],
         created_at=NOW, updated_at=NOW)
     return ClusterView(**(base | fields))
