@@ -202,7 +202,8 @@ def test_schedule_retention_keeps_the_newest(client: httpx.Client) -> None:
         assert client.put(base, json=bad).status_code == 422, bad
     assert client.get(base).json() is None  # a refused schedule changed nothing
     assert client.put(base, json={"cron": "0 3 * * *", "keep_last": 2}).status_code == 200
-    assert client.get(base).json() == {"cron": "0 3 * * *", "keep_last": 2, "keep_days": None}
+    assert client.get(base).json() == {"cron": "0 3 * * *", "keep_last": 2, "keep_days": None,
+                                     "verify": None}
     made = [backup(client, source["id"])["id"] for _ in range(3)]
     deadline = time.monotonic() + 30
     while True:

@@ -71,7 +71,7 @@ def test_schedule_that_does_not_fire_every_year_is_422(
     hoard: HoardServer, tenant: httpx.Client, cluster: dict[str, Any], cron: str, says: str
 ) -> None:
     path = f"/v2/clusters/{cluster['id']}/backup-schedule"
-    kept = {"cron": "0 3 * * *", "keep_last": 3, "keep_days": None}
+    kept = {"cron": "0 3 * * *", "keep_last": 3, "keep_days": None, "verify": None}
     assert tenant.put(path, json=kept).status_code == 200
     assert_problem(tenant.put(path, json={"cron": cron, "keep_last": 5}), 422, cron, says)
     assert schedule_in_store(hoard, cluster["id"]) == kept

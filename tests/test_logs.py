@@ -240,9 +240,13 @@ def test_cli_logs(tenant: httpx.Client, hoard: HoardServer, logged: dict[str, An
     bad = hoard_cli(hoard, token, "cluster", "logs", name, "--since", "last week")
     assert bad.returncode == 1 and "RFC 3339" in bad.stderr
     env = {**os.environ, "HOARD_URL": hoard.url, "HOARD_TOKEN": token}
+    # Ctrl-C as at a terminal: a test runner's worker may ignore SIGINT, and a child
+    # inherits that (Python then installs no KeyboardInterrupt handler).
     with subprocess.Popen([sys.executable, "-m", "hoard", "cluster", "logs", name, "-f",
                            "--since", "1m", "--limit", "1000"], env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+                          ) as proc:
         try:
             log_clients.failed_login(engine, tenant_uri(tenant, logged["id"]), "cli_follower")
             assert proc.stdout is not None

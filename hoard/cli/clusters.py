@@ -368,7 +368,9 @@ def top(
 
     def fetch() -> tuple[dict[str, Any], dict[str, Any]]:
         cluster = client.find_cluster(name)
-        return cluster, client.get(f"/v2/clusters/{cluster['id']}/metrics?since=5m")
+        # One-second steps: each series' last point is the newest sample itself,
+        # not an average of a wider step that still holds older ones.
+        return cluster, client.get(f"/v2/clusters/{cluster['id']}/metrics?since=2m&step=1")
 
     try:
         cluster, metrics = fetch()
