@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -35,7 +34,8 @@ from hoard.domain.nodes import (
     RoleCheck,
 )
 from hoard.providers.base import Endpoint
-from hoard.providers.osusers import OSUser, UserPool
+from hoard.providers.clusterdirs import ClusterDirectories
+from hoard.providers.osusers import OSUser
 from hoard.providers.processes import SAFE_ENV, Supervisor
 from hoard.providers.usertree import UserTree
 
@@ -154,35 +154,15 @@ os.replace("servers.state.tmp", "servers.state")
 """
 
 
-class LocalEndpoints:
+class LocalEndpoints(ClusterDirectories):
     """Each cluster's HAProxy, under ``<root>/<cluster id>/`` as an OS account of
     its own; Hoard's records of it (account, ports, process) under
     ``<records>/<cluster id>/``, where that account cannot write."""
 
-    def __init__(self, root: Path, records: Path, users: UserPool) -> None:
-        self.root = root
-        self.records = records
-        self.users = users
-
-    def _dir(self, cluster_id: str) -> Path:
-        if not cluster_id.replace("-", "").isalnum():
-            raise ValueError(f"bad cluster id {cluster_id!r}")
-        return self.root / cluster_id
-
-    def _record(self, cluster_id: str) -> Path:
-        self._dir(cluster_id)  # checks the id
-        return self.records / cluster_id
-
     def ensure(self, cluster_id: str, backends: list[Backend], check: RoleCheck, ca_file: str,
                endpoint: Endpoint) -> None:
-        self.root.mkdir(exist_ok=True)
-        self.root.chmod(0o711)  # each proxy's account reaches its own directory, lists none
-        record = self._record(cluster_id)
-        user = self.users.ensure(record, f"endpoint {cluster_id}")
-        directory = self._dir(cluster_id)
-        directory.mkdir(exist_ok=True, mode=0o700)
-        tree = UserTree(directory, user)
-        tree.own_root(0o700)
+        tree = self._tree(cluster_id, "endpoint")
+        user, directory = tree.user, self._dir(cluster_id)
         # The proxy runs unprivileged: it gets its own copy of the CA certificate.
         self._write(tree, "ca.pem", Path(ca_file).read_bytes(), 0o644)
         ca_file = str(tree.path("ca.pem"))
@@ -190,7 +170,7 @@ class LocalEndpoints:
             self._write(tree, "check.sh", check_script(check).encode(), 0o700)
         config = render(endpoint, backends, check, ca_file, directory)
         changed = self._write(tree, "haproxy.cfg", config.encode(), 0o600)
-        supervisor = Supervisor(directory, record, user)
+        supervisor = Supervisor(directory, self._record(cluster_id), user)
         spec = ProcessSpec([HAPROXY, "-W", "-db", "-f", str(directory / "haproxy.cfg")],
                            stop_signal=signal.SIGUSR1, stop_timeout=5.0)
         if supervisor.start(spec):
@@ -222,16 +202,4 @@ class LocalEndpoints:
         return Supervisor(self._dir(cluster_id), self._record(cluster_id), None).live() is not None
 
     def remove(self, cluster_id: str) -> None:
-        directory, record = self._dir(cluster_id), self._record(cluster_id)
-        if directory.exists() or record.exists():
-            Supervisor(directory, record, self.users.recorded(record)).stop()
-        shutil.rmtree(directory, ignore_errors=True)
-        self.users.remove(record)
-        shutil.rmtree(record, ignore_errors=True)
-
-    def cluster_ids(self) -> set[str]:
-        found: set[str] = set()
-        for parent in (self.root, self.records):
-            if parent.exists():
-                found |= {p.name for p in parent.iterdir() if p.is_dir()}
-        return found
+        self._remove(cluster_id, graceful=True)

@@ -14,44 +14,23 @@ and certificate) are written only when missing.
 
 from __future__ import annotations
 
-import shutil
 import threading
 from collections import defaultdict
 from pathlib import Path
 
 from hoard.domain.nodes import ServiceFile, ServiceSpec
+from hoard.providers.clusterdirs import ClusterDirectories
 from hoard.providers.osusers import UserPool
 from hoard.providers.processes import Supervisor
 from hoard.providers.usertree import UserTree
 
 
-class LocalPoolers:
+class LocalPoolers(ClusterDirectories):
     def __init__(self, root: Path, records: Path, users: UserPool) -> None:
-        self.root = root
-        self.records = records
-        self.users = users
+        super().__init__(root, records, users)
         # One change at a time per pooler in this process (the observer's upkeep
         # and a workflow's step may ensure the same one at once).
         self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
-
-    def _dir(self, cluster_id: str) -> Path:
-        if not cluster_id.replace("-", "").isalnum():
-            raise ValueError(f"bad cluster id {cluster_id!r}")
-        return self.root / cluster_id
-
-    def _record(self, cluster_id: str) -> Path:
-        self._dir(cluster_id)  # checks the id
-        return self.records / cluster_id
-
-    def _tree(self, cluster_id: str) -> UserTree:
-        self.root.mkdir(exist_ok=True)
-        self.root.chmod(0o711)  # each pooler's account reaches its own directory, lists none
-        user = self.users.ensure(self._record(cluster_id), f"pooler {cluster_id}")
-        directory = self._dir(cluster_id)
-        directory.mkdir(exist_ok=True, mode=0o700)
-        tree = UserTree(directory, user)
-        tree.own_root(0o700)
-        return tree
 
     @staticmethod
     def _write(tree: UserTree, file: ServiceFile) -> bool:
@@ -66,7 +45,7 @@ class LocalPoolers:
         """Write the files; start the pooler unless it runs, else reload it if a
         file changed. True if it was started."""
         with self._locks[cluster_id]:
-            tree = self._tree(cluster_id)
+            tree = self._tree(cluster_id, "pooler")
             changed = [self._write(tree, f) for f in spec.files]
             supervisor = Supervisor(self._dir(cluster_id), self._record(cluster_id), tree.user)
             if supervisor.start(spec.process):
@@ -77,18 +56,6 @@ class LocalPoolers:
 
     def remove(self, cluster_id: str) -> None:
         """Stop the pooler, remove its files and account. Idempotent."""
-        directory, record = self._dir(cluster_id), self._record(cluster_id)
         with self._locks[cluster_id]:
-            if directory.exists() or record.exists():
-                Supervisor(directory, record, self.users.recorded(record)).stop(graceful=False)
-            shutil.rmtree(directory, ignore_errors=True)
-            self.users.remove(record)
-            shutil.rmtree(record, ignore_errors=True)
+            self._remove(cluster_id, graceful=False)
         self._locks.pop(cluster_id, None)
-
-    def cluster_ids(self) -> set[str]:
-        found: set[str] = set()
-        for parent in (self.root, self.records):
-            if parent.exists():
-                found |= {p.name for p in parent.iterdir() if p.is_dir()}
-        return found
