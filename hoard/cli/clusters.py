@@ -239,11 +239,15 @@ def window(
         err_console.print("[red]error:[/red] give --day and --start, or --remove")
         raise typer.Exit(2)
     body = None if remove else {"day": day, "start": start, "duration_minutes": minutes}
+    _set_setting(name, "maintenance_window", body, output)
+
+
+def _set_setting(name: str, field: str, value: dict[str, Any] | None, output: Format) -> None:
+    """PATCH one of the cluster's settings that apply at once (null: remove it)."""
     client = Client()
     try:
         cluster = client.find_cluster(name)
-        answer = client.request("PATCH", f"/v2/clusters/{cluster['id']}",
-                                json={"maintenance_window": body})
+        answer = client.request("PATCH", f"/v2/clusters/{cluster['id']}", json={field: value})
     except ApiError as exc:
         fail(exc)
     emit(answer["cluster"], output, cluster_table)
@@ -265,14 +269,7 @@ def autoscale(
         err_console.print("[red]error:[/red] give --max-gb, or --off")
         raise typer.Exit(2)
     body = None if off else {"max_gb": max_gb, "threshold_percent": threshold}
-    client = Client()
-    try:
-        cluster = client.find_cluster(name)
-        answer = client.request("PATCH", f"/v2/clusters/{cluster['id']}",
-                                json={"storage_autoscale": body})
-    except ApiError as exc:
-        fail(exc)
-    emit(answer["cluster"], output, cluster_table)
+    _set_setting(name, "storage_autoscale", body, output)
 
 
 @app.command("scale")
