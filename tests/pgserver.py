@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from hoard.store.db import Store, migrate
 from tests.conftest import free_port, make_state_dir
 
 BIN = Path("/usr/lib/postgresql/15/bin")
@@ -47,3 +49,21 @@ def postgres_store() -> Iterator[str]:
         subprocess.run([*AS_DB_USER, str(BIN / "pg_ctl"), "-D", str(data), "-m", "immediate",
                         "stop"], check=False, capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def migrated_store(kind: str) -> Iterator[Store]:
+    """An empty, migrated state store of ``kind``: "sqlite" or "postgresql"."""
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory() as tmp:
+            url = f"sqlite:///{Path(tmp) / 'state.sqlite'}"
+            migrate(url)
+            yield Store(url)
+        return
+    with postgres_store() as url:
+        migrate(url)
+        store = Store(url)
+        try:
+            yield store
+        finally:
+            store.engine.dispose()

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -16,24 +14,15 @@ from hoard.api import listing
 from hoard.api.schemas import ClusterPage
 from hoard.api.views import cluster_view
 from hoard.ids import new_id
-from hoard.store.db import Store, migrate
+from hoard.store.db import Store
 from hoard.store.models import Cluster, Node, Operation, Project
-from tests.pgserver import postgres_store
+from tests.pgserver import migrated_store
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest) -> Iterator[Store]:
-    if request.param == "sqlite":
-        with tempfile.TemporaryDirectory() as tmp:
-            url = f"sqlite:///{Path(tmp) / 'state.sqlite'}"
-            migrate(url)
-            yield Store(url)
-    else:
-        with postgres_store() as url:
-            migrate(url)
-            store = Store(url)
-            yield store
-            store.engine.dispose()
+    with migrated_store(request.param) as made:
+        yield made
 
 
 def _node(ordinal: int, **extra: object) -> Node:

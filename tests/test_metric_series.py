@@ -5,9 +5,7 @@ stores (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import datetime as dt
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -15,9 +13,9 @@ from sqlalchemy import func, select
 from hoard.domain import metrics as m
 from hoard.ids import new_id
 from hoard.store import metrics as stored
-from hoard.store.db import Store, migrate
+from hoard.store.db import Store
 from hoard.store.models import Cluster, MetricSample, Node, Project
-from tests.pgserver import postgres_store
+from tests.pgserver import migrated_store
 
 
 def test_rates_ratios_and_means_per_step() -> None:
@@ -67,17 +65,8 @@ def test_since_is_a_duration_or_a_zoned_time() -> None:
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest) -> Iterator[Store]:
-    if request.param == "sqlite":
-        with tempfile.TemporaryDirectory() as tmp:
-            url = f"sqlite:///{Path(tmp) / 'state.sqlite'}"
-            migrate(url)
-            yield Store(url)
-    else:
-        with postgres_store() as url:
-            migrate(url)
-            store = Store(url)
-            yield store
-            store.engine.dispose()
+    with migrated_store(request.param) as made:
+        yield made
 
 
 def _node(store: Store) -> str:
