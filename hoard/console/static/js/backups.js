@@ -94,5 +94,6 @@ export function backupsSection(c, engine, signal) {
   return h("section", { "aria-labelledby": "backups-title" },
     h("h2", { id: "backups-title" }, "Backups"), feedback,
     ["ACTIVE", "DEGRADED"].includes(c.status) ? take : null, area,
-    scheduleSection(c, signal));
+    // A cluster being deleted may be gone before its schedule is read; its backups stay.
+    c.status === "DELETING" ? null : scheduleSection(c, signal));
 }
