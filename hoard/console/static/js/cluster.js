@@ -169,7 +169,7 @@ export async function clusterView(main, ctx, id, params) {
   };
   const opArea = h("div");
   const eventArea = h("div");
-  const chartArea = h("div");
+  const chartArea = h("div", { id: "cluster-metrics" }); // its charts are redrawn inside it
   const gone = h("div", { "aria-live": "polite" });
   const lower = h("div"); // users, databases, backups, delete: drawn once the cluster is known
   replace(main, h("p", {}, h("a", { href: "#/clusters" }, "← All clusters")), heading, gone,
