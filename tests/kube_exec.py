@@ -138,8 +138,14 @@ async def _run(ws: aiohttp.web.WebSocketResponse, argv: list[str], stdin: bool) 
 
     assert proc.stdout is not None and proc.stderr is not None
     feeding = asyncio.ensure_future(feed()) if stdin else None
-    await asyncio.gather(pump(proc.stdout, STDOUT), pump(proc.stderr, STDERR))
-    code = await proc.wait()
+    try:
+        await asyncio.gather(pump(proc.stdout, STDOUT), pump(proc.stderr, STDERR))
+        code = await proc.wait()
+    finally:  # the server stops (a test's end) with the command still running: end it
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        proc._transport.close()  # type: ignore[attr-defined]  # its pipes, before the loop goes
     if code == 0:
         status: dict[str, Any] = {"status": "Success"}
     else:

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from hoard.domain.nodes import NodeSpec, Volume
+from hoard.domain.nodes import LogChunk, LogSource, NodeSpec, Volume
 from hoard.providers.base import Deadlines
 from hoard.providers.kubernetes import names, render
 from hoard.providers.kubernetes.channels import ExecFailed
@@ -249,6 +249,24 @@ def test_paths_that_leave_the_volume_are_refused_before_any_exec(served: Served)
         runner.remove_tree(PurePosixPath("."))
     assert len(served.standin.calls) == before
     assert not Path("/x").exists() or Path("/x").is_dir()
+
+
+def test_a_log_file_on_the_volume_is_read_by_range(served: Served) -> None:
+    runner = served.held()
+    slow = LogSource(path=PurePosixPath("log/slow.log"))
+    runner.write_file(PurePosixPath("log/slow.log"), b"0123456789")
+    read = served.provider.read_log
+    assert read(NODE, slow, None, 4) == LogChunk(b"6789", 6, 10)  # its last bytes
+    assert read(NODE, slow, 2, 3) == LogChunk(b"234", 2, 5)
+    assert read(NODE, slow, 10, 3) == LogChunk(b"", 10, 10)  # nothing new yet
+    assert read(NODE, slow, 50, 3) == LogChunk(b"012", 0, 3)  # cut since: from its start
+    assert read(NODE, LogSource(path=PurePosixPath("log/none.log")), None, 9) == LogChunk(
+        b"", 0, 0)
+    (served.volume / "log/link.log").symlink_to(served.volume / "log/slow.log")
+    assert read(NODE, LogSource(path=PurePosixPath("log/link.log")), None, 9) == LogChunk(
+        b"", 0, 0)  # a link is never followed
+    with pytest.raises(ValueError, match="leaves"):
+        read(NODE, LogSource(path=PurePosixPath("../etc/passwd")), None, 9)
 
 
 # --- tools ---

@@ -56,6 +56,13 @@ _SH = {
     "commit": _ENTER + '[ "$(wc -c < "$1")" = "$3" ] || { echo "$1: short" >&2; exit 1; }; '
               'chmod "$4" "$1" && mv -f -T -- "$1" "$2"',
     "discard": _ENTER + 'rm -f -- "$1"',
+    # A regular file's size and where the range starts (its last $3 bytes when
+    # $2 is "-"; from its start when $2 is past its end: it was cut), then the range.
+    "range": _ENTER + '{ [ -f "$1" ] && [ ! -L "$1" ]; } || { echo "0 0"; exit 0; }; '
+             'size=$(wc -c < "$1") || exit 1; '
+             'if [ "$2" = - ]; then start=$((size > $3 ? size - $3 : 0)); '
+             'elif [ "$2" -le "$size" ]; then start=$2; else start=0; fi; '
+             'echo "$size $start"; tail -c +$((start + 1)) -- "$1" | head -c "$3"',
 }
 
 
@@ -218,10 +225,11 @@ class ExecRunner:
         """Stream into a staging name beside ``path``; rename it once complete."""
         final = checked(path, whole=True)
         staging = f"{final}.hoard-stage-{secrets.token_hex(6)}"
-        written = 0
+        written, started = 0, False
         try:
             with self._open("stage", [staging], stdin=True) as channels:
                 _started(channels)
+                started = True
                 for chunk in chunks:
                     channels.send(chunk)
                     written += len(chunk)
@@ -231,10 +239,28 @@ class ExecRunner:
                 raise _failed(["cat"], done.code, done.errors)
             self._must("commit", staging, final, str(written), f"{mode:o}")
         except BaseException:
-            with contextlib.suppress(Exception):
-                self._call("discard", staging, timeout=30.0)
+            if started:  # else there is no staging file (nor, maybe, a pod) to clean
+                with contextlib.suppress(Exception):
+                    self._call("discard", staging, timeout=30.0)
             raise
         return written
+
+    def read_range(self, path: PurePosixPath, offset: int | None,
+                   max_bytes: int) -> tuple[bytes, int, int]:
+        """At most ``max_bytes`` of the regular file ``path`` from ``offset`` (None:
+        its last ``max_bytes``; past its end: from its start, it was cut), as
+        (bytes, where they start, where they end); a missing file (or a link) is
+        empty. A log's reader: it never takes more than asked."""
+        where = "-" if offset is None else str(max(0, int(offset)))
+        with tempfile.SpooledTemporaryFile(max_size=max_bytes + 64) as out:
+            done = self._call("range", checked(path, whole=True), where, str(int(max_bytes)),
+                              out=out, timeout=60.0)
+            if done.code != 0:
+                raise _failed(["tail"], done.code, done.errors)
+            out.seek(0)
+            _size, start = (int(n) for n in out.readline().split())
+            data = out.read(max_bytes)
+        return data, start, start + len(data)
 
     def read_stream(self, path: PurePosixPath) -> Iterator[bytes]:
         """A file's bytes as they come (a missing one raises ``ToolFailed``)."""

@@ -293,10 +293,13 @@ class KubernetesProvider(Provider):
                  max_bytes: int) -> LogChunk:
         """A process's output is its container's log: the API gives its tail, not
         offsets into it, so every read is the tail (a follower sees it again). A
-        file on the node's volume needs exec into the pod, not built yet."""
+        file on the node's volume is read by exec into its pod, at once (a log
+        read does not wait for a pod: with none running, the API server's 404
+        says so)."""
         if source.path is not None:
-            raise NotOffered(f"the kubernetes provider cannot read {source.path} on a node's "
-                             "volume yet (exec into its pod)")
+            runner = ExecRunner(self.kube, names.pod(node_id), self._mount(node_id))
+            data, start, end = runner.read_range(source.path, offset, max_bytes)
+            return LogChunk(data, start, end)
         data = self.kube.log_tail(names.pod(node_id), source.process, max_bytes).encode()
         return LogChunk(data, 0, len(data))
 
