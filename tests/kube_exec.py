@@ -7,7 +7,8 @@ on, and kmock's emulator does not answer the ``pods/{name}/exec`` subresource
 emulator on the same loopback server (every other request goes to kmock):
 the websocket upgrade with ``v5.channel.k8s.io`` or ``v4.channel.k8s.io``,
 binary messages whose first byte is the channel (0 stdin, 1 stdout, 2
-stderr, 3 the status as a ``metav1.Status``, ``255, 0`` closing stdin in v5),
+stderr, 3 the status as a ``metav1.Status``, ``255, 0`` closing stdin in v5;
+first, the kubelet's empty message on stdout saying the command is connected),
 and the refusals an API server makes (404 for no pod, 400 for a container the
 pod does not have or a pod not running). The command runs as a local process:
 the node's volume is a temporary directory, which the tests' node
@@ -137,6 +138,9 @@ async def _run(ws: aiohttp.web.WebSocketResponse, argv: list[str], stdin: bool) 
                 proc.stdin.close()  # closed, or the client went: the command sees its end
 
     assert proc.stdout is not None and proc.stderr is not None
+    # As the kubelet does: an empty message on stdout says the command is connected.
+    with contextlib.suppress(ConnectionError, RuntimeError):
+        await ws.send_bytes(bytes((STDOUT,)))
     feeding = asyncio.ensure_future(feed()) if stdin else None
     try:
         await asyncio.gather(pump(proc.stdout, STDOUT), pump(proc.stderr, STDERR))

@@ -9,7 +9,9 @@ the code in ``details.causes[reason=ExitCode]``; any other Failure means the
 command did not run), 4 terminal resize (unused: no terminal). In
 ``v5.channel.k8s.io`` a message ``255, 0`` closes stdin, so a tool reading it
 sees its end; ``v4.channel.k8s.io`` (API servers before 1.30) has no such
-message, so a command that needs its stdin closed cannot run over it.
+message, so a command that needs its stdin closed cannot run over it. The
+kubelet first sends a channel's byte with no data, to say the command is
+connected: a message without data means nothing else.
 """
 
 from __future__ import annotations
@@ -93,8 +95,8 @@ class Channels:
             except HTTPXWSException as exc:
                 raise ExecFailed("exec: the connection ended before the command's "
                                  f"status came ({type(exc).__name__})") from exc
-            if not message:
-                continue
+            if len(message) < 2:
+                continue  # the kubelet's "connected" (a channel's byte, no data)
             yield message[0], message[1:]
             if message[0] == STATUS:
                 return
