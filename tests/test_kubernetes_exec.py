@@ -191,10 +191,20 @@ def test_files_are_written_renamed_listed_and_removed(served: Served) -> None:
     assert runner.list_dir(PurePosixPath("missing")) == []
     runner.write_file(PurePosixPath("odd name\nwith a newline"), b"")
     assert "odd name\nwith a newline" in runner.list_dir(PurePosixPath("."))
+    for odd in ("-rf", "--help", "-n"):  # never an option to the commands
+        runner.write_file(PurePosixPath(odd), b"dash", mode=0o600)
+        assert runner.exists(PurePosixPath(odd))
+        assert b"".join(runner.read_stream(PurePosixPath(odd))) == b"dash"
+    runner.rename(PurePosixPath("-rf"), PurePosixPath("-x/-y"))
+    assert runner.list_dir(PurePosixPath("-x")) == ["-y"]
+    runner.remove_tree(PurePosixPath("-x"))
+    runner.remove_tree(PurePosixPath("-n"))
+    assert (served.volume / "--help").read_bytes() == b"dash"
     runner.remove_tree(PurePosixPath("d"))
     runner.remove_tree(PurePosixPath("d"))  # missing is fine
     assert not runner.exists(PurePosixPath("d"))
     assert runner.abspath(PurePosixPath("data/x")) == f"{served.volume}/data/x"
+    assert runner.abspath(PurePosixPath(".")) == str(served.volume)
     with pytest.raises(ToolFailed, match="cat exited"):
         list(runner.read_stream(PurePosixPath("never-written")))
 

@@ -67,15 +67,16 @@ _SH = {
 
 
 def checked(path: PurePosixPath | str, whole: bool = False) -> str:
-    """``path`` inside the volume, as the commands take it; refuses one that
-    leaves it (absolute, ``..``), and (``whole``) the volume itself."""
+    """``path`` inside the volume, as the commands take it (from "./", so a name
+    that starts with "-" is never read as an option); refuses one that leaves it
+    (absolute, ``..``), and (``whole``) the volume itself."""
     parts = PurePosixPath(path).parts
     if PurePosixPath(path).is_absolute() or ".." in parts:
         raise ValueError(f"path {path} leaves the node's volume")
     names = [p for p in parts if p != "."]
     if whole and not names:
         raise ValueError(f"path {path} names the node's volume itself")
-    return "/".join(names) or "."
+    return "/".join([".", *names])
 
 
 def _env_lines(env: dict[str, str] | None) -> bytes:
@@ -168,8 +169,8 @@ class ExecRunner:
         self._ready = ready
 
     def abspath(self, path: PurePosixPath) -> str:
-        rel = checked(path)
-        return self.mount if rel == "." else f"{self.mount}/{rel}"
+        rel = checked(path).removeprefix(".").lstrip("/")
+        return f"{self.mount}/{rel}" if rel else self.mount
 
     # --- one command ---
 
