@@ -15,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import aiohttp.test_utils
 import kmock
 import kubernetes_validate
 import yaml
@@ -137,7 +138,10 @@ RESOURCES = {"v1/pods": "Pod", "v1/services": "Service", "v1/secrets": "Secret",
 
 
 @contextmanager
-def mock_api() -> Iterator[MockApi]:
+def mock_api(front: Callable[[Any], Any] | None = None) -> Iterator[MockApi]:
+    """kmock's emulator on loopback; with ``front`` (given the emulator's handler,
+    a raw aiohttp handler), that handler answers first, on a port of its own
+    (what the emulator does not speak: exec, tests/kube_exec.py)."""
     ready = threading.Event()
     box: dict[str, Any] = {}
 
@@ -145,10 +149,18 @@ def mock_api() -> Iterator[MockApi]:
         async with kmock.KubernetesEmulator() as handler, kmock.Server(handler) as server:
             for resource, kind in RESOURCES.items():  # known, as a real server's are
                 handler.resources[resource] = {"kind": kind, "namespaced": True}
-            box.update(url=str(server.url), handler=handler, loop=asyncio.get_running_loop(),
+            url = str(server.url)
+            outer = None
+            if front is not None:
+                outer = aiohttp.test_utils.RawTestServer(front(handler), host="127.0.0.1")
+                await outer.start_server()
+                url = str(outer.make_url("")).rstrip("/")
+            box.update(url=url, handler=handler, loop=asyncio.get_running_loop(),
                        stop=asyncio.Event())
             ready.set()
             await box["stop"].wait()
+            if outer is not None:
+                await outer.close()
 
     thread = threading.Thread(target=lambda: asyncio.run(serve()), daemon=True)
     thread.start()

@@ -5,8 +5,10 @@ exist, with the rights of deploy/kubernetes/rbac.yaml). Elsewhere it is
 skipped, saying so.
 
 What it shows: a node's objects are made and labelled by the API server
-itself, and a delete leaves none of them (every kind listed by label). What it
-does not: a database answering in the pod (that needs the exec runner)."""
+itself, and a delete leaves none of them (every kind listed by label); a held
+node's pod takes files and tools by exec (the real kubelet, in the image's
+own shell as uid 999). What it does not: a database answering in the pod (a
+whole create, through the workflows)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import PurePosixPath
 
 import pytest
 
@@ -70,3 +73,25 @@ def test_create_then_delete_leaves_nothing(provider: KubernetesProvider) -> None
             not provider.kube.names("Pod", {names.NODE: node})
 
     _until(gone, 120, "the node's objects were not all deleted")
+
+
+def test_a_held_node_takes_files_and_tools_by_exec(provider: KubernetesProvider) -> None:
+    node, cluster = str(uuid.uuid4()), str(uuid.uuid4())
+    spec = node_spec("redis", node, cluster, storage_gb=1)
+    try:
+        provider.place(node, set(), 1, (), (), (provider.new_address(), 6379))
+        provider.hold(node, spec)
+        runner = provider.runner(node)  # waits for the holder's pod at its first command
+        runner.write_file(PurePosixPath("conf/test.conf"), b"x" * 100_000, mode=0o640)
+        assert runner.exists(PurePosixPath("conf/test.conf"))
+        assert sum(map(len, runner.read_stream(PurePosixPath("conf/test.conf")))) == 100_000
+        assert runner.run(["sh", "-c", 'printf %s "$HOARD_LIVE"'],
+                          env={"HOARD_LIVE": "from stdin"}) == "from stdin"
+        assert runner.list_dir(PurePosixPath("conf")) == ["test.conf"]
+        runner.remove_tree(PurePosixPath("conf"))
+        assert not runner.exists(PurePosixPath("conf"))
+        assert not provider.is_running(node)  # the holder runs none of the node's processes
+        assert provider.start(node, spec) == ["server"]
+    finally:
+        provider.destroy(node)
+        provider.remove_endpoint(cluster)

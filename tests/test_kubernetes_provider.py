@@ -306,6 +306,4 @@ def test_what_kubernetes_does_not_offer_is_said(provider: KubernetesProvider) ->
     assert provider.storage_usage(NODE, 10) is None
     with pytest.raises(NotOffered, match="etcd"):
         provider.ensure_etcd()
-    with pytest.raises(NotOffered, match="exec"):
-        provider.runner(NODE)
     provider.forget_dcs("/hoard/x")  # nothing kept: nothing to forget

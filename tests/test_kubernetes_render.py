@@ -54,6 +54,9 @@ def test_every_object_is_valid_for_three_kubernetes_versions(engine: str, member
                      "PodDisruptionBudget", "Secret"}
     for manifest in objects:
         strictly_valid(manifest)
+    for node in NODES[:members]:  # what each node runs before its first start
+        strictly_valid(render.holder_set(node, node_spec(engine, node, CLUSTER, members),
+                                         NAMESPACE))
 
 
 def test_the_check_is_strict_and_offline(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -117,6 +117,17 @@ class Provider(ABC):
     def runner(self, node_id: str) -> NodeRunner:
         """Files and commands beside the node's data."""
 
+    # Whether ``runner`` needs something of the node's running before its first
+    # start (a pod to exec into), which ``hold`` brings up; a create asks only then.
+    holds: bool = False
+
+    def hold(self, node_id: str, spec: NodeSpec) -> None:
+        """After ``place``, before anything is written through ``runner``: bring up
+        what the runner needs, on the node's storage, running none of ``spec``'s
+        processes yet (``start`` does). Idempotent. Nothing to do where the runner
+        reaches the node's storage directly (local processes)."""
+        return None
+
     @abstractmethod
     def apply_limits(self, node_id: str, size: Size, storage_gb: int) -> dict[str, str]:
         """Set CPU, memory and storage limits; say for each whether it is enforced."""

@@ -31,6 +31,7 @@ from hoard.workflows.members import (
     configure_node,
     ensure_endpoint,
     ha_engine,
+    hold_node,
     primary,
     record_roles,
     replicated,
@@ -112,6 +113,7 @@ def _place(s: Session, cluster_id: str, own: tuple[str, int] | None) -> None:
         node.limits = svc.provider_for(node).apply_limits(
             node.id, SIZES[cluster.size], cluster.storage_gb
         )
+        hold_node(cluster, node)
 
 
 def ports_taken(s: Session) -> set[int]:

@@ -28,6 +28,7 @@ from hoard.workflows.members import (
     configure_node,
     ensure_endpoint,
     ha_engine,
+    hold_node,
     record_roles,
     start_joiners,
     start_node,
@@ -73,7 +74,9 @@ def _grow(cluster: models.Cluster) -> None:
     with svc.store.session() as s:
         taken = ports_taken(s)
         placed = [Host(n.host, n.zone or "") for n in cluster.nodes if n.host]
-        for row in s.get(models.Cluster, cluster.id).nodes:  # type: ignore[union-attr]
+        stored = s.get(models.Cluster, cluster.id)
+        assert stored is not None
+        for row in stored.nodes:
             if row.id not in {n.id for n in new} or row.port is not None:
                 continue
             p = svc.provider_for(row).place(row.id, taken, cluster.storage_gb, engine.ha_ports,
@@ -83,6 +86,7 @@ def _grow(cluster: models.Cluster) -> None:
                                                    cluster.storage_gb)
             taken |= {p.port, *p.ports.values()}
             placed.append(Host(p.host, p.zone))
+            hold_node(stored, row)
     cluster = _cluster(cluster.id)
     topo = topology(cluster)
     for node in cluster.nodes:

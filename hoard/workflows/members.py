@@ -83,6 +83,15 @@ def node_spec(cluster: models.Cluster, node: models.Node, ctx: NodeContext | Non
         owner=Owner(cluster.project_id, cluster.id, not replicated(cluster)))
 
 
+def hold_node(cluster: models.Cluster, node: models.Node) -> None:
+    """Once the node is placed, before anything is written through its runner:
+    what the runner needs of the node's own (a pod on its volume), where its
+    provider needs one; nothing, and no declaration made, where it does not."""
+    provider = services().provider_for(node)
+    if provider.holds:
+        provider.hold(node.id, node_spec(cluster, node, standalone=True))
+
+
 def start_node(cluster: models.Cluster, node: models.Node, ctx: NodeContext | None = None,
                topo: Topology | None = None, standalone: bool = False) -> list[str]:
     """Bring the node to its declared spec: start whichever of its processes is

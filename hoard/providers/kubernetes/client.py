@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -26,6 +27,8 @@ from lightkube.resources.core_v1 import PersistentVolumeClaim, Pod, Secret, Serv
 from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.resources.policy_v1 import PodDisruptionBudget
 from lightkube.types import CascadeType, PatchType
+
+from hoard.providers.kubernetes.channels import PROTOCOLS, Channels
 
 Manifest = dict[str, Any]
 IN_CLUSTER = "in-cluster"
@@ -54,7 +57,12 @@ RIGHTS: dict[tuple[str, str], tuple[str, ...]] = {
     ("networking.k8s.io", "networkpolicies"): WRITES,
     ("", "pods"): ("get", "list", "watch", "delete"),
     ("", "pods/log"): ("get",),
+    # exec is a websocket upgrade of a GET; API servers from 1.35 also ask for
+    # "create" on it (as its POST form always did).
+    ("", "pods/exec"): ("get", "create"),
 }
+EXEC_MESSAGE = 1 << 20  # the largest message taken from an exec's stream
+EXEC_QUEUE = 16  # messages held before the stream waits for its reader: bounded memory
 
 
 class KubeError(RuntimeError):
@@ -239,3 +247,33 @@ class Kube:
         except (ApiError, httpx2.HTTPStatusError):
             return ""  # no pod, or it never started: nothing it said
         return text[-max_bytes:]
+
+    @contextmanager
+    def exec(self, pod: str, container: str, argv: list[str],
+             stdin: bool) -> Iterator[Channels]:
+        """Run ``argv`` in the pod's container over the exec subresource (a
+        websocket on lightkube's own connection, credentials and TLS); stdout and
+        stderr always, stdin only when asked (a command without it reads
+        nothing). An API server's refusal (no pod, no rights) is a ``KubeError``."""
+        from httpx2.websockets import WebSocketUpgradeError
+
+        requests = self.client._client  # lightkube's request builder, with its auth
+        built = requests.prepare_request(
+            "exec", res=Pod, name=pod, namespace=self.namespace,
+            params={"command": list(argv), "container": container, "stdin": stdin,
+                    "stdout": True, "stderr": True})
+        try:
+            with requests._client.websocket(
+                    built.url, subprotocols=list(PROTOCOLS), params=built.params,
+                    max_message_size_bytes=EXEC_MESSAGE, queue_size=EXEC_QUEUE) as ws:
+                yield Channels(ws)
+        except WebSocketUpgradeError as exc:
+            answer = exc.response
+            try:
+                text = answer.read().decode(errors="replace")
+                body = json.loads(text)
+            except Exception:  # a body already closed, or not a Status
+                text, body = "", {}
+            body = body if isinstance(body, dict) else {}
+            raise KubeError(answer.status_code, str(body.get("reason", "")),
+                            str(body.get("message", text[:200]))) from exc

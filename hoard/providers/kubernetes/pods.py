@@ -1,5 +1,6 @@
-"""Why a pod is not ready, in Kubernetes' own words: what an operation shows
-while it waits (an image being pulled, no node with room, a failing probe)."""
+"""Why a pod is not ready, or not running, in Kubernetes' own words: what an
+operation shows while it waits (an image being pulled, no node with room, a
+failing probe)."""
 
 from __future__ import annotations
 
@@ -32,3 +33,16 @@ def waiting_reason(pod: Any | None) -> str | None:
     if status.phase == "Pending":
         return "the pod is pending"
     return "the server is not ready yet (its readiness probe has not passed)"
+
+
+def running_reason(pod: Any | None, container: str = "server") -> str | None:
+    """None when the pod runs ``container`` (a command can be exec'd into it, ready
+    or not); else why it does not."""
+    if pod is None or pod.metadata.deletionTimestamp is not None or pod.status is None:
+        return waiting_reason(pod)
+    for status in pod.status.containerStatuses or []:
+        if status.name == container:
+            if status.state is not None and status.state.running is not None:
+                return None
+            break
+    return waiting_reason(pod) or f"container {container} is not running yet"

@@ -7,12 +7,17 @@ What the seam asks and how it is answered here:
 - ``place`` makes the node's volume and its own name (a headless Service)
   before anything runs; the volume keeps what ``place`` decided (the cluster's
   own address for a standalone node, the named ports) in its annotations.
+- ``hold`` makes the node's StatefulSet with a pod that only waits, on the
+  volume, so the engine's bootstrap can exec into it (``runner``) before
+  ``start`` gives the pod its declared processes.
 - ``start`` makes sure of every object of the node, with its owner's labels,
   and answers which processes were not running (Kubernetes runs them: a lost
   pod is re-created by its StatefulSet, a lost StatefulSet by the next start).
 - ``stop`` scales the StatefulSet to 0 (the volume stays); ``destroy`` deletes
   the node's objects; ``remove_endpoint`` the cluster's own (Services, policy,
   budget, credentials).
+- ``runner`` reaches the node's files and tools by exec into its pod
+  (``execrunner``), once the pod runs.
 - What Kubernetes does not have is said so: no pid, no etcd to run (``NotOffered``).
 """
 
@@ -33,13 +38,15 @@ from hoard.domain.nodes import (
     NodeSpec,
     Owner,
     RoleCheck,
+    Volume,
 )
 from hoard.domain.placement import Host
 from hoard.domain.storage import StorageUsage
 from hoard.providers.base import Deadlines, Endpoint, Growth, Placement, Provider, Versioned
 from hoard.providers.kubernetes import names, render
 from hoard.providers.kubernetes.client import KINDS, Kube, KubeError
-from hoard.providers.kubernetes.pods import waiting_reason
+from hoard.providers.kubernetes.execrunner import CONTAINER, ExecRunner
+from hoard.providers.kubernetes.pods import running_reason, waiting_reason
 
 NODE_PORT = 10000  # every pod has an address of its own: its ports are fixed, not chosen
 CLUSTER_KINDS = ("Service", "PodDisruptionBudget", "NetworkPolicy", "Secret")
@@ -52,6 +59,7 @@ class NotOffered(NotImplementedError):
 
 class KubernetesProvider(Provider):
     name = "kubernetes"
+    holds = True  # the runner execs into the node's pod: one must run before the first start
     # An image may be pulled and a volume attached before a server starts.
     deadlines = Deadlines(start=600.0, join=1800.0, form=300.0)
 
@@ -93,6 +101,13 @@ class KubernetesProvider(Provider):
         host = address[0] if address is not None else names.host(names.node_object(node_id),
                                                                  self.namespace)
         return Placement(host=host, port=client, zone="", ports=ports)
+
+    def hold(self, node_id: str, spec: NodeSpec) -> None:
+        """The node's StatefulSet, running a pod that only waits, on the node's
+        volume (unless the node has one already: held, or started before), so its
+        runner can exec into it before ``start``."""
+        if self.kube.get("StatefulSet", names.node_object(node_id)) is None:
+            self.kube.ensure(render.holder_set(node_id, self._image(spec), self.namespace))
 
     def apply_limits(self, node_id: str, size: Size, storage_gb: int) -> dict[str, str]:
         """Nothing to do now: the pod's requests and limits come from the spec at
@@ -178,6 +193,12 @@ class KubernetesProvider(Provider):
         pod = self.kube.get("Pod", names.pod(node_id))
         if pod is None or pod.metadata.deletionTimestamp is not None:
             return False
+        if render.holding(pod.spec):
+            # The holder runs none of the node's processes; once ``start`` has
+            # declared them, it is the pod being replaced: they are on their way.
+            held = self.kube.get("StatefulSet", names.node_object(node_id))
+            return (held is not None and bool(held.spec.replicas)
+                    and not render.holding(held.spec.template.spec))
         if pod.status is None:
             return True  # just made: not scheduled yet
         if pod.status.phase in ("Failed", "Succeeded"):
@@ -195,15 +216,17 @@ class KubernetesProvider(Provider):
         return waiting_reason(self.kube.get("Pod", names.pod(node_id)))
 
     def wait_ready(self, node_id: str, timeout: float,
-                   report: Callable[[str], None] | None = None) -> None:
-        """Until the node's pod is ready, watching its changes (a 410 lists again),
-        telling ``report`` each new reason it waits; TimeoutError with the last."""
+                   report: Callable[[str], None] | None = None,
+                   reason: Callable[[Any], str | None] = waiting_reason) -> None:
+        """Until the node's pod is ready (``reason`` says why not; None: it is),
+        watching its changes (a 410 lists again), telling ``report`` each new reason
+        it waits; TimeoutError with the last."""
         deadline = time.monotonic() + timeout
         labels = {names.NODE: node_id}
         last: str | None = "no pod yet"
         while True:
             listed = self.kube.pods(labels)
-            last = waiting_reason(listed.items[0] if listed.items else None)
+            last = reason(listed.items[0] if listed.items else None)
             if last is None:
                 return
             if report:
@@ -213,12 +236,12 @@ class KubernetesProvider(Provider):
                 raise TimeoutError(f"node {node_id} was not ready in {timeout:g} s: {last}")
             try:
                 for pod in self.kube.watch_pods(labels, listed.version, left):
-                    reason = waiting_reason(pod)
-                    if reason is None:
+                    now = reason(pod)
+                    if now is None:
                         return
-                    if reason != last and report:
-                        report(reason)
-                    last = reason
+                    if now != last and report:
+                        report(now)
+                    last = now
                     if time.monotonic() >= deadline:
                         break
             except KubeError as exc:
@@ -270,18 +293,41 @@ class KubernetesProvider(Provider):
                  max_bytes: int) -> LogChunk:
         """A process's output is its container's log: the API gives its tail, not
         offsets into it, so every read is the tail (a follower sees it again). A
-        file on the node's volume needs exec into the pod, not built yet."""
+        file on the node's volume is read by exec into its pod, at once (a log
+        read does not wait for a pod: with none running, the API server's 404
+        says so)."""
         if source.path is not None:
-            raise NotOffered(f"the kubernetes provider cannot read {source.path} on a node's "
-                             "volume yet (exec into its pod)")
+            runner = ExecRunner(self.kube, names.pod(node_id), self._mount(node_id))
+            data, start, end = runner.read_range(source.path, offset, max_bytes)
+            return LogChunk(data, start, end)
         data = self.kube.log_tail(names.pod(node_id), source.process, max_bytes).encode()
         return LogChunk(data, 0, len(data))
 
     def runner(self, node_id: str) -> NodeRunner:
-        raise NotOffered(
-            "the kubernetes provider does not reach a node's files and tools yet: that is "
-            "exec into its pod (lightkube's Client.exec), which engines' bootstrap, "
-            "configuration and backups need; until then a cluster cannot be made on it")
+        """Exec into the node's pod, on its volume where the pod mounts it. The pod
+        is waited for (within the start deadline) at the runner's first command,
+        not here: a runner is also asked for its paths alone (a declaration's
+        argv), while the node is stopped."""
+        return ExecRunner(self.kube, names.pod(node_id), self._mount(node_id),
+                          ready=lambda: self.wait_running(node_id, self.deadlines.start))
+
+    def wait_running(self, node_id: str, timeout: float,
+                     report: Callable[[str], None] | None = None) -> None:
+        """Until the node's pod runs its "server" container (the holder's or the
+        server's: ready or not, a command can be exec'd into it)."""
+        self.wait_ready(node_id, timeout, report,
+                        reason=lambda pod: running_reason(pod, CONTAINER))
+
+    def _mount(self, node_id: str) -> str:
+        """Where the node's pod mounts its volume: as its StatefulSet says, else
+        where every engine declares it."""
+        found = self.kube.get("StatefulSet", names.node_object(node_id))
+        containers = found.spec.template.spec.containers if found is not None else []
+        for container in containers[:1]:
+            for mount in container.volumeMounts or []:
+                if mount.name == "data":
+                    return str(mount.mountPath)
+        return Volume(0).path
 
     # --- what replicated clusters need ---
 

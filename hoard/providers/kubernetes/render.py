@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from hoard.domain.nodes import NodeSpec, Owner, ProcessSpec
@@ -37,6 +37,10 @@ SIDECAR = {"cpu": "100m", "memory": "128Mi"}  # a sidecar (Sentinel) beside the 
 # temporary files, which get an emptyDir each): their root filesystem is read-only.
 READ_ONLY_ROOT = {"postgresql": True, "mariadb": True, "redis": True}
 SCRATCH = {"tmp": "/tmp", "run": "/run"}  # noqa: S108 (a pod's own scratch)
+# What a node's pod runs before its first start: nothing but a wait, ended by the
+# stop signal (a shell as a container's first process ignores SIGTERM unless it
+# traps it). The image's own shell, so no other image is pulled.
+HOLD = ("sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done")
 
 
 def _meta(name: str, labels: dict[str, str], namespace: str,
@@ -167,7 +171,8 @@ def _container(spec: NodeSpec, process: ProcessSpec, server: bool) -> Manifest:
         # once, on the server, so Services find them by name.
         container["ports"] = [{"name": n, "containerPort": p, "protocol": "TCP"}
                               for n, p in sorted(spec.ports.items())]
-        container["readinessProbe"] = _probe(spec)
+        if tuple(process.argv) != HOLD:  # a holder serves nothing: never ready
+            container["readinessProbe"] = _probe(spec)
     return container
 
 
@@ -225,6 +230,21 @@ def stateful_set(node_id: str, spec: NodeSpec, namespace: str, replicas: int = 1
             "template": _template(spec, node_id, spec.owner),
         },
     }
+
+
+def holder_set(node_id: str, spec: NodeSpec, namespace: str) -> Manifest:
+    """The node's StatefulSet before its first start: the node's image, size and
+    volume, one container named "server" that only waits. Engines' bootstrap and
+    configuration exec into it (a pod must run on the volume for that); ``start``
+    then makes it the declared pod, on the node already scheduled."""
+    holder = ProcessSpec(list(HOLD), name="server", stop_timeout=5.0)
+    return stateful_set(node_id, replace(spec, processes=(holder,)), namespace)
+
+
+def holding(pod_spec: Any) -> bool:
+    """Whether a pod (its spec, as lightkube reads it) is a holder's."""
+    containers = getattr(pod_spec, "containers", None) or []
+    return bool(containers) and tuple(containers[0].command or ()) == HOLD
 
 
 def network_policy(owner: Owner, client_port: str, namespace: str,

@@ -1,0 +1,89 @@
+"""The create's *place nodes* step, on the Kubernetes provider: the node is
+placed, then held (a pod on its volume that waits, from the node's own
+declaration), so the engine's bootstrap that follows has a pod to exec into;
+the step itself knows no provider (``Provider.holds`` says whether to hold).
+
+Hoard's services are built in this process, with the Kubernetes provider
+offered from a kubeconfig naming kmock's emulator (with the exec stand-in in
+front of it, tests/kube_exec.py); the step's own function runs on a cluster
+written to the store as the API writes one."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hoard.domain.status import ClusterStatus, NodeStatus
+from hoard.engines.registry import ENGINES
+from hoard.providers.kubernetes import names, render
+from hoard.settings import Settings
+from hoard.store import models
+from hoard.workflows.cluster_create import _place
+from hoard.workflows.services import Services, build
+from tests.kube_exec import StandInExec
+from tests.kube_support import NAMESPACE, MockApi, kubeconfig_for, mock_api
+
+PROJECT = "0190a3b4-0000-7000-8000-0000000000f0"
+CLUSTER = "0190a3b4-0000-7000-8000-0000000000f1"
+NODE = "0190a3b4-0000-7000-8000-0000000000f2"
+ADDRESS = ("hoard-a0123456789ab.hoard.svc", 6379)
+
+
+@pytest.fixture()
+def world() -> Iterator[tuple[Services, MockApi]]:
+    box: dict[str, MockApi] = {}
+    standin = StandInExec(pods=lambda: box["api"].objects("pods"))
+    with (mock_api(front=standin.front) as api,
+          tempfile.TemporaryDirectory(prefix="hoard-k8s-seam-", dir="/tmp") as tmp):
+        box["api"] = api
+        Path(tmp).chmod(0o711)  # the local provider, built too, checks its nodes can reach it
+        settings = Settings(state_dir=Path(tmp) / "state", kubernetes_namespace=NAMESPACE,
+                            kubeconfig=str(kubeconfig_for(api.url, Path(tmp) / "kubeconfig")))
+        svc = build(settings)
+        try:
+            yield svc, api
+        finally:
+            svc.store.engine.dispose()
+
+
+def _cluster(svc: Services, provider: str) -> None:
+    """A standalone Redis cluster and its node, as the API records them."""
+    with svc.store.session() as s:
+        s.add(models.Project(id=PROJECT, name="seam", quota_clusters=5, quota_nodes=5,
+                             quota_storage_gb=50))
+        s.flush()
+        s.add(models.Cluster(
+            id=CLUSTER, project_id=PROJECT, name="held", engine="redis", version="7.0",
+            size="small", node_count=1, storage_gb=1, status=ClusterStatus.BUILDING,
+            provider=provider, admin_user="admin", admin_password=svc.box.seal("a"),
+            service_password=svc.box.seal("s")))
+        s.flush()
+        s.add(models.Node(id=NODE, cluster_id=CLUSTER, ordinal=0, role="primary",
+                          provider=provider, status=NodeStatus.PENDING, limits={}))
+
+
+def test_place_nodes_holds_each_node_on_its_volume(world: tuple[Services, MockApi]) -> None:
+    svc, api = world
+    assert svc.providers["kubernetes"].holds and not svc.providers["local"].holds
+    _cluster(svc, "kubernetes")
+    with svc.store.session() as s:
+        _place(s, CLUSTER, ADDRESS)
+    assert set(api.objects("persistentvolumeclaims")) == {names.claim(NODE)}
+    sts: dict[str, Any] = api.objects("statefulsets")[names.node_object(NODE)]
+    server, = sts["spec"]["template"]["spec"]["containers"]
+    assert tuple(server["command"]) == render.HOLD
+    assert server["image"] == ENGINES["redis"].image("7.0")
+    assert {"name": "data", "mountPath": "/var/lib/hoard"} in server["volumeMounts"]
+    labels = sts["metadata"]["labels"]
+    assert labels[names.PROJECT] == PROJECT and labels[names.CLUSTER] == CLUSTER
+    with svc.store.session() as s:
+        node = s.get(models.Node, NODE)
+        assert node is not None and (node.host, node.port) == ADDRESS
+
+    with svc.store.session() as s:  # the step again (a worker died after it): no change
+        _place(s, CLUSTER, ADDRESS)
+    assert api.objects("statefulsets")[names.node_object(NODE)] == sts
