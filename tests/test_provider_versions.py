@@ -52,7 +52,8 @@ def test_the_local_provider_offers_this_hosts_binaries(svc: Services) -> None:
 def test_a_create_takes_its_providers_versions(svc: Services) -> None:
     assert _resolve_version(svc, _create(), "catalogued") == "17"
     assert _resolve_version(svc, _create(version="16"), "catalogued") == "16"
-    with pytest.raises(InvalidInput, match=r"version '15'; available: 17, 16"):
+    with pytest.raises(InvalidInput, match=r"unknown postgresql version '15' on provider "
+                                           r"'catalogued'; available: 17, 16"):
         _resolve_version(svc, _create(version="15"), "catalogued")
     with pytest.raises(InvalidInput, match="provider 'catalogued' offers no version of "
                                            "engine 'redis'"):
