@@ -13,8 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
+from hoard.cli.engines import rows
 from tests.conftest import HoardServer, hoard_server, new_tenant, wait_operation
 from tests.kube_support import RESOURCES, MockApi, kubeconfig_for, mock_api
+from tests.test_cli import as_json, hoard_cli
 
 PROBLEM = "application/problem+json"
 # The images this Kubernetes provider offers: PostgreSQL 16 (which the local
@@ -39,9 +41,13 @@ def server(api: MockApi, tmp_path_factory: pytest.TempPathFactory) -> Iterator[H
 
 
 @pytest.fixture(scope="module")
-def tenant(server: HoardServer) -> Iterator[httpx.Client]:
+def token(server: HoardServer) -> str:
     with server.client() as admin:
-        token = new_tenant(admin, "offers")
+        return new_tenant(admin, "offers")
+
+
+@pytest.fixture(scope="module")
+def tenant(server: HoardServer, token: str) -> Iterator[httpx.Client]:
     with server.client(token) as client:
         yield client
 
@@ -90,6 +96,27 @@ def test_the_catalog_lists_the_providers_a_create_may_name(tenant: httpx.Client)
         {"name": "local", "default": True, "missing_abilities": []},
         {"name": "kubernetes", "default": False, "missing_abilities": KUBE_LACKS},
     ]
+
+
+def test_the_cli_lists_each_versions_providers(server: HoardServer, token: str,
+                                               tenant: httpx.Client) -> None:
+    expected = [
+        ("postgresql", "16", "kubernetes", "kubernetes: backups, point-in-time restore, "
+         "replicated clusters, connection pooler, storage autoscale"),
+        ("postgresql", "15", "local*, kubernetes", "kubernetes: backups, point-in-time "
+         "restore, replicated clusters, connection pooler, storage autoscale"),
+        ("mariadb", "10.11", "local*", "-"),
+        ("redis", "7.0", "local*, kubernetes", "kubernetes: backups, replicated clusters, "
+         "storage autoscale"),
+    ]
+    assert rows(tenant.get("/v2/engines").json()) == expected
+    shown = hoard_cli(server, token, "engine", "list")
+    assert shown.returncode == 0, shown.stderr
+    for engine, version, providers, _ in expected:
+        assert any(engine in line and f" {version} " in line and providers in line
+                   for line in shown.stdout.splitlines()), (engine, version, shown.stdout)
+    assert as_json(hoard_cli(server, token, "engine", "list", "-o", "json")
+                   ) == tenant.get("/v2/engines").json()
 
 
 NIL = "0190a3b4-0000-7000-8000-000000000000"
