@@ -60,7 +60,8 @@ def _engine_view(svc: Services, e: Engine) -> dict[str, Any]:
 
 @router.get("/engines")
 def list_engines(_: Auth, request: Request) -> dict[str, Any]:
-    """Engines, their versions and the parameter schema configurations are checked against."""
+    """Engines, their versions and the parameter schema configurations are checked
+    against; each version's providers, and what each provider cannot do yet."""
     svc: Services = request.app.state.services
     return {"engines": [_engine_view(svc, e) for e in svc.engines.values()],
             "providers": offers.providers(svc)}
