@@ -195,3 +195,32 @@ def test_the_kubernetes_provider_declares_what_it_lacks(tmp_path: Path) -> None:
     config = kubeconfig_for("http://127.0.0.1:9", tmp_path / "config")
     made = from_settings(Settings(kubeconfig=str(config), kubernetes_versions=KUBE_VERSIONS))
     assert made is not None and made.lacks == frozenset(KUBE_LACKS)
+
+
+def test_changes_asking_what_its_provider_lacks_are_refused(tenant: httpx.Client) -> None:
+    """A cluster on the Kubernetes provider (FAILED at bootstrap: there is no exec
+    runner there yet) is refused backups, a backup schedule and storage autoscale,
+    the provider named; nothing of it changes."""
+    made = tenant.post("/v2/clusters", json={"name": "lacking", "engine": "postgresql",
+                                             "size": "nano", "provider": "kubernetes"})
+    assert made.status_code == 202, made.text
+    cluster_id = made.json()["cluster"]["id"]
+    assert wait_operation(tenant, made.json()["operation"]["id"])["status"] == "failed"
+    path = f"/v2/clusters/{cluster_id}"
+    before = tenant.get(path).json()
+    try:
+        lacks = ("the kubernetes provider offers no {} yet; choose another provider "
+                 "(GET /v2/engines lists each one's missing abilities)")
+        assert refused(tenant.post(f"{path}/backups")) == lacks.format("backups")
+        assert refused(tenant.put(f"{path}/backup-schedule", json={
+            "cron": "0 3 * * *", "keep_last": 3})) == lacks.format("backups")
+        assert refused(tenant.patch(path, json={"storage_autoscale": {"max_gb": 20}})
+                       ) == lacks.format("storage autoscale")
+        assert tenant.get(f"{path}/backup-schedule").json() is None
+        assert tenant.get("/v2/backups", params={"cluster_id": cluster_id}).json()[
+            "backups"] == []
+        assert tenant.get(path).json() == before
+    finally:
+        gone = tenant.delete(path)
+        assert gone.status_code == 202, gone.text
+        wait_operation(tenant, gone.json()["operation"]["id"])
