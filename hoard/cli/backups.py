@@ -130,15 +130,21 @@ def restore(
     engine: Annotated[str, typer.Option(help="The backup's engine")] = "postgresql",
     size: Annotated[str, typer.Option(help="Size of the new cluster")] = "small",
     storage_gb: Annotated[int, typer.Option("--storage-gb")] = 10,
+    provider: Annotated[str | None, typer.Option(
+        help="Where the new cluster runs (default: the operator's), whatever the "
+             "backup's cluster ran on")] = None,
     output: Output = Format.table,
 ) -> None:
     """Create a new cluster NAME from a backup, or from a cluster at a point in time."""
     spec: dict[str, Any] = {"backup_id": backup} if backup else {"cluster_id": cluster_id,
                                                                   "time": time}
+    body: dict[str, Any] = {"name": name, "engine": engine, "size": size,
+                            "storage_gb": storage_gb, "restore": spec}
+    if provider:
+        body["provider"] = provider
     client = Client()
     try:
-        accepted = client.post("/v2/clusters", {"name": name, "engine": engine, "size": size,
-                                                "storage_gb": storage_gb, "restore": spec})
+        accepted = client.post("/v2/clusters", body)
     except ApiError as exc:
         fail(exc)
     finish(client, accepted, output)

@@ -57,6 +57,9 @@ def create(
     durability: Annotated[str | None, typer.Option(
         help="Replicated clusters: sync (a commit waits for a replica) or async")] = None,
     storage_gb: Annotated[int, typer.Option("--storage-gb", help="Storage per node")] = 10,
+    provider: Annotated[str | None, typer.Option(
+        help="Where it runs, for its whole life (default: the operator's; "
+             "see hoard engine list)")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the build to its end")] = False,
     output: Output = Format.table,
 ) -> None:
@@ -68,6 +71,8 @@ def create(
         body["version"] = version
     if durability:
         body["durability"] = durability
+    if provider:
+        body["provider"] = provider
     try:
         accepted = client.post("/v2/clusters", body)
     except ApiError as exc:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from hoard.cli import backups, clusters, projects, workers
+from hoard.cli import backups, clusters, engines, projects, workers
 
 if TYPE_CHECKING:
     from hoard.settings import Settings
@@ -19,6 +19,9 @@ app.add_typer(clusters.app, name="cluster", help="Create, list, show and delete 
 app.add_typer(projects.app, name="project", help="Projects and their tokens (admin).")
 app.add_typer(backups.app, name="backup", help="Take, list, show and delete backups.")
 clusters.app.command("restore")(backups.restore)
+engine_app = typer.Typer(no_args_is_help=True)
+app.add_typer(engine_app, name="engine", help="The catalog: engines, versions, providers.")
+engine_app.command("list")(engines.list_engines)
 app.command("connect")(clusters.connect)
 
 

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from hoard.domain.abilities import Ability
 from hoard.domain.catalog import Size
 from hoard.domain.nodes import (
     Backend,
@@ -79,6 +80,11 @@ class Versioned(Protocol):
 class Provider(ABC):
     name: str
     deadlines: Deadlines = Deadlines()
+    # What this provider cannot give yet, declared rather than found out by a
+    # step that raises halfway: the catalog shows it, and the API refuses a
+    # create or change that asks for it before any work starts. A provider runs
+    # no connection pooler unless it says so (it has to implement ensure_pooler).
+    lacks: frozenset[Ability] = frozenset({Ability.CONNECTION_POOLER})
 
     @abstractmethod
     def versions(self, engine: Versioned) -> list[str]:
@@ -221,7 +227,10 @@ class Provider(ABC):
 
     # --- a cluster's connection pooler (engines with ``Pooling``) ---
 
-    offers_pooler: bool = False  # whether ensure_pooler runs one
+    @property
+    def offers_pooler(self) -> bool:
+        """Whether ensure_pooler runs one."""
+        return Ability.CONNECTION_POOLER not in self.lacks
 
     def ensure_pooler(self, cluster_id: str, address: str, spec: ServiceSpec) -> bool:
         """Run the cluster's pooler as ``spec`` declares it, answering at ``address``

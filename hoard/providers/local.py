@@ -28,6 +28,7 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
+from hoard.domain.abilities import Ability
 from hoard.domain.catalog import Size
 from hoard.domain.nodes import (
     Backend,
@@ -77,7 +78,7 @@ def loopback_network(text: str) -> ipaddress.IPv4Network:
 
 class LocalProvider(Provider):
     name = "local"
-    offers_pooler = True
+    lacks: frozenset[Ability] = frozenset()  # every ability of every engine
 
     def __init__(self, nodes_dir: Path, os_user: str, volumes: str = "auto",
                  hosts: list[Host] | None = None,

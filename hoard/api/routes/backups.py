@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from hoard.api import changes
+from hoard.api import changes, offers
 from hoard.api.auth import Principal, authenticate
 from hoard.api.changes import get_cluster
 from hoard.api.schemas import (
@@ -25,6 +25,7 @@ from hoard.api.schemas import (
     Window,
 )
 from hoard.api.views import utc
+from hoard.domain.abilities import Ability
 from hoard.domain.errors import Conflict, InvalidInput, NotFound
 from hoard.domain.status import ClusterStatus
 from hoard.engines.base import Backups, IncrementalBackups
@@ -78,6 +79,7 @@ def create_backup(cluster_id: str, principal: Auth, request: Request,
         engine = svc.engines[cluster.engine]
         if not isinstance(engine, Backups):
             raise InvalidInput(f"{cluster.engine} clusters cannot be backed up")
+        offers.require(svc, cluster.provider, Ability.BACKUPS)
         parent_id = None
         if kind == "incremental":
             if not isinstance(engine, IncrementalBackups):
@@ -178,8 +180,10 @@ def set_schedule(cluster_id: str, body: BackupSchedule, principal: Auth, request
         problem = verify_problem(body.verify, today)
     if problem is not None:
         raise InvalidInput(problem)
-    with _services(request).store.session() as s:
+    svc = _services(request)
+    with svc.store.session() as s:
         cluster = get_cluster(s, principal, cluster_id)
+        offers.require(svc, cluster.provider, Ability.BACKUPS)
         cluster.backup_schedule = body.model_dump()
     return body
 

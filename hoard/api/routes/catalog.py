@@ -7,7 +7,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from hoard.api import offers
 from hoard.api.auth import Principal, authenticate
+from hoard.domain.abilities import Ability
 from hoard.domain.catalog import MAX_NODES, SIZES
 from hoard.domain.errors import NotFound
 from hoard.engines.base import (
@@ -19,24 +21,37 @@ from hoard.engines.base import (
     Replication,
     SqlAccounts,
 )
+from hoard.workflows.services import Services
 
 router = APIRouter(prefix="/v2", tags=["catalog"])
 Auth = Annotated[Principal, Depends(authenticate)]
 
 
-def _engine_view(e: Engine, versions: list[str]) -> dict[str, Any]:
+def _abilities(e: Engine) -> list[str]:
+    """What the engine can do, by the names providers say they lack."""
+    has = {Ability.DATABASES: isinstance(e, SqlAccounts),
+           Ability.USERS: isinstance(e, SqlAccounts | AclAccounts),
+           Ability.BACKUPS: isinstance(e, Backups),
+           Ability.INCREMENTAL_BACKUPS: isinstance(e, IncrementalBackups),
+           Ability.POINT_IN_TIME_RESTORE: isinstance(e, Backups) and bool(e.log_kind),
+           Ability.REPLICATED_CLUSTERS: isinstance(e, Replication),
+           Ability.CONNECTION_POOLER: isinstance(e, Pooling)}
+    return [str(ability) for ability, yes in has.items() if yes]
+
+
+def _engine_view(svc: Services, e: Engine) -> dict[str, Any]:
+    """The default provider's versions in ``versions`` (as before providers were
+    many); every provider's in ``version_providers`` and ``providers``."""
+    versions = svc.versions(e)
+    abilities = _abilities(e)
     return {
         "name": e.name,
         "display_name": e.display_name,
         "versions": versions,
         "default_version": versions[0] if versions else None,
-        "abilities": [name for name, ability in (
-            ("databases", SqlAccounts), ("users", SqlAccounts | AclAccounts),
-            ("backups", Backups), ("incremental backups", IncrementalBackups))
-            if isinstance(e, ability)] + (
-            ["point-in-time restore"] if isinstance(e, Backups) and e.log_kind else []) + (
-            ["replicated clusters"] if isinstance(e, Replication) else []) + (
-            ["connection pooler"] if isinstance(e, Pooling) else []),
+        "version_providers": offers.by_version(svc, e),
+        "providers": offers.by_provider(svc, e, abilities),
+        "abilities": abilities,
         "max_nodes": MAX_NODES if isinstance(e, Replication) else 1,
         "durabilities": list(e.durabilities) if isinstance(e, Replication) else [],
         "parameters": [asdict(p) for p in e.parameters()],
@@ -45,17 +60,20 @@ def _engine_view(e: Engine, versions: list[str]) -> dict[str, Any]:
 
 @router.get("/engines")
 def list_engines(_: Auth, request: Request) -> dict[str, Any]:
-    """Engines, their versions and the parameter schema configurations are checked against."""
-    svc = request.app.state.services
-    return {"engines": [_engine_view(e, svc.versions(e)) for e in svc.engines.values()]}
+    """Engines, their versions and the parameter schema configurations are checked
+    against; each version's providers, and what each provider cannot do yet."""
+    svc: Services = request.app.state.services
+    return {"engines": [_engine_view(svc, e) for e in svc.engines.values()],
+            "providers": offers.providers(svc)}
 
 
 @router.get("/engines/{name}")
 def show_engine(name: str, _: Auth, request: Request) -> dict[str, Any]:
-    engine = request.app.state.services.engines.get(name)
+    svc: Services = request.app.state.services
+    engine = svc.engines.get(name)
     if engine is None:
         raise NotFound(f"no engine {name!r}")
-    return _engine_view(engine, request.app.state.services.versions(engine))
+    return _engine_view(svc, engine)
 
 
 @router.get("/sizes")

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hoard.api import autoscale, changes, preview
+from hoard.api import autoscale, changes, offers, preview
 from hoard.api.auth import Principal, authenticate
 from hoard.api.changes import get_cluster
 from hoard.api.routes.clusters import check_pooler
@@ -27,6 +27,7 @@ from hoard.api.schemas import (
 )
 from hoard.api.views import cluster_view, utc
 from hoard.domain import parameters
+from hoard.domain.abilities import Ability
 from hoard.domain.catalog import SIZES
 from hoard.domain.errors import Conflict, InvalidInput, NotFound
 from hoard.domain.pooler import describe
@@ -96,7 +97,7 @@ def update_cluster(
         if dry_run:
             with svc.store.session() as s:
                 cluster = get_cluster(s, principal, cluster_id)
-                plan = preview.plan_metadata(cluster, _metadata(s, cluster, body))
+                plan = preview.plan_metadata(cluster, _metadata(svc, s, cluster, body))
                 return Changed(cluster=cluster_view(cluster), operation=None, plan=plan)
         return Changed(cluster=_set_metadata(svc, principal, cluster_id, body), operation=None)
     planned = _plan(svc, principal, cluster_id, body)
@@ -192,7 +193,8 @@ def _plan(svc: Services, principal: Principal, cluster_id: str, body: ClusterPat
                    params, detail, still_fits)
 
 
-def _metadata(s: Session, cluster: Cluster, body: ClusterPatch) -> dict[str, Any]:
+def _metadata(svc: Services, s: Session, cluster: Cluster, body: ClusterPatch
+              ) -> dict[str, Any]:
     """The record-only fields asked, checked, as they would be stored."""
     asked: dict[str, Any] = {}
     if body.labels is not None:
@@ -203,6 +205,8 @@ def _metadata(s: Session, cluster: Cluster, body: ClusterPatch) -> dict[str, Any
         window = body.maintenance_window
         asked["maintenance_window"] = window.model_dump() if window else None
     if "storage_autoscale" in body.model_fields_set:
+        if body.storage_autoscale is not None:
+            offers.require(svc, cluster.provider, Ability.STORAGE_AUTOSCALE)
         locks.hold_project(s, cluster.project_id)  # the quota, checked alone
         project = s.get(Project, cluster.project_id)
         assert project is not None
@@ -218,7 +222,7 @@ def _set_metadata(svc: Services, principal: Principal, cluster_id: str,
     autoscaling: the cluster's own record, no workflow."""
     with svc.store.session() as s:
         cluster = get_cluster(s, principal, cluster_id)
-        for name, value in _metadata(s, cluster, body).items():
+        for name, value in _metadata(svc, s, cluster, body).items():
             setattr(cluster, name, value)
             if name == "storage_autoscale":
                 cluster.autoscale_limit_gb = None  # a new limit is said again
@@ -257,6 +261,7 @@ def _scale(svc: Services, principal: Principal, cluster_id: str, nodes: int | No
                                "restoring a backup of this one, to get stable endpoints")
         if nodes == cluster.node_count:
             raise InvalidInput(f"nothing to change: the cluster already has {nodes} nodes")
+        offers.require(svc, cluster.provider, Ability.REPLICATED_CLUSTERS)
         params: dict[str, object] = {"nodes": nodes}
         if nodes > cluster.node_count:
             project = s.get(Project, cluster.project_id)

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hoard.api import autoscale, changes, lean
+from hoard.api import autoscale, changes, lean, offers
 from hoard.api.auth import Principal, authenticate
 from hoard.api.changes import get_cluster
 from hoard.api.routes.backups import plan_restore
@@ -25,6 +25,7 @@ from hoard.api.schemas import (
 )
 from hoard.api.views import cluster_view, endpoints, operation_view
 from hoard.domain import parameters
+from hoard.domain.abilities import Ability
 from hoard.domain.catalog import SIZES
 from hoard.domain.errors import Conflict, InvalidInput, NotFound
 from hoard.domain.names import check_labels
@@ -63,10 +64,7 @@ def _resolve_version(svc: Services, body: ClusterCreate, provider: str) -> str:
         raise InvalidInput(f"provider {provider!r} offers no version of engine {body.engine!r}")
     if body.version is None:
         return versions[0]
-    if body.version not in versions:
-        raise InvalidInput(
-            f"unknown {body.engine} version {body.version!r}; available: {', '.join(versions)}"
-        )
+    offers.check_version(svc, engine, provider, body.version)
     return body.version
 
 
@@ -92,8 +90,7 @@ def check_pooler(svc: Services, engine_name: str, provider: str) -> None:
     if not isinstance(engine, Pooling):
         raise InvalidInput(f"pooler: {engine.display_name} clusters have no connection "
                            "pooler (PostgreSQL clusters do)")
-    if not svc.providers[provider].offers_pooler:
-        raise InvalidInput(f"pooler: the {provider} provider runs no connection pooler yet")
+    offers.require(svc, provider, Ability.CONNECTION_POOLER)
 
 
 def _configuration(svc: Services, s: Session, principal: Principal, body: ClusterCreate,
@@ -133,6 +130,7 @@ def create(svc: Services, principal: Principal, body: ClusterCreate,
     if provider not in svc.providers:
         raise InvalidInput(f"unknown provider {provider!r}; available: "
                            f"{', '.join(svc.providers)}")
+    offers.require(svc, provider, *offers.asked_by(body))
     version = _resolve_version(svc, body, provider)
     if body.size not in SIZES:
         raise InvalidInput(f"unknown size {body.size!r}; available: {', '.join(SIZES)}")
@@ -140,6 +138,8 @@ def create(svc: Services, principal: Principal, body: ClusterCreate,
     if body.pooler is not None:
         check_pooler(svc, body.engine, provider)
     restore = plan_restore(svc, principal, body) if body.restore else None
+    if restore:  # the backup's version, on the provider the restored cluster lives on
+        offers.check_version(svc, svc.engines[body.engine], provider, restore["version"])
     # A restored cluster keeps the accounts (and passwords) its backup holds.
     admin_user = restore["admin_user"] if restore else ADMIN_USER
     admin_password = restore["admin_password"] if restore else svc.box.seal(generate_password())

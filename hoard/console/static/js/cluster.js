@@ -149,6 +149,14 @@ function redraw(el, data, render) {
   replace(el, render(data));
 }
 
+// The engine as the cluster's provider offers it: what that provider lacks
+// (backups, the pooler on Kubernetes) is no ability of this cluster, so no
+// section offers it (older servers name no providers: the engine's own).
+function onProvider(engine, provider) {
+  const lacks = engine.providers?.find((p) => p.name === provider)?.missing_abilities ?? [];
+  return { ...engine, abilities: engine.abilities.filter((a) => !lacks.includes(a)) };
+}
+
 export async function clusterView(main, ctx, id, params) {
   const { signal } = ctx;
   const heading = h("h1", {}, "Cluster");
@@ -207,7 +215,7 @@ export async function clusterView(main, ctx, id, params) {
       }
       throw err;
     }
-    engine ??= (await api.get(`/v2/engines/${c.engine}`, { signal }));
+    engine ??= onProvider(await api.get(`/v2/engines/${c.engine}`, { signal }), c.provider);
     sizes ??= (await api.get("/v2/sizes", { signal })).sizes;
     redraw(heading, c.name, () => c.name);
     redraw(overview, c, facts);

@@ -11,7 +11,7 @@ function sizeText(s) {
 }
 
 export async function createView(main, ctx, params) {
-  const [{ engines }, { sizes }, backups] = await Promise.all([
+  const [{ engines, providers = [] }, { sizes }, backups] = await Promise.all([
     api.get("/v2/engines", { signal: ctx.signal }),
     api.get("/v2/sizes", { signal: ctx.signal }),
     api.all("/v2/backups?limit=1000", "backups", { signal: ctx.signal }),
@@ -29,6 +29,12 @@ export async function createView(main, ctx, params) {
     options(engines.map((e) => [e.name, e.display_name]),
       chosenBackup?.engine ?? source?.engine));
   const version = h("select", { name: "version" });
+  // The provider is a choice only where more than one offers the engine; a
+  // cluster stays on it for life. Older servers name no providers: no choice.
+  const provider = h("select", { name: "provider" });
+  const providerField = field("Provider", provider,
+    "Where the cluster runs, for its whole life");
+  const defaultProvider = providers.find((p) => p.default)?.name;
   const size = h("select", { name: "size" },
     options(sizes.map((s) => [s.name, sizeText(s)]), "small"));
   const nodes = h("input", { name: "nodes", type: "number", min: "1", value: "1",
@@ -43,16 +49,44 @@ export async function createView(main, ctx, params) {
   const poolGroup = h("fieldset", { class: "group" }, h("legend", {}, "Connection pooler"),
     pool.parts);
   const grow = autoscaleFields(null, "create-");
+  const growGroup = h("fieldset", { class: "group" }, h("legend", {}, "Storage growth"),
+    grow.parts);
   const feedback = h("div", { "aria-live": "assertive" });
+  const restoreField = field("Restore from a backup", restore,
+    "The new cluster starts with that backup's data");
 
   const currentEngine = () => engines.find((e) => e.name === engine.value);
+  // The chosen provider's offer for the engine: its versions and what it lacks
+  // (the catalog's own fields when the server names no providers).
+  function offer() {
+    const e = currentEngine();
+    const chosen = (e.providers || []).find((p) => p.name === provider.value);
+    return chosen
+      ? { versions: chosen.versions, lacks: chosen.missing_abilities }
+      : { versions: e.versions, lacks: [] };
+  }
   function syncEngine() {
     const e = currentEngine();
-    replace(version, options(e.versions, e.default_version));
-    nodes.max = String(e.max_nodes);
-    if (Number(nodes.value) > e.max_nodes) nodes.value = String(e.max_nodes);
-    nodes.disabled = e.max_nodes === 1;
-    poolGroup.hidden = !e.abilities.includes("connection pooler");
+    const offering = (e.providers || []).filter((p) => p.versions.length);
+    const keep = offering.some((p) => p.name === provider.value) ? provider.value
+      : (offering.find((p) => p.name === defaultProvider) ?? offering[0])?.name;
+    replace(provider, options(offering.map((p) =>
+      [p.name, p.default ? `${p.name} (default)` : p.name]), keep));
+    providerField.hidden = offering.length < 2;
+    syncProvider();
+  }
+  function syncProvider() {
+    const e = currentEngine();
+    const { versions, lacks } = offer();
+    replace(version, options(versions, versions[0]));
+    const maxNodes = lacks.includes("replicated clusters") ? 1 : e.max_nodes;
+    nodes.max = String(maxNodes);
+    if (Number(nodes.value) > maxNodes) nodes.value = String(maxNodes);
+    nodes.disabled = maxNodes === 1;
+    poolGroup.hidden = !e.abilities.includes("connection pooler")
+      || lacks.includes("connection pooler");
+    growGroup.hidden = lacks.includes("storage autoscale");
+    restoreField.hidden = Boolean(pointInTime) || lacks.includes("backups");
     replace(durability, options([["", "engine default"], ...e.durabilities]));
     const ours = available.filter((b) => b.engine === e.name);
     replace(restore, options([["", "no: a new, empty cluster"], ...ours.map((b) =>
@@ -64,12 +98,14 @@ export async function createView(main, ctx, params) {
     durabilityField.hidden = !(Number(nodes.value) > 1 && currentEngine().durabilities.length);
   }
   function syncRestore() {
-    const backup = available.find((b) => b.id === restore.value) ?? source;
+    const backup = restoreField.hidden && !pointInTime ? null
+      : available.find((b) => b.id === restore.value) ?? source;
     version.disabled = Boolean(backup);
     if (backup) replace(version, options([backup.version]));
-    else replace(version, options(currentEngine().versions, currentEngine().default_version));
+    else replace(version, options(offer().versions, offer().versions[0]));
   }
   engine.addEventListener("change", () => { syncEngine(); syncRestore(); });
+  provider.addEventListener("change", () => { syncProvider(); syncRestore(); });
   nodes.addEventListener("input", syncNodes);
   restore.addEventListener("change", syncRestore);
   syncEngine();
@@ -87,12 +123,13 @@ export async function createView(main, ctx, params) {
     form.querySelectorAll(".field-error").forEach((el) => el.remove());
     const body = { name: name.value.trim(), engine: engine.value, size: size.value,
       nodes: Number(nodes.value), storage_gb: Number(storage.value) };
+    if (provider.value) body.provider = provider.value; // the one offering it, if alone
     if (pointInTime) body.restore = pointInTime;
-    else if (restore.value) body.restore = { backup_id: restore.value };
+    else if (!restoreField.hidden && restore.value) body.restore = { backup_id: restore.value };
     else body.version = version.value;
     if (!durabilityField.hidden && durability.value) body.durability = durability.value;
     if (!poolGroup.hidden && pool.body()) body.pooler = pool.body();
-    if (grow.body()) body.storage_autoscale = grow.body();
+    if (!growGroup.hidden && grow.body()) body.storage_autoscale = grow.body();
     const submit = form.querySelector("button[type=submit]");
     submit.disabled = true;
     try {
@@ -109,16 +146,17 @@ export async function createView(main, ctx, params) {
   } },
   field("Name", name, "Lower-case letters, digits and dashes; unique in the project"),
   field("Engine", engine),
+  providerField,
   field("Version", version),
   field("Size", size),
   field("Nodes", nodes, "1: a standalone instance; more: replicated, with automatic failover"),
   durabilityField,
   field("Storage (GB)", storage, "Per node"),
-  h("fieldset", { class: "group" }, h("legend", {}, "Storage growth"), grow.parts),
+  growGroup,
   poolGroup,
   pointInTime ? h("p", { class: "notice" }, `Restoring ${source?.cluster_name ?? "a cluster"} ` +
-    `as it was at ${new Date(pointInTime.time).toLocaleString()}.`)
-    : field("Restore from a backup", restore, "The new cluster starts with that backup's data"),
+    `as it was at ${new Date(pointInTime.time).toLocaleString()}.`) : null,
+  restoreField,
   h("div", {}, h("button", { type: "submit" }, "Create cluster"), " ",
     h("a", { href: "#/clusters" }, "Cancel")));
   replace(main, h("h1", {}, "Create a cluster"), feedback, form);
