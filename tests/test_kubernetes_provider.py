@@ -304,8 +304,6 @@ def test_what_kubernetes_does_not_offer_is_said(provider: KubernetesProvider) ->
     assert provider.pid(NODE) is None
     assert provider.address_taken("anything", 5432) is False
     assert provider.storage_usage(NODE, 10) is None
-    with pytest.raises(NotOffered, match="etcd"):
-        provider.ensure_etcd()
     with pytest.raises(NotOffered, match="exec"):
         provider.runner(NODE)
-    provider.forget_dcs("/hoard/x")  # nothing kept: nothing to forget
+    provider.forget_dcs(CLUSTER, "/hoard/x")  # nothing made yet: nothing to forget

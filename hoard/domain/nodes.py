@@ -89,6 +89,10 @@ class NodeSpec:
     resources: Resources
     readiness: Readiness = Readiness()
     owner: Owner | None = None
+    # Whether the node's HA machinery keeps its state in the provider's DCS
+    # (``Provider.dcs``): a provider whose DCS is its own API (Kubernetes) gives
+    # such a node, and no other, the credentials to reach it.
+    uses_dcs: bool = False
 
     def process(self, name: str) -> ProcessSpec:
         return next(p for p in self.processes if p.name == name)

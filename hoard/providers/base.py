@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from hoard.domain.catalog import Size
+from hoard.domain.dcs import Dcs
 from hoard.domain.nodes import (
     Backend,
     LogChunk,
@@ -187,13 +188,15 @@ class Provider(ABC):
     # --- what replicated clusters need besides their nodes ---
 
     @abstractmethod
-    def ensure_etcd(self) -> str:
-        """Run Hoard's etcd unless it runs; its client URL (the DCS of engines
-        that keep their HA state in etcd)."""
+    def dcs(self) -> Dcs:
+        """Where engines that keep their HA state in a DCS keep it, made ready
+        (the local provider runs Hoard's etcd unless it runs; the Kubernetes
+        provider answers with its namespace and labels)."""
 
     @abstractmethod
-    def forget_dcs(self, prefix: str) -> None:
-        """Delete every key under ``prefix`` in Hoard's etcd (a deleted cluster's)."""
+    def forget_dcs(self, cluster_id: str, prefix: str) -> None:
+        """Delete a deleted cluster's HA state: every key under ``prefix`` in
+        Hoard's etcd, or the objects its machinery made for ``cluster_id``."""
 
     @abstractmethod
     def ensure_endpoint(self, cluster_id: str, backends: list[Backend], check: RoleCheck,

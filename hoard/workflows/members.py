@@ -45,7 +45,7 @@ def topology(cluster: models.Cluster, nodes: list[models.Node] | None = None) ->
     members = tuple(
         Member(n.id, n.ordinal, n.host or "", n.port or 0, dict(n.ports or {}), n.zone or "")
         for n in (cluster.nodes if nodes is None else nodes))
-    dcs = svc.provider_for(cluster).ensure_etcd() if engine.needs_dcs else ""
+    dcs = svc.provider_for(cluster).dcs() if engine.needs_dcs else None
     return Topology(cluster.id, members, cluster.durability, dcs)
 
 
@@ -80,7 +80,8 @@ def node_spec(cluster: models.Cluster, node: models.Node, ctx: NodeContext | Non
         processes=tuple(procs), ports={"client": ctx.port, **(node.ports or {})},
         volume=Volume(cluster.storage_gb), resources=Resources(size.cpus, size.memory_mb),
         readiness=engine.readiness(ctx),
-        owner=Owner(cluster.project_id, cluster.id, not replicated(cluster)))
+        owner=Owner(cluster.project_id, cluster.id, not replicated(cluster)),
+        uses_dcs=replicated(cluster) and not standalone and ha_engine(cluster).needs_dcs)
 
 
 def start_node(cluster: models.Cluster, node: models.Node, ctx: NodeContext | None = None,

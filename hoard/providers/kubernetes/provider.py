@@ -13,7 +13,9 @@ What the seam asks and how it is answered here:
 - ``stop`` scales the StatefulSet to 0 (the volume stays); ``destroy`` deletes
   the node's objects; ``remove_endpoint`` the cluster's own (Services, policy,
   budget, credentials).
-- What Kubernetes does not have is said so: no pid, no etcd to run (``NotOffered``).
+- ``dcs`` is the API server (Patroni's Kubernetes DCS), ``forget_dcs`` deletes
+  what Patroni made.
+- What Kubernetes does not have is said so: no pid (``NotOffered`` elsewhere).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import replace
 from typing import Any
 
 from hoard.domain.catalog import Size
+from hoard.domain.dcs import Dcs, KubernetesDcs
 from hoard.domain.nodes import (
     Backend,
     LogChunk,
@@ -285,13 +288,28 @@ class KubernetesProvider(Provider):
 
     # --- what replicated clusters need ---
 
-    def ensure_etcd(self) -> str:
-        raise NotOffered("the kubernetes provider runs no etcd: Patroni's Kubernetes DCS "
-                         "(its state in the namespace's objects) is what it would offer, "
-                         "and is not built yet")
+    def dcs(self) -> Dcs:
+        """The API server itself (Patroni's Kubernetes DCS): a member finds its
+        cluster's pods by Hoard's labels, keeps the leader lock in an Endpoints
+        object of the cluster's, and labels its pod's role with the values the
+        endpoint Services select. Nothing to run."""
+        return KubernetesDcs(
+            namespace=self.namespace,
+            labels=((names.MANAGED_BY, names.MANAGER),),
+            scope_label=names.CLUSTER, role_label=names.ROLE,
+            leader_label_value=names.LEADER, follower_label_value=names.FOLLOWER,
+            member_format=names.POD_FORMAT)
 
-    def forget_dcs(self, prefix: str) -> None:
-        """Nothing kept: there is no etcd here."""
+    def forget_dcs(self, cluster_id: str, prefix: str) -> None:
+        """Delete what the cluster's Patroni made: its Endpoints (leader, config,
+        sync, failover) and the ``-config`` Service keeping one, found by the
+        labels it gives them (Hoard's and the cluster's). Idempotent."""
+        labels = {names.MANAGED_BY: names.MANAGER, names.CLUSTER: cluster_id}
+        for name in self.kube.names("Endpoints", labels):
+            self.kube.delete("Endpoints", name)
+        for obj in self.kube.labelled("Service", labels):
+            if not {names.NODE, names.ENDPOINT} & set(obj.metadata.labels or {}):
+                self.kube.delete("Service", obj.metadata.name)  # Patroni's, not Hoard's
 
     def _owner(self, cluster_id: str, backends: list[Backend]) -> Owner:
         for backend in backends:

@@ -37,6 +37,17 @@ SIDECAR = {"cpu": "100m", "memory": "128Mi"}  # a sidecar (Sentinel) beside the 
 # temporary files, which get an emptyDir each): their root filesystem is read-only.
 READ_ONLY_ROOT = {"postgresql": True, "mariadb": True, "redis": True}
 SCRATCH = {"tmp": "/tmp", "run": "/run"}  # noqa: S108 (a pod's own scratch)
+POD_IP_ENV: Manifest = {"name": "POD_IP",
+                        "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+# What Patroni's Kubernetes DCS calls with the pod's account: its leader lock and
+# configuration in Endpoints (``use_endpoints``), the ``-config`` Service it makes
+# so that Endpoints object is kept, and its own pod's labels (the role) and
+# annotations (its status); it lists and watches its cluster's pods.
+DATABASE_RIGHTS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("", "endpoints"): ("get", "list", "watch", "create", "patch", "update", "delete"),
+    ("", "pods"): ("get", "list", "watch", "patch", "update"),
+    ("", "services"): ("create",),
+}
 
 
 def _meta(name: str, labels: dict[str, str], namespace: str,
@@ -125,9 +136,9 @@ def endpoint_services(owner: Owner, rw: tuple[str, int], ro: tuple[str, int],
     read-only Service (the pods labelled replica)."""
     base = names.owner_labels(owner)
     cluster = {names.CLUSTER: owner.cluster_id}
-    return [address_service(rw[0], rw[1], cluster | {names.ROLE: "primary"},
+    return [address_service(rw[0], rw[1], cluster | {names.ROLE: names.LEADER},
                             base | {names.ENDPOINT: "read-write"}, namespace),
-            address_service(ro[0], ro[1], cluster | {names.ROLE: "replica"},
+            address_service(ro[0], ro[1], cluster | {names.ROLE: names.FOLLOWER},
                             base | {names.ENDPOINT: "read-only"}, namespace)]
 
 
@@ -149,7 +160,9 @@ def _container(spec: NodeSpec, process: ProcessSpec, server: bool) -> Manifest:
         "name": process.name,
         "image": spec.image,
         "command": list(process.argv),
-        "env": [{"name": k, "value": v} for k, v in sorted(process.env.items())],
+        # The pod's own address first: a declared value may refer to it as
+        # $(POD_IP) (Patroni's Kubernetes DCS writes it into its Endpoints).
+        "env": [POD_IP_ENV, *({"name": k, "value": v} for k, v in sorted(process.env.items()))],
         # Requests equal limits: the node gets what its size promises, no more, and
         # its pod is in the Guaranteed QoS class (evicted last).
         "resources": {"requests": amount, "limits": dict(amount)},
@@ -185,7 +198,11 @@ def _template(spec: NodeSpec, node_id: str, owner: Owner | None) -> Manifest:
     spread: Manifest = {"labelSelector": {"matchLabels": {names.CLUSTER: owner.cluster_id}},
                         "topologyKey": names.ZONE_KEY} if owner is not None else {}
     pod: Manifest = {
-        "automountServiceAccountToken": False,
+        # One account for every database pod; its token only where the machinery
+        # keeps its state in the API (Patroni): a pod that does not call the API
+        # server holds no credential for it.
+        "serviceAccountName": names.DATABASE_ACCOUNT,
+        "automountServiceAccountToken": spec.uses_dcs,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": int(max(p.stop_timeout for p in spec.processes)),
         "securityContext": {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID,
@@ -283,6 +300,33 @@ def credentials_secret(owner: Owner, user: str, password: str, namespace: str) -
             "metadata": _meta(names.credentials_secret(owner.cluster_id),
                               names.owner_labels(owner), namespace),
             "data": {"username": _b64(user.encode()), "password": _b64(password.encode())}}
+
+
+def database_account(namespace: str) -> list[Manifest]:
+    """The database pods' ServiceAccount, its Role (``DATABASE_RIGHTS``) and the
+    binding, in the databases' namespace: one for every pod, made with the
+    namespace (deploy/kubernetes) rather than by the provider. Per cluster
+    would not confine Patroni: a Role names resources by kind, not by label,
+    so each cluster's account could still reach every cluster's Endpoints; and
+    the workers would need to make Roles, a right that is an escalation of its
+    own (RBAC lets only an account holding a Role's rights grant them)."""
+    labels = {"app.kubernetes.io/part-of": "hoard",
+              "app.kubernetes.io/component": "database"}
+    name = names.DATABASE_ACCOUNT
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount",
+         "metadata": _meta(name, labels, namespace),
+         # Mounted by the pods that ask for it (``automountServiceAccountToken``).
+         "automountServiceAccountToken": False},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": _meta(name, labels, namespace),
+         "rules": [{"apiGroups": [group], "resources": [resource], "verbs": list(verbs)}
+                   for (group, resource), verbs in DATABASE_RIGHTS.items()]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": _meta(name, labels, namespace),
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]},
+    ]
 
 
 def node_objects(node_id: str, spec: NodeSpec, namespace: str, storage_class: str | None,
