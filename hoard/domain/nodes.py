@@ -98,6 +98,20 @@ class NodeSpec:
         return next(p for p in self.processes if p.name == name)
 
 
+@dataclass(frozen=True)
+class NodeSecrets:
+    """What a node's machinery needs besides its declaration: its certificate
+    from Hoard's CA, the CA's, and the cluster's service account. A provider that
+    mounts secrets (Kubernetes) keeps them in its own objects; the local provider
+    needs none (engines write the files onto the volume through the runner)."""
+
+    cert_pem: bytes
+    key_pem: bytes
+    ca_pem: bytes
+    user: str
+    password: str
+
+
 class NodeRunner(Protocol):
     """Carries out an engine's file writes and commands beside the node's data.
 

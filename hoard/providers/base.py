@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -14,7 +14,9 @@ from hoard.domain.nodes import (
     LogChunk,
     LogSource,
     NodeRunner,
+    NodeSecrets,
     NodeSpec,
+    Owner,
     RoleCheck,
     ServiceSpec,
 )
@@ -197,6 +199,19 @@ class Provider(ABC):
     def forget_dcs(self, cluster_id: str, prefix: str) -> None:
         """Delete a deleted cluster's HA state: every key under ``prefix`` in
         Hoard's etcd, or the objects its machinery made for ``cluster_id``."""
+
+    def publish_secrets(self, node_id: str, owner: Owner, secrets: NodeSecrets) -> None:
+        """Keep the node's certificate and its cluster's service account where the
+        node's runtime mounts them (Kubernetes: Secrets). Nothing to do where
+        engines write them onto the node's volume through its runner (local)."""
+        return None
+
+    def set_roles(self, cluster_id: str, roles: Mapping[str, str]) -> None:
+        """Record the members' roles (node id -> "primary" | "replica") where the
+        provider routes by them, for machinery that does not record them itself
+        (Sentinel, Galera). Nothing to do where the endpoint asks the nodes (the
+        local provider's proxy checks each node's role)."""
+        return None
 
     @abstractmethod
     def ensure_endpoint(self, cluster_id: str, backends: list[Backend], check: RoleCheck,

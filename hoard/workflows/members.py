@@ -197,6 +197,14 @@ def record_roles(cluster_id: str, observed: list[MemberState]) -> None:
             events.record(s, cluster_id, "cluster.primary_changed",
                           f"primary moved from node {', '.join(map(str, before))} to node "
                           f"{', '.join(map(str, after))}")
+        roles = {n.id: n.role for n in row.nodes if n.role in ("primary", "replica")}
+        engine = services().engines[row.engine]
+        provider = services().provider_for(row)
+    # Machinery that keeps its state in the provider's DCS labels its members there
+    # itself (Patroni); for the rest (Sentinel, Galera) the provider is told, and
+    # changes only what changed (a no-op where the endpoint asks the nodes).
+    if not (isinstance(engine, Replication) and engine.needs_dcs):
+        provider.set_roles(cluster_id, roles)
 
 
 def primary(cluster: models.Cluster) -> tuple[Engine, NodeContext, models.Node]:

@@ -14,7 +14,8 @@ What the seam asks and how it is answered here:
   the node's objects; ``remove_endpoint`` the cluster's own (Services, policy,
   budget, credentials).
 - ``dcs`` is the API server (Patroni's Kubernetes DCS), ``forget_dcs`` deletes
-  what Patroni made.
+  what Patroni made; ``set_roles`` labels pods for machinery that does not;
+  ``publish_secrets`` makes the Secrets the pods mount.
 - What Kubernetes does not have is said so: no pid (``NotOffered`` elsewhere).
 """
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -33,6 +34,7 @@ from hoard.domain.nodes import (
     LogChunk,
     LogSource,
     NodeRunner,
+    NodeSecrets,
     NodeSpec,
     Owner,
     RoleCheck,
@@ -310,6 +312,30 @@ class KubernetesProvider(Provider):
         for obj in self.kube.labelled("Service", labels):
             if not {names.NODE, names.ENDPOINT} & set(obj.metadata.labels or {}):
                 self.kube.delete("Service", obj.metadata.name)  # Patroni's, not Hoard's
+
+    def set_roles(self, cluster_id: str, roles: Mapping[str, str]) -> None:
+        """Label each member's pod with its role, where the label differs (a
+        patch per change, none when the roles stand): the read-write Service
+        follows the primary. For machinery that does not label pods itself
+        (Sentinel, Galera); a pod not there (stopped, being made) is skipped:
+        the next observation labels it."""
+        for pod in self.kube.labelled("Pod", {names.CLUSTER: cluster_id}):
+            node = (pod.metadata.labels or {}).get(names.NODE)
+            role = roles.get(node or "")
+            if role not in (names.LEADER, names.FOLLOWER):
+                continue
+            if (pod.metadata.labels or {}).get(names.ROLE) != role:
+                self.kube.patch("Pod", pod.metadata.name,
+                                {"metadata": {"labels": {names.ROLE: role}}})
+
+    def publish_secrets(self, node_id: str, owner: Owner, secrets: NodeSecrets) -> None:
+        """The node's certificate and its cluster's service account as Secrets
+        (replaced when they changed: a renewed certificate), which the node's
+        pod mounts; labelled, and deleted with the node and the cluster."""
+        self.kube.ensure(render.tls_secret(node_id, owner, secrets.cert_pem, secrets.key_pem,
+                                           secrets.ca_pem, self.namespace))
+        self.kube.ensure(render.credentials_secret(owner, secrets.user, secrets.password,
+                                                   self.namespace))
 
     def _owner(self, cluster_id: str, backends: list[Backend]) -> Owner:
         for backend in backends:

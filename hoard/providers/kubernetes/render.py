@@ -37,6 +37,9 @@ SIDECAR = {"cpu": "100m", "memory": "128Mi"}  # a sidecar (Sentinel) beside the 
 # temporary files, which get an emptyDir each): their root filesystem is read-only.
 READ_ONLY_ROOT = {"postgresql": True, "mariadb": True, "redis": True}
 SCRATCH = {"tmp": "/tmp", "run": "/run"}  # noqa: S108 (a pod's own scratch)
+# The node's certificate and its cluster's service account, as the provider's
+# Secrets (``publish_secrets``), read-only where the machinery reads them.
+SECRET_MOUNTS = {"tls": "/etc/hoard/tls", "credentials": "/etc/hoard/credentials"}
 POD_IP_ENV: Manifest = {"name": "POD_IP",
                         "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
 # What Patroni's Kubernetes DCS calls with the pod's account: its leader lock and
@@ -173,7 +176,9 @@ def _container(spec: NodeSpec, process: ProcessSpec, server: bool) -> Manifest:
             "capabilities": {"drop": ["ALL"]},
         },
         "volumeMounts": [{"name": "data", "mountPath": spec.volume.path},
-                         *({"name": n, "mountPath": p} for n, p in SCRATCH.items())],
+                         *({"name": n, "mountPath": p} for n, p in SCRATCH.items()),
+                         *({"name": n, "mountPath": p, "readOnly": True}
+                           for n, p in SECRET_MOUNTS.items())],
     }
     if server:
         # Every named port is the pod's (containers share its network): declared
@@ -182,6 +187,14 @@ def _container(spec: NodeSpec, process: ProcessSpec, server: bool) -> Manifest:
                               for n, p in sorted(spec.ports.items())]
         container["readinessProbe"] = _probe(spec)
     return container
+
+
+def _secret_volume(name: str, secret: str) -> Manifest:
+    """A Secret of the provider's, mounted read-only (0400, the pod's group may
+    read it): optional, so a pod starts before its Secrets are published and
+    sees them once they are (the kubelet refreshes a Secret volume)."""
+    return {"name": name, "secret": {"secretName": secret, "optional": True,
+                                     "defaultMode": 0o440}}
 
 
 def spec_hash(node_id: str, spec: NodeSpec) -> str:
@@ -211,7 +224,10 @@ def _template(spec: NodeSpec, node_id: str, owner: Owner | None) -> Manifest:
         "containers": [_container(spec, p, i == 0) for i, p in enumerate(spec.processes)],
         "volumes": [{"name": "data",
                      "persistentVolumeClaim": {"claimName": names.claim(node_id)}},
-                    *({"name": n, "emptyDir": {}} for n in SCRATCH)],
+                    *({"name": n, "emptyDir": {}} for n in SCRATCH),
+                    _secret_volume("tls", names.tls_secret(node_id)),
+                    _secret_volume("credentials", names.credentials_secret(owner.cluster_id)
+                                   if owner is not None else "")],
     }
     if spread:
         # A preference, as the local provider's placement: with fewer zones than
