@@ -187,7 +187,7 @@ def kubernetes_section(dcs: KubernetesDcs, port: int) -> dict[str, Any]:
     endpoint Services select. Patroni 3.0 (Debian 12's 3.0.2) does not know
     ``leader_label_value`` and ``follower_label_value`` (its ``touch_member``
     writes ``master`` for the leader and the member's role, ``replica``, for a
-    follower; newer releases take the keys): it ignores them, so the leader's
+    follower; Patroni 4.0's schema has the keys): it ignores them, so the leader's
     pod would not match a read-write Service selecting ``primary``. The image
     must carry a Patroni that takes them (docs/architecture.md). Endpoints, not
     ConfigMaps, hold the leader lock: the lock and the leader's address change
