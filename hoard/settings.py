@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     kubernetes_registry: str = ""  # where images/<engine> builds are pulled from (a prefix)
     # The images built from images/<engine>/: the versions the provider offers.
     kubernetes_versions: str = "postgresql=15,mariadb=10.11,redis=7.0"
+    # How long a node's pod may take to run (an image pulled, a volume attached)
+    # before its create fails.
+    kubernetes_start_deadline: float = Field(600.0, gt=0)
     worker_id: str = "local"
     # A worker's lease: renewed every third of it; once it runs out, another worker
     # takes over the worker's unfinished workflows.

@@ -160,7 +160,7 @@ def running_cluster(engine: Engine, nodes: int = 3, durability: str = "async",
             ctxs.append(NodeContext(node_id=node_id, version=engine.installed_versions()[0],
                                     size=SIZES[size], host=p.host, port=p.port,
                                     service=service, admin=admin))
-        dcs = provider.ensure_etcd() if engine.needs_dcs else ""
+        dcs = provider.dcs() if engine.needs_dcs else None
         topo = Topology(cluster_id, tuple(members), durability, dcs)
         cluster = HaCluster(engine, provider, ca, topo, ctxs)
         for i, ctx in enumerate(ctxs):

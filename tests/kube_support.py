@@ -131,6 +131,7 @@ class MockApi:
 
 
 RESOURCES = {"v1/pods": "Pod", "v1/services": "Service", "v1/secrets": "Secret",
+             "v1/endpoints": "Endpoints",
              "v1/persistentvolumeclaims": "PersistentVolumeClaim",
              "apps/v1/statefulsets": "StatefulSet",
              "policy/v1/poddisruptionbudgets": "PodDisruptionBudget",

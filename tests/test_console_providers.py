@@ -31,6 +31,8 @@ def two_providers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HoardSer
         assert isinstance(api, MockApi)
         kubeconfig = kubeconfig_for(api.url, tmp_path_factory.mktemp("kube") / "config")
         with hoard_server({"HOARD_KUBECONFIG": str(kubeconfig),
+                           # the emulator runs no controllers: no pod ever runs
+                           "HOARD_KUBERNETES_START_DEADLINE": "3",
                            "HOARD_KUBERNETES_VERSIONS": "postgresql=16,postgresql=15"}
                           ) as running:
             yield running

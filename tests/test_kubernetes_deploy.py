@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from hoard.engines.registry import ENGINES
+from hoard.providers.kubernetes import render
 from hoard.providers.kubernetes.client import RIGHTS
 from hoard.settings import Settings
 from tests.kube_support import load_yaml, strictly_valid
@@ -39,7 +40,8 @@ def test_the_deployment_has_api_workers_store_and_least_privilege() -> None:
 
 
 def test_the_role_grants_exactly_what_the_provider_calls() -> None:
-    role, = (d for d in documents() if d["kind"] == "Role")
+    role, = (d for d in documents() if d["kind"] == "Role"
+             and d["metadata"]["name"] == "hoard-provider")
     granted: dict[tuple[str, str], tuple[str, ...]] = {}
     for rule in role["rules"]:
         for group in rule["apiGroups"]:
@@ -47,7 +49,8 @@ def test_the_role_grants_exactly_what_the_provider_calls() -> None:
                 granted[(group, resource)] = tuple(rule["verbs"])
     assert granted == RIGHTS
     assert role["metadata"]["namespace"] == Settings().kubernetes_namespace
-    binding, = (d for d in documents() if d["kind"] == "RoleBinding")
+    binding, = (d for d in documents() if d["kind"] == "RoleBinding"
+                and d["metadata"]["name"] == "hoard-provider")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "hoard-worker",
                                     "namespace": Settings().kubernetes_control_namespace}]
 
@@ -99,3 +102,15 @@ def test_the_manifests_deploy_this_release() -> None:
               for container in doc["spec"]["template"]["spec"]["containers"]
               if container["image"].startswith("hoard/hoard:")}
     assert images == {f"hoard/hoard:{__version__}"}
+
+
+def test_the_database_pods_account_is_the_one_the_provider_renders() -> None:
+    """deploy/kubernetes makes the database pods' account, Role and binding with
+    the namespace; they are exactly what ``render.database_account`` says
+    Patroni's Kubernetes DCS needs."""
+    namespace = Settings().kubernetes_namespace
+    wanted = render.database_account(namespace)
+    found = [d for d in documents() if d["metadata"]["name"] == "hoard-database"]
+    assert found == wanted
+    for manifest in wanted:
+        strictly_valid(manifest)

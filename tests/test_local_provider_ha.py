@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 import httpx
 import pytest
 
+from hoard.domain.dcs import EtcdDcs
 from hoard.domain.nodes import Backend, CommandRoleCheck, HttpRoleCheck, ProcessSpec
 from hoard.domain.placement import Host, choose_host, parse_hosts
 from hoard.providers.base import Endpoint
@@ -134,13 +135,14 @@ def test_a_dead_servers_helpers_in_temporary_directories_are_killed(
 def test_etcd_runs_once_and_answers(provider: LocalProvider) -> None:
     url = provider.ensure_etcd()
     assert provider.ensure_etcd() == url
+    assert provider.dcs() == EtcdDcs(url)  # the seam's answer: the same etcd
     def b64(text: str) -> str:
         return base64.b64encode(text.encode()).decode()
 
     for key in ("/hoard/c1/leader", "/hoard/c1/members/n1", "/hoard/c10/leader"):
         httpx.post(f"{url}/v3/kv/put", json={"key": b64(key), "value": b64("x")},
                    timeout=5).raise_for_status()
-    provider.forget_dcs("/hoard/c1/")
+    provider.forget_dcs("c1", "/hoard/c1/")
 
     def count(prefix: str) -> int:
         end = prefix[:-1] + chr(ord(prefix[-1]) + 1)

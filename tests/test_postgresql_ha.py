@@ -12,8 +12,10 @@ from pathlib import Path, PurePosixPath
 
 import psycopg
 import pytest
+import yaml
 
 from hoard.domain.catalog import SIZES
+from hoard.domain.dcs import EtcdDcs, KubernetesDcs
 from hoard.domain.nodes import HttpRoleCheck
 from hoard.engines.base import Credentials, Member, NodeContext, Topology
 from hoard.engines.postgresql import PostgreSQL
@@ -129,7 +131,7 @@ def test_patroni_config_keeps_the_engine_settings() -> None:
                           {"max_connections": 10, "work_mem": 8192})
         api = free_port("127.0.0.1")  # nothing listens: Patroni "is not running"
         topo = Topology("c1", (Member("n0", 0, "127.0.0.1", 5432, {"patroni": api}),),
-                        "sync", "http://127.0.0.1:2379")
+                        "sync", EtcdDcs("http://127.0.0.1:2379"))
         with pytest.raises(ValueError, match="CA certificate"):
             ENGINE.configure_member(ctx, topo, runner)
         ENGINE.install_tls(runner, b"cert", b"key", b"ca")
@@ -328,3 +330,44 @@ def test_sync_failover_loses_no_acknowledged_write() -> None:
             s.healthy for s in sync.states()), 60, "killed member rejoined")
         sync.wait_for(lambda: acked <= _ids(sync, sync.ctx(old), "sync_writes"), 20,
                       "rejoined member caught up")
+
+
+def test_patroni_config_on_the_kubernetes_dcs() -> None:
+    """With the Kubernetes provider's DCS, Patroni's configuration has a
+    ``kubernetes`` section (no ``etcd3``): its namespace at the top level (Patroni
+    hands that one to the DCS), Hoard's labels, the role label and values the
+    endpoint Services select, Endpoints with the PostgreSQL port; the member is
+    named after its pod, and its address comes from the pod's environment."""
+    root = make_state_dir()
+    provider = LocalProvider(root / "nodes", "hoard-db", volumes="directory")
+    dcs = KubernetesDcs(namespace="hoard-databases",
+                        labels=(("app.kubernetes.io/managed-by", "hoard"),),
+                        scope_label="hoard.dev/cluster", role_label="hoard.dev/role",
+                        member_format="hoard-{node_id}-0")
+    try:
+        provider.place("n0", set(), 1)
+        runner = provider.runner("n0")
+        ctx = NodeContext("n0", "15", SIZES["nano"], "hoard-n0.hoard-databases.svc", 10000,
+                          Credentials("hoard", "pw-service"), Credentials("admin", "pw-admin"))
+        api = free_port("127.0.0.1")
+        topo = Topology("c1", (Member("n0", 0, "127.0.0.1", 10000, {"patroni": api}),),
+                        "async", dcs)
+        ENGINE.install_tls(runner, b"cert", b"key", b"ca")
+        ENGINE.configure_member(ctx, topo, runner)
+        text = Path(runner.abspath(PurePosixPath("patroni/patroni.yml"))).read_text()
+        config = yaml.safe_load(text)  # what Patroni reads
+        assert "etcd3" not in config
+        assert config["namespace"] == "hoard-databases" and config["scope"] == "c1"
+        assert config["name"] == "hoard-n0-0"
+        assert config["kubernetes"] == {
+            "labels": {"app.kubernetes.io/managed-by": "hoard"},
+            "scope_label": "hoard.dev/cluster", "role_label": "hoard.dev/role",
+            "leader_label_value": "primary", "follower_label_value": "replica",
+            "use_endpoints": True, "bypass_api_service": False,
+            "ports": [{"name": "postgresql", "port": 10000}]}
+        [spec] = ENGINE.member_processes(ctx, topo, runner)
+        assert spec.env == {"PATRONI_KUBERNETES_POD_IP": "$(POD_IP)"}
+        assert dcs.node_id("hoard-n0-0") == "n0" and dcs.node_id("other") == "other"
+    finally:
+        provider.destroy("n0")
+        remove_state_dir(root)

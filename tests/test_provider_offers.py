@@ -36,6 +36,8 @@ def api() -> Iterator[MockApi]:
 def server(api: MockApi, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HoardServer]:
     kubeconfig = kubeconfig_for(api.url, tmp_path_factory.mktemp("kube") / "config")
     with hoard_server({"HOARD_KUBECONFIG": str(kubeconfig),
+                       # the emulator runs no controllers: no pod ever runs
+                       "HOARD_KUBERNETES_START_DEADLINE": "3",
                        "HOARD_KUBERNETES_VERSIONS": KUBE_VERSIONS}) as running:
         yield running
 
@@ -198,9 +200,9 @@ def test_the_kubernetes_provider_declares_what_it_lacks(tmp_path: Path) -> None:
 
 
 def test_changes_asking_what_its_provider_lacks_are_refused(tenant: httpx.Client) -> None:
-    """A cluster on the Kubernetes provider (FAILED at bootstrap: there is no exec
-    runner there yet) is refused backups, a backup schedule and storage autoscale,
-    the provider named; nothing of it changes."""
+    """A cluster on the Kubernetes provider (FAILED at bootstrap: on the emulator its
+    pod never runs, and the start deadline passes) is refused backups, a backup
+    schedule and storage autoscale, the provider named; nothing of it changes."""
     made = tenant.post("/v2/clusters", json={"name": "lacking", "engine": "postgresql",
                                              "size": "nano", "provider": "kubernetes"})
     assert made.status_code == 202, made.text

@@ -89,9 +89,27 @@ class NodeSpec:
     resources: Resources
     readiness: Readiness = Readiness()
     owner: Owner | None = None
+    # Whether the node's HA machinery keeps its state in the provider's DCS
+    # (``Provider.dcs``): a provider whose DCS is its own API (Kubernetes) gives
+    # such a node, and no other, the credentials to reach it.
+    uses_dcs: bool = False
 
     def process(self, name: str) -> ProcessSpec:
         return next(p for p in self.processes if p.name == name)
+
+
+@dataclass(frozen=True)
+class NodeSecrets:
+    """What a node's machinery needs besides its declaration: its certificate
+    from Hoard's CA, the CA's, and the cluster's service account. A provider that
+    mounts secrets (Kubernetes) keeps them in its own objects; the local provider
+    needs none (engines write the files onto the volume through the runner)."""
+
+    cert_pem: bytes
+    key_pem: bytes
+    ca_pem: bytes
+    user: str
+    password: str
 
 
 class NodeRunner(Protocol):

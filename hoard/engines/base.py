@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import PurePosixPath
 
 from hoard.domain.catalog import Size
+from hoard.domain.dcs import Dcs
 from hoard.domain.nodes import (
     NodeRunner,
     ProcessSpec,
@@ -435,7 +436,7 @@ class Topology:
     cluster_id: str
     members: tuple[Member, ...]  # every node that should be in the cluster, by ordinal
     durability: str  # "async" or "sync" (a commit waits for a replica)
-    dcs_url: str = ""  # the etcd Hoard runs, for engines that keep their state there
+    dcs: Dcs | None = None  # the provider's DCS, for engines that keep their state in one
 
     def member(self, node_id: str) -> Member:
         return next(m for m in self.members if m.node_id == node_id)

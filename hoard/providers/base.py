@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from hoard.domain.abilities import Ability
 from hoard.domain.catalog import Size
+from hoard.domain.dcs import Dcs
 from hoard.domain.nodes import (
     Backend,
     LogChunk,
     LogSource,
     NodeRunner,
+    NodeSecrets,
     NodeSpec,
+    Owner,
     RoleCheck,
     ServiceSpec,
 )
@@ -204,13 +207,28 @@ class Provider(ABC):
     # --- what replicated clusters need besides their nodes ---
 
     @abstractmethod
-    def ensure_etcd(self) -> str:
-        """Run Hoard's etcd unless it runs; its client URL (the DCS of engines
-        that keep their HA state in etcd)."""
+    def dcs(self) -> Dcs:
+        """Where engines that keep their HA state in a DCS keep it, made ready
+        (the local provider runs Hoard's etcd unless it runs; the Kubernetes
+        provider answers with its namespace and labels)."""
 
     @abstractmethod
-    def forget_dcs(self, prefix: str) -> None:
-        """Delete every key under ``prefix`` in Hoard's etcd (a deleted cluster's)."""
+    def forget_dcs(self, cluster_id: str, prefix: str) -> None:
+        """Delete a deleted cluster's HA state: every key under ``prefix`` in
+        Hoard's etcd, or the objects its machinery made for ``cluster_id``."""
+
+    def publish_secrets(self, node_id: str, owner: Owner, secrets: NodeSecrets) -> None:
+        """Keep the node's certificate and its cluster's service account where the
+        node's runtime mounts them (Kubernetes: Secrets). Nothing to do where
+        engines write them onto the node's volume through its runner (local)."""
+        return None
+
+    def set_roles(self, cluster_id: str, roles: Mapping[str, str]) -> None:
+        """Record the members' roles (node id -> "primary" | "replica") where the
+        provider routes by them, for machinery that does not record them itself
+        (Sentinel, Galera). Nothing to do where the endpoint asks the nodes (the
+        local provider's proxy checks each node's role)."""
+        return None
 
     @abstractmethod
     def ensure_endpoint(self, cluster_id: str, backends: list[Backend], check: RoleCheck,

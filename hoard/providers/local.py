@@ -30,6 +30,7 @@ from pathlib import Path, PurePosixPath
 
 from hoard.domain.abilities import Ability
 from hoard.domain.catalog import Size
+from hoard.domain.dcs import Dcs, EtcdDcs
 from hoard.domain.nodes import (
     Backend,
     LogChunk,
@@ -272,9 +273,13 @@ class LocalProvider(Provider):
         self._supervisor(node_id, self.users.recorded(self._record(node_id))).kill()
 
     def ensure_etcd(self) -> str:
+        """Run Hoard's etcd unless it runs; its client URL."""
         return self.etcd.ensure()
 
-    def forget_dcs(self, prefix: str) -> None:
+    def dcs(self) -> Dcs:
+        return EtcdDcs(self.ensure_etcd())
+
+    def forget_dcs(self, cluster_id: str, prefix: str) -> None:
         if self.etcd.running():
             self.etcd.delete_prefix(prefix)
 

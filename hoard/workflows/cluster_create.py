@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hoard.domain.catalog import SIZES
+from hoard.domain.nodes import NodeSecrets, Owner
 from hoard.domain.placement import Host
 from hoard.domain.status import ClusterStatus, NodeStatus
 from hoard.engines.base import Backups, IncrementalBackups, NodeContext, Topology
@@ -144,6 +145,11 @@ def install_tls(cluster: models.Cluster, node: models.Node) -> None:
     names = dict.fromkeys(n for n in (node.host, cluster.endpoint_host, cluster.ro_host,
                                       "localhost") if n)
     cert = svc.ca.issue_server_cert(node.id, list(names))
+    service = svc.node_context(cluster, node).service
+    svc.provider_for(node).publish_secrets(
+        node.id, Owner(cluster.project_id, cluster.id, not replicated(cluster)),
+        NodeSecrets(cert.cert_pem, cert.key_pem, svc.ca.cert_pem, service.user,
+                    service.password))
     svc.engines[cluster.engine].install_tls(svc.provider_for(node).runner(node.id), cert.cert_pem,
                                             cert.key_pem, svc.ca.cert_pem)
 

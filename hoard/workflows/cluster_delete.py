@@ -30,7 +30,7 @@ def destroy_nodes(op_id: str, cluster_id: str) -> None:
         provider.remove_pooler(cluster_id)
         engine = svc.engines[cluster.engine] if cluster else None
         if isinstance(engine, Replication) and engine.dcs_prefix(cluster_id):
-            provider.forget_dcs(engine.dcs_prefix(cluster_id))
+            provider.forget_dcs(cluster_id, engine.dcs_prefix(cluster_id))
 
 
 @DBOS.step()

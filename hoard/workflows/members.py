@@ -45,7 +45,7 @@ def topology(cluster: models.Cluster, nodes: list[models.Node] | None = None) ->
     members = tuple(
         Member(n.id, n.ordinal, n.host or "", n.port or 0, dict(n.ports or {}), n.zone or "")
         for n in (cluster.nodes if nodes is None else nodes))
-    dcs = svc.provider_for(cluster).ensure_etcd() if engine.needs_dcs else ""
+    dcs = svc.provider_for(cluster).dcs() if engine.needs_dcs else None
     return Topology(cluster.id, members, cluster.durability, dcs)
 
 
@@ -80,7 +80,8 @@ def node_spec(cluster: models.Cluster, node: models.Node, ctx: NodeContext | Non
         processes=tuple(procs), ports={"client": ctx.port, **(node.ports or {})},
         volume=Volume(cluster.storage_gb), resources=Resources(size.cpus, size.memory_mb),
         readiness=engine.readiness(ctx),
-        owner=Owner(cluster.project_id, cluster.id, not replicated(cluster)))
+        owner=Owner(cluster.project_id, cluster.id, not replicated(cluster)),
+        uses_dcs=replicated(cluster) and not standalone and ha_engine(cluster).needs_dcs)
 
 
 def hold_node(cluster: models.Cluster, node: models.Node) -> None:
@@ -205,6 +206,14 @@ def record_roles(cluster_id: str, observed: list[MemberState]) -> None:
             events.record(s, cluster_id, "cluster.primary_changed",
                           f"primary moved from node {', '.join(map(str, before))} to node "
                           f"{', '.join(map(str, after))}")
+        roles = {n.id: n.role for n in row.nodes if n.role in ("primary", "replica")}
+        engine = services().engines[row.engine]
+        provider = services().provider_for(row)
+    # Machinery that keeps its state in the provider's DCS labels its members there
+    # itself (Patroni); for the rest (Sentinel, Galera) the provider is told, and
+    # changes only what changed (a no-op where the endpoint asks the nodes).
+    if not (isinstance(engine, Replication) and engine.needs_dcs):
+        provider.set_roles(cluster_id, roles)
 
 
 def primary(cluster: models.Cluster) -> tuple[Engine, NodeContext, models.Node]:

@@ -14,8 +14,10 @@ Forming a cluster:
 - Every other member starts with no data; Patroni clones it from the leader
   (pg_basebackup, fast checkpoint) as Hoard's service account, which the
   engine's HBA already lets replicate over TLS with SCRAM.
-- Members keep their state in Hoard's etcd (Patroni's ``etcd3`` section),
-  under ``/hoard/<cluster id>/``; a member's name is its node id.
+- Members keep their state in the provider's DCS (``Topology.dcs``): Hoard's
+  etcd (Patroni's ``etcd3`` section), under ``/hoard/<cluster id>/``, a
+  member named by its node id; or the Kubernetes API (its ``kubernetes``
+  section, ``kubernetes_section``), a member named by its pod.
 
 Settings: everything the single-node engine writes (``server_settings``: TLS,
 no Unix sockets, WAL archiving, size and parameters) goes into Patroni's
@@ -62,6 +64,7 @@ from typing import Any
 import httpx
 import psycopg
 
+from hoard.domain.dcs import Dcs, KubernetesDcs
 from hoard.domain.nodes import HttpRoleCheck, NodeRunner, ProcessSpec, RoleCheck
 from hoard.engines.base import (
     TLS_CA,
@@ -156,15 +159,51 @@ class _Api:
 
     def cluster(self, topo: Topology) -> dict[str, Any] | None:
         """Patroni's view of the cluster (GET /cluster), from the first member that
-        answers; None if none does."""
+        answers, its members named by node id; None if none answers."""
         for member in topo.members:
             try:
                 answer = self.call("GET", self.url(member, "/cluster"))
                 if answer.status_code == 200:
-                    return dict(answer.json())
+                    view = dict(answer.json())
+                    dcs = _dcs(topo)
+                    view["members"] = [{**m, "name": dcs.node_id(str(m.get("name", "")))}
+                                       for m in view.get("members", [])]
+                    return view
             except (httpx.HTTPError, ValueError):
                 continue
         return None
+
+
+def _dcs(topo: Topology) -> Dcs:
+    if topo.dcs is None:
+        raise ValueError(f"cluster {topo.cluster_id}: Patroni needs a DCS, and none was given")
+    return topo.dcs
+
+
+def kubernetes_section(dcs: KubernetesDcs, port: int) -> dict[str, Any]:
+    """Patroni's ``kubernetes`` section: its members are the pods carrying
+    ``labels`` and ``scope_label`` = the cluster id; it writes each one's role in
+    ``role_label``, leader and followers under the values the provider's
+    endpoint Services select. Patroni 3.0 (Debian 12's 3.0.2) does not know
+    ``leader_label_value`` and ``follower_label_value`` (its ``touch_member``
+    writes ``master`` for the leader and the member's role, ``replica``, for a
+    follower; Patroni 4.0's schema has the keys): it ignores them, so the leader's
+    pod would not match a read-write Service selecting ``primary``. The image
+    must carry a Patroni that takes them (docs/architecture.md). Endpoints, not
+    ConfigMaps, hold the leader lock: the lock and the leader's address change
+    in one update; ``ports`` makes that Endpoints object valid for the
+    PostgreSQL port. The API server is reached through its Service
+    (``bypass_api_service`` off: the NetworkPolicy and RBAC are written for it)."""
+    return {
+        "labels": dict(dcs.labels),
+        "scope_label": dcs.scope_label,
+        "role_label": dcs.role_label,
+        "leader_label_value": dcs.leader_label_value,
+        "follower_label_value": dcs.follower_label_value,
+        "use_endpoints": True,
+        "bypass_api_service": False,
+        "ports": [{"name": "postgresql", "port": port}],
+    }
 
 
 def _leader(view: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -209,10 +248,13 @@ class PostgreSQLReplication(Replication):
                    "sslmode": "verify-full", "sslrootcert": runner.abspath(TLS_CA),
                    "channel_binding": "require"}
         api = f"{member.host}:{member.ports[API]}"
+        dcs = _dcs(topo)
         return {
             "scope": topo.cluster_id,
-            "namespace": NAMESPACE,
-            "name": ctx.node_id,
+            # Patroni hands its top-level namespace to the DCS section: on Kubernetes
+            # that is the namespace its objects are in, not a key prefix.
+            "namespace": dcs.namespace if isinstance(dcs, KubernetesDcs) else NAMESPACE,
+            "name": dcs.member_name(ctx.node_id),
             # Two lines a second at INFO: rotated, at most 12 MiB of the node's volume.
             "log": {"level": "INFO", "dir": runner.abspath(LOG_DIR),
                     "file_num": 2, "file_size": 4 << 20},
@@ -223,7 +265,7 @@ class PostgreSQLReplication(Replication):
                 "authentication": {"username": ctx.service.user,
                                    "password": ctx.service.password},
             },
-            "etcd3": {"url": topo.dcs_url},
+            **self._dcs_section(topo, member),
             "bootstrap": {"dcs": {
                 "ttl": TTL, "loop_wait": LOOP_WAIT, "retry_timeout": RETRY_TIMEOUT,
                 "maximum_lag_on_failover": MAX_LAG_ON_FAILOVER,
@@ -253,6 +295,15 @@ class PostgreSQLReplication(Replication):
             },
             "watchdog": {"mode": "off"},
         }
+
+    @staticmethod
+    def _dcs_section(topo: Topology, member: Member) -> dict[str, Any]:
+        """Patroni's DCS section: Hoard's etcd, or the Kubernetes API (Patroni
+        3.0's keys: see ``kubernetes_section``)."""
+        dcs = _dcs(topo)
+        if isinstance(dcs, KubernetesDcs):
+            return {"kubernetes": kubernetes_section(dcs, member.port)}
+        return {"etcd3": {"url": dcs.url}}
 
     def prepare_member(self, ctx: NodeContext, topo: Topology, runner: NodeRunner,
                        *, founder: bool) -> None:
@@ -315,7 +366,9 @@ class PostgreSQLReplication(Replication):
             # A clone cut short (pg_control comes last): Patroni would refuse the
             # directory as "not empty, no system id"; with it gone, it clones again.
             runner.remove_tree(DATA)
-        return [ProcessSpec([PATRONI, runner.abspath(PATRONI_CONF)],
+        dcs = _dcs(topo)
+        env = {"PATRONI_KUBERNETES_POD_IP": dcs.pod_ip} if isinstance(dcs, KubernetesDcs) else {}
+        return [ProcessSpec([PATRONI, runner.abspath(PATRONI_CONF)], env=env,
                             stop_signal=signal.SIGTERM,  # Patroni stops PostgreSQL, hands over
                             stop_timeout=60.0)]
 
@@ -330,7 +383,7 @@ class PostgreSQLReplication(Replication):
         known = {m["name"]: m for m in view.get("members", [])}
         leader = _leader(view)
         status = self._leader_status(api, leader)
-        return [self._state(m.node_id, known.get(m.node_id), leader, status)
+        return [self._state(m.node_id, known.get(m.node_id), leader, status, _dcs(topo))
                 for m in topo.members]
 
     @staticmethod
@@ -346,7 +399,7 @@ class PostgreSQLReplication(Replication):
 
     @staticmethod
     def _state(node_id: str, info: Mapping[str, Any] | None, leader: Mapping[str, Any] | None,
-               status: Mapping[str, Any] | None) -> MemberState:
+               status: Mapping[str, Any] | None, dcs: Dcs) -> MemberState:
         if info is None:
             return MemberState(node_id, "", False, None,
                                "not in the cluster: its Patroni is not running")
@@ -369,7 +422,7 @@ class PostgreSQLReplication(Replication):
         sync = SYNC if info.get("role") == "sync_standby" else ""
         behind = f"{lag} bytes behind" if lag is not None else "lag unknown"
         streaming = None if status is None else {
-            r.get("application_name") for r in status.get("replication", [])
+            dcs.node_id(str(r.get("application_name"))) for r in status.get("replication", [])
             if r.get("state") == "streaming"}
         if streaming is None:
             return MemberState(node_id, "replica", lag is not None, lag,
@@ -435,7 +488,8 @@ class PostgreSQLReplication(Replication):
                 for m in v.get("members", [])))
         try:
             answer = api.call("POST", api.url(via, "/switchover"),
-                              {"leader": leader["name"], "candidate": target},
+                              {"leader": _dcs(topo).member_name(leader["name"]),
+                               "candidate": _dcs(topo).member_name(target)},
                               timeout=httpx.Timeout(SWITCHOVER_TIMEOUT, connect=1.0))
             if answer.status_code != 200:
                 current = _leader(api.cluster(topo) or {})

@@ -450,7 +450,7 @@ class RedisReplication(Replication):
         if ask(server(leaving), creds, trust, "CONFIG", "SET", "replica-priority", "0"):
             ask(server(leaving), creds, trust, "CONFIG", "REWRITE")
         ask(sentinel(leaving), creds, trust, "SENTINEL", "REMOVE", name)
-        smaller = Topology(topo.cluster_id, rest, topo.durability, topo.dcs_url)
+        smaller = Topology(topo.cluster_id, rest, topo.durability, topo.dcs)
         for m in rest:
             if ask(sentinel(m), creds, trust, "SENTINEL", "SET", name,
                    *rs.settings(smaller)) is not None:

@@ -8,6 +8,7 @@ which the provider registry calls.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -30,7 +31,10 @@ def from_settings(settings: Settings) -> Provider | None:
     from hoard.providers.kubernetes.render import ControlPlane
 
     kube = Kube(config(settings.kubeconfig), settings.kubernetes_namespace)
-    return KubernetesProvider(kube, versions_from(settings.kubernetes_versions),
-                              storage_class=settings.kubernetes_storage_class or None,
-                              registry=settings.kubernetes_registry,
-                              control_plane=ControlPlane(settings.kubernetes_control_namespace))
+    provider = KubernetesProvider(
+        kube, versions_from(settings.kubernetes_versions),
+        storage_class=settings.kubernetes_storage_class or None,
+        registry=settings.kubernetes_registry,
+        control_plane=ControlPlane(settings.kubernetes_control_namespace))
+    provider.deadlines = replace(provider.deadlines, start=settings.kubernetes_start_deadline)
+    return provider

@@ -23,7 +23,13 @@ from lightkube import Client, KubeConfig
 from lightkube.codecs import from_dict
 from lightkube.core.exceptions import ApiError
 from lightkube.resources.apps_v1 import StatefulSet
-from lightkube.resources.core_v1 import PersistentVolumeClaim, Pod, Secret, Service
+from lightkube.resources.core_v1 import (
+    Endpoints,
+    PersistentVolumeClaim,
+    Pod,
+    Secret,
+    Service,
+)
 from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.resources.policy_v1 import PodDisruptionBudget
 from lightkube.types import CascadeType, PatchType
@@ -43,7 +49,9 @@ KINDS: dict[str, Any] = {  # lightkube resource classes
     "Secret": Secret,
     "PersistentVolumeClaim": PersistentVolumeClaim,
 }
-RESOURCES: dict[str, Any] = {**KINDS, "Pod": Pod}
+# Pods are their StatefulSets'; Endpoints are Patroni's (its Kubernetes DCS), found
+# by its labels and deleted with the cluster (``forget_dcs``).
+RESOURCES: dict[str, Any] = {**KINDS, "Pod": Pod, "Endpoints": Endpoints}
 # Every call this module makes, as RBAC names it (API group, resource): the
 # rights deploy/kubernetes grants Hoard's workers, and no more (a test holds
 # the two equal).
@@ -55,7 +63,8 @@ RIGHTS: dict[tuple[str, str], tuple[str, ...]] = {
     ("", "persistentvolumeclaims"): WRITES,
     ("policy", "poddisruptionbudgets"): WRITES,
     ("networking.k8s.io", "networkpolicies"): WRITES,
-    ("", "pods"): ("get", "list", "watch", "delete"),
+    ("", "pods"): ("get", "list", "watch", "patch", "delete"),  # patch: role labels
+    ("", "endpoints"): ("list", "delete"),  # Patroni's, when its cluster is deleted
     ("", "pods/log"): ("get",),
     # exec is a websocket upgrade of a GET; API servers from 1.35 also ask for
     # "create" on it (as its POST form always did).

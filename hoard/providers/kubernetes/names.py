@@ -21,6 +21,10 @@ PORTS = f"{PREFIX}/ports"  # annotation on a node's PVC: its named ports
 SPEC_HASH = f"{PREFIX}/spec-hash"  # annotation on a StatefulSet: the declaration it runs
 
 ZONE_KEY = "topology.kubernetes.io/zone"
+# The one account of every database pod (its Role: what Patroni's Kubernetes DCS
+# calls); made with the namespace (deploy/kubernetes), not per cluster.
+DATABASE_ACCOUNT = "hoard-database"
+LEADER, FOLLOWER = "primary", "replica"  # the values of ROLE
 _ID = re.compile(r"^[0-9a-f-]{1,40}$")
 _ADDRESS = re.compile(r"^hoard-a[0-9a-f]{12}$")
 
@@ -36,8 +40,11 @@ def node_object(node_id: str) -> str:
     return f"hoard-{_checked(node_id)}"
 
 
+POD_FORMAT = "hoard-{node_id}-0"  # a node's pod: its StatefulSet's first (only) ordinal
+
+
 def pod(node_id: str) -> str:
-    return f"{node_object(node_id)}-0"
+    return POD_FORMAT.format(node_id=_checked(node_id))
 
 
 def claim(node_id: str) -> str:

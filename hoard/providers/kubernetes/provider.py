@@ -18,24 +18,29 @@ What the seam asks and how it is answered here:
   budget, credentials).
 - ``runner`` reaches the node's files and tools by exec into its pod
   (``execrunner``), once the pod runs.
-- What Kubernetes does not have is said so: no pid, no etcd to run (``NotOffered``).
+- ``dcs`` is the API server (Patroni's Kubernetes DCS), ``forget_dcs`` deletes
+  what Patroni made; ``set_roles`` labels pods for machinery that does not;
+  ``publish_secrets`` makes the Secrets the pods mount.
+- What Kubernetes does not have is said so: no pid (``NotOffered`` elsewhere).
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
 from hoard.domain.abilities import Ability
 from hoard.domain.catalog import Size
+from hoard.domain.dcs import Dcs, KubernetesDcs
 from hoard.domain.nodes import (
     Backend,
     LogChunk,
     LogSource,
     NodeRunner,
+    NodeSecrets,
     NodeSpec,
     Owner,
     RoleCheck,
@@ -338,13 +343,52 @@ class KubernetesProvider(Provider):
 
     # --- what replicated clusters need ---
 
-    def ensure_etcd(self) -> str:
-        raise NotOffered("the kubernetes provider runs no etcd: Patroni's Kubernetes DCS "
-                         "(its state in the namespace's objects) is what it would offer, "
-                         "and is not built yet")
+    def dcs(self) -> Dcs:
+        """The API server itself (Patroni's Kubernetes DCS): a member finds its
+        cluster's pods by Hoard's labels, keeps the leader lock in an Endpoints
+        object of the cluster's, and labels its pod's role with the values the
+        endpoint Services select. Nothing to run."""
+        return KubernetesDcs(
+            namespace=self.namespace,
+            labels=((names.MANAGED_BY, names.MANAGER),),
+            scope_label=names.CLUSTER, role_label=names.ROLE,
+            leader_label_value=names.LEADER, follower_label_value=names.FOLLOWER,
+            member_format=names.POD_FORMAT)
 
-    def forget_dcs(self, prefix: str) -> None:
-        """Nothing kept: there is no etcd here."""
+    def forget_dcs(self, cluster_id: str, prefix: str) -> None:
+        """Delete what the cluster's Patroni made: its Endpoints (leader, config,
+        sync, failover) and the ``-config`` Service keeping one, found by the
+        labels it gives them (Hoard's and the cluster's). Idempotent."""
+        labels = {names.MANAGED_BY: names.MANAGER, names.CLUSTER: cluster_id}
+        for name in self.kube.names("Endpoints", labels):
+            self.kube.delete("Endpoints", name)
+        for obj in self.kube.labelled("Service", labels):
+            if not {names.NODE, names.ENDPOINT} & set(obj.metadata.labels or {}):
+                self.kube.delete("Service", obj.metadata.name)  # Patroni's, not Hoard's
+
+    def set_roles(self, cluster_id: str, roles: Mapping[str, str]) -> None:
+        """Label each member's pod with its role, where the label differs (a
+        patch per change, none when the roles stand): the read-write Service
+        follows the primary. For machinery that does not label pods itself
+        (Sentinel, Galera); a pod not there (stopped, being made) is skipped:
+        the next observation labels it."""
+        for pod in self.kube.labelled("Pod", {names.CLUSTER: cluster_id}):
+            node = (pod.metadata.labels or {}).get(names.NODE)
+            role = roles.get(node or "")
+            if role not in (names.LEADER, names.FOLLOWER):
+                continue
+            if (pod.metadata.labels or {}).get(names.ROLE) != role:
+                self.kube.patch("Pod", pod.metadata.name,
+                                {"metadata": {"labels": {names.ROLE: role}}})
+
+    def publish_secrets(self, node_id: str, owner: Owner, secrets: NodeSecrets) -> None:
+        """The node's certificate and its cluster's service account as Secrets
+        (replaced when they changed: a renewed certificate), which the node's
+        pod mounts; labelled, and deleted with the node and the cluster."""
+        self.kube.ensure(render.tls_secret(node_id, owner, secrets.cert_pem, secrets.key_pem,
+                                           secrets.ca_pem, self.namespace))
+        self.kube.ensure(render.credentials_secret(owner, secrets.user, secrets.password,
+                                                   self.namespace))
 
     def _owner(self, cluster_id: str, backends: list[Backend]) -> Owner:
         for backend in backends:

@@ -41,6 +41,20 @@ SCRATCH = {"tmp": "/tmp", "run": "/run"}  # noqa: S108 (a pod's own scratch)
 # stop signal (a shell as a container's first process ignores SIGTERM unless it
 # traps it). The image's own shell, so no other image is pulled.
 HOLD = ("sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done")
+# The node's certificate and its cluster's service account, as the provider's
+# Secrets (``publish_secrets``), read-only where the machinery reads them.
+SECRET_MOUNTS = {"tls": "/etc/hoard/tls", "credentials": "/etc/hoard/credentials"}
+POD_IP_ENV: Manifest = {"name": "POD_IP",
+                        "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+# What Patroni's Kubernetes DCS calls with the pod's account: its leader lock and
+# configuration in Endpoints (``use_endpoints``), the ``-config`` Service it makes
+# so that Endpoints object is kept, and its own pod's labels (the role) and
+# annotations (its status); it lists and watches its cluster's pods.
+DATABASE_RIGHTS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("", "endpoints"): ("get", "list", "watch", "create", "patch", "update", "delete"),
+    ("", "pods"): ("get", "list", "watch", "patch", "update"),
+    ("", "services"): ("create",),
+}
 
 
 def _meta(name: str, labels: dict[str, str], namespace: str,
@@ -129,9 +143,9 @@ def endpoint_services(owner: Owner, rw: tuple[str, int], ro: tuple[str, int],
     read-only Service (the pods labelled replica)."""
     base = names.owner_labels(owner)
     cluster = {names.CLUSTER: owner.cluster_id}
-    return [address_service(rw[0], rw[1], cluster | {names.ROLE: "primary"},
+    return [address_service(rw[0], rw[1], cluster | {names.ROLE: names.LEADER},
                             base | {names.ENDPOINT: "read-write"}, namespace),
-            address_service(ro[0], ro[1], cluster | {names.ROLE: "replica"},
+            address_service(ro[0], ro[1], cluster | {names.ROLE: names.FOLLOWER},
                             base | {names.ENDPOINT: "read-only"}, namespace)]
 
 
@@ -153,7 +167,9 @@ def _container(spec: NodeSpec, process: ProcessSpec, server: bool) -> Manifest:
         "name": process.name,
         "image": spec.image,
         "command": list(process.argv),
-        "env": [{"name": k, "value": v} for k, v in sorted(process.env.items())],
+        # The pod's own address first: a declared value may refer to it as
+        # $(POD_IP) (Patroni's Kubernetes DCS writes it into its Endpoints).
+        "env": [POD_IP_ENV, *({"name": k, "value": v} for k, v in sorted(process.env.items()))],
         # Requests equal limits: the node gets what its size promises, no more, and
         # its pod is in the Guaranteed QoS class (evicted last).
         "resources": {"requests": amount, "limits": dict(amount)},
@@ -164,7 +180,9 @@ def _container(spec: NodeSpec, process: ProcessSpec, server: bool) -> Manifest:
             "capabilities": {"drop": ["ALL"]},
         },
         "volumeMounts": [{"name": "data", "mountPath": spec.volume.path},
-                         *({"name": n, "mountPath": p} for n, p in SCRATCH.items())],
+                         *({"name": n, "mountPath": p} for n, p in SCRATCH.items()),
+                         *({"name": n, "mountPath": p, "readOnly": True}
+                           for n, p in SECRET_MOUNTS.items())],
     }
     if server:
         # Every named port is the pod's (containers share its network): declared
@@ -174,6 +192,14 @@ def _container(spec: NodeSpec, process: ProcessSpec, server: bool) -> Manifest:
         if tuple(process.argv) != HOLD:  # a holder serves nothing: never ready
             container["readinessProbe"] = _probe(spec)
     return container
+
+
+def _secret_volume(name: str, secret: str) -> Manifest:
+    """A Secret of the provider's, mounted read-only (0400, the pod's group may
+    read it): optional, so a pod starts before its Secrets are published and
+    sees them once they are (the kubelet refreshes a Secret volume)."""
+    return {"name": name, "secret": {"secretName": secret, "optional": True,
+                                     "defaultMode": 0o440}}
 
 
 def spec_hash(node_id: str, spec: NodeSpec) -> str:
@@ -190,7 +216,11 @@ def _template(spec: NodeSpec, node_id: str, owner: Owner | None) -> Manifest:
     spread: Manifest = {"labelSelector": {"matchLabels": {names.CLUSTER: owner.cluster_id}},
                         "topologyKey": names.ZONE_KEY} if owner is not None else {}
     pod: Manifest = {
-        "automountServiceAccountToken": False,
+        # One account for every database pod; its token only where the machinery
+        # keeps its state in the API (Patroni): a pod that does not call the API
+        # server holds no credential for it.
+        "serviceAccountName": names.DATABASE_ACCOUNT,
+        "automountServiceAccountToken": spec.uses_dcs,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": int(max(p.stop_timeout for p in spec.processes)),
         "securityContext": {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID,
@@ -199,7 +229,10 @@ def _template(spec: NodeSpec, node_id: str, owner: Owner | None) -> Manifest:
         "containers": [_container(spec, p, i == 0) for i, p in enumerate(spec.processes)],
         "volumes": [{"name": "data",
                      "persistentVolumeClaim": {"claimName": names.claim(node_id)}},
-                    *({"name": n, "emptyDir": {}} for n in SCRATCH)],
+                    *({"name": n, "emptyDir": {}} for n in SCRATCH),
+                    _secret_volume("tls", names.tls_secret(node_id)),
+                    _secret_volume("credentials", names.credentials_secret(owner.cluster_id)
+                                   if owner is not None else "")],
     }
     if spread:
         # A preference, as the local provider's placement: with fewer zones than
@@ -303,6 +336,33 @@ def credentials_secret(owner: Owner, user: str, password: str, namespace: str) -
             "metadata": _meta(names.credentials_secret(owner.cluster_id),
                               names.owner_labels(owner), namespace),
             "data": {"username": _b64(user.encode()), "password": _b64(password.encode())}}
+
+
+def database_account(namespace: str) -> list[Manifest]:
+    """The database pods' ServiceAccount, its Role (``DATABASE_RIGHTS``) and the
+    binding, in the databases' namespace: one for every pod, made with the
+    namespace (deploy/kubernetes) rather than by the provider. Per cluster
+    would not confine Patroni: a Role names resources by kind, not by label,
+    so each cluster's account could still reach every cluster's Endpoints; and
+    the workers would need to make Roles, a right that is an escalation of its
+    own (RBAC lets only an account holding a Role's rights grant them)."""
+    labels = {"app.kubernetes.io/part-of": "hoard",
+              "app.kubernetes.io/component": "database"}
+    name = names.DATABASE_ACCOUNT
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount",
+         "metadata": _meta(name, labels, namespace),
+         # Mounted by the pods that ask for it (``automountServiceAccountToken``).
+         "automountServiceAccountToken": False},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": _meta(name, labels, namespace),
+         "rules": [{"apiGroups": [group], "resources": [resource], "verbs": list(verbs)}
+                   for (group, resource), verbs in DATABASE_RIGHTS.items()]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": _meta(name, labels, namespace),
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]},
+    ]
 
 
 def node_objects(node_id: str, spec: NodeSpec, namespace: str, storage_class: str | None,
