@@ -87,7 +87,9 @@ def test_every_image_has_a_dockerfile() -> None:
         assert "USER 999:999" in dockerfile  # the pods' runAsUser
     assert (ROOT / "images" / "hoard" / "Dockerfile").is_file()
     postgresql = (ROOT / "images" / "postgresql" / "Dockerfile").read_text()
-    assert "postgresql-15" in postgresql and "patroni" in postgresql
+    assert "postgresql-15" in postgresql
+    # Patroni 4: its Kubernetes DCS labels the leader as the read-write Service selects.
+    assert "'patroni[psycopg3]==4.1.5'" in postgresql
     mariadb = (ROOT / "images" / "mariadb" / "Dockerfile").read_text()
     assert "mariadb-backup" in mariadb and "galera-4" in mariadb
     assert "redis-sentinel" in (ROOT / "images" / "redis" / "Dockerfile").read_text()
