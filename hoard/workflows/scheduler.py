@@ -101,16 +101,20 @@ def verify_problem(value: str, today: dt.date) -> str | None:
             f"{problem}")
 
 
-def due_backups(now: dt.datetime) -> int:
-    """Start a backup for every cluster whose schedule has come round. One
-    cluster's failure is logged and skipped: it never stops the others'."""
-    svc = services()
-    started = 0
-    with svc.store.session() as s:
-        clusters = list(s.scalars(select(models.Cluster).where(
+def scheduled_clusters() -> list[models.Cluster]:
+    """This worker's running clusters with a schedule: read once a pass, for both
+    their backups and their verifications."""
+    with services().store.session() as s:
+        return list(s.scalars(select(models.Cluster).where(
             models.Cluster.backup_schedule.isnot(None),
             models.Cluster.status.in_((ClusterStatus.ACTIVE, ClusterStatus.DEGRADED)),
             my_clusters()).order_by(models.Cluster.id)))
+
+
+def due_backups(now: dt.datetime, clusters: list[models.Cluster]) -> int:
+    """Start a backup for every cluster whose schedule has come round. One
+    cluster's failure is logged and skipped: it never stops the others'."""
+    started = 0
     for cluster in clusters:
         try:
             started += _start_if_due(cluster, now)
@@ -217,18 +221,14 @@ def prune_logs(cluster_id: str, before: dt.datetime) -> None:
             s.delete(row)
 
 
-def due_verifications(now: dt.datetime) -> int:
+def due_verifications(now: dt.datetime, clusters: list[models.Cluster]) -> int:
     """Start a verification of the newest available backup of every cluster whose
     ``verify`` schedule has come round (since its last verification, or since the
     schedule was set). A cluster without a backup yet waits for its first."""
-    svc = services()
     started = 0
-    with svc.store.session() as s:
-        clusters = [c for c in s.scalars(select(models.Cluster).where(
-            models.Cluster.backup_schedule.isnot(None),
-            models.Cluster.status.in_((ClusterStatus.ACTIVE, ClusterStatus.DEGRADED)),
-            my_clusters()).order_by(models.Cluster.id)) if (c.backup_schedule or {}).get("verify")]
     for cluster in clusters:
+        if not (cluster.backup_schedule or {}).get("verify"):
+            continue
         try:
             started += _verify_if_due(cluster, now)
         except Exception:
@@ -261,8 +261,9 @@ def _verify_if_due(cluster: models.Cluster, now: dt.datetime) -> int:
 
 def schedule_once() -> None:
     now = models.utcnow()
-    due_backups(now)
-    due_verifications(now)
+    clusters = scheduled_clusters()
+    due_backups(now, clusters)
+    due_verifications(now, clusters)
     apply_retention(now)
 
 
