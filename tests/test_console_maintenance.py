@@ -54,5 +54,6 @@ def test_maintenance_window_set_shown_and_removed(console: Console, hoard: Hoard
             expect(now).to_contain_text("No window")
             assert client.get(path).json()["maintenance_window"] is None
         finally:
+            console.leave()
             delete_cluster(client, cluster["id"])
     console.check((path, 422))
