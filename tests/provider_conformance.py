@@ -37,7 +37,7 @@ KUBECONFIG = os.environ.get("HOARD_TEST_KUBECONFIG")
 NO_KUBECONFIG = ("HOARD_TEST_KUBECONFIG is not set: set it to a kubeconfig of a real cluster "
                  "(and HOARD_TEST_KUBERNETES_NAMESPACE, default hoard-conformance, a namespace "
                  "with the rights of deploy/kubernetes/rbac.yaml) to run the Kubernetes "
-                 "provider's conformance; no API server runs on this machine, and kmock's "
+                 "provider's live tests; no API server runs on this machine, and kmock's "
                  "emulator runs no pods")
 NO_NETNS = "the netns provider needs root and iproute2 (ip netns)"
 PROJECT = "0190a3b4-0000-7000-8000-00000000c0fe"
@@ -122,7 +122,10 @@ def netns_case() -> Iterator[Case]:
 
 @contextmanager
 def kubernetes_case() -> Iterator[Case]:
-    """The Kubernetes provider from settings naming the test's kubeconfig."""
+    """The Kubernetes provider from settings naming the test's kubeconfig; the
+    namespace, storage class and image registry from HOARD_TEST_KUBERNETES_NAMESPACE,
+    ..._STORAGE_CLASS (default: the cluster's) and ..._REGISTRY (where the images
+    built from images/ are)."""
     assert KUBECONFIG is not None
     settings = Settings(
         state_dir=Path(tempfile.gettempdir()), provider="kubernetes", kubeconfig=KUBECONFIG,
