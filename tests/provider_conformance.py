@@ -121,22 +121,24 @@ def netns_case() -> Iterator[Case]:
 
 
 @contextmanager
-def kubernetes_case() -> Iterator[Case]:
-    """The Kubernetes provider from settings naming the test's kubeconfig; the
-    namespace, storage class and image registry from HOARD_TEST_KUBERNETES_NAMESPACE,
-    ..._STORAGE_CLASS (default: the cluster's) and ..._REGISTRY (where the images
-    built from images/ are)."""
-    assert KUBECONFIG is not None
+def kubernetes_case(kubeconfig: str | None = None, namespace: str | None = None,
+                    name: str = "kubernetes") -> Iterator[Case]:
+    """The Kubernetes provider from settings naming a kubeconfig (the test's unless
+    given); the namespace, storage class and image registry from
+    HOARD_TEST_KUBERNETES_NAMESPACE, ..._STORAGE_CLASS (default: the cluster's)
+    and ..._REGISTRY (where the images built from images/ are)."""
+    kubeconfig = kubeconfig or KUBECONFIG
+    assert kubeconfig is not None
     settings = Settings(
-        state_dir=Path(tempfile.gettempdir()), provider="kubernetes", kubeconfig=KUBECONFIG,
-        kubernetes_namespace=os.environ.get("HOARD_TEST_KUBERNETES_NAMESPACE",
-                                            "hoard-conformance"),
+        state_dir=Path(tempfile.gettempdir()), provider="kubernetes", kubeconfig=kubeconfig,
+        kubernetes_namespace=namespace or os.environ.get("HOARD_TEST_KUBERNETES_NAMESPACE",
+                                                         "hoard-conformance"),
         kubernetes_storage_class=os.environ.get("HOARD_TEST_KUBERNETES_STORAGE_CLASS"),
         kubernetes_registry=os.environ.get("HOARD_TEST_KUBERNETES_REGISTRY", ""),
         kubernetes_versions="redis=7.0")
     provider = PROVIDERS["kubernetes"](settings)
     assert provider is not None
-    yield Case("kubernetes", provider, None, reaches_nodes=False, remakes_killed=True,
+    yield Case(name, provider, None, reaches_nodes=False, remakes_killed=True,
                settle=180.0, left=lambda node: kube_left(provider, node.node_id))
 
 

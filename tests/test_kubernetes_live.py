@@ -1,37 +1,47 @@
-"""The Kubernetes provider's own bookkeeping on a real cluster, beside the seam's
-contract: runs only where ``HOARD_TEST_KUBECONFIG`` names a kubeconfig (see
+"""The Kubernetes provider's own bookkeeping, beside the seam's contract: on a
+real cluster where ``HOARD_TEST_KUBECONFIG`` names a kubeconfig (see
 tests/provider_conformance.py for the namespace, storage class and registry it
-reads), and is skipped otherwise, saying so.
+reads; skipped otherwise, saying so), and on kmock's emulator always (marked
+``kubernetes-emulator``: objects only, it runs no pods).
 
 What the contract every provider meets does on a cluster (a held node's files
 and tools by exec, start, kill, stop, storage growth, logs, destroy leaving
 none of the node's objects) is tests/test_provider_conformance.py's
 ``kubernetes`` case. This file adds what only this provider has: every object
-of a cluster, node and cluster-wide (policy, budget), is labelled with the
-cluster by the API server itself, and a node's destroy with its cluster's
-``remove_endpoint`` leaves nothing under the cluster's label."""
+of a cluster, node and cluster-wide (policy, budget), carries the cluster's
+label, and a node's destroy with its cluster's ``remove_endpoint`` leaves
+nothing under it."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from hoard.providers.kubernetes import names
 from hoard.providers.kubernetes.client import KINDS
-from tests.kube_support import node_spec
+from tests.kube_support import NAMESPACE, kubeconfig_for, mock_api, node_spec
 from tests.provider_conformance import KUBECONFIG, NO_KUBECONFIG, Case, kubernetes_case, until
 
-pytestmark = pytest.mark.skipif(not KUBECONFIG, reason=NO_KUBECONFIG)
 # What a standalone node's start makes: its own objects and its cluster's.
 STANDALONE_KINDS = ("StatefulSet", "Service", "PersistentVolumeClaim", "NetworkPolicy",
                     "PodDisruptionBudget")
 
 
-@pytest.fixture()
-def case() -> Iterator[Case]:
-    with kubernetes_case() as made:
+@pytest.fixture(params=[
+    pytest.param("kubernetes-emulator", id="kubernetes-emulator"),
+    pytest.param("kubernetes", id="kubernetes",
+                 marks=pytest.mark.skipif(not KUBECONFIG, reason=NO_KUBECONFIG)),
+])
+def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Case]:
+    if request.param == "kubernetes":
+        with kubernetes_case() as made:
+            yield made
+        return
+    with mock_api() as api, kubernetes_case(str(kubeconfig_for(api.url, tmp_path / "kube")),
+                                            NAMESPACE, "kubernetes-emulator") as made:
         yield made
 
 
