@@ -19,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from hoard.domain.catalog import SIZES
@@ -54,12 +54,10 @@ class Case:
 
     name: str
     provider: Provider
-    state_dir: Path | None  # where its servers' logs are (local providers)
     reaches_nodes: bool  # the test process reaches node addresses (else: exec in the node)
     remakes_killed: bool  # a killed node is made again by the provider itself
     settle: float  # how long a stop, a kill or a delete may take to show
     left: Callable[[Node], list[str]]  # what is left of a destroyed node, beyond storage
-    close: Callable[[], None] = lambda: None
 
 
 def local_left(node: Node) -> list[str]:
@@ -96,7 +94,7 @@ def local_case() -> Iterator[Case]:
     provider = PROVIDERS["local"](Settings(state_dir=state, provider="local"))
     assert provider is not None
     try:
-        yield Case("local", provider, state, reaches_nodes=True, remakes_killed=False,
+        yield Case("local", provider, reaches_nodes=True, remakes_killed=False,
                    settle=10.0, left=local_left)
     finally:
         remove_state_dir(state)
@@ -113,7 +111,7 @@ def netns_case() -> Iterator[Case]:
     assert provider is not None
     bridge = getattr(provider, "bridge")  # noqa: B009 (the NetnsProvider's own)
     try:
-        yield Case("netns", provider, state, reaches_nodes=True, remakes_killed=False,
+        yield Case("netns", provider, reaches_nodes=True, remakes_killed=False,
                    settle=10.0, left=netns_left)
     finally:
         subprocess.run(["ip", "link", "del", bridge], check=False, capture_output=True)
@@ -138,7 +136,7 @@ def kubernetes_case(kubeconfig: str | None = None, namespace: str | None = None,
         kubernetes_versions="redis=7.0")
     provider = PROVIDERS["kubernetes"](settings)
     assert provider is not None
-    yield Case(name, provider, None, reaches_nodes=False, remakes_killed=True,
+    yield Case(name, provider, reaches_nodes=False, remakes_killed=True,
                settle=180.0, left=lambda node: kube_left(provider, node.node_id))
 
 
@@ -176,7 +174,6 @@ class Node:
     ca_file: str
     root: Path | None = None  # a local node's directory, as the host sees it
     user: str | None = None  # a local node's OS account
-    notes: list[str] = field(default_factory=list)
 
     def runner(self, provider: Provider) -> NodeRunner:
         return provider.runner(self.node_id)
