@@ -1,97 +1,66 @@
-"""The Kubernetes provider against a real cluster: runs only where
-``HOARD_TEST_KUBECONFIG`` names a kubeconfig (its namespace:
-``HOARD_TEST_KUBERNETES_NAMESPACE``, default ``hoard-conformance``, which must
-exist, with the rights of deploy/kubernetes/rbac.yaml). Elsewhere it is
-skipped, saying so.
+"""The Kubernetes provider's own bookkeeping, beside the seam's contract: on a
+real cluster where ``HOARD_TEST_KUBECONFIG`` names a kubeconfig (see
+tests/provider_conformance.py for the namespace, storage class and registry it
+reads; skipped otherwise, saying so), and on kmock's emulator always (marked
+``kubernetes-emulator``: objects only, it runs no pods).
 
-What it shows: a node's objects are made and labelled by the API server
-itself, and a delete leaves none of them (every kind listed by label); a held
-node's pod takes files and tools by exec (the real kubelet, in the image's
-own shell as uid 999). What it does not: a database answering in the pod (a
-whole create, through the workflows)."""
+What the contract every provider meets does on a cluster (a held node's files
+and tools by exec, start, kill, stop, storage growth, logs, destroy leaving
+none of the node's objects) is tests/test_provider_conformance.py's
+``kubernetes`` case. This file adds what only this provider has: every object
+of a cluster, node and cluster-wide (policy, budget), carries the cluster's
+label, and a node's destroy with its cluster's ``remove_endpoint`` leaves
+nothing under it."""
 
 from __future__ import annotations
 
-import os
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import PurePosixPath
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from hoard.providers.kubernetes import names
-from hoard.providers.kubernetes.client import KINDS, Kube, config
-from hoard.providers.kubernetes.provider import KubernetesProvider
-from tests.kube_support import node_spec
+from hoard.providers.kubernetes.client import KINDS
+from tests.kube_support import NAMESPACE, kubeconfig_for, mock_api, node_spec
+from tests.provider_conformance import KUBECONFIG, NO_KUBECONFIG, Case, kubernetes_case, until
 
-KUBECONFIG = os.environ.get("HOARD_TEST_KUBECONFIG")
-pytestmark = pytest.mark.skipif(
-    not KUBECONFIG,
-    reason="HOARD_TEST_KUBECONFIG is not set: the live Kubernetes test needs a cluster "
-           "(none runs on this machine); rendering and the provider's logic are tested "
-           "against the schemas and a mock API server instead")
+# What a standalone node's start makes: its own objects and its cluster's.
+STANDALONE_KINDS = ("StatefulSet", "Service", "PersistentVolumeClaim", "NetworkPolicy",
+                    "PodDisruptionBudget")
 
 
-@pytest.fixture()
-def provider() -> Iterator[KubernetesProvider]:
-    assert KUBECONFIG is not None
-    namespace = os.environ.get("HOARD_TEST_KUBERNETES_NAMESPACE", "hoard-conformance")
-    yield KubernetesProvider(Kube(config(KUBECONFIG), namespace),
-                             {"redis": ["7.0"]},
-                             storage_class=os.environ.get("HOARD_TEST_KUBERNETES_STORAGE_CLASS"),
-                             registry=os.environ.get("HOARD_TEST_KUBERNETES_REGISTRY", ""))
+@pytest.fixture(params=[
+    pytest.param("kubernetes-emulator", id="kubernetes-emulator"),
+    pytest.param("kubernetes", id="kubernetes",
+                 marks=pytest.mark.skipif(not KUBECONFIG, reason=NO_KUBECONFIG)),
+])
+def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Case]:
+    if request.param == "kubernetes":
+        with kubernetes_case() as made:
+            yield made
+        return
+    with mock_api() as api, kubernetes_case(str(kubeconfig_for(api.url, tmp_path / "kube")),
+                                            NAMESPACE, "kubernetes-emulator") as made:
+        yield made
 
 
-def _until(done: Callable[[], bool], timeout: float, what: str) -> None:
-    """Until ``done()``: a real cluster deletes in the background (a claim waits for
-    its pod to be gone)."""
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.5)
-
-
-def test_create_then_delete_leaves_nothing(provider: KubernetesProvider) -> None:
+def test_a_clusters_objects_carry_its_label_and_go_with_it(case: Case) -> None:
+    provider = case.provider
+    kube = provider.kube  # type: ignore[attr-defined]
     node, cluster = str(uuid.uuid4()), str(uuid.uuid4())
     labels = {names.CLUSTER: cluster}
     try:
-        address = (provider.new_address(), 6379)
-        provider.place(node, set(), 1, (), (), address)
-        assert provider.start(node, node_spec("redis", node, cluster, storage_gb=1))
-        for kind in ("StatefulSet", "Service", "PersistentVolumeClaim", "NetworkPolicy",
-                     "PodDisruptionBudget"):
-            assert provider.kube.names(kind, labels), kind
-        assert provider.start(node, node_spec("redis", node, cluster, storage_gb=1)) in (
-            [], ["server"])  # idempotent: the same declaration changes nothing
-    finally:
-        provider.destroy(node)
-        provider.remove_endpoint(cluster)
-
-    def gone() -> bool:
-        return not any(provider.kube.names(kind, labels) for kind in KINDS) and \
-            not provider.kube.names("Pod", {names.NODE: node})
-
-    _until(gone, 120, "the node's objects were not all deleted")
-
-
-def test_a_held_node_takes_files_and_tools_by_exec(provider: KubernetesProvider) -> None:
-    node, cluster = str(uuid.uuid4()), str(uuid.uuid4())
-    spec = node_spec("redis", node, cluster, storage_gb=1)
-    try:
         provider.place(node, set(), 1, (), (), (provider.new_address(), 6379))
-        provider.hold(node, spec)
-        runner = provider.runner(node)  # waits for the holder's pod at its first command
-        runner.write_file(PurePosixPath("conf/test.conf"), b"x" * 100_000, mode=0o640)
-        assert runner.exists(PurePosixPath("conf/test.conf"))
-        assert sum(map(len, runner.read_stream(PurePosixPath("conf/test.conf")))) == 100_000
-        assert runner.run(["sh", "-c", 'printf %s "$HOARD_LIVE"'],
-                          env={"HOARD_LIVE": "from stdin"}) == "from stdin"
-        assert runner.list_dir(PurePosixPath("conf")) == ["test.conf"]
-        runner.remove_tree(PurePosixPath("conf"))
-        assert not runner.exists(PurePosixPath("conf"))
-        assert not provider.is_running(node)  # the holder runs none of the node's processes
-        assert provider.start(node, spec) == ["server"]
+        # Objects only: the volume holds no configuration, so no server answers.
+        assert provider.start(node, node_spec("redis", node, cluster, storage_gb=1))
+        for kind in STANDALONE_KINDS:
+            assert kube.names(kind, labels), kind
     finally:
         provider.destroy(node)
         provider.remove_endpoint(cluster)
+
+    def left() -> list[str]:
+        return [f"{kind} {name}" for kind in (*KINDS, "Pod") for name in kube.names(kind, labels)]
+
+    until(lambda: not left(), case.settle, f"left under the cluster's label: {left()}")
