@@ -203,7 +203,7 @@ def make_node(provider: Provider, ca: CertificateAuthority, node_id: str, cluste
                       size=SIZES["nano"], host=placement.host, port=placement.port,
                       service=Credentials("hoard", secrets.token_urlsafe(16)),
                       admin=Credentials("admin", secrets.token_urlsafe(16)),
-                      storage_gb=storage_gb)
+                      storage_gb=storage_gb, listen=provider.listen_host(placement.host))
     spec = declare(provider, node_id, cluster_id, ctx, storage_gb)
     if provider.holds:
         provider.hold(node_id, spec)

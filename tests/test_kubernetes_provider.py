@@ -7,6 +7,7 @@ No controller runs in the mock: where Kubernetes would make or update a pod
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -18,13 +19,17 @@ import kmock
 import pytest
 from lightkube.resources.core_v1 import Pod
 
+from hoard.domain.catalog import SIZES
 from hoard.domain.nodes import Backend
+from hoard.engines.base import Credentials, NodeContext
 from hoard.engines.registry import ENGINES
 from hoard.providers.base import Endpoint
 from hoard.providers.kubernetes import names
 from hoard.providers.kubernetes.client import KINDS, KubeError
 from hoard.providers.kubernetes.pods import waiting_reason
 from hoard.providers.kubernetes.provider import KubernetesProvider
+from hoard.providers.osusers import current_user
+from hoard.providers.runner import LocalRunner
 from hoard.settings import Settings
 from hoard.workflows.services import PROVIDERS
 from tests.kube_support import (
@@ -305,3 +310,29 @@ def test_what_kubernetes_does_not_offer_is_said(provider: KubernetesProvider) ->
     assert provider.address_taken("anything", 5432) is False
     assert provider.storage_usage(NODE, 10) is None
     provider.forget_dcs(CLUSTER, "/hoard/x")  # nothing made yet: nothing to forget
+
+
+def test_a_node_listens_on_its_pods_own_addresses(provider: KubernetesProvider,
+                                                  tmp_path: Path) -> None:
+    """Clients reach a node by a Service's name, which no process of its pod holds:
+    each engine's server listens on the pod's own interfaces instead (a local
+    node, whose address is its own, listens on that address)."""
+    host = f"hoard-a00000000000a.{NAMESPACE}.svc"
+    runner = LocalRunner(tmp_path, current_user())
+    versions = {"postgresql": "15", "mariadb": "10.11", "redis": "7.0"}
+
+    def listens(name: str, listen: str) -> str:
+        ctx = NodeContext(node_id=NODE, version=versions[name], size=SIZES["nano"], host=host,
+                          port=5432, service=Credentials("hoard", "x"),
+                          admin=Credentials("admin", "y"), listen=listen)
+        engine = ENGINES[name]
+        if name == "mariadb":  # its settings go straight into its file
+            engine.configure(ctx, runner)
+            conf = (tmp_path / "conf" / "my.cnf").read_text()
+            return re.search(r"^bind-address\s*=\s*(\S+)", conf, re.M).group(1)  # type: ignore[union-attr]
+        key = {"postgresql": "listen_addresses", "redis": "bind"}[name]
+        return engine.server_settings(ctx, runner)[key]  # type: ignore[attr-defined,no-any-return]
+
+    for name in versions:
+        assert listens(name, provider.listen_host(host)) == "0.0.0.0", name  # noqa: S104
+        assert listens(name, "") == host, name

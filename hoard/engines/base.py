@@ -94,6 +94,14 @@ class NodeContext:
     # The node's storage: settings that grow on disk (WAL, redo logs) are derived
     # within it. 0 when unknown: no such bound.
     storage_gb: int = 0
+    # Where the node's server listens, when its provider says it is not ``host``
+    # (a Kubernetes Service's name is an address no process of the pod holds).
+    listen: str = ""
+
+    @property
+    def bind(self) -> str:
+        """The address the node's server listens on."""
+        return self.listen or self.host
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,12 @@ class Provider(ABC):
         endpoint's): the caller makes it the cluster's by recording it in the store,
         where two clusters cannot hold one, and asks again if it was taken."""
 
+    def listen_host(self, host: str) -> str:
+        """Where a node placed at ``host`` listens: the same address where the
+        node holds it (a local node's own address), another where clients reach
+        the node through something in front of it."""
+        return host
+
     @abstractmethod
     def place(self, node_id: str, taken_ports: set[int], storage_gb: int,
               port_names: Iterable[str] = (), siblings: Iterable[Host] = (),

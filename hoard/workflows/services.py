@@ -92,6 +92,7 @@ class Services:
                                                                 cluster.admin_password)),
             parameters=parameters,
             storage_gb=storage_gb or cluster.storage_gb,
+            listen=self.provider_for(node).listen_host(node.host),
         )
 
     def data_key(self, project_id: str) -> bytes:

@@ -287,7 +287,7 @@ class MariaDB(Engine, SqlAccounts, Metrics, MariaDBBackups, IncrementalBackups, 
             "pid-file": runner.abspath(DATA / "mariadbd.pid"),
             "tmpdir": runner.abspath(TMP),
             "socket": "",  # no Unix socket: every client comes over TCP and TLS
-            "bind-address": ctx.host,
+            "bind-address": ctx.bind,
             "port": str(ctx.port),
             "skip-name-resolve": "ON",
             "host_cache_size": "0",  # failed logins never block an address (Hoard's own)

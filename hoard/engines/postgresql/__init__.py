@@ -208,7 +208,7 @@ class PostgreSQL(Engine, SqlAccounts, Metrics, PostgreSQLBackups, PostgreSQLVeri
         WAL archiving, and ``settings(ctx)``. Replicated members hand the same
         values to Patroni."""
         fixed = {
-            "listen_addresses": ctx.host,
+            "listen_addresses": ctx.bind,
             "port": str(ctx.port),
             "unix_socket_directories": "",
             "ssl": "on",

@@ -226,7 +226,7 @@ class Redis(Engine, AclAccounts, Metrics, Backups, RedisVerify, RedisReplication
         fixed = {
             "daemonize": "no",
             "supervised": "no",
-            "bind": ctx.host,
+            "bind": ctx.bind,
             "protected-mode": "yes",
             "port": "0",  # no plaintext listener, and no unixsocket either
             "tls-port": str(ctx.port),

@@ -265,6 +265,11 @@ class KubernetesProvider(Provider):
     def address_taken(self, host: str, port: int) -> bool:
         return False  # every pod has an address of its own: nothing else can hold it
 
+    def listen_host(self, host: str) -> str:
+        """Every address of the pod: clients reach it by a Service's name, which
+        no process in the pod holds (the NetworkPolicy admits only its ports)."""
+        return "0.0.0.0"  # noqa: S104 - the pod's own interfaces, behind its policy
+
     def kill(self, node_id: str) -> None:
         """Delete the node's pod with no grace period, as a lost host would lose it;
         its StatefulSet makes it again on the same volume."""
