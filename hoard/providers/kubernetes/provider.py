@@ -224,8 +224,17 @@ class KubernetesProvider(Provider):
         return True  # not reported yet: being created
 
     def waiting_for(self, node_id: str) -> str | None:
-        """Why the node's pod is not ready, in Kubernetes' words; None once it is."""
-        return waiting_reason(self.kube.get("Pod", names.pod(node_id)))
+        """Why the node's pod is not ready, in Kubernetes' words; None once it is. A
+        held node's pod (its StatefulSet declares the holder) is ready once it runs:
+        a command can be exec'd into it; a holder whose StatefulSet declares the
+        server's processes is the pod being replaced."""
+        pod = self.kube.get("Pod", names.pod(node_id))
+        if pod is None or not render.holding(pod.spec):
+            return waiting_reason(pod)
+        held = self.kube.get("StatefulSet", names.node_object(node_id))
+        if held is not None and render.holding(held.spec.template.spec):
+            return running_reason(pod, CONTAINER)
+        return "the holder pod is being replaced by the server's"
 
     def wait_ready(self, node_id: str, timeout: float,
                    report: Callable[[str], None] | None = None,
