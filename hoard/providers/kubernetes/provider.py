@@ -203,14 +203,17 @@ class KubernetesProvider(Provider):
         scheduled, its image pulled): a pod waiting is not a server that exited.
         False when there is no pod (stopped, lost) or the process terminated."""
         pod = self.kube.get("Pod", names.pod(node_id))
-        if pod is None or pod.metadata.deletionTimestamp is not None:
+        if pod is None:
             return False
         if render.holding(pod.spec):
             # The holder runs none of the node's processes; once ``start`` has
-            # declared them, it is the pod being replaced: they are on their way.
+            # declared them, it is the pod being replaced (ending, its grace
+            # period running, or not yet): they are on their way.
             held = self.kube.get("StatefulSet", names.node_object(node_id))
             return (held is not None and bool(held.spec.replicas)
                     and not render.holding(held.spec.template.spec))
+        if pod.metadata.deletionTimestamp is not None:
+            return False
         if pod.status is None:
             return True  # just made: not scheduled yet
         if pod.status.phase in ("Failed", "Succeeded"):
