@@ -200,7 +200,7 @@ def test_the_kubernetes_provider_declares_what_it_lacks(tmp_path: Path) -> None:
 
 
 def test_changes_asking_what_its_provider_lacks_are_refused(tenant: httpx.Client) -> None:
-    """A cluster on the Kubernetes provider (FAILED at bootstrap: on the emulator its
+    """A cluster on the Kubernetes provider (FAILED placing its nodes: on the emulator its
     pod never runs, and the start deadline passes) is refused backups, a backup
     schedule and storage autoscale, the provider named; nothing of it changes."""
     made = tenant.post("/v2/clusters", json={"name": "lacking", "engine": "postgresql",

@@ -156,6 +156,15 @@ class Provider(ABC):
     @abstractmethod
     def is_running(self, node_id: str, name: str = "server") -> bool: ...
 
+    def waiting_for(self, node_id: str) -> str | None:
+        """Why the node is not ready for what comes next, in the provider's own
+        words (a held node: until its runner can reach it; a started one: until
+        it runs its server), for an operation to show while it waits; None when
+        nothing of the provider's holds it up (the engine's health says the rest).
+        None unless the provider can tell more than the server itself (local
+        processes: their output says why)."""
+        return None
+
     @abstractmethod
     def address_taken(self, host: str, port: int) -> bool:
         """Whether something holds a node's address while the node does not run: a

@@ -72,15 +72,41 @@ def steps_for(replicated: bool, restore: bool, accounts: bool = False,
 
 
 @DBOS.step()
-def place_nodes(op_id: str, cluster_id: str) -> None:
+def place_nodes(op_id: str, cluster_id: str) -> bool:
     """Storage, limits and an address for every node. A standalone cluster's one
     node answers at the cluster's own address on the engine's standard port; a
-    replicated cluster's nodes get peer addresses, and its endpoints theirs."""
+    replicated cluster's nodes get peer addresses, and its endpoints theirs.
+    True if the nodes were held (``held_ready`` is then waited for); a workflow
+    recorded before this answered None, and so waits as it did."""
     svc = services()
     with recorded(op_id, "place nodes"):
         own = _own_addresses(cluster_id)
         with svc.store.session() as s:
-            _place(s, cluster_id, own)
+            return _place(s, cluster_id, own)
+
+
+@DBOS.step()
+def held_ready(op_id: str, cluster_id: str, memo: str = "") -> None:
+    """The end of *place nodes* where nodes are held: an ensure-step, "not yet"
+    with the provider's reason (no node with room, an image pull backing off)
+    until each held node's runner can reach it, so bootstrap never waits there
+    unseen, and the create fails at the start deadline naming why."""
+    svc = services()
+    with recorded(op_id, "place nodes"):
+        cluster = load_cluster(cluster_id)
+        assert cluster is not None
+        held = [n for n in cluster.nodes if svc.provider_for(n).holds]
+
+        def missing() -> str | None:
+            for node in held:
+                why = svc.provider_for(node).waiting_for(node.id)
+                if why is not None:
+                    return f"node {node.ordinal}: {why}"
+            return None
+
+        within = min(SLICE, svc.provider_for(cluster).deadlines.start)
+        wait_for(missing, within, "the placed nodes were not ready", interval=0.2, slowest=2.0,
+                 temporary=True)
 
 
 def _own_addresses(cluster_id: str) -> tuple[str, int] | None:
@@ -96,7 +122,8 @@ def _own_addresses(cluster_id: str) -> tuple[str, int] | None:
     return address, services().engines[cluster.engine].standard_port
 
 
-def _place(s: Session, cluster_id: str, own: tuple[str, int] | None) -> None:
+def _place(s: Session, cluster_id: str, own: tuple[str, int] | None) -> bool:
+    """Place and hold every node; whether any was held."""
     svc = services()
     cluster = s.get(models.Cluster, cluster_id)
     assert cluster is not None
@@ -115,6 +142,7 @@ def _place(s: Session, cluster_id: str, own: tuple[str, int] | None) -> None:
             node.id, SIZES[cluster.size], cluster.storage_gb
         )
         hold_node(cluster, node)
+    return any(svc.provider_for(node).holds for node in cluster.nodes)
 
 
 def ports_taken(s: Session) -> set[int]:
@@ -261,7 +289,9 @@ def wait_ready(cluster: models.Cluster, node: models.Node, ctx: NodeContext | No
             said = last_complaint(provider.output_tail(node.id))
             raise RuntimeError(f"node {node.ordinal} exited while starting: "
                                f"{said or health.detail}")
-        return f"node {node.ordinal} not answering yet: {health.detail}"
+        why = provider.waiting_for(node.id)  # the provider's reason says more, if any
+        said = f"{why} ({health.detail})" if why else health.detail
+        return f"node {node.ordinal} not answering yet: {said}"
 
     wait_for(missing, within or provider.deadlines.start, f"node {node.ordinal} was not ready",
              interval=0.02, temporary=within is not None,
@@ -422,7 +452,9 @@ def create_cluster(op_id: str, cluster_id: str) -> None:
     try:
         params = read_params(op_id)
         restore = params.get("restore")
-        place_nodes(op_id, cluster_id)
+        if place_nodes(op_id, cluster_id):
+            until_done(held_ready, op_id, cluster_id, deadline=deadlines(cluster_id).start,
+                       what="the placed nodes were not ready")
         if restore:
             restore_nodes(op_id, cluster_id, restore)
         else:

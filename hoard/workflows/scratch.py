@@ -2,12 +2,15 @@
 and destroyed.
 
 It is made by the same provider calls and engine steps as a restored cluster's
-first node (place, restore, TLS and configuration, start, finish the restore),
-under an OS account and on an address of its own, but it belongs to no cluster:
-it is in no list, counts against no quota, and the observer, archiver and
-scheduler never see it. Its id is chosen before it is made and recorded with
-the operation, so whoever finishes the operation (another worker, after a
-crash) can destroy it.
+first node (place, hold where the provider holds nodes, restore, TLS and
+configuration, start, finish the restore), under an OS account and on an
+address of its own, but it belongs to no cluster: it is in no list, counts
+against no quota, and the observer, archiver and scheduler never see it. Where
+a provider labels what it makes by owner (Kubernetes), its owner is the
+backup's project and a cluster of its own, its id the node's: so it is never
+found, nor deleted, with the backup's cluster, and it is removed as a cluster
+is. Its id is chosen before it is made and recorded with the operation, so
+whoever finishes the operation (another worker, after a crash) can destroy it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from hoard.domain.catalog import SIZES
-from hoard.domain.nodes import NodeSpec, Resources, Volume
+from hoard.domain.nodes import NodeRunner, NodeSpec, Owner, Resources, Volume
 from hoard.engines.base import Backups, IncrementalBackups, NodeContext, SealedCredentials
 from hoard.providers.base import Provider
 from hoard.store import models
@@ -72,8 +75,30 @@ def place(svc: Services, scratch: Scratch) -> Scratch:
         raise RuntimeError(f"no free address for a throwaway node after {ATTEMPTS} tries")
     placed = where.place(scratch.node_id, set(), backup.storage_gb, (), (), (address, port))
     where.apply_limits(scratch.node_id, SIZES[scratch.size], backup.storage_gb)
-    return Scratch(scratch.node_id, scratch.backup_id, scratch.provider, scratch.size,
+    made = Scratch(scratch.node_id, scratch.backup_id, scratch.provider, scratch.size,
                    placed.host, placed.port)
+    if where.holds:  # as a created node is (members.hold_node): its runner needs it
+        ctx = context(svc, made, backup)
+        where.hold(made.node_id, declaration(svc, made, backup, ctx,
+                                             where.runner(made.node_id)))
+    return made
+
+
+def owner(backup: models.Backup, scratch: Scratch) -> Owner:
+    """The backup's project, and a cluster of the node's own (its id)."""
+    return Owner(backup.project_id, scratch.node_id, standalone=True)
+
+
+def declaration(svc: Services, scratch: Scratch, backup: models.Backup, ctx: NodeContext,
+                runner: NodeRunner) -> NodeSpec:
+    """The node as its engine declares it: the server alone, at the scratch size."""
+    engine = svc.engines[backup.engine]
+    size = SIZES[scratch.size]
+    return NodeSpec(
+        engine=backup.engine, version=backup.version, image=engine.image(backup.version),
+        processes=(engine.process(ctx, runner),), ports={"client": ctx.port},
+        volume=Volume(backup.storage_gb), resources=Resources(size.cpus, size.memory_mb),
+        readiness=engine.readiness(ctx), owner=owner(backup, scratch))
 
 
 def context(svc: Services, scratch: Scratch, backup: models.Backup) -> NodeContext:
@@ -92,7 +117,11 @@ def restore(svc: Services, scratch: Scratch) -> None:
     backup = _backup(svc, scratch.backup_id)
     engine = svc.engines[backup.engine]
     assert isinstance(engine, Backups)
-    ctx, runner = context(svc, scratch, backup), provider(svc, scratch).runner(scratch.node_id)
+    where = provider(svc, scratch)
+    ctx, runner = context(svc, scratch, backup), where.runner(scratch.node_id)
+    if where.holds:  # the step says why it waits (no node with room, an image pull)
+        wait_for(lambda: where.waiting_for(scratch.node_id), where.deadlines.start,
+                 "the throwaway node was not ready", interval=0.2, slowest=2.0)
     chain, logs = restore_inputs(svc, scratch.backup_id, None)
     if len(chain) > 1:
         assert isinstance(engine, IncrementalBackups)
@@ -113,12 +142,7 @@ def start(svc: Services, scratch: Scratch) -> None:
     assert isinstance(engine, Backups)
     where = provider(svc, scratch)
     ctx, runner = context(svc, scratch, backup), where.runner(scratch.node_id)
-    size = SIZES[scratch.size]
-    where.start(scratch.node_id, NodeSpec(
-        engine=backup.engine, version=backup.version, image=engine.image(backup.version),
-        processes=(engine.process(ctx, runner),), ports={"client": ctx.port},
-        volume=Volume(backup.storage_gb), resources=Resources(size.cpus, size.memory_mb),
-        readiness=engine.readiness(ctx)))
+    where.start(scratch.node_id, declaration(svc, scratch, backup, ctx, runner))
 
     def missing() -> str | None:
         health = engine.health(ctx, svc.ca_file, timeout=2)
@@ -136,5 +160,9 @@ def start(svc: Services, scratch: Scratch) -> None:
 
 
 def destroy(svc: Services, scratch: Scratch) -> None:
-    """Stop the node and remove everything it had (idempotent)."""
-    provider(svc, scratch).destroy(scratch.node_id)
+    """Stop the node and remove everything it had (idempotent); where nodes are
+    held (a provider that makes objects per owner), its own cluster's objects too."""
+    where = provider(svc, scratch)
+    where.destroy(scratch.node_id)
+    if where.holds:
+        where.remove_endpoint(scratch.node_id)

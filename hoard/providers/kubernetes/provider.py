@@ -203,14 +203,17 @@ class KubernetesProvider(Provider):
         scheduled, its image pulled): a pod waiting is not a server that exited.
         False when there is no pod (stopped, lost) or the process terminated."""
         pod = self.kube.get("Pod", names.pod(node_id))
-        if pod is None or pod.metadata.deletionTimestamp is not None:
+        if pod is None:
             return False
         if render.holding(pod.spec):
             # The holder runs none of the node's processes; once ``start`` has
-            # declared them, it is the pod being replaced: they are on their way.
+            # declared them, it is the pod being replaced (ending, its grace
+            # period running, or not yet): they are on their way.
             held = self.kube.get("StatefulSet", names.node_object(node_id))
             return (held is not None and bool(held.spec.replicas)
                     and not render.holding(held.spec.template.spec))
+        if pod.metadata.deletionTimestamp is not None:
+            return False
         if pod.status is None:
             return True  # just made: not scheduled yet
         if pod.status.phase in ("Failed", "Succeeded"):
@@ -224,8 +227,17 @@ class KubernetesProvider(Provider):
         return True  # not reported yet: being created
 
     def waiting_for(self, node_id: str) -> str | None:
-        """Why the node's pod is not ready, in Kubernetes' words; None once it is."""
-        return waiting_reason(self.kube.get("Pod", names.pod(node_id)))
+        """Why the node's pod is not ready, in Kubernetes' words; None once it is. A
+        held node's pod (its StatefulSet declares the holder) is ready once it runs:
+        a command can be exec'd into it; a holder whose StatefulSet declares the
+        server's processes is the pod being replaced."""
+        pod = self.kube.get("Pod", names.pod(node_id))
+        if pod is None or not render.holding(pod.spec):
+            return waiting_reason(pod)
+        held = self.kube.get("StatefulSet", names.node_object(node_id))
+        if held is not None and render.holding(held.spec.template.spec):
+            return running_reason(pod, CONTAINER)
+        return "the holder pod is being replaced by the server's"
 
     def wait_ready(self, node_id: str, timeout: float,
                    report: Callable[[str], None] | None = None,
