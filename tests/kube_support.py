@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,6 +33,8 @@ from hoard.engines.base import Credentials, NodeContext
 from hoard.engines.registry import ENGINES
 from hoard.providers.kubernetes.client import Kube, config
 from hoard.providers.kubernetes.provider import NODE_PORT, KubernetesProvider
+from hoard.settings import Settings
+from hoard.workflows.services import Services, build
 
 # Three minor versions of Kubernetes, oldest to newest still maintained upstream
 # or close to it: every object is checked against each one's official schema.
@@ -136,6 +139,8 @@ RESOURCES = {"v1/pods": "Pod", "v1/services": "Service", "v1/secrets": "Secret",
              "apps/v1/statefulsets": "StatefulSet",
              "policy/v1/poddisruptionbudgets": "PodDisruptionBudget",
              "networking.k8s.io/v1/networkpolicies": "NetworkPolicy"}
+# Each kind by the plural the emulator's lists go by.
+PLURALS = {kind: path.rsplit("/", 1)[1] for path, kind in RESOURCES.items()}
 
 
 @contextmanager
@@ -189,3 +194,18 @@ def provider_for(kubeconfig: Path, timeout: float = 10.0) -> KubernetesProvider:
     return KubernetesProvider(Kube(config(str(kubeconfig)), NAMESPACE, timeout=timeout),
                               {"postgresql": ["15"], "mariadb": ["10.11"], "redis": ["7.0"]},
                               storage_class="hoard-ssd")
+
+
+@contextmanager
+def emulated_services(api: MockApi, prefix: str) -> Iterator[Services]:
+    """Hoard's services built in the test's process (a SQLite store in a
+    temporary state directory), the Kubernetes provider offered against ``api``."""
+    with tempfile.TemporaryDirectory(prefix=prefix, dir="/tmp") as tmp:
+        Path(tmp).chmod(0o711)  # the local provider, built too, checks its nodes can reach it
+        settings = Settings(state_dir=Path(tmp) / "state", kubernetes_namespace=NAMESPACE,
+                            kubeconfig=str(kubeconfig_for(api.url, Path(tmp) / "kubeconfig")))
+        svc = build(settings)
+        try:
+            yield svc
+        finally:
+            svc.store.engine.dispose()

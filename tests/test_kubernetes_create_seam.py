@@ -10,9 +10,7 @@ written to the store as the API writes one."""
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,12 +18,11 @@ import pytest
 from hoard.domain.status import ClusterStatus, NodeStatus
 from hoard.engines.registry import ENGINES
 from hoard.providers.kubernetes import names, render
-from hoard.settings import Settings
 from hoard.store import models
 from hoard.workflows.cluster_create import _place
-from hoard.workflows.services import Services, build
+from hoard.workflows.services import Services
 from tests.kube_exec import StandInExec
-from tests.kube_support import NAMESPACE, MockApi, kubeconfig_for, mock_api
+from tests.kube_support import MockApi, emulated_services, mock_api
 
 PROJECT = "0190a3b4-0000-7000-8000-0000000000f0"
 CLUSTER = "0190a3b4-0000-7000-8000-0000000000f1"
@@ -37,17 +34,9 @@ ADDRESS = ("hoard-a0123456789ab.hoard.svc", 6379)
 def world() -> Iterator[tuple[Services, MockApi]]:
     box: dict[str, MockApi] = {}
     standin = StandInExec(pods=lambda: box["api"].objects("pods"))
-    with (mock_api(front=standin.front) as api,
-          tempfile.TemporaryDirectory(prefix="hoard-k8s-seam-", dir="/tmp") as tmp):
+    with mock_api(front=standin.front) as api, emulated_services(api, "hoard-k8s-seam-") as svc:
         box["api"] = api
-        Path(tmp).chmod(0o711)  # the local provider, built too, checks its nodes can reach it
-        settings = Settings(state_dir=Path(tmp) / "state", kubernetes_namespace=NAMESPACE,
-                            kubeconfig=str(kubeconfig_for(api.url, Path(tmp) / "kubeconfig")))
-        svc = build(settings)
-        try:
-            yield svc, api
-        finally:
-            svc.store.engine.dispose()
+        yield svc, api
 
 
 def _cluster(svc: Services, provider: str) -> None:

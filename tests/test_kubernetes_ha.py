@@ -23,6 +23,7 @@ from hoard.providers.kubernetes.client import KINDS
 from hoard.providers.kubernetes.provider import KubernetesProvider
 from tests.kube_support import (
     NAMESPACE,
+    PLURALS,
     PROJECT,
     MockApi,
     kubeconfig_for,
@@ -34,10 +35,6 @@ from tests.kube_support import (
 CLUSTER = "0190a3b4-0000-7000-8000-0000000000c3"
 NODES = [f"0190a3b4-0000-7000-8000-00000000002{i}" for i in range(3)]
 RW = Endpoint("hoard-a00000000000a.hoard.svc", 5432, "hoard-a00000000000b.hoard.svc", 5432)
-PLURALS = {"StatefulSet": "statefulsets", "Service": "services", "Secret": "secrets",
-           "PodDisruptionBudget": "poddisruptionbudgets", "NetworkPolicy": "networkpolicies",
-           "PersistentVolumeClaim": "persistentvolumeclaims", "Pod": "pods",
-           "Endpoints": "endpoints"}
 
 
 @pytest.fixture()

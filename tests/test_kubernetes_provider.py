@@ -34,6 +34,7 @@ from hoard.settings import Settings
 from hoard.workflows.services import PROVIDERS
 from tests.kube_support import (
     NAMESPACE,
+    PLURALS,
     PROJECT,
     MockApi,
     kubeconfig_for,
@@ -44,9 +45,6 @@ from tests.kube_support import (
 
 CLUSTER = "0190a3b4-0000-7000-8000-0000000000c2"
 NODE = "0190a3b4-0000-7000-8000-000000000011"
-PLURALS = {"StatefulSet": "statefulsets", "Service": "services", "Secret": "secrets",
-           "PodDisruptionBudget": "poddisruptionbudgets", "NetworkPolicy": "networkpolicies",
-           "PersistentVolumeClaim": "persistentvolumeclaims", "Pod": "pods"}
 
 
 @pytest.fixture()

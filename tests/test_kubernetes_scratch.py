@@ -9,9 +9,7 @@ kubeconfig naming kmock's emulator (tests/kube_support.py)."""
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,12 +17,11 @@ import pytest
 from hoard.engines.registry import ENGINES
 from hoard.providers.kubernetes import names, render
 from hoard.providers.kubernetes.client import KINDS
-from hoard.settings import Settings
 from hoard.store import models
 from hoard.workflows import scratch
 from hoard.workflows.scratch import Scratch
-from hoard.workflows.services import Services, build
-from tests.kube_support import NAMESPACE, RESOURCES, MockApi, kubeconfig_for, mock_api
+from hoard.workflows.services import Services
+from tests.kube_support import RESOURCES, MockApi, emulated_services, mock_api
 
 PROJECT = "0190a3b4-0000-7000-8000-0000000000e0"
 CLUSTER = "0190a3b4-0000-7000-8000-0000000000e1"  # the backup's: it may still run
@@ -34,16 +31,8 @@ NODE = "0190a3b4-0000-7000-8000-0000000000e3"
 
 @pytest.fixture()
 def world() -> Iterator[tuple[Services, MockApi]]:
-    with (mock_api() as api,
-          tempfile.TemporaryDirectory(prefix="hoard-k8s-scratch-", dir="/tmp") as tmp):
-        Path(tmp).chmod(0o711)  # the local provider, built too, checks its nodes can reach it
-        settings = Settings(state_dir=Path(tmp) / "state", kubernetes_namespace=NAMESPACE,
-                            kubeconfig=str(kubeconfig_for(api.url, Path(tmp) / "kubeconfig")))
-        svc = build(settings)
-        try:
-            yield svc, api
-        finally:
-            svc.store.engine.dispose()
+    with mock_api() as api, emulated_services(api, "hoard-k8s-scratch-") as svc:
+        yield svc, api
 
 
 def _backup(svc: Services) -> None:
