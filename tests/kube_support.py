@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp.test_utils
 import kmock
 import kubernetes_validate
+import pytest
 import yaml
 
 from hoard.domain.catalog import SIZES
@@ -209,3 +210,16 @@ def emulated_services(api: MockApi, prefix: str) -> Iterator[Services]:
             yield svc
         finally:
             svc.store.engine.dispose()
+
+
+@pytest.fixture()
+def api() -> Iterator[MockApi]:
+    """The emulator, for one test."""
+    with mock_api() as served:
+        yield served
+
+
+@pytest.fixture()
+def provider(api: MockApi, tmp_path: Path) -> KubernetesProvider:
+    """The provider, through its own client and a kubeconfig naming the emulator."""
+    return provider_for(kubeconfig_for(api.url, tmp_path / "kubeconfig"), timeout=5.0)

@@ -7,13 +7,10 @@ Patroni's objects forgotten with the cluster."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from hoard.domain.dcs import KubernetesDcs
 from hoard.domain.nodes import Backend, NodeSecrets, Owner
@@ -26,26 +23,16 @@ from tests.kube_support import (
     PLURALS,
     PROJECT,
     MockApi,
-    kubeconfig_for,
-    mock_api,
+    api,
     node_spec,
-    provider_for,
+    provider,
 )
 
 CLUSTER = "0190a3b4-0000-7000-8000-0000000000c3"
 NODES = [f"0190a3b4-0000-7000-8000-00000000002{i}" for i in range(3)]
 RW = Endpoint("hoard-a00000000000a.hoard.svc", 5432, "hoard-a00000000000b.hoard.svc", 5432)
 
-
-@pytest.fixture()
-def api() -> Iterator[MockApi]:
-    with mock_api() as served:
-        yield served
-
-
-@pytest.fixture()
-def provider(api: MockApi, tmp_path: Path) -> KubernetesProvider:
-    return provider_for(kubeconfig_for(api.url, tmp_path / "kubeconfig"), timeout=5.0)
+__all__ = ["api", "provider"]  # the emulator and provider fixtures
 
 
 def post(api: MockApi, plural: str, body: dict[str, Any]) -> None:

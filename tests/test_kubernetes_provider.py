@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -37,25 +36,16 @@ from tests.kube_support import (
     PLURALS,
     PROJECT,
     MockApi,
+    api,
     kubeconfig_for,
-    mock_api,
     node_spec,
-    provider_for,
+    provider,
 )
 
 CLUSTER = "0190a3b4-0000-7000-8000-0000000000c2"
 NODE = "0190a3b4-0000-7000-8000-000000000011"
 
-
-@pytest.fixture()
-def api() -> Iterator[MockApi]:
-    with mock_api() as served:
-        yield served
-
-
-@pytest.fixture()
-def provider(api: MockApi, tmp_path: Path) -> KubernetesProvider:
-    return provider_for(kubeconfig_for(api.url, tmp_path / "kubeconfig"), timeout=5.0)
+__all__ = ["api", "provider"]  # the emulator and provider fixtures
 
 
 def pod_manifest(node_id: str, ready: bool, waiting: str | None = None) -> dict[str, Any]:
