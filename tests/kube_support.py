@@ -32,6 +32,7 @@ from hoard.domain.catalog import SIZES
 from hoard.domain.nodes import NodeSpec, Owner, ProcessSpec, Resources, Volume
 from hoard.engines.base import Credentials, NodeContext
 from hoard.engines.registry import ENGINES
+from hoard.providers.kubernetes import names, render
 from hoard.providers.kubernetes.client import Kube, config
 from hoard.providers.kubernetes.provider import NODE_PORT, KubernetesProvider
 from hoard.settings import Settings
@@ -223,3 +224,14 @@ def api() -> Iterator[MockApi]:
 def provider(api: MockApi, tmp_path: Path) -> KubernetesProvider:
     """The provider, through its own client and a kubeconfig naming the emulator."""
     return provider_for(kubeconfig_for(api.url, tmp_path / "kubeconfig"), timeout=5.0)
+
+
+def held(api: MockApi, node_id: str) -> dict[str, Any]:
+    """The node's StatefulSet, checked to hold its volume with a Redis image's
+    holder (what ``hold`` makes before bootstrap)."""
+    sts: dict[str, Any] = api.objects("statefulsets")[names.node_object(node_id)]
+    server, = sts["spec"]["template"]["spec"]["containers"]
+    assert tuple(server["command"]) == render.HOLD
+    assert server["image"] == ENGINES["redis"].image("7.0")
+    assert {"name": "data", "mountPath": "/var/lib/hoard"} in server["volumeMounts"]
+    return sts

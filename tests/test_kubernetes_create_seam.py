@@ -11,18 +11,16 @@ written to the store as the API writes one."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from hoard.domain.status import ClusterStatus, NodeStatus
-from hoard.engines.registry import ENGINES
-from hoard.providers.kubernetes import names, render
+from hoard.providers.kubernetes import names
 from hoard.store import models
 from hoard.workflows.cluster_create import _place
 from hoard.workflows.services import Services
 from tests.kube_exec import StandInExec
-from tests.kube_support import MockApi, emulated_services, mock_api
+from tests.kube_support import MockApi, emulated_services, held, mock_api
 
 PROJECT = "0190a3b4-0000-7000-8000-0000000000f0"
 CLUSTER = "0190a3b4-0000-7000-8000-0000000000f1"
@@ -62,11 +60,7 @@ def test_place_nodes_holds_each_node_on_its_volume(world: tuple[Services, MockAp
     with svc.store.session() as s:
         _place(s, CLUSTER, ADDRESS)
     assert set(api.objects("persistentvolumeclaims")) == {names.claim(NODE)}
-    sts: dict[str, Any] = api.objects("statefulsets")[names.node_object(NODE)]
-    server, = sts["spec"]["template"]["spec"]["containers"]
-    assert tuple(server["command"]) == render.HOLD
-    assert server["image"] == ENGINES["redis"].image("7.0")
-    assert {"name": "data", "mountPath": "/var/lib/hoard"} in server["volumeMounts"]
+    sts = held(api, NODE)
     labels = sts["metadata"]["labels"]
     assert labels[names.PROJECT] == PROJECT and labels[names.CLUSTER] == CLUSTER
     with svc.store.session() as s:

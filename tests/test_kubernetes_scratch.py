@@ -10,18 +10,16 @@ kubeconfig naming kmock's emulator (tests/kube_support.py)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from hoard.engines.registry import ENGINES
-from hoard.providers.kubernetes import names, render
+from hoard.providers.kubernetes import names
 from hoard.providers.kubernetes.client import KINDS
 from hoard.store import models
 from hoard.workflows import scratch
 from hoard.workflows.scratch import Scratch
 from hoard.workflows.services import Services
-from tests.kube_support import RESOURCES, MockApi, emulated_services, mock_api
+from tests.kube_support import RESOURCES, MockApi, emulated_services, held, mock_api
 
 PROJECT = "0190a3b4-0000-7000-8000-0000000000e0"
 CLUSTER = "0190a3b4-0000-7000-8000-0000000000e1"  # the backup's: it may still run
@@ -55,11 +53,7 @@ def test_a_throwaway_node_is_held_with_its_owner_and_removed_leaving_nothing(
     _backup(svc)
     placed = scratch.place(svc, Scratch(NODE, BACKUP, "kubernetes", "small"))
     assert (placed.host, placed.port) != ("", 0)
-    sts: dict[str, Any] = api.objects("statefulsets")[names.node_object(NODE)]
-    server, = sts["spec"]["template"]["spec"]["containers"]
-    assert tuple(server["command"]) == render.HOLD
-    assert server["image"] == ENGINES["redis"].image("7.0")
-    assert {"name": "data", "mountPath": "/var/lib/hoard"} in server["volumeMounts"]
+    sts = held(api, NODE)
     labels = sts["metadata"]["labels"]
     assert (labels[names.PROJECT], labels[names.CLUSTER], labels[names.NODE]) == (
         PROJECT, NODE, NODE)  # a cluster of its own: never the backup's
