@@ -24,13 +24,13 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from hoard.backups.local import LocalStore
 from hoard.backups.pipeline import download, upload
 from hoard.domain.catalog import SIZES
+from hoard.domain.nodes import Volume
 from hoard.engines.base import (
     Backups,
     Credentials,
@@ -41,13 +41,21 @@ from hoard.engines.base import (
 )
 from hoard.ids import new_id
 from hoard.providers.kubernetes import names
-from hoard.providers.kubernetes.execrunner import CONTAINER, ExecRunner
+from hoard.providers.kubernetes.execrunner import ExecRunner
+from hoard.providers.kubernetes.provider import KubernetesProvider
 from hoard.providers.local import LocalProvider
 from hoard.security.ca import CertificateAuthority
 from hoard.security.secrets import generate_password
 from tests.conftest import make_state_dir, remove_state_dir
 from tests.kube_exec import StandInExec
-from tests.kube_support import NAMESPACE, MockApi, kubeconfig_for, mock_api, provider_for
+from tests.kube_support import (
+    NAMESPACE,
+    MockApi,
+    kubeconfig_for,
+    mock_api,
+    node_spec,
+    provider_for,
+)
 from tests.serverlogs import print_logs
 
 
@@ -75,26 +83,35 @@ class ExecWorld:
 
     api: MockApi
     standin: StandInExec
-    runner_kube: Any
+    provider: KubernetesProvider
     local: LocalProvider
     ca: CertificateAuthority
     store: LocalStore
     hoard_dir: Path  # Hoard's side: no node account can enter it
     data_key: bytes = field(default_factory=lambda: os.urandom(32))
 
-    def runner(self, node_id: str) -> ExecRunner:
-        """The node's runner, as the provider makes it: exec into its pod, on its
-        volume (here the node's directory, mounted at its own path)."""
-        return ExecRunner(self.runner_kube, names.pod(node_id), str(self.local.nodes_dir / node_id))
-
-    def _pod(self, node_id: str) -> None:
-        """The node's pod, running, as the kubelet reports it (written to the API)."""
+    def _pod(self, engine: Engine, node_id: str) -> ExecRunner:
+        """Place and hold the node on the provider (its volume declared at the node's
+        directory), write the pod its StatefulSet would make, running (the emulator
+        runs no controllers), and answer the provider's own runner for it."""
+        spec = node_spec(engine.name, node_id, node_id, storage_gb=1)
+        spec = replace(spec, volume=Volume(1, str(self.local.nodes_dir / node_id)))
+        self.provider.place(node_id, set(), 1)
+        self.provider.hold(node_id, spec)
+        template = self.api.objects("statefulsets")[names.node_object(node_id)]["spec"][
+            "template"]
         self.api.put("pods", names.pod(node_id), {
             "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": names.pod(node_id), "namespace": NAMESPACE},
-            "spec": {"containers": [{"name": CONTAINER, "image": "stand-in"}]},
+            "metadata": {"name": names.pod(node_id), "namespace": NAMESPACE,
+                         "labels": template["metadata"]["labels"]},
+            "spec": template["spec"],
             "status": {"phase": "Running", "containerStatuses": [
-                {"name": CONTAINER, "ready": True, "state": {"running": {}}}]}})
+                {"name": c["name"], "ready": False, "image": c["image"], "imageID": "",
+                 "restartCount": 0, "state": {"running": {}}}
+                for c in template["spec"]["containers"]]}})
+        runner = self.provider.runner(node_id)
+        assert isinstance(runner, ExecRunner)
+        return runner
 
     @contextmanager
     def node(self, engine: Engine, restore: Restore | None = None, size: str = "nano",
@@ -107,14 +124,13 @@ class ExecWorld:
             placement = self.local.place(node_id, set(), 1)
             user = self.local.node_user(node_id)
             self.standin.users[names.pod(node_id)] = (user.uid, user.gid)
-            self._pod(node_id)
+            runner = self._pod(engine, node_id)
             ctx = NodeContext(
                 node_id=node_id, version=engine.installed_versions()[0], size=SIZES[size],
                 host=placement.host, port=placement.port,
                 service=restore.service if restore else Credentials("hoard", generate_password()),
                 admin=restore.admin if restore else Credentials("admin", generate_password()),
                 parameters=dict(parameters or {}))
-            runner = self.runner(node_id)
             if restore is None:
                 engine.bootstrap(ctx, runner)
             else:
@@ -146,6 +162,7 @@ class ExecWorld:
             raise
         finally:
             self.local.destroy(node_id)
+            self.provider.destroy(node_id)
             self.standin.users.pop(names.pod(node_id), None)
 
     # --- the backup store ---
@@ -232,7 +249,7 @@ def exec_world(prefix: str) -> Iterator[ExecWorld]:
             provider = provider_for(kubeconfig_for(api.url, hoard_dir / "kubeconfig"), 30.0)
             local = LocalProvider(root / "nodes", "hoard-db")
             ca = CertificateAuthority(hoard_dir / "ca")
-            yield ExecWorld(api, standin, provider.kube, local, ca,
+            yield ExecWorld(api, standin, provider, local, ca,
                             LocalStore(hoard_dir / "store"), hoard_dir)
     finally:
         remove_state_dir(root)
