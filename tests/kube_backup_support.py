@@ -22,7 +22,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -115,11 +115,12 @@ class ExecWorld:
 
     @contextmanager
     def node(self, engine: Engine, restore: Restore | None = None, size: str = "nano",
-             parameters: Mapping[str, ParamValue] | None = None) -> Iterator[ExecNode]:
+             parameters: Mapping[str, ParamValue] | None = None,
+             node_id: str | None = None) -> Iterator[ExecNode]:
         """Bootstrap (or restore), TLS and configuration by exec; the server run
         by the stand-in for the kubelet; the restore finished and the tenant's
         account made. Destroyed afterwards."""
-        node_id = new_id()
+        node_id = node_id or new_id()
         try:
             placement = self.local.place(node_id, set(), 1)
             user = self.local.node_user(node_id)
@@ -135,17 +136,16 @@ class ExecWorld:
                 engine.bootstrap(ctx, runner)
             else:
                 assert isinstance(engine, Backups)
-                logs = [(log.key.rsplit("/", 1)[1].removesuffix(".enc"), self.read(log))
-                        for log in restore.logs]
-                if len(restore.chain) > 1:
+                chain, logs = restore.given or (
+                    [(self.read(b), b.meta) for b in restore.chain],
+                    [(log.key.rsplit("/", 1)[1].removesuffix(".enc"), self.read(log))
+                     for log in restore.logs])
+                if len(chain) > 1:
                     assert isinstance(engine, IncrementalBackups)
-                    engine.restore_chain(ctx, runner, [(self.read(b), b.meta)
-                                                       for b in restore.chain],
-                                         logs, restore.target)
+                    engine.restore_chain(ctx, runner, chain, logs, restore.target)
                 else:
-                    backup, = restore.chain
-                    engine.restore(ctx, runner, self.read(backup), backup.meta, logs,
-                                   restore.target)
+                    (stream, meta), = chain
+                    engine.restore(ctx, runner, stream, meta, logs, restore.target)
             cert = self.ca.issue_server_cert(node_id, [placement.host, "localhost"])
             engine.install_tls(runner, cert.cert_pem, cert.key_pem, self.ca.cert_pem)
             engine.configure(ctx, runner)
@@ -217,6 +217,10 @@ class Restore:
     target: str | None
     service: Credentials  # a restored node keeps the accounts of its backup
     admin: Credentials
+    # The streams themselves (the backup chain with its metas, then the logs by
+    # name), as the restore workflow reads them, instead of ``chain`` and ``logs``.
+    given: tuple[list[tuple[Iterable[bytes], Mapping[str, str]]],
+                 list[tuple[str, Iterable[bytes]]]] | None = None
 
 
 def restore_of(source: ExecNode, backup: StoredBackup | list[StoredBackup],
