@@ -143,3 +143,11 @@ def test_restore_chain_then_logs_to_the_end(source: Source) -> None:
     with source.world.node(ENGINE, restore=restore) as node:
         assert _rows(node) == _expected(A, B, C, D)
     secret_free(source.world, source.node.ctx.service, source.node.ctx.admin)
+
+
+def test_a_gap_in_the_binlogs_is_refused(source: Source) -> None:
+    restore = restore_of(source.node, source.full, source.logs[1:], source.between)
+    refusal = (r"binlog file binlog\.000002 given, binlog\.000001 expected \(the logs "
+               r"must follow on from the backup, without gaps\)")
+    with pytest.raises(ValueError, match=refusal), source.world.node(ENGINE, restore=restore):
+        pass

@@ -7,6 +7,7 @@ pipeline and backup store. Each restore is checked for its exact rows."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -111,3 +112,13 @@ def test_restore_to_the_end_of_the_logs(source: Source) -> None:
     with source.world.node(ENGINE, restore=restore) as node:
         assert _rows(node) == _expected("A", "B", "C")
     secret_free(source.world, source.node.ctx.service, source.node.ctx.admin)
+
+
+def test_a_target_before_the_backup_is_refused(source: Source) -> None:
+    too_early = "2020-01-01T00:00:00+00:00"
+    restore = restore_of(source.node, source.backup, source.logs, too_early)
+    refusal = re.escape(f"restore target {too_early} is before the end of the backup "
+                        f"({source.backup.meta['end_time']}); choose a later time or an "
+                        "older backup")
+    with pytest.raises(ValueError, match=refusal), source.world.node(ENGINE, restore=restore):
+        pass
