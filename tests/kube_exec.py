@@ -14,7 +14,8 @@ pod does not have or a pod not running). The command runs as a local process:
 the node's volume is a temporary directory, which the tests' node
 declarations mount at its own path, so paths in argv need no mapping. Every
 argv it was asked to run is kept, for tests to check that no secret was in
-one."""
+one. A pod may be given an OS account (``users``): its commands then run as
+that account, as a kubelet runs them as the container's user."""
 
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ class StandInExec:
     pods: Callable[[], dict[str, dict[str, Any]]]  # the emulator's pods, by name
     protocols: tuple[str, ...] = (V5, V4)
     calls: list[Call] = field(default_factory=list)
+    users: dict[str, tuple[int, int]] = field(default_factory=dict)  # pod -> (uid, gid)
 
     def front(self, kmock_handler: Callable[[Any], Awaitable[Any]]) -> Callable[
             [aiohttp.web.BaseRequest], Awaitable[aiohttp.web.StreamResponse]]:
@@ -91,7 +93,8 @@ class StandInExec:
         await ws.prepare(request)
         # A client that goes away cancels this handler; the command runs on to its
         # end regardless (it sees the end of its stdin), as it would in a pod.
-        await asyncio.shield(asyncio.ensure_future(_run(ws, argv, stdin)))
+        await asyncio.shield(asyncio.ensure_future(_run(ws, argv, stdin,
+                                                        self.users.get(pod_name))))
         return ws
 
 
@@ -101,14 +104,19 @@ def _status(code: int, reason: str, message: str) -> aiohttp.web.Response:
          "reason": reason, "message": message}, status=code)
 
 
-async def _run(ws: aiohttp.web.WebSocketResponse, argv: list[str], stdin: bool) -> None:
-    """Run ``argv`` with its streams on the websocket's channels; its status last."""
+async def _run(ws: aiohttp.web.WebSocketResponse, argv: list[str], stdin: bool,
+               user: tuple[int, int] | None = None) -> None:
+    """Run ``argv`` (as ``user``'s uid and gid, when given) with its streams on
+    the websocket's channels; its status last."""
     v5 = ws.ws_protocol == V5
+    account: dict[str, Any] = {} if user is None else {
+        "user": user[0], "group": user[1], "extra_groups": []}
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"})
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"},
+            **account)
     except OSError as exc:  # as a runtime says a program it cannot start
         await _send_status(ws, {"status": "Failure", "reason": "InternalError",
                                 "message": f"exec: {exc}"})

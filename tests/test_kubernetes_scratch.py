@@ -2,8 +2,9 @@
 Kubernetes provider: placed with an owner and held like a created node, so
 its runner has a pod to exec into, labelled as a cluster of its own in the
 backup's project (never the backup's cluster, which may still run), and
-removed leaving nothing. Kubernetes offers no backups yet, so no verification
-runs there end to end: this runs the throwaway node's own functions, with
+removed leaving nothing. The restore itself, by exec, is tested on its own
+(tests/test_kubernetes_backup_*.py); no verification has run there end to end
+(the emulator runs no pods): this runs the throwaway node's own functions, with
 Hoard's services built in this process and the provider offered from a
 kubeconfig naming kmock's emulator (tests/kube_support.py)."""
 

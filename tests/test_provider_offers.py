@@ -22,8 +22,7 @@ PROBLEM = "application/problem+json"
 # The images this Kubernetes provider offers: PostgreSQL 16 (which the local
 # provider has not installed) and 15, Redis 7.0, no MariaDB.
 KUBE_VERSIONS = "postgresql=16,postgresql=15,redis=7.0"
-KUBE_LACKS = ["backups", "incremental backups", "point-in-time restore",
-              "replicated clusters", "connection pooler", "storage autoscale"]
+KUBE_LACKS = ["replicated clusters", "connection pooler", "storage autoscale"]
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +75,8 @@ def test_each_version_names_the_providers_offering_it(tenant: httpx.Client) -> N
     assert pg["providers"] == [
         {"name": "local", "default": True, "versions": ["15"], "missing_abilities": []},
         {"name": "kubernetes", "default": False, "versions": ["16", "15"],
-         "missing_abilities": ["backups", "point-in-time restore", "replicated clusters",
-                               "connection pooler", "storage autoscale"]},
+         "missing_abilities": ["replicated clusters", "connection pooler",
+                               "storage autoscale"]},
     ]
 
 
@@ -90,7 +89,7 @@ def test_an_engine_one_provider_lacks_is_offered_by_the_other(tenant: httpx.Clie
     assert engines["redis"]["version_providers"] == [{"version": "7.0",
                                                       "providers": ["local", "kubernetes"]}]
     assert engines["redis"]["providers"][1]["missing_abilities"] == [
-        "backups", "replicated clusters", "storage autoscale"]
+        "replicated clusters", "storage autoscale"]
 
 
 def test_the_catalog_lists_the_providers_a_create_may_name(tenant: httpx.Client) -> None:
@@ -103,12 +102,12 @@ def test_the_catalog_lists_the_providers_a_create_may_name(tenant: httpx.Client)
 def test_the_cli_lists_each_versions_providers(server: HoardServer, token: str,
                                                tenant: httpx.Client) -> None:
     expected = [
-        ("postgresql", "16", "kubernetes", "kubernetes: backups, point-in-time restore, "
-         "replicated clusters, connection pooler, storage autoscale"),
-        ("postgresql", "15", "local*, kubernetes", "kubernetes: backups, point-in-time "
-         "restore, replicated clusters, connection pooler, storage autoscale"),
+        ("postgresql", "16", "kubernetes", "kubernetes: replicated clusters, connection "
+         "pooler, storage autoscale"),
+        ("postgresql", "15", "local*, kubernetes", "kubernetes: replicated clusters, "
+         "connection pooler, storage autoscale"),
         ("mariadb", "10.11", "local*", "-"),
-        ("redis", "7.0", "local*, kubernetes", "kubernetes: backups, replicated clusters, "
+        ("redis", "7.0", "local*, kubernetes", "kubernetes: replicated clusters, "
          "storage autoscale"),
     ]
     assert rows(tenant.get("/v2/engines").json()) == expected
@@ -121,15 +120,11 @@ def test_the_cli_lists_each_versions_providers(server: HoardServer, token: str,
                    ) == tenant.get("/v2/engines").json()
 
 
-NIL = "0190a3b4-0000-7000-8000-000000000000"
-
-
 @pytest.mark.parametrize(("fields", "ability"), [
     pytest.param({"nodes": 3}, "replicated clusters", id="replicated"),
     pytest.param({"pooler": {"mode": "transaction", "max_client_conn": 100}},
                  "connection pooler", id="pooler"),
     pytest.param({"storage_autoscale": {"max_gb": 20}}, "storage autoscale", id="autoscale"),
-    pytest.param({"restore": {"backup_id": NIL}}, "backups", id="restore"),
 ])
 def test_a_create_asking_what_its_provider_lacks_is_refused(
     tenant: httpx.Client, api: MockApi, fields: dict[str, Any], ability: str,
@@ -140,6 +135,19 @@ def test_a_create_asking_what_its_provider_lacks_is_refused(
     assert refused(answer) == (f"the kubernetes provider offers no {ability} yet; choose "
                                "another provider (GET /v2/engines lists each one's missing "
                                "abilities)")
+    nothing_made(tenant, api)
+
+
+def test_a_restore_onto_kubernetes_is_not_refused_for_its_provider(
+    tenant: httpx.Client, api: MockApi,
+) -> None:
+    """Backups and point-in-time restores are offered there: a restore to a time
+    of a cluster with no backups is refused for that alone."""
+    missing = "0190a3b4-0000-7000-8000-000000000000"
+    answer = tenant.post("/v2/clusters", json={
+        "name": "restored", "engine": "postgresql", "size": "nano", "provider": "kubernetes",
+        "restore": {"cluster_id": missing, "time": "2026-01-01T00:00:00Z"}})
+    assert refused(answer) == f"cluster '{missing}' has no backups to restore from"
     nothing_made(tenant, api)
 
 
@@ -201,8 +209,9 @@ def test_the_kubernetes_provider_declares_what_it_lacks(tmp_path: Path) -> None:
 
 def test_changes_asking_what_its_provider_lacks_are_refused(tenant: httpx.Client) -> None:
     """A cluster on the Kubernetes provider (FAILED placing its nodes: on the emulator its
-    pod never runs, and the start deadline passes) is refused backups, a backup
-    schedule and storage autoscale, the provider named; nothing of it changes."""
+    pod never runs, and the start deadline passes) is refused storage autoscale,
+    the provider named, and a backup for its state, not its provider; nothing of
+    it changes."""
     made = tenant.post("/v2/clusters", json={"name": "lacking", "engine": "postgresql",
                                              "size": "nano", "provider": "kubernetes"})
     assert made.status_code == 202, made.text
@@ -213,9 +222,11 @@ def test_changes_asking_what_its_provider_lacks_are_refused(tenant: httpx.Client
     try:
         lacks = ("the kubernetes provider offers no {} yet; choose another provider "
                  "(GET /v2/engines lists each one's missing abilities)")
-        assert refused(tenant.post(f"{path}/backups")) == lacks.format("backups")
-        assert refused(tenant.put(f"{path}/backup-schedule", json={
-            "cron": "0 3 * * *", "keep_last": 3})) == lacks.format("backups")
+        # Backups are offered there: one is refused for the cluster's state alone.
+        backup = tenant.post(f"{path}/backups")
+        assert backup.status_code == 409, backup.text
+        assert backup.json()["detail"] == ("the cluster is FAILED; backup needs it ACTIVE "
+                                           "or DEGRADED")
         assert refused(tenant.patch(path, json={"storage_autoscale": {"max_gb": 20}})
                        ) == lacks.format("storage autoscale")
         assert tenant.get(f"{path}/backup-schedule").json() is None

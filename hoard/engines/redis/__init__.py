@@ -29,7 +29,7 @@ import subprocess
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from functools import cache
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote
 
@@ -40,6 +40,7 @@ from redis.retry import Retry
 from hoard.domain.errors import NotFound
 from hoard.domain.nodes import NodeRunner, ProcessSpec
 from hoard.engines.base import (
+    TLS_CA,
     TLS_CERT,
     TLS_KEY,
     AclAccounts,
@@ -432,8 +433,11 @@ class Redis(Engine, AclAccounts, Metrics, Backups, RedisVerify, RedisReplication
         meta.update(format=rb.FORMAT, redis_version=version,
                     keys=str(sum(int(db["keys"]) for db in dbs)),
                     expires=str(sum(int(db["expires"]) for db in dbs)))
+        # redis-cli runs beside the server (in its pod, on Kubernetes): it reads
+        # Hoard's CA from the node's volume, not from Hoard's own path.
+        runner.write_file(TLS_CA, Path(ca_file).read_bytes(), 0o644)
         argv = ["timeout", "--kill-after=5", f"{self.snapshot_timeout:g}", REDIS_CLI,
-                "--tls", "--cacert", ca_file, "-h", ctx.host, "-p", str(ctx.port),
+                "--tls", "--cacert", runner.abspath(TLS_CA), "-h", ctx.host, "-p", str(ctx.port),
                 "--user", ctx.service.user, "--rdb", "-"]  # SYNC: the server forks
         yield rb.header(users)
         snapshot = runner.stream(argv, env={"REDISCLI_AUTH": ctx.service.password})
