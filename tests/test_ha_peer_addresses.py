@@ -212,7 +212,7 @@ def test_pod_members_listen_on_the_pod_and_announce_their_service(
         f'wsrep_sst_receive_address = "{a.host}:{a.ports["sst"]}"']
     assert network == {"gmcast.listen_addr": f"tcp://0.0.0.0:{a.ports['galera']}",
                        "ist.recv_addr": f"{a.host}:{a.ports['ist']}",
-                       "ist.recv_bind": "0.0.0.0"}  # noqa: S104 - the pod's
+                       "ist.recv_bind": f"0.0.0.0:{a.ports['ist']}"}
 
 
 @pytest.mark.parametrize("engine", ["postgresql", "redis", "mariadb"])

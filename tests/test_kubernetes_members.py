@@ -149,7 +149,8 @@ def test_members_are_placed_configured_and_declared_for_their_pods(
             [options] = _lines(root / "conf/my.cnf", "wsrep_provider_options")
             assert options.split('"')[1].split(";")[:3] == [
                 f"gmcast.listen_addr=tcp://0.0.0.0:{a.ports['galera']}",
-                f"ist.recv_addr={a.host}:{a.ports['ist']}", "ist.recv_bind=0.0.0.0"]
+                f"ist.recv_addr={a.host}:{a.ports['ist']}",
+                f"ist.recv_bind=0.0.0.0:{a.ports['ist']}"]
         start_node(cluster, first, ctx, topo)  # reads the member's files first
     declared: dict[str, Any] = api.objects("statefulsets")[names.node_object(first.id)]
     containers = declared["spec"]["template"]["spec"]["containers"]

@@ -225,7 +225,8 @@ class MariaDBReplication(Replication):
         # Galera listens where the provider says (ctx.bind) and announces the
         # member's address (its peers'); IST binds apart only when the two differ.
         # An SST joiner's socat listens on every interface at its receive address' port.
-        bind = {} if ctx.bind == me.host else {"ist.recv_bind": ctx.bind}
+        bind = ({} if ctx.bind == me.host
+                else {"ist.recv_bind": f"{ctx.bind}:{me.ports['ist']}"})  # else base_port + 1
         provider = {
             "gmcast.listen_addr": f"tcp://{ctx.bind}:{me.ports['galera']}",
             "ist.recv_addr": f"{me.host}:{me.ports['ist']}",
