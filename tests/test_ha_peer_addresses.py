@@ -51,7 +51,7 @@ def files() -> Iterator[NodeRunner]:
         remove_state_dir(root)
 
 
-def members(provider: Provider, ha_ports: tuple[str, ...], port: int = 0
+def members(provider: Provider, ha_ports: tuple[str, ...]
             ) -> tuple[tuple[Member, ...], NodeContext]:
     """Three members as ``provider`` places them, and the first one's context with
     the listen address the workflows give it (``provider.listen_host``)."""

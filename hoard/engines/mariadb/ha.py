@@ -223,10 +223,11 @@ class MariaDBReplication(Replication):
         ca, cert, key = (runner.abspath(p) for p in (TLS_CA, TLS_CERT, TLS_KEY))
         memory = ctx.size.memory_mb
         # Galera listens where the provider says (ctx.bind) and announces the
-        # member's address (its peers'); IST binds apart only when the two differ.
+        # member's address (its peers'); IST binds apart only when the two differ,
+        # on its own port (given an address alone, Galera binds another).
         # An SST joiner's socat listens on every interface at its receive address' port.
         bind = ({} if ctx.bind == me.host
-                else {"ist.recv_bind": f"{ctx.bind}:{me.ports['ist']}"})  # else base_port + 1
+                else {"ist.recv_bind": f"{ctx.bind}:{me.ports['ist']}"})
         provider = {
             "gmcast.listen_addr": f"tcp://{ctx.bind}:{me.ports['galera']}",
             "ist.recv_addr": f"{me.host}:{me.ports['ist']}",

@@ -68,9 +68,10 @@ class KubernetesProvider(Provider):
     holds = True  # the runner execs into the node's pod: one must run before the first start
     # An image may be pulled and a volume attached before a server starts.
     deadlines = Deadlines(start=600.0, join=1800.0, form=300.0)
-    # No HA machinery in pods yet (no etcd, no role labels kept), no backups or
-    # restores (they need exec into a pod), no pooler, and no storage use to
-    # grow on (the API server does not report it).
+    # Replicated clusters: their objects and the engines' peer configuration are
+    # made, but no member's machinery has formed, scaled or failed over in a pod
+    # (docs/architecture.md says why). No backups or restores, no pooler, and no
+    # storage use to grow on (the API server does not report it).
     lacks = frozenset({Ability.REPLICATED_CLUSTERS, Ability.BACKUPS,
                        Ability.INCREMENTAL_BACKUPS, Ability.POINT_IN_TIME_RESTORE,
                        Ability.CONNECTION_POOLER, Ability.STORAGE_AUTOSCALE})
