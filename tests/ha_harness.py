@@ -137,9 +137,13 @@ class HaCluster:
 @contextmanager
 def running_cluster(engine: Engine, nodes: int = 3, durability: str = "async",
                     size: str = "nano", storage_gb: int = 1,
-                    hosts: list[Host] | None = None) -> Iterator[HaCluster]:
+                    hosts: list[Host] | None = None, named: str = ""
+                    ) -> Iterator[HaCluster]:
     """Form a ``nodes``-member cluster (founder first, then the others join) and
-    wait until it is healthy; destroy everything afterwards."""
+    wait until it is healthy; destroy everything afterwards. ``named``: every
+    member's address is that name (one resolving to the members' placed
+    address) and it listens on its placed address, as a member in a pod
+    announces its Service's name and listens on the pod's interfaces."""
     assert isinstance(engine, Replication)
     root = make_state_dir()
     provider = LocalProvider(root / "nodes", "hoard-db", hosts=hosts)
@@ -156,10 +160,12 @@ def running_cluster(engine: Engine, nodes: int = 3, durability: str = "async",
             taken |= {p.port, *p.ports.values()}
             placed.append(Host(p.host, p.zone))
             provider.apply_limits(node_id, SIZES[size], storage_gb)
-            members.append(Member(node_id, i, p.host, p.port, p.ports, p.zone))
+            host = named or p.host
+            members.append(Member(node_id, i, host, p.port, p.ports, p.zone))
             ctxs.append(NodeContext(node_id=node_id, version=engine.installed_versions()[0],
-                                    size=SIZES[size], host=p.host, port=p.port,
-                                    service=service, admin=admin))
+                                    size=SIZES[size], host=host, port=p.port,
+                                    service=service, admin=admin,
+                                    listen=p.host if named else ""))
         dcs = provider.dcs() if engine.needs_dcs else None
         topo = Topology(cluster_id, tuple(members), durability, dcs)
         cluster = HaCluster(engine, provider, ca, topo, ctxs)

@@ -222,9 +222,16 @@ class MariaDBReplication(Replication):
         me = topo.member(ctx.node_id)
         ca, cert, key = (runner.abspath(p) for p in (TLS_CA, TLS_CERT, TLS_KEY))
         memory = ctx.size.memory_mb
+        # Galera listens where the provider says (ctx.bind) and announces the
+        # member's address (its peers'); IST binds apart only when the two differ,
+        # on its own port (given an address alone, Galera binds another).
+        # An SST joiner's socat listens on every interface at its receive address' port.
+        bind = ({} if ctx.bind == me.host
+                else {"ist.recv_bind": f"{ctx.bind}:{me.ports['ist']}"})
         provider = {
-            "gmcast.listen_addr": f"tcp://{me.host}:{me.ports['galera']}",
+            "gmcast.listen_addr": f"tcp://{ctx.bind}:{me.ports['galera']}",
             "ist.recv_addr": f"{me.host}:{me.ports['ist']}",
+            **bind,
             "socket.ssl": "YES",
             "socket.ssl_cert": cert,
             "socket.ssl_key": key,

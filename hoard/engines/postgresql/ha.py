@@ -247,7 +247,9 @@ class PostgreSQLReplication(Replication):
         account = {"username": ctx.service.user, "password": ctx.service.password,
                    "sslmode": "verify-full", "sslrootcert": runner.abspath(TLS_CA),
                    "channel_binding": "require"}
+        # Peers reach its address; it listens where the provider says (ctx.bind).
         api = f"{member.host}:{member.ports[API]}"
+        api_listen = f"{ctx.bind}:{member.ports[API]}"
         dcs = _dcs(topo)
         return {
             "scope": topo.cluster_id,
@@ -259,7 +261,7 @@ class PostgreSQLReplication(Replication):
             "log": {"level": "INFO", "dir": runner.abspath(LOG_DIR),
                     "file_num": 2, "file_size": 4 << 20},
             "restapi": {
-                "listen": api, "connect_address": api,
+                "listen": api_listen, "connect_address": api,
                 "certfile": runner.abspath(TLS_CERT), "keyfile": runner.abspath(TLS_KEY),
                 "cafile": runner.abspath(TLS_CA),  # Patroni checks its peers' APIs with it
                 "authentication": {"username": ctx.service.user,
@@ -277,7 +279,7 @@ class PostgreSQLReplication(Replication):
                                "parameters": cluster_wide},
             }},
             "postgresql": {
-                "listen": f"{member.host}:{member.port}",
+                "listen": f"{ctx.bind}:{member.port}",
                 "connect_address": f"{member.host}:{member.port}",
                 "data_dir": runner.abspath(DATA),
                 "bin_dir": self._bin(ctx.version, ""),

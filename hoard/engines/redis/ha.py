@@ -191,7 +191,7 @@ class RedisReplication(Replication):
     def _write_sentinel_conf(self, ctx: NodeContext, topo: Topology, runner: NodeRunner,
                              primary: Addr | None) -> None:
         text = rs.sentinel_conf(topo, topo.member(ctx.node_id), ctx.service, runner,
-                                primary, rs.read_text(runner, SENTINEL_CONF) or "")
+                                primary, rs.read_text(runner, SENTINEL_CONF) or "", ctx.bind)
         runner.write_file(SENTINEL_CONF, text.encode())
 
     def _decide_primary(self, ctx: NodeContext, topo: Topology, runner: NodeRunner,

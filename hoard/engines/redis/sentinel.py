@@ -12,6 +12,7 @@ lines over, less those naming former members.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 import time
 from collections import Counter
@@ -238,12 +239,29 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def named(topo: Topology) -> bool:
+    """Whether members' addresses are names (a Kubernetes Service's) rather than
+    IP addresses: Sentinel then resolves them, and announces names, not the IPs
+    they resolve to now (a pod made again has another)."""
+    return any(not _is_ip(m.host) for m in topo.members)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def sentinel_conf(topo: Topology, me: Member, service: Credentials, runner: NodeRunner,
-                  primary: Addr | None, saved: str) -> str:
+                  primary: Addr | None, saved: str, bind: str = "") -> str:
     """Hoard's lines, then Sentinel's state from the ``saved`` file. It monitors
-    ``primary``, else the saved one, else the first member. The sentinel
-    checks the servers' and other sentinels' certificates against Hoard's CA
-    (``tls-replication`` is what turns TLS on for a sentinel's own links)."""
+    ``primary``, else the saved one, else the first member. It listens on
+    ``bind`` (the member's own address when empty) and announces the member's
+    address to its peers. The sentinel checks the servers' and other sentinels'
+    certificates against Hoard's CA (``tls-replication`` is what turns TLS on
+    for a sentinel's own links)."""
     name = master_name(topo)
     last, state = saved_state(saved, topo, me)
     host, port = primary or last or server(topo.members[0])
@@ -256,7 +274,7 @@ def sentinel_conf(topo: Topology, me: Member, service: Credentials, runner: Node
         "# rewrites its own lines and keeps Sentinel's state.",
         "port 0",
         f"tls-port {me.ports['sentinel']}",
-        f"bind {me.host}",
+        f"bind {bind or me.host}",
         f"tls-cert-file {_quote(runner.abspath(TLS_CERT))}",
         f"tls-key-file {_quote(runner.abspath(TLS_KEY))}",
         f"tls-ca-cert-file {_quote(runner.abspath(TLS_CA))}",
@@ -272,7 +290,8 @@ def sentinel_conf(topo: Topology, me: Member, service: Credentials, runner: Node
         f"sentinel sentinel-pass {_quote(password)}",
         f"sentinel announce-ip {me.host}",
         f"sentinel announce-port {me.ports['sentinel']}",
-        "sentinel resolve-hostnames no",
+        *(["sentinel resolve-hostnames yes", "sentinel announce-hostnames yes"]
+          if named(topo) else ["sentinel resolve-hostnames no"]),
         f"sentinel monitor {name} {host} {port} {quorum(len(topo.members))}",
         f"sentinel auth-user {name} {user}",
         f"sentinel auth-pass {name} {_quote(password)}",

@@ -68,11 +68,13 @@ class KubernetesProvider(Provider):
     holds = True  # the runner execs into the node's pod: one must run before the first start
     # An image may be pulled and a volume attached before a server starts.
     deadlines = Deadlines(start=600.0, join=1800.0, form=300.0)
-    # No HA machinery in pods yet (no etcd, no role labels kept), no pooler, and
-    # no storage use to grow on (the API server does not report it). Backups,
-    # incrementals and point-in-time restores are offered: every tool runs in the
-    # pod by exec, and the change logs are closed on the volume by the server
-    # itself and shipped by the archiver over exec (nothing else runs there).
+    # Replicated clusters: their objects and the engines' peer configuration are
+    # made, but no member's machinery has formed, scaled or failed over in a pod
+    # (docs/architecture.md says why). No pooler, and no storage use to grow on
+    # (the API server does not report it). Backups, incrementals and
+    # point-in-time restores are offered: every tool runs in the pod by exec, and
+    # the change logs are closed on the volume by the server itself and shipped
+    # by the archiver over exec (nothing else runs there).
     lacks = frozenset({Ability.REPLICATED_CLUSTERS, Ability.CONNECTION_POOLER,
                        Ability.STORAGE_AUTOSCALE})
 
