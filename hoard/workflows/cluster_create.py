@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from dbos import DBOS
@@ -71,18 +72,34 @@ def steps_for(replicated: bool, restore: bool, accounts: bool = False,
     return [*base[:-1], *extra, base[-1]]
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What the create's first step learns, recorded with it: the operation's
+    parameters, whether any node was held, and the provider's deadlines."""
+
+    params: dict[str, Any]
+    held: bool
+    deadlines: Deadlines
+
+
 @DBOS.step()
-def place_nodes(op_id: str, cluster_id: str) -> bool:
+def place_nodes(op_id: str, cluster_id: str) -> Plan:
     """Storage, limits and an address for every node. A standalone cluster's one
     node answers at the cluster's own address on the engine's standard port; a
     replicated cluster's nodes get peer addresses, and its endpoints theirs.
-    True if the nodes were held (``held_ready`` is then waited for); a workflow
-    recorded before this answered None, and so waits as it did."""
+    One recorded step with reading the parameters and deadlines: each step
+    costs a few store transactions, which a burst of creates queues on."""
     svc = services()
+    with svc.store.session() as s:
+        op = s.get(models.Operation, op_id)
+        params = dict(op.params) if op else {}
     with recorded(op_id, "place nodes"):
         own = _own_addresses(cluster_id)
         with svc.store.session() as s:
-            return _place(s, cluster_id, own)
+            held = _place(s, cluster_id, own)
+            cluster = s.get(models.Cluster, cluster_id)
+            assert cluster is not None
+            return Plan(params, held, svc.provider_for(cluster).deadlines)
 
 
 @DBOS.step()
@@ -189,21 +206,6 @@ def _install_config(cluster: models.Cluster, node: models.Node) -> None:
     install_tls(cluster, node)
     svc.engines[cluster.engine].configure(svc.node_context(cluster, node),
                                           svc.provider_for(node).runner(node.id))
-
-
-@DBOS.step()
-def deadlines(cluster_id: str) -> Deadlines:
-    """The cluster's provider's deadlines (recorded: a resumed workflow keeps them)."""
-    cluster = load_cluster(cluster_id)
-    assert cluster is not None
-    return services().provider_for(cluster).deadlines
-
-
-@DBOS.step()
-def read_params(op_id: str) -> dict[str, Any]:
-    with services().store.session() as s:
-        op = s.get(models.Operation, op_id)
-        return dict(op.params) if op else {}
 
 
 @DBOS.step()
@@ -387,6 +389,10 @@ def open_endpoints(op_id: str, cluster_id: str) -> None:
 
 @DBOS.step()
 def create_admin(op_id: str, cluster_id: str) -> None:
+    _create_admin(op_id, cluster_id)
+
+
+def _create_admin(op_id: str, cluster_id: str) -> None:
     svc = services()
     with recorded(op_id, "create admin account"):
         cluster = load_cluster(cluster_id)
@@ -406,8 +412,13 @@ def create_accounts(op_id: str, cluster_id: str, accounts: dict[str, Any]) -> No
 
 
 @DBOS.step()
-def activate(op_id: str, cluster_id: str) -> None:
+def activate(op_id: str, cluster_id: str, admin: bool = False) -> None:
+    """ACTIVE, the operation done; with ``admin``, the admin account made first in
+    the same recorded step (nothing runs between them in a plain create, and
+    both are idempotent)."""
     svc = services()
+    if admin:
+        _create_admin(op_id, cluster_id)
     with recorded(op_id, "activate"), svc.store.session() as s:
         cluster = s.get(models.Cluster, cluster_id)
         assert cluster is not None
@@ -450,20 +461,22 @@ def compensate(op_id: str, cluster_id: str, reason: str) -> None:
 @DBOS.workflow()
 def create_cluster(op_id: str, cluster_id: str) -> None:
     try:
-        params = read_params(op_id)
-        restore = params.get("restore")
-        if place_nodes(op_id, cluster_id):
-            until_done(held_ready, op_id, cluster_id, deadline=deadlines(cluster_id).start,
+        plan = place_nodes(op_id, cluster_id)
+        params, restore = plan.params, plan.params.get("restore")
+        if plan.held:
+            until_done(held_ready, op_id, cluster_id, deadline=plan.deadlines.start,
                        what="the placed nodes were not ready")
         if restore:
             restore_nodes(op_id, cluster_id, restore)
         else:
             bootstrap_nodes(op_id, cluster_id)
-        until_done(start_founder, op_id, cluster_id, deadline=deadlines(cluster_id).start,
+        until_done(start_founder, op_id, cluster_id, deadline=plan.deadlines.start,
                    what="the first node was not ready")
         if restore:
             finish_restore(op_id, cluster_id, restore)
-        create_admin(op_id, cluster_id)
+        later = bool(params.get("replicated") or params.get("accounts") or params.get("pooler"))
+        if later:
+            create_admin(op_id, cluster_id)
         if params.get("replicated"):
             form_cluster(op_id, cluster_id)
             open_endpoints(op_id, cluster_id)
@@ -471,6 +484,6 @@ def create_cluster(op_id: str, cluster_id: str) -> None:
             create_accounts(op_id, cluster_id, params["accounts"])
         if params.get("pooler"):
             pooler_steps.open_pooler(op_id, cluster_id)
-        activate(op_id, cluster_id)
+        activate(op_id, cluster_id, admin=not later)
     except Exception as exc:
         compensate(op_id, cluster_id, short_reason(exc))
