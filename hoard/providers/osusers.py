@@ -197,14 +197,14 @@ class UserPool:
 
     @staticmethod
     def _create(name: str, uid: int, label: str) -> None:
-        _tool(["groupadd", "-g", str(uid), name])
-        try:
-            # --system: no subordinate ids and no password ageing for it.
-            _tool(["useradd", "--system", "-u", str(uid), "-g", str(uid), "-M", "-l",
-                   "-d", "/nonexistent", "-s", NOLOGIN, "-c", MARK + label, name])
-        except RuntimeError:
-            _tool(["groupdel", name], ok=(0, 6))
-            raise
+        # One tool run under the machine-wide lock, not two (groupadd, then
+        # useradd): a burst of creates queues on that lock. --system: no
+        # subordinate ids and no password ageing; -U makes the account's own
+        # group, whose gid the -K bounds pin to the uid (useradd fails rather
+        # than pick another). userdel removes that group with the account.
+        _tool(["useradd", "--system", "-u", str(uid), "-U", "-K", f"SYS_GID_MIN={uid}",
+               "-K", f"SYS_GID_MAX={uid}", "-M", "-l", "-d", "/nonexistent", "-s", NOLOGIN,
+               "-c", MARK + label, name])
 
     def remove(self, record_dir: Path) -> None:
         """Remove the account of ``record_dir`` (its processes must be gone) and
