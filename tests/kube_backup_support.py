@@ -27,6 +27,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import psycopg
+
 from hoard.backups.local import LocalStore
 from hoard.backups.pipeline import download, upload
 from hoard.domain.catalog import SIZES
@@ -268,3 +270,12 @@ def secret_free(world: ExecWorld, *creds: Credentials) -> None:
         assert not [i for i in items if cred.password in i], "a password was in an argv"
     assert not [i for i in items if str(world.hoard_dir) in i], "a path on Hoard's side"
 
+
+def pg_sql(node: ExecNode, query: str) -> list[tuple]:
+    """Run `query` on a PostgreSQL stand-in node as its admin, over verified TLS."""
+    creds = node.ctx.admin
+    with psycopg.connect(host=node.ctx.host, port=node.ctx.port, dbname="app",
+                         user=creds.user, password=creds.password, sslmode="verify-full",
+                         sslrootcert=node.ca_file, autocommit=True) as conn:
+        cur = conn.execute(query)
+        return cur.fetchall() if cur.description else []

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 
-import psycopg
 import pytest
 
 from hoard.engines.postgresql import PostgreSQL
@@ -23,6 +22,7 @@ from tests.kube_backup_support import (
     ExecWorld,
     StoredBackup,
     exec_world,
+    pg_sql,
     restore_of,
     secret_free,
 )
@@ -31,21 +31,12 @@ pytestmark = pytest.mark.integration
 ENGINE = PostgreSQL()
 
 
-def _sql(node: ExecNode, query: str) -> list[tuple]:
-    creds = node.ctx.admin
-    with psycopg.connect(host=node.ctx.host, port=node.ctx.port, dbname="app",
-                         user=creds.user, password=creds.password, sslmode="verify-full",
-                         sslrootcert=node.ca_file, autocommit=True) as conn:
-        cur = conn.execute(query)
-        return cur.fetchall() if cur.description else []
-
-
 def _insert(node: ExecNode, batch: str) -> None:
-    _sql(node, f"INSERT INTO items SELECT '{batch}', n FROM generate_series(1, 100) n")
+    pg_sql(node, f"INSERT INTO items SELECT '{batch}', n FROM generate_series(1, 100) n")
 
 
 def _rows(node: ExecNode) -> list[tuple]:
-    return _sql(node, "SELECT batch, n FROM items ORDER BY batch, n")
+    return pg_sql(node, "SELECT batch, n FROM items ORDER BY batch, n")
 
 
 def _expected(*batches: str) -> list[tuple]:
@@ -65,7 +56,7 @@ class Source:
 def source() -> Iterator[Source]:
     """A node with batch A in its backup, B shipped before a recorded time, C after."""
     with exec_world("hoard-kpg-") as world, world.node(ENGINE) as node:
-        _sql(node, "CREATE TABLE items (batch text, n int)")
+        pg_sql(node, "CREATE TABLE items (batch text, n int)")
         _insert(node, "A")
         backup = world.backup(node)
         _insert(node, "B")

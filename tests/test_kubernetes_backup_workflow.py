@@ -13,7 +13,6 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-import psycopg
 import pytest
 from sqlalchemy import select
 
@@ -26,7 +25,14 @@ from hoard.workflows.backups import restore_inputs, run_backup
 from hoard.workflows.scheduler import new_backup
 from hoard.workflows.services import Services
 from hoard.workflows.steps import load_cluster
-from tests.kube_backup_support import ExecNode, ExecWorld, Restore, exec_world, secret_free
+from tests.kube_backup_support import (
+    ExecNode,
+    ExecWorld,
+    Restore,
+    exec_world,
+    pg_sql,
+    secret_free,
+)
 from tests.kube_support import emulated_services
 
 pytestmark = pytest.mark.integration
@@ -35,17 +41,8 @@ PROJECT = "0190a3b4-0000-7000-8000-0000000000f0"
 CLUSTER = "0190a3b4-0000-7000-8000-0000000000f1"
 
 
-def _sql(node: ExecNode, query: str) -> list[tuple]:
-    creds = node.ctx.admin
-    with psycopg.connect(host=node.ctx.host, port=node.ctx.port, dbname="app",
-                         user=creds.user, password=creds.password, sslmode="verify-full",
-                         sslrootcert=node.ca_file, autocommit=True) as conn:
-        cur = conn.execute(query)
-        return cur.fetchall() if cur.description else []
-
-
 def _insert(node: ExecNode, batch: str) -> None:
-    _sql(node, f"INSERT INTO items SELECT '{batch}', n FROM generate_series(1, 50) n")
+    pg_sql(node, f"INSERT INTO items SELECT '{batch}', n FROM generate_series(1, 50) n")
 
 
 def _expected(*batches: str) -> list[tuple]:
@@ -92,7 +89,7 @@ def test_backup_archive_and_point_in_time_restore(world: tuple[ExecWorld, Servic
     with served.node(ENGINE, node_id=new_id()) as node:
         assert node.ca_file == svc.ca_file
         _record(svc, node)
-        _sql(node, "CREATE TABLE items (batch text, n int)")
+        pg_sql(node, "CREATE TABLE items (batch text, n int)")
         _insert(node, "A")
         cluster = load_cluster(CLUSTER)
         assert cluster is not None
@@ -124,6 +121,6 @@ def test_backup_archive_and_point_in_time_restore(world: tuple[ExecWorld, Servic
         restore = Restore([], [], between, node.ctx.service, node.ctx.admin,
                           given=(list(chain), logs))
         with served.node(ENGINE, restore=restore) as restored:
-            assert _sql(restored, "SELECT batch, n FROM items ORDER BY batch, n") == \
+            assert pg_sql(restored, "SELECT batch, n FROM items ORDER BY batch, n") == \
                 _expected("A", "B")
         secret_free(served, node.ctx.service, node.ctx.admin)
