@@ -296,7 +296,6 @@ def test_errors_other_than_the_expected_ones_are_raised(api: MockApi,
 def test_what_kubernetes_does_not_offer_is_said(provider: KubernetesProvider) -> None:
     assert provider.pid(NODE) is None
     assert provider.address_taken("anything", 5432) is False
-    assert provider.storage_usage(NODE, 10) is None
     provider.forget_dcs(CLUSTER, "/hoard/x")  # nothing made yet: nothing to forget
 
 

@@ -19,6 +19,7 @@ of its stdin as if it were the end of the file), leaves nothing under
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import re
 import secrets
@@ -49,6 +50,9 @@ _SH = {
     "rename": _ENTER + 'mkdir -p -- "$(dirname -- "$2")" && mv -f -T -- "$1" "$2"',
     "list": _ENTER + '[ ! -d "$1" ] || find "$1" -mindepth 1 -maxdepth 1 -printf "%f\\0"',
     "read": _ENTER + 'exec cat -- "$1"',
+    # The volume's filesystem (coreutils' stat -f, in every engine's image): its
+    # fundamental block size, its blocks and its free blocks, on one line.
+    "statfs": _ENTER + 'exec timeout -k 2 "$1" stat -f -c "%S %b %f" -- .',
     # The staging file is made (and held open) before "ok": a discard after it
     # removes its one name, whatever the writer still writes (to no name).
     "stage": _ENTER + 'umask 077 && mkdir -p -- "$(dirname -- "$1")" && exec 3> "$1" && '
@@ -266,6 +270,16 @@ class ExecRunner:
     def read_stream(self, path: PurePosixPath) -> Iterator[bytes]:
         """A file's bytes as they come (a missing one raises ``ToolFailed``)."""
         return self._stream("read", [checked(path, whole=True)], b"", ["cat"])
+
+    def statfs(self, timeout: float) -> str:
+        """What ``stat -f`` prints of the volume's filesystem (its block size,
+        blocks and free blocks), within ``timeout`` here and in the pod: a
+        volume that hangs (a lost network disk) costs a reader no more."""
+        out = io.BytesIO()
+        done = self._call("statfs", _seconds(timeout), out=out, timeout=timeout + 5.0)
+        if done.code != 0:
+            raise _failed(["stat"], done.code, done.errors)
+        return out.getvalue().decode(errors="replace")
 
     # --- tools ---
 

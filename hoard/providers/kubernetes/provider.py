@@ -26,6 +26,7 @@ What the seam asks and how it is answered here:
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -49,11 +50,12 @@ from hoard.domain.nodes import (
 from hoard.domain.placement import Host
 from hoard.domain.storage import StorageUsage
 from hoard.providers.base import Deadlines, Endpoint, Growth, Placement, Provider, Versioned
-from hoard.providers.kubernetes import names, render
+from hoard.providers.kubernetes import names, render, usage
 from hoard.providers.kubernetes.client import KINDS, Kube, KubeError
 from hoard.providers.kubernetes.execrunner import CONTAINER, ExecRunner
 from hoard.providers.kubernetes.pods import running_reason, waiting_reason
 
+log = logging.getLogger(__name__)
 NODE_PORT = 10000  # every pod has an address of its own: its ports are fixed, not chosen
 CLUSTER_KINDS = ("Service", "PodDisruptionBudget", "NetworkPolicy", "Secret")
 
@@ -92,6 +94,7 @@ class KubernetesProvider(Provider):
         self.storage_class = storage_class
         self.registry = registry.rstrip("/")
         self.control_plane = control_plane or render.ControlPlane()
+        self.readings = usage.Readings()  # each node's last storage reading
 
     # --- where a node is ---
 
@@ -146,15 +149,47 @@ class KubernetesProvider(Provider):
             self.kube.patch("PersistentVolumeClaim", names.claim(node_id),
                             {"spec": {"resources": {"requests":
                                                     {"storage": render.storage(storage_gb)}}}})
+            self.readings.forget(node_id)
         return Growth(True, online=True, note="the claim is expanded in place")
 
     def has_storage(self, node_id: str) -> bool:
         return self.kube.get("PersistentVolumeClaim", names.claim(node_id)) is not None
 
     def storage_usage(self, node_id: str, storage_gb: int) -> StorageUsage | None:
-        """Not offered: the API server does not report how full a volume is (the
-        kubelet's statistics do, behind rights Hoard does not ask for)."""
-        return None
+        """The node's volume as its own filesystem reports it, by one exec into its
+        pod (``usage`` says how, and how often). None while there is nothing true
+        to read: no pod running (stopped, held pod being replaced, gone, being
+        re-created), a claim not bound or being resized (its filesystem is not
+        yet the size asked: the old size read now would ask for a second
+        growth), or a reading that failed or printed something unexpected (then
+        logged). Never raises for the node's state: the observer's pass goes on."""
+        pod = self.kube.get("Pod", names.pod(node_id))
+        if pod is None or running_reason(pod, CONTAINER) is not None:
+            return None
+        claim = self.kube.get("PersistentVolumeClaim", names.claim(node_id))
+        if claim is None:
+            return None
+        status = claim.status
+        capacity = ((status.capacity if status is not None else None) or {}).get("storage")
+        try:
+            if capacity is None or _gib(capacity) < _gib(claim.spec.resources.requests[
+                    "storage"]):
+                return None
+        except ValueError as exc:
+            log.warning("node %s: no storage reading: its claim's sizes are not read: %s",
+                        node_id, exc)
+            return None
+        mount = _pod_mount(pod) or self._mount(node_id)
+        return self.readings.get(node_id, capacity, lambda: self._read_usage(node_id, mount))
+
+    def _read_usage(self, node_id: str, mount: str) -> StorageUsage | None:
+        runner = ExecRunner(self.kube, names.pod(node_id), mount)
+        try:
+            return usage.parse_statfs(runner.statfs(usage.TIMEOUT))
+        except Exception as exc:  # a reading is advisory: said, never the pass's end
+            log.warning("node %s: no storage reading of its volume at %s: %s: %s",
+                        node_id, mount, type(exc).__name__, exc)
+            return None
 
     # --- what runs ---
 
@@ -308,6 +343,7 @@ class KubernetesProvider(Provider):
         # Made by place before any label of its owner: found by name too.
         self.kube.delete("Service", names.node_object(node_id))
         self.kube.delete("PersistentVolumeClaim", names.claim(node_id))
+        self.readings.forget(node_id)
 
     def output_tail(self, node_id: str, name: str = "server", max_bytes: int = 4096) -> str:
         return self.kube.log_tail(names.pod(node_id), name, max_bytes)
@@ -447,6 +483,15 @@ class KubernetesProvider(Provider):
                 if kind == "Secret" and names.NODE in labels:
                     continue  # a node's certificate: likewise
                 self.kube.delete(kind, obj.metadata.name)
+
+
+def _pod_mount(pod: Any) -> str | None:
+    """Where the pod's first container mounts the node's volume ("data")."""
+    for container in (pod.spec.containers if pod.spec is not None else [])[:1]:
+        for mount in container.volumeMounts or []:
+            if mount.name == "data":
+                return str(mount.mountPath)
+    return None
 
 
 def _gib(quantity: str) -> float:
