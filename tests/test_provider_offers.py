@@ -22,7 +22,7 @@ PROBLEM = "application/problem+json"
 # The images this Kubernetes provider offers: PostgreSQL 16 (which the local
 # provider has not installed) and 15, Redis 7.0, no MariaDB.
 KUBE_VERSIONS = "postgresql=16,postgresql=15,redis=7.0"
-KUBE_LACKS = ["replicated clusters", "connection pooler", "storage autoscale"]
+KUBE_LACKS = ["replicated clusters", "connection pooler"]
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +75,7 @@ def test_each_version_names_the_providers_offering_it(tenant: httpx.Client) -> N
     assert pg["providers"] == [
         {"name": "local", "default": True, "versions": ["15"], "missing_abilities": []},
         {"name": "kubernetes", "default": False, "versions": ["16", "15"],
-         "missing_abilities": ["replicated clusters", "connection pooler",
-                               "storage autoscale"]},
+         "missing_abilities": ["replicated clusters", "connection pooler"]},
     ]
 
 
@@ -89,7 +88,7 @@ def test_an_engine_one_provider_lacks_is_offered_by_the_other(tenant: httpx.Clie
     assert engines["redis"]["version_providers"] == [{"version": "7.0",
                                                       "providers": ["local", "kubernetes"]}]
     assert engines["redis"]["providers"][1]["missing_abilities"] == [
-        "replicated clusters", "storage autoscale"]
+        "replicated clusters"]
 
 
 def test_the_catalog_lists_the_providers_a_create_may_name(tenant: httpx.Client) -> None:
@@ -103,12 +102,11 @@ def test_the_cli_lists_each_versions_providers(server: HoardServer, token: str,
                                                tenant: httpx.Client) -> None:
     expected = [
         ("postgresql", "16", "kubernetes", "kubernetes: replicated clusters, connection "
-         "pooler, storage autoscale"),
+         "pooler"),
         ("postgresql", "15", "local*, kubernetes", "kubernetes: replicated clusters, "
-         "connection pooler, storage autoscale"),
+         "connection pooler"),
         ("mariadb", "10.11", "local*", "-"),
-        ("redis", "7.0", "local*, kubernetes", "kubernetes: replicated clusters, "
-         "storage autoscale"),
+        ("redis", "7.0", "local*, kubernetes", "kubernetes: replicated clusters"),
     ]
     assert rows(tenant.get("/v2/engines").json()) == expected
     shown = hoard_cli(server, token, "engine", "list")
@@ -124,7 +122,6 @@ def test_the_cli_lists_each_versions_providers(server: HoardServer, token: str,
     pytest.param({"nodes": 3}, "replicated clusters", id="replicated"),
     pytest.param({"pooler": {"mode": "transaction", "max_client_conn": 100}},
                  "connection pooler", id="pooler"),
-    pytest.param({"storage_autoscale": {"max_gb": 20}}, "storage autoscale", id="autoscale"),
 ])
 def test_a_create_asking_what_its_provider_lacks_is_refused(
     tenant: httpx.Client, api: MockApi, fields: dict[str, Any], ability: str,
@@ -209,9 +206,9 @@ def test_the_kubernetes_provider_declares_what_it_lacks(tmp_path: Path) -> None:
 
 def test_changes_asking_what_its_provider_lacks_are_refused(tenant: httpx.Client) -> None:
     """A cluster on the Kubernetes provider (FAILED placing its nodes: on the emulator its
-    pod never runs, and the start deadline passes) is refused storage autoscale,
-    the provider named, and a backup for its state, not its provider; nothing of
-    it changes."""
+    pod never runs, and the start deadline passes) is refused a connection
+    pooler, the provider named, and a backup for its state, not its provider;
+    nothing of it changes."""
     made = tenant.post("/v2/clusters", json={"name": "lacking", "engine": "postgresql",
                                              "size": "nano", "provider": "kubernetes"})
     assert made.status_code == 202, made.text
@@ -227,8 +224,9 @@ def test_changes_asking_what_its_provider_lacks_are_refused(tenant: httpx.Client
         assert backup.status_code == 409, backup.text
         assert backup.json()["detail"] == ("the cluster is FAILED; backup needs it ACTIVE "
                                            "or DEGRADED")
-        assert refused(tenant.patch(path, json={"storage_autoscale": {"max_gb": 20}})
-                       ) == lacks.format("storage autoscale")
+        assert refused(tenant.patch(path, json={"pooler": {
+            "mode": "transaction", "max_client_conn": 100}})) == lacks.format(
+            "connection pooler")
         assert tenant.get(f"{path}/backup-schedule").json() is None
         assert tenant.get("/v2/backups", params={"cluster_id": cluster_id}).json()[
             "backups"] == []

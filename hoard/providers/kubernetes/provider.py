@@ -72,13 +72,13 @@ class KubernetesProvider(Provider):
     deadlines = Deadlines(start=600.0, join=1800.0, form=300.0)
     # Replicated clusters: their objects and the engines' peer configuration are
     # made, but no member's machinery has formed, scaled or failed over in a pod
-    # (docs/architecture.md says why). No pooler, and no storage use to grow on
-    # (the API server does not report it). Backups, incrementals and
+    # (docs/architecture.md says why). No pooler. Backups, incrementals and
     # point-in-time restores are offered: every tool runs in the pod by exec, and
     # the change logs are closed on the volume by the server itself and shipped
-    # by the archiver over exec (nothing else runs there).
-    lacks = frozenset({Ability.REPLICATED_CLUSTERS, Ability.CONNECTION_POOLER,
-                       Ability.STORAGE_AUTOSCALE})
+    # by the archiver over exec (nothing else runs there). Storage autoscaling is
+    # offered: the volume's use is read by exec (``storage_usage``), a growth
+    # expands the claim.
+    lacks = frozenset({Ability.REPLICATED_CLUSTERS, Ability.CONNECTION_POOLER})
 
     def __init__(self, kube: Kube, versions: dict[str, list[str]],
                  storage_class: str | None = None, registry: str = "",
