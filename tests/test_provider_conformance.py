@@ -143,7 +143,7 @@ def test_storage_grows(case: Case, node: Node) -> None:
         assert provider.start(node_id, node.spec) == ["server"]
     wait_ready(case, node)
     usage = provider.storage_usage(node_id, STORAGE_GB + 1)
-    if usage is not None:  # Kubernetes does not tell
+    if usage is not None:  # None on Kubernetes until the resizer has grown the filesystem
         assert usage.total_bytes > (STORAGE_GB + 0.5) * GB, usage
     assert provider.grow_storage(node_id, STORAGE_GB + 1).done  # idempotent, never shrinks
     assert redis_cli(provider, node, "GET", "conformance")
