@@ -28,6 +28,8 @@ from hoard.providers.kubernetes.usage import Readings, parse_statfs
 from tests.kube_support import MockApi
 from tests.test_kubernetes_exec import NODE, Served, make_pod, serve
 
+LOGGER = "hoard.providers.kubernetes.provider"
+
 
 def test_the_statfs_line_is_read_strictly() -> None:
     assert parse_statfs("4096 1000 250\n") == StorageUsage(750 * 4096, 1000 * 4096)
@@ -112,8 +114,12 @@ def statfs_calls(served: Served) -> int:
     return sum(1 for argv in served.standin.argvs() if "stat -f" in " ".join(argv))
 
 
-def test_the_volume_is_read_in_its_pod_as_the_kernel_counts_it(served: Served,
-                                                                 volume: Path) -> None:
+def said(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == LOGGER]
+
+
+def test_the_volume_is_read_in_its_pod_as_the_kernel_counts_it(
+        served: Served, volume: Path, caplog: pytest.LogCaptureFixture) -> None:
     provider, api = served.provider, served.api
     provider.place(NODE, set(), 1)
     provider.hold(NODE, served.spec())
@@ -121,7 +127,11 @@ def test_the_volume_is_read_in_its_pod_as_the_kernel_counts_it(served: Served,
     make_pod(api, running=False)
     assert provider.storage_usage(NODE, 1) is None  # its container is not running
     make_pod(api)
-    assert provider.storage_usage(NODE, 1) is None  # its claim is not bound
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        assert provider.storage_usage(NODE, 1) is None  # its claim is not bound
+        assert provider.storage_usage(NODE, 1) is None
+    assert said(caplog) == [f"node {NODE}: no storage reading: its claim reports no "
+                            "capacity (not bound)"]  # once, not every pass
     assert statfs_calls(served) == 0  # nothing to read: nothing was exec'd
     bind(api, "1Gi")
 
@@ -142,7 +152,11 @@ def test_the_volume_is_read_in_its_pod_as_the_kernel_counts_it(served: Served,
     provider.grow_storage(NODE, 2)
     # The claim asks 2 GB, the resizer has not grown the filesystem yet: the
     # old size read now would ask for a growth again, so nothing is read.
-    assert provider.storage_usage(NODE, 2) is None
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        assert provider.storage_usage(NODE, 2) is None
+    assert said(caplog) == [f"node {NODE}: no storage reading: its claim is being resized "
+                            "from 1Gi to 2Gi"]
     image = volume.parent / "volume.img"
     volumes.grow_online(image, volume, 2 * volumes.GB)
     bind(api, "2Gi")
@@ -175,11 +189,19 @@ def test_a_reading_that_fails_is_none_and_said(served: Served, volume: Path,
     api.put("statefulsets", names.node_object(NODE), sts, group="apps")
     make_pod(api)
     bind(api, "1Gi")
-    with caplog.at_level(logging.WARNING, logger="hoard.providers.kubernetes.provider"):
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
         assert provider.storage_usage(NODE, 1) is None
         assert provider.storage_usage(NODE, 1) is None
-    said = [r.getMessage() for r in caplog.records]
-    assert len(said) == 1 and said[0].startswith(
+    lines = said(caplog)
+    assert len(lines) == 1 and lines[0].startswith(
         f"node {NODE}: no storage reading of its volume at {volume / 'missing'}: "
-        "ToolFailed: stat exited 125"), said
+        "ToolFailed: stat exited 125"), lines
+    assert statfs_calls(served) == 1
+
+    bind(api, "a lot")  # not a quantity: no size is guessed from it
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        assert provider.storage_usage(NODE, 1) is None
+    assert said(caplog) == [f"node {NODE}: no storage reading: its claim's sizes are not "
+                            "read: could not convert string to float: 'a lot'"]
     assert statfs_calls(served) == 1

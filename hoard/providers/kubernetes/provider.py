@@ -171,14 +171,20 @@ class KubernetesProvider(Provider):
             return None
         status = claim.status
         capacity = ((status.capacity if status is not None else None) or {}).get("storage")
+        asked = claim.spec.resources.requests["storage"]
+        # Why there is no reading is said once per kept reading, not every pass.
+        if capacity is None:
+            return self.readings.get(node_id, "unbound", lambda: _unread(
+                node_id, logging.WARNING, "its claim reports no capacity (not bound)"))
         try:
-            if capacity is None or _gib(capacity) < _gib(claim.spec.resources.requests[
-                    "storage"]):
-                return None
+            short = _gib(capacity) < _gib(asked)
         except ValueError as exc:
-            log.warning("node %s: no storage reading: its claim's sizes are not read: %s",
-                        node_id, exc)
-            return None
+            why = f"its claim's sizes are not read: {exc}"
+            return self.readings.get(node_id, f"unread {capacity} {asked}", lambda: _unread(
+                node_id, logging.WARNING, why))
+        if short:
+            return self.readings.get(node_id, f"resizing {capacity} {asked}", lambda: _unread(
+                node_id, logging.INFO, f"its claim is being resized from {capacity} to {asked}"))
         mount = _pod_mount(pod) or self._mount(node_id)
         return self.readings.get(node_id, capacity, lambda: self._read_usage(node_id, mount))
 
@@ -483,6 +489,10 @@ class KubernetesProvider(Provider):
                 if kind == "Secret" and names.NODE in labels:
                     continue  # a node's certificate: likewise
                 self.kube.delete(kind, obj.metadata.name)
+
+
+def _unread(node_id: str, level: int, why: str) -> None:
+    log.log(level, "node %s: no storage reading: %s", node_id, why)
 
 
 def _pod_mount(pod: Any) -> str | None:
