@@ -13,10 +13,10 @@ The observer asks every pass (``HOARD_OBSERVE_INTERVAL``, 2 s by default),
 and each exec costs the API server a websocket and the kubelet a process in
 the pod: a reading is kept for ``TTL`` seconds per node, as long as the
 claim's capacity stays what it was (a growth that completes is read at once).
-A volume does not fill past an alarm in seconds unnoticed for long, and the
-alarms and autoscaling act on percentages over passes of 10 s anyway (the
-autoscaler's own interval). A failed reading is kept as long, so a pod whose
-exec hangs costs one bounded wait per ``TTL``, not one per pass.
+10 s is the autoscaler's own interval: a reading that old changes none of its
+decisions, and an alarm or a full disk is said at most that much later. A
+failed reading is kept as long, so a pod whose exec hangs costs one bounded
+wait per ``TTL``, not one per pass.
 """
 
 from __future__ import annotations
