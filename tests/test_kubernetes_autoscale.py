@@ -33,7 +33,7 @@ from hoard.engines.redis import Redis
 from hoard.providers.kubernetes import names
 from hoard.providers.kubernetes.provider import KubernetesProvider
 from hoard.store import models
-from hoard.workflows import runtime
+from hoard.workflows import membership, runtime
 from hoard.workflows.autoscale import autoscale_once
 from hoard.workflows.observer import observe_once
 from hoard.workflows.services import Services
@@ -234,5 +234,8 @@ def test_a_filling_volume_is_read_by_exec_and_its_claim_expanded(
                     "storage.alarm", "storage.alarm", "storage.autoscaled", "storage.cleared"]
             assert _run_id(node) == started  # the same server throughout
         finally:
-            runtime.shutdown()
-            (root / "filler").unlink(missing_ok=True)
+            try:
+                runtime.shutdown()
+            finally:
+                membership.remove_fence()  # this process goes on, no worker any more
+                (root / "filler").unlink(missing_ok=True)

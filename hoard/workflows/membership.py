@@ -321,6 +321,7 @@ class Membership:
 
 
 _current: Membership | None = None  # this process's, once it joined
+_fence: list[tuple[str, Callable[..., None]]] = []  # install_fence's listeners on Session
 
 
 def guard() -> None:
@@ -381,5 +382,18 @@ def install_fence(store: Store, membership: Membership) -> None:
     _current = membership
     event.listen(Session, "do_orm_execute", mark)
     event.listen(Session, "before_commit", check)
+    _fence.extend([("do_orm_execute", mark), ("before_commit", check)])
+
+
+def remove_fence() -> None:
+    """Undo ``install_fence`` once the worker has left (``runtime.shutdown``), for a
+    process that goes on without being one (a test running a worker in its own
+    process): its later writes are no longer a left member's. A worker process
+    exits instead, so a straggling step never writes unfenced."""
+    global _current
+    while _fence:
+        name, listener = _fence.pop()
+        event.remove(Session, name, listener)
+    _current = None
 
 
