@@ -176,20 +176,29 @@ class Supervisor:
     def _live_groups(self) -> set[int]:
         return {live[0] for name in self.names() if (live := self.live(name))}
 
-    def members(self) -> set[int]:
+    def members(self, by_uid: bool = True) -> set[int]:
         """Every process of the directory: by working directory, by cgroup, and
-        by uid when the account runs nothing else."""
-        uid = self.user.uid if self.user is not None and self.user.dedicated else None
+        (``by_uid``) by uid when the account runs nothing else."""
+        dedicated = by_uid and self.user is not None and self.user.dedicated
+        uid = self.user.uid if dedicated and self.user is not None else None
         found = processes_under_or_of(self.root, uid) | cgroup_members(self.cgroup_procs)
         return found - {os.getpid()}
 
     def _strays(self) -> list[int]:
         """Processes of the directory that belong to no live recorded process
         (started by a Hoard that died before recording them, or escaped from
-        their process group): not ours to trust."""
+        their process group): not ours to trust.
+
+        Where the node has cgroups, its cgroup and the working directory find
+        them all without reading every process's uid (the costliest part of a
+        start while many nodes start at once): every process the account ever
+        ran as a server was put in the cgroup by the launcher before it became
+        the account, and the account cannot move a process out of a cgroup
+        root owns; Hoard's own tools run in the directory. ``sweep`` (stop,
+        destroy) still looks by uid too."""
         groups = self._live_groups()
         strays = []
-        for pid in self.members():
+        for pid in self.members(by_uid=not self.cgroup_procs):
             with contextlib.suppress(ProcessLookupError):
                 if os.getpgid(pid) not in groups:
                     strays.append(pid)

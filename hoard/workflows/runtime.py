@@ -173,13 +173,19 @@ def resume_unstarted(min_age: float = OUTBOX_AGE) -> int:
             models.Operation.status == OperationStatus.RUNNING,
             models.Operation.created_at <= limit, models.Cluster.shard.in_(sorted(shards)))))
     started = 0
+    if not pending:
+        return 0
     queue = DBOS.retrieve_queue(OPERATIONS_QUEUE)
     assert queue is not None, "registered at launch"
+    # One query for all (a burst of creates is many running operations each pass).
+    known = {w.workflow_id: w.status for w in DBOS.list_workflows(
+        workflow_ids=[op.id for op in pending], load_input=False, load_output=False)}
     for op in pending:
-        status = DBOS.get_workflow_status(op.id)
-        if status is not None and status.status in ENDED:
-            settle_ended(op.id, status.status, status.error)
-        elif status is None:
+        if known.get(op.id) in ENDED:
+            status = DBOS.get_workflow_status(op.id)  # with its error
+            if status is not None:
+                settle_ended(op.id, status.status, status.error)
+        elif op.id not in known:
             log.info("starting workflow for recorded operation %s", op.id)
             assert op.cluster_id is not None
             target, args = _workflow(op.kind, op.id, op.cluster_id, dict(op.params))
