@@ -119,14 +119,34 @@ class HoardServer:
         nodes = self.state_dir / "nodes"
         if nodes.exists():
             # Each node's OS account is found in Hoard's records and removed with it.
-            provider = LocalProvider(nodes, "hoard-db")
-            for node_id in provider.node_ids():
-                provider.destroy(node_id)
-            for cluster_id in provider.endpoints.cluster_ids():
-                provider.remove_endpoint(cluster_id)
-            for cluster_id in provider.poolers.cluster_ids():
-                provider.remove_pooler(cluster_id)
-            provider.etcd.stop()
+            clear_provider(LocalProvider(nodes, "hoard-db"))
+
+
+def clear_provider(provider: Any) -> None:
+    """Destroy everything a LocalProvider made: nodes (and their accounts),
+    endpoints, poolers, its etcd."""
+    for node_id in provider.node_ids():
+        provider.destroy(node_id)
+    for cluster_id in provider.endpoints.cluster_ids():
+        provider.remove_endpoint(cluster_id)
+    for cluster_id in provider.poolers.cluster_ids():
+        provider.remove_pooler(cluster_id)
+    provider.etcd.stop()
+
+
+@contextmanager
+def directory_provider() -> Iterator[Any]:
+    """A LocalProvider whose nodes are plain directories, on a fresh state
+    directory; everything it made is destroyed after."""
+    from hoard.providers.local import LocalProvider
+
+    root = make_state_dir()
+    provider = LocalProvider(root / "nodes", "hoard-db", volumes="directory")
+    try:
+        yield provider
+    finally:
+        clear_provider(provider)
+        remove_state_dir(root)
 
 
 @contextmanager

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -279,3 +280,26 @@ def pg_sql(node: ExecNode, query: str) -> list[tuple]:
                          sslrootcert=node.ca_file, autocommit=True) as conn:
         cur = conn.execute(query)
         return cur.fetchall() if cur.description else []
+
+
+def record_cluster(svc: Any, node: ExecNode, project_id: str, cluster_id: str, name: str,
+                   engine: str, **cluster: Any) -> None:
+    """A one-node cluster on the Kubernetes provider and its node, as the API and
+    a create record them, with the node's address and accounts."""
+    from hoard.domain.status import ClusterStatus, NodeStatus
+    from hoard.store import models
+
+    with svc.store.session() as s:
+        s.add(models.Project(id=project_id, name=name, quota_clusters=5, quota_nodes=5,
+                             quota_storage_gb=50))
+        s.flush()
+        s.add(models.Cluster(
+            id=cluster_id, project_id=project_id, name=name, engine=engine,
+            version=node.ctx.version, size="nano", node_count=1, storage_gb=1,
+            status=ClusterStatus.ACTIVE, provider="kubernetes",
+            admin_user=node.ctx.admin.user, admin_password=svc.box.seal(node.ctx.admin.password),
+            service_password=svc.box.seal(node.ctx.service.password), **cluster))
+        s.flush()
+        s.add(models.Node(id=node.ctx.node_id, cluster_id=cluster_id, ordinal=0, role="primary",
+                          provider="kubernetes", status=NodeStatus.HEALTHY, limits={},
+                          host=node.ctx.host, port=node.ctx.port))

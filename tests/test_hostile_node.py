@@ -34,11 +34,10 @@ from hoard.providers.processes import proc_state
 from tests.conftest import (
     create_cluster,
     delete_cluster,
+    directory_provider,
     hoard_server,
-    make_state_dir,
     tenant_uri,
 )
-from tests.conftest import remove_state_dir as remove_dir
 
 SLEEP = ProcessSpec(["/bin/sh", "-c", "echo started; exec sleep 600"])  # a line in its log
 # ``conf`` is a directory, then a link to root's directory, over and over.
@@ -56,16 +55,8 @@ while True:
 
 @pytest.fixture
 def provider() -> Iterator[LocalProvider]:
-    root = make_state_dir()
-    provider = LocalProvider(root / "nodes", "hoard-db", volumes="directory")
-    try:
-        yield provider
-    finally:
-        for node_id in provider.node_ids():
-            provider.destroy(node_id)
-        for cluster_id in provider.endpoints.cluster_ids():
-            provider.remove_endpoint(cluster_id)
-        remove_dir(root)
+    with directory_provider() as made:
+        yield made
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ from hoard.workflows import membership, runtime
 from hoard.workflows.autoscale import autoscale_once
 from hoard.workflows.observer import observe_once
 from hoard.workflows.services import Services
-from tests.kube_backup_support import ExecNode, ExecWorld, exec_world
+from tests.kube_backup_support import ExecNode, ExecWorld, exec_world, record_cluster
 from tests.kube_support import NAMESPACE, emulated_services, node_spec
 
 pytestmark = pytest.mark.integration
@@ -54,24 +54,6 @@ def world() -> Iterator[tuple[ExecWorld, Services]]:
         yield served, svc
 
 
-def _record(svc: Services, node: ExecNode) -> None:
-    """The cluster and its node as a create records them, on the Kubernetes
-    provider, autoscaling its 1 GB of storage up to 3 GB."""
-    with svc.store.session() as s:
-        s.add(models.Project(id=PROJECT, name="kgrow", quota_clusters=5, quota_nodes=5,
-                             quota_storage_gb=50))
-        s.flush()
-        s.add(models.Cluster(
-            id=CLUSTER, project_id=PROJECT, name="grows", engine="redis",
-            version=node.ctx.version, size="nano", node_count=1, storage_gb=1,
-            status=ClusterStatus.ACTIVE, provider="kubernetes",
-            storage_autoscale={"max_gb": 3, "threshold_percent": 80},
-            admin_user=node.ctx.admin.user, admin_password=svc.box.seal(node.ctx.admin.password),
-            service_password=svc.box.seal(node.ctx.service.password)))
-        s.flush()
-        s.add(models.Node(id=node.ctx.node_id, cluster_id=CLUSTER, ordinal=0, role="primary",
-                          provider="kubernetes", status=NodeStatus.HEALTHY, limits={},
-                          host=node.ctx.host, port=node.ctx.port))
 
 
 def _serving(served: ExecWorld, node_id: str) -> None:
@@ -160,7 +142,8 @@ def test_a_filling_volume_is_read_by_exec_and_its_claim_expanded(
         if not os.path.ismount(root):
             pytest.skip("no filesystem of its own for the node's volume here (loop "
                         f"mounts: {served.local.volume_note})")
-        _record(svc, node)
+        record_cluster(svc, node, PROJECT, CLUSTER, "grows", "redis",
+                       storage_autoscale={"max_gb": 3, "threshold_percent": 80})
         _serving(served, node_id)
         _bind(served, node_id, "1Gi")
         started = _run_id(node)

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
-from hoard.domain.status import ClusterStatus, NodeStatus
 from hoard.engines.postgresql import PostgreSQL
 from hoard.ids import new_id
 from hoard.store import models
@@ -31,6 +30,7 @@ from tests.kube_backup_support import (
     Restore,
     exec_world,
     pg_sql,
+    record_cluster,
     secret_free,
 )
 from tests.kube_support import emulated_services
@@ -49,23 +49,6 @@ def _expected(*batches: str) -> list[tuple]:
     return [(b, n) for b in batches for n in range(1, 51)]
 
 
-def _record(svc: Services, node: ExecNode) -> None:
-    """The cluster and its node as the API and a create record them, on the
-    Kubernetes provider, with the node's address and accounts."""
-    with svc.store.session() as s:
-        s.add(models.Project(id=PROJECT, name="kbackup", quota_clusters=5, quota_nodes=5,
-                             quota_storage_gb=50))
-        s.flush()
-        s.add(models.Cluster(
-            id=CLUSTER, project_id=PROJECT, name="backed", engine="postgresql",
-            version=node.ctx.version, size="nano", node_count=1, storage_gb=1,
-            status=ClusterStatus.ACTIVE, provider="kubernetes",
-            admin_user=node.ctx.admin.user, admin_password=svc.box.seal(node.ctx.admin.password),
-            service_password=svc.box.seal(node.ctx.service.password)))
-        s.flush()
-        s.add(models.Node(id=node.ctx.node_id, cluster_id=CLUSTER, ordinal=0, role="primary",
-                          provider="kubernetes", status=NodeStatus.HEALTHY, limits={},
-                          host=node.ctx.host, port=node.ctx.port))
 
 
 def _archive(svc: Services) -> int:
@@ -88,7 +71,7 @@ def test_backup_archive_and_point_in_time_restore(world: tuple[ExecWorld, Servic
     served, svc = world
     with served.node(ENGINE, node_id=new_id()) as node:
         assert node.ca_file == svc.ca_file
-        _record(svc, node)
+        record_cluster(svc, node, PROJECT, CLUSTER, "backed", "postgresql")
         pg_sql(node, "CREATE TABLE items (batch text, n int)")
         _insert(node, "A")
         cluster = load_cluster(CLUSTER)

@@ -5,7 +5,6 @@ follows the primary, and placement spread over hosts and zones."""
 from __future__ import annotations
 
 import base64
-import shutil
 import socket
 import time
 from collections import Counter
@@ -21,7 +20,7 @@ from hoard.domain.placement import Host, choose_host, parse_hosts
 from hoard.providers.base import Endpoint
 from hoard.providers.local import LocalProvider
 from hoard.providers.processes import proc_state
-from tests.conftest import make_state_dir
+from tests.conftest import directory_provider
 
 # A stand-in server: answers every TCP connection with its name, and GET /primary
 # with 200 while the file "role" beside it says primary (as Patroni's REST API does).
@@ -47,17 +46,8 @@ http.server.HTTPServer(("127.0.0.1", http_port), Role).serve_forever()
 
 @pytest.fixture
 def provider() -> Iterator[LocalProvider]:
-    root = make_state_dir()
-    provider = LocalProvider(root / "nodes", "hoard-db", volumes="directory")
-    try:
-        yield provider
-    finally:
-        for node_id in provider.node_ids():
-            provider.destroy(node_id)
-        for cluster_id in provider.endpoints.cluster_ids():
-            provider.remove_endpoint(cluster_id)
-        provider.etcd.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    with directory_provider() as made:
+        yield made
 
 
 def _ca(provider: LocalProvider) -> str:

@@ -26,7 +26,7 @@ from hoard.providers.base import Endpoint
 from hoard.providers.local import LocalProvider
 from hoard.providers.processes import proc_state
 from hoard.settings import Settings
-from tests.conftest import make_state_dir, remove_state_dir
+from tests.conftest import directory_provider
 from tests.engine_harness import running_node
 
 SMALL_RANGE = (270000, 270001)  # outside the default range: no other test takes these
@@ -45,16 +45,8 @@ def uid_of(pid: int) -> int:
 
 @pytest.fixture
 def provider() -> Iterator[LocalProvider]:
-    root = make_state_dir()
-    provider = LocalProvider(root / "nodes", "hoard-db", volumes="directory")
-    try:
-        yield provider
-    finally:
-        for node_id in provider.node_ids():
-            provider.destroy(node_id)
-        for cluster_id in provider.endpoints.cluster_ids():
-            provider.remove_endpoint(cluster_id)
-        remove_state_dir(root)
+    with directory_provider() as made:
+        yield made
 
 
 def test_one_nodes_account_cannot_read_another_nodes_data_key_or_config() -> None:
