@@ -163,14 +163,9 @@ def plan_scale(cluster: Cluster, nodes: int, leaving: list[str]) -> ChangePlan:
         gone = [str(n.ordinal) for n in cluster.nodes if n.id in leaving]
         detail = (f"node(s) {', '.join(gone)} leave (replicas first); the cluster serves "
                   "meanwhile, with fewer replicas behind the read-only endpoint")
-    pending = sorted(cluster.pending_restart or [])
-    return ChangePlan(
-        operation="scale",
-        changes=[FieldChange(field="nodes", current=cluster.node_count, requested=nodes,
-                             applies="operation", detail=detail)],
-        live=[], restart=[], pending_restart=pending,
-        pending_applies=pending_applies(cluster, pending, cluster.maintenance_window),
-        downtime=NO_DOWNTIME)
+    return _operation_only(cluster, "scale", FieldChange(
+        field="nodes", current=cluster.node_count, requested=nodes, applies="operation",
+        detail=detail))
 
 
 def plan_metadata(cluster: Cluster, requested: Mapping[str, Any]) -> ChangePlan:
@@ -197,11 +192,16 @@ def plan_pooler(cluster: Cluster, requested: dict[str, Any] | None) -> ChangePla
     else:
         detail = ("the pooler reloads its settings; connected clients stay (a lower "
                   "max_client_conn refuses new ones past it)")
+    return _operation_only(cluster, "pooler", FieldChange(
+        field="pooler", current=cluster.pooler, requested=requested, applies="operation",
+        detail=detail))
+
+
+def _operation_only(cluster: Cluster, operation: str, change: FieldChange) -> ChangePlan:
+    """A change made by its own operation, with no restart and no downtime; the
+    restarts already pending stay pending."""
     pending = sorted(cluster.pending_restart or [])
     return ChangePlan(
-        operation="pooler",
-        changes=[FieldChange(field="pooler", current=cluster.pooler, requested=requested,
-                             applies="operation", detail=detail)],
-        live=[], restart=[], pending_restart=pending,
+        operation=operation, changes=[change], live=[], restart=[], pending_restart=pending,
         pending_applies=pending_applies(cluster, pending, cluster.maintenance_window),
         downtime=NO_DOWNTIME)
