@@ -33,48 +33,21 @@ from typing import Any
 
 from _common import ADMIN_TOKEN, Hoard, load_note, make_state_dir, median, p95, teardown
 from _engines import redis_server
+from _rows import fill_clusters
 from sqlalchemy import create_engine, func, select
 
 from hoard.api import listing
-from hoard.ids import new_id
-from hoard.store.models import Cluster, Node, Project, utcnow
+from hoard.store.models import Cluster
 
 PAGE = 20
 CLIENTS = 4
-LIMITS = {"cpu": "1 CPU, enforced (cgroup v1)", "memory": "1024 MiB, enforced (cgroup v1)"}
 
 
 # --- list ----------------------------------------------------------------------
 
 def fill(url: str, count: int) -> str:
     """Insert ``count`` FAILED clusters with one node each into the admin project."""
-    engine = create_engine(url)
-    ids = sorted(new_id() for _ in range(count))
-    with engine.begin() as conn:
-        project_id = conn.scalar(select(Project.id).where(Project.name == "admin"))
-        assert project_id is not None, "the admin project was not bootstrapped"
-        now = utcnow()
-        for start in range(0, count, 5_000):
-            clusters, nodes = [], []
-            for i in range(start, min(count, start + 5_000)):
-                cid, nid = ids[i], new_id()
-                clusters.append({
-                    "id": cid, "project_id": project_id, "name": f"bench-{i:06d}",
-                    "engine": "postgresql", "version": "15", "size": "small", "node_count": 1,
-                    "storage_gb": 10, "status": "FAILED",
-                    "status_reason": "start: node 0 exited while starting (bench row)",
-                    "admin_user": "admin", "admin_password": "sealed-" + cid,
-                    "service_password": "sealed-" + nid, "created_at": now, "updated_at": now,
-                })
-                nodes.append({
-                    "id": nid, "cluster_id": cid, "ordinal": 0, "role": "primary",
-                    "provider": "local", "host": None, "port": None, "status": "STOPPED",
-                    "status_reason": "", "limits": LIMITS, "observed_at": None,
-                })
-            conn.execute(Cluster.__table__.insert(), clusters)
-            conn.execute(Node.__table__.insert(), nodes)
-    engine.dispose()
-    return str(project_id)
+    return fill_clusters(url, count, 5_000)[0]
 
 
 def markers(url: str, pages: int) -> list[str]:
