@@ -181,3 +181,20 @@ def test_a_temporary_wait_ends_at_the_providers_deadline() -> None:
     finally:
         for sock in squatters:
             sock.close()
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mariadb", "redis"])
+@pytest.mark.parametrize("host", ["10.1.2.3", "fd00::7", "hoard-a1b2.hoard.svc"])
+def test_connection_uris_name_the_host_and_port_exactly(engine: str, host: str) -> None:
+    """Every engine's URI parses back to the host and port it was made for (an
+    IPv6 host in brackets), and to the account, whatever its password holds."""
+    from urllib.parse import unquote, urlsplit
+
+    from hoard.engines.base import Credentials
+    from hoard.engines.registry import ENGINES
+
+    creds = Credentials("app_user", "p@ss:w/rd?#%")
+    parts = urlsplit(ENGINES[engine].connection_uri(host, 5433, creds, "/etc/ca.pem"))
+    assert (parts.hostname, parts.port) == (host, 5433)
+    assert (unquote(parts.username or ""), unquote(parts.password or "")) == \
+        ("app_user", "p@ss:w/rd?#%")

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import PurePosixPath
+from urllib.parse import quote
 
 from hoard.domain.catalog import Size
 from hoard.domain.dcs import Dcs
@@ -59,6 +60,13 @@ class Parameter:
 class Credentials:
     user: str
     password: str
+
+    def uri(self, scheme: str, host: str, port: int, path: str) -> str:
+        """``scheme://user:password@host:port/path``, user and password
+        percent-encoded, an IPv6 host in brackets."""
+        netloc = f"[{host}]" if ":" in host else host
+        return (f"{scheme}://{quote(self.user, safe='')}:{quote(self.password, safe='')}"
+                f"@{netloc}:{port}/{path}")
 
 
 class SealedCredentials(Credentials):

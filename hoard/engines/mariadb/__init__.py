@@ -391,8 +391,7 @@ class MariaDB(Engine, SqlAccounts, Metrics, MariaDBBackups, IncrementalBackups, 
         ``&ssl_ca=<ca file>`` with one), user and password percent-encoded. The
         query names are PyMySQL's ``connect()`` arguments: verify the server's
         certificate against the CA and its name against the host."""
-        uri = (f"mysql://{quote(creds.user, safe='')}:{quote(creds.password, safe='')}"
-               f"@{host}:{port}/{APP_DATABASE}?ssl_verify_identity=true")
+        uri = creds.uri("mysql", host, port, f"{APP_DATABASE}?ssl_verify_identity=true")
         return uri + (f"&ssl_ca={quote(ca_file)}" if ca_file else "")
 
     def client_command(

@@ -291,8 +291,7 @@ class PostgreSQL(Engine, SqlAccounts, Metrics, PostgreSQLBackups, PostgreSQLVeri
                        ca_file: str | None = None) -> str:
         """libpq's URI; without ``sslrootcert`` libpq reads the CA from
         ``PGSSLROOTCERT`` or ``~/.postgresql/root.crt``."""
-        uri = (f"postgresql://{quote(creds.user, safe='')}:{quote(creds.password, safe='')}"
-               f"@{host}:{port}/{APP_DATABASE}?sslmode=verify-full")
+        uri = creds.uri("postgresql", host, port, f"{APP_DATABASE}?sslmode=verify-full")
         return uri + (f"&sslrootcert={quote(ca_file)}" if ca_file else "")
 
     def client_command(

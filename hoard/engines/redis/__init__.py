@@ -322,9 +322,7 @@ class Redis(Engine, AclAccounts, Metrics, Backups, RedisVerify, RedisReplication
                        ca_file: str | None = None) -> str:
         """``rediss://``: TLS, and redis-py verifies certificate and name by default;
         ``ssl_ca_certs`` (redis-py's name) with a CA file."""
-        netloc = f"[{host}]" if ":" in host else host
-        uri = (f"rediss://{quote(creds.user, safe='')}:{quote(creds.password, safe='')}"
-               f"@{netloc}:{port}/0")
+        uri = creds.uri("rediss", host, port, "0")
         return uri + (f"?ssl_ca_certs={quote(ca_file)}" if ca_file else "")
 
     def client_command(
