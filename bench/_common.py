@@ -173,15 +173,9 @@ def teardown(hoard: Hoard | None, state_dir: Path, api_delete: bool = True) -> N
             hoard.stop()
         if (state_dir / "nodes").exists():
             from hoard.providers.local import LocalProvider
+            from tests.conftest import clear_provider
 
-            provider = LocalProvider(state_dir / "nodes", DB_USER)
-            for node_id in provider.node_ids():
-                provider.destroy(node_id)
-            for cluster_id in provider.endpoints.cluster_ids():
-                provider.remove_endpoint(cluster_id)
-            for cluster_id in provider.poolers.cluster_ids():
-                provider.remove_pooler(cluster_id)
-            provider.etcd.stop()
+            clear_provider(LocalProvider(state_dir / "nodes", DB_USER))
         shutil.rmtree(state_dir, ignore_errors=True)
 
 
