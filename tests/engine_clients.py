@@ -4,6 +4,9 @@ write and read, and read a setting's current value."""
 
 from __future__ import annotations
 
+import re
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
@@ -143,3 +146,23 @@ def keys(engine: str, uri: str) -> set[str]:
         with redis.Redis.from_url(uri, socket_timeout=10) as client:
             return {k.decode() for k in client.keys("*")}
     raise AssertionError(f"no client for {engine}")
+
+
+def wait_innodb_checkpoint(run: Callable[[str], Sequence[Sequence[Any]]],
+                           timeout: float = 20) -> None:
+    """Until InnoDB checkpoints past everything written so far (``run``: a
+    statement's rows, as an account allowed to set globals). A backup's
+    ``to_lsn`` is the checkpoint it started from, and an incremental holds every
+    page changed since its base's: without this, on a quiet server, both stay
+    where the server's start left them."""
+    run("SET GLOBAL innodb_max_dirty_pages_pct = 0")  # flush it all, now
+
+    def lsn(name: str) -> int:
+        found = re.search(name + r"\s+(\d+)", str(run("SHOW ENGINE INNODB STATUS")[0][2]))
+        assert found
+        return int(found[1])
+
+    written, deadline = lsn("Log sequence number"), time.monotonic() + timeout
+    while lsn("Last checkpoint at") < written:
+        assert time.monotonic() < deadline, "no checkpoint"
+        time.sleep(0.1)

@@ -5,10 +5,8 @@ refused before any data directory exists."""
 from __future__ import annotations
 
 import json
-import re
 import shutil
-import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pymysql
@@ -21,6 +19,7 @@ from hoard.engines.mariadb import MariaDB
 from hoard.engines.mariadb.backup import DATA, PLAN, RESTORE_INC, RESTORE_WORK, STAGED
 from hoard.providers.local import LocalProvider
 from tests.conftest import make_state_dir
+from tests.engine_clients import wait_innodb_checkpoint
 from tests.engine_harness import Restore, RunningNode, running_node, take_backup
 
 ENGINE = MariaDB()
@@ -67,26 +66,18 @@ def _ids(node: RunningNode) -> list[int]:
 
 
 def _checkpoint(node: RunningNode) -> None:
-    """Waits until InnoDB checkpoints past everything written so far. A backup's
-    ``to_lsn`` is the checkpoint it started from, and an incremental holds every
-    page changed since its base's: without this, on a quiet server, both stay
-    where the server's start left them."""
+    """``wait_innodb_checkpoint``, asked as the node's service account (it may
+    set globals)."""
     with pymysql.connect(host=node.ctx.host, port=node.ctx.port, user=node.ctx.service.user,
                          password=node.ctx.service.password, ssl_ca=node.ca_file,
                          ssl_verify_identity=True, autocommit=True,
                          connect_timeout=5) as conn, conn.cursor() as cur:
-        cur.execute("SET GLOBAL innodb_max_dirty_pages_pct = 0")  # flush it all, now
 
-        def lsn(name: str) -> int:
-            cur.execute("SHOW ENGINE INNODB STATUS")
-            found = re.search(name + r"\s+(\d+)", cur.fetchone()[2])
-            assert found
-            return int(found[1])
+        def run(statement: str) -> Sequence[Sequence[Any]]:
+            cur.execute(statement)
+            return cur.fetchall()
 
-        written, deadline = lsn("Log sequence number"), time.monotonic() + 20
-        while lsn("Last checkpoint at") < written:
-            assert time.monotonic() < deadline, "no checkpoint"
-            time.sleep(0.1)
+        wait_innodb_checkpoint(run)
 
 
 def _incremental(node: RunningNode, base: Mapping[str, str]) -> Backup:

@@ -7,7 +7,6 @@ pipeline and backup store. Each restore is checked for its exact rows."""
 
 from __future__ import annotations
 
-import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ import pytest
 
 from hoard.engines.mariadb import MariaDB
 from hoard.engines.mariadb.backup import STAGED
+from tests.engine_clients import wait_innodb_checkpoint
 from tests.kube_backup_support import (
     ExecNode,
     ExecWorld,
@@ -62,18 +62,7 @@ def _expected(*batches: list[int]) -> list[tuple[int, str]]:
 def _checkpoint(node: ExecNode) -> None:
     """Until InnoDB checkpoints past what was written (an incremental's base
     LSN is the checkpoint its backup started from)."""
-    _query(node, "SET GLOBAL innodb_max_dirty_pages_pct = 0", service=True)
-
-    def lsn(name: str) -> int:
-        found = re.search(name + r"\s+(\d+)",
-                          _query(node, "SHOW ENGINE INNODB STATUS", service=True)[0][2])
-        assert found
-        return int(found[1])
-
-    written, deadline = lsn("Log sequence number"), time.monotonic() + 20
-    while lsn("Last checkpoint at") < written:
-        assert time.monotonic() < deadline, "no checkpoint"
-        time.sleep(0.1)
+    wait_innodb_checkpoint(lambda statement: _query(node, statement, service=True))
 
 
 @dataclass
