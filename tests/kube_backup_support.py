@@ -93,6 +93,24 @@ class ExecWorld:
     hoard_dir: Path  # Hoard's side: no node account can enter it
     data_key: bytes = field(default_factory=lambda: os.urandom(32))
 
+    def pod_running(self, node_id: str, ready: bool) -> None:
+        """Write the pod the node's StatefulSet makes, running (``ready``: its
+        containers pass their probes), as the kubelet reports it: the emulator
+        runs no controllers."""
+        template = self.api.objects("statefulsets")[names.node_object(node_id)]["spec"][
+            "template"]
+        status: dict[str, Any] = {"phase": "Running", "containerStatuses": [
+            {"name": c["name"], "ready": ready, "image": c["image"], "imageID": "",
+             "restartCount": 0, "state": {"running": {}}}
+            for c in template["spec"]["containers"]]}
+        if ready:
+            status["conditions"] = [{"type": "Ready", "status": "True"}]
+        self.api.put("pods", names.pod(node_id), {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": names.pod(node_id), "namespace": NAMESPACE,
+                         "labels": template["metadata"]["labels"]},
+            "spec": template["spec"], "status": status})
+
     def _pod(self, engine: Engine, node_id: str) -> ExecRunner:
         """Place and hold the node on the provider (its volume declared at the node's
         directory), write the pod its StatefulSet would make, running (the emulator
@@ -101,17 +119,7 @@ class ExecWorld:
         spec = replace(spec, volume=Volume(1, str(self.local.nodes_dir / node_id)))
         self.provider.place(node_id, set(), 1)
         self.provider.hold(node_id, spec)
-        template = self.api.objects("statefulsets")[names.node_object(node_id)]["spec"][
-            "template"]
-        self.api.put("pods", names.pod(node_id), {
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": names.pod(node_id), "namespace": NAMESPACE,
-                         "labels": template["metadata"]["labels"]},
-            "spec": template["spec"],
-            "status": {"phase": "Running", "containerStatuses": [
-                {"name": c["name"], "ready": False, "image": c["image"], "imageID": "",
-                 "restartCount": 0, "state": {"running": {}}}
-                for c in template["spec"]["containers"]]}})
+        self.pod_running(node_id, ready=False)
         runner = self.provider.runner(node_id)
         assert isinstance(runner, ExecRunner)
         return runner
@@ -303,3 +311,14 @@ def record_cluster(svc: Any, node: ExecNode, project_id: str, cluster_id: str, n
         s.add(models.Node(id=node.ctx.node_id, cluster_id=cluster_id, ordinal=0, role="primary",
                           provider="kubernetes", status=NodeStatus.HEALTHY, limits={},
                           host=node.ctx.host, port=node.ctx.port))
+
+
+@contextmanager
+def exec_world_with_services(prefix: str) -> Iterator[tuple[ExecWorld, Any]]:
+    """An exec world and Hoard's services on its emulator, the nodes'
+    certificates issued by Hoard's own CA."""
+    from tests.kube_support import emulated_services
+
+    with exec_world(prefix) as served, emulated_services(served.api, prefix + "svc-") as svc:
+        served.ca = svc.ca
+        yield served, svc

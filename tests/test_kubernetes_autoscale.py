@@ -37,8 +37,13 @@ from hoard.workflows import membership, runtime
 from hoard.workflows.autoscale import autoscale_once
 from hoard.workflows.observer import observe_once
 from hoard.workflows.services import Services
-from tests.kube_backup_support import ExecNode, ExecWorld, exec_world, record_cluster
-from tests.kube_support import NAMESPACE, emulated_services, node_spec
+from tests.kube_backup_support import (
+    ExecNode,
+    ExecWorld,
+    exec_world_with_services,
+    record_cluster,
+)
+from tests.kube_support import node_spec
 
 pytestmark = pytest.mark.integration
 ENGINE = Redis()
@@ -48,12 +53,8 @@ CLUSTER = "0190a3b4-0000-7000-8000-0000000000d1"
 
 @pytest.fixture()
 def world() -> Iterator[tuple[ExecWorld, Services]]:
-    with exec_world("hoard-kgrow-") as served, emulated_services(served.api,
-                                                                 "hoard-kgrow-svc-") as svc:
-        served.ca = svc.ca  # the node's certificate is issued by Hoard's own CA
-        yield served, svc
-
-
+    with exec_world_with_services("hoard-kgrow-") as made:
+        yield made
 
 
 def _serving(served: ExecWorld, node_id: str) -> None:
@@ -63,19 +64,7 @@ def _serving(served: ExecWorld, node_id: str) -> None:
     spec = replace(node_spec(ENGINE.name, node_id, node_id, storage_gb=1),
                    volume=Volume(1, str(served.local.nodes_dir / node_id)))
     served.provider.start(node_id, spec)
-    template = served.api.objects("statefulsets")[names.node_object(node_id)]["spec"][
-        "template"]
-    served.api.put("pods", names.pod(node_id), {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": names.pod(node_id), "namespace": NAMESPACE,
-                     "labels": template["metadata"]["labels"]},
-        "spec": template["spec"],
-        "status": {"phase": "Running",
-                   "conditions": [{"type": "Ready", "status": "True"}],
-                   "containerStatuses": [
-                       {"name": c["name"], "ready": True, "image": c["image"], "imageID": "",
-                        "restartCount": 0, "state": {"running": {}}}
-                       for c in template["spec"]["containers"]]}})
+    served.pod_running(node_id, ready=True)
 
 
 def _bind(served: ExecWorld, node_id: str, capacity: str) -> None:

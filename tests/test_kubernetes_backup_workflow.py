@@ -28,12 +28,11 @@ from tests.kube_backup_support import (
     ExecNode,
     ExecWorld,
     Restore,
-    exec_world,
+    exec_world_with_services,
     pg_sql,
     record_cluster,
     secret_free,
 )
-from tests.kube_support import emulated_services
 
 pytestmark = pytest.mark.integration
 ENGINE = PostgreSQL()
@@ -61,10 +60,8 @@ def _archive(svc: Services) -> int:
 
 @pytest.fixture()
 def world() -> Iterator[tuple[ExecWorld, Services]]:
-    with exec_world("hoard-kflow-") as served, emulated_services(served.api,
-                                                                 "hoard-kflow-svc-") as svc:
-        served.ca = svc.ca  # the nodes' certificates are issued by Hoard's own CA
-        yield served, svc
+    with exec_world_with_services("hoard-kflow-") as made:
+        yield made
 
 
 def test_backup_archive_and_point_in_time_restore(world: tuple[ExecWorld, Services]) -> None:
