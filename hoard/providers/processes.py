@@ -179,8 +179,8 @@ class Supervisor:
     def members(self, by_uid: bool = True) -> set[int]:
         """Every process of the directory: by working directory, by cgroup, and
         (``by_uid``) by uid when the account runs nothing else."""
-        dedicated = by_uid and self.user is not None and self.user.dedicated
-        uid = self.user.uid if dedicated and self.user is not None else None
+        user = self.user
+        uid = user.uid if by_uid and user is not None and user.dedicated else None
         found = processes_under_or_of(self.root, uid) | cgroup_members(self.cgroup_procs)
         return found - {os.getpid()}
 
