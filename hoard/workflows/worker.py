@@ -22,6 +22,7 @@ from hoard.workflows.scheduler import scheduler, store_sweeper
 from hoard.workflows.services import build
 
 log = logging.getLogger(__name__)
+WAKE_SECONDS = 0.5  # how often the main thread looks for a stop signal
 
 
 def background_loops(settings: Settings) -> list[Loop]:
@@ -59,7 +60,12 @@ def run(settings: Settings) -> None:
         signal.signal(sig, lambda *_: stop.set())
     loops = start_worker(settings)
     log.info("worker %s running", settings.worker_id)
-    stop.wait()
+    # Woken twice a second, not only by the signal: Python runs a handler in the
+    # main thread, and a signal the kernel hands to another of the process's
+    # threads does not interrupt the main thread's wait (a SIGTERM was seen to
+    # go unheard for over a minute that way).
+    while not stop.wait(WAKE_SECONDS):
+        pass
     log.info("worker %s stopping: draining for up to %g s", settings.worker_id,
              settings.drain_seconds)
     stop_worker(settings, loops)
