@@ -1,3 +1,3 @@
 """Hoard: a database-as-a-service control plane."""
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"

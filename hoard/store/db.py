@@ -17,6 +17,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from hoard.store import liveness
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -41,8 +43,9 @@ def make_engine(url: str) -> Engine:
     # a few short transactions) otherwise opened and closed "overflow"
     # connections all along, a new PostgreSQL session each time (about a tenth
     # of a worker's time in 50 concurrent creates). The same 30 at most as before.
-    return create_engine(url, pool_pre_ping=True, pool_size=30, max_overflow=0,
-                         json_deserializer=orjson.loads)
+    # A connection is pinged only after it rested (liveness.py), not each checkout.
+    liveness.install()
+    return create_engine(url, pool_size=30, max_overflow=0, json_deserializer=orjson.loads)
 
 
 def _config(url: str) -> Config:

@@ -75,11 +75,13 @@ def steps_for(replicated: bool, restore: bool, accounts: bool = False,
 @dataclass(frozen=True)
 class Plan:
     """What the create's first step learns, recorded with it: the operation's
-    parameters, whether any node was held, and the provider's deadlines."""
+    parameters, whether any node was held, the provider's deadlines, and
+    whether the step bootstrapped the founder too."""
 
     params: dict[str, Any]
     held: bool
     deadlines: Deadlines
+    bootstrapped: bool = False
 
 
 @DBOS.step()
@@ -87,8 +89,12 @@ def place_nodes(op_id: str, cluster_id: str) -> Plan:
     """Storage, limits and an address for every node. A standalone cluster's one
     node answers at the cluster's own address on the engine's standard port; a
     replicated cluster's nodes get peer addresses, and its endpoints theirs.
-    One recorded step with reading the parameters and deadlines: each step
-    costs a few store transactions, which a burst of creates queues on."""
+
+    One recorded step with reading the parameters and deadlines, and, where
+    nothing is held and nothing restored (bootstrap follows at once), with
+    bootstrap: every recorded step costs the workflow store two writes and a
+    cluster load, which a burst of creates queues on. Both halves are
+    idempotent, so a retried step does both again safely."""
     svc = services()
     with svc.store.session() as s:
         op = s.get(models.Operation, op_id)
@@ -99,7 +105,11 @@ def place_nodes(op_id: str, cluster_id: str) -> Plan:
             held = _place(s, cluster_id, own)
             cluster = s.get(models.Cluster, cluster_id)
             assert cluster is not None
-            return Plan(params, held, svc.provider_for(cluster).deadlines)
+            deadlines = svc.provider_for(cluster).deadlines
+    if held or params.get("restore"):
+        return Plan(params, held, deadlines)
+    _bootstrap(op_id, cluster_id)
+    return Plan(params, held, deadlines, bootstrapped=True)
 
 
 @DBOS.step()
@@ -172,6 +182,10 @@ def ports_taken(s: Session) -> set[int]:
 
 @DBOS.step()
 def bootstrap_nodes(op_id: str, cluster_id: str) -> None:
+    _bootstrap(op_id, cluster_id)
+
+
+def _bootstrap(op_id: str, cluster_id: str) -> None:
     svc = services()
     with recorded(op_id, "bootstrap"):
         cluster = load_cluster(cluster_id)
@@ -301,20 +315,28 @@ def wait_ready(cluster: models.Cluster, node: models.Node, ctx: NodeContext | No
 
 
 @DBOS.step()
-def start_founder(op_id: str, cluster_id: str, memo: str = "") -> None:
+def start_founder(op_id: str, cluster_id: str, finish: bool = False, memo: str = "") -> None:
     """Start the new cluster's first node as a standalone server. An ensure-step:
     "not yet" while the server starts or its address is held by another
-    process, run again (starting it again) until the provider's start deadline."""
+    process, run again (starting it again) until the provider's start deadline.
+    With ``finish`` (a plain create: nothing runs between the start and the
+    end), the admin account is made and the cluster activated in the same
+    recorded step; all three are idempotent."""
     svc = services()
+    cluster = load_cluster(cluster_id)
+    assert cluster is not None
+    if cluster.operation_id != op_id:
+        return  # the create ended: a retried step whose end went unrecorded
     with recorded(op_id, "start"):
-        cluster = load_cluster(cluster_id)
-        assert cluster is not None
         founder = cluster.nodes[0]
         if replicated(cluster) and svc.provider_for(founder).is_running(founder.id):
             return  # already formed: a retried step after "form cluster" began
         ctx = svc.node_context(cluster, founder)
         start_node(cluster, founder, ctx, standalone=True)
         wait_ready(cluster, founder, ctx, standalone=True, within=SLICE, held=memo == HELD)
+    if finish:
+        _create_admin(op_id, cluster_id, cluster)
+        _activate(op_id, cluster_id)
 
 
 def start_all(cluster: models.Cluster, configure: bool = False) -> None:
@@ -392,10 +414,11 @@ def create_admin(op_id: str, cluster_id: str) -> None:
     _create_admin(op_id, cluster_id)
 
 
-def _create_admin(op_id: str, cluster_id: str) -> None:
+def _create_admin(op_id: str, cluster_id: str, cluster: models.Cluster | None = None) -> None:
+    """(``cluster``: as the step before loaded it, when nothing changed since.)"""
     svc = services()
     with recorded(op_id, "create admin account"):
-        cluster = load_cluster(cluster_id)
+        cluster = cluster or load_cluster(cluster_id)
         assert cluster is not None
         founder = cluster.nodes[0]
         svc.engines[cluster.engine].initialize(svc.node_context(cluster, founder), svc.ca_file)
@@ -416,9 +439,13 @@ def activate(op_id: str, cluster_id: str, admin: bool = False) -> None:
     """ACTIVE, the operation done; with ``admin``, the admin account made first in
     the same recorded step (nothing runs between them in a plain create, and
     both are idempotent)."""
-    svc = services()
     if admin:
         _create_admin(op_id, cluster_id)
+    _activate(op_id, cluster_id)
+
+
+def _activate(op_id: str, cluster_id: str) -> None:
+    svc = services()
     with recorded(op_id, "activate"), svc.store.session() as s:
         cluster = s.get(models.Cluster, cluster_id)
         assert cluster is not None
@@ -468,13 +495,16 @@ def create_cluster(op_id: str, cluster_id: str) -> None:
                        what="the placed nodes were not ready")
         if restore:
             restore_nodes(op_id, cluster_id, restore)
-        else:
+        elif not plan.bootstrapped:
             bootstrap_nodes(op_id, cluster_id)
-        until_done(start_founder, op_id, cluster_id, deadline=plan.deadlines.start,
+        later = bool(params.get("replicated") or params.get("accounts") or params.get("pooler"))
+        plain = not (later or restore)  # the start step makes the admin and activates
+        until_done(start_founder, op_id, cluster_id, plain, deadline=plan.deadlines.start,
                    what="the first node was not ready")
+        if plain:
+            return
         if restore:
             finish_restore(op_id, cluster_id, restore)
-        later = bool(params.get("replicated") or params.get("accounts") or params.get("pooler"))
         if later:
             create_admin(op_id, cluster_id)
         if params.get("replicated"):

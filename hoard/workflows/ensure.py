@@ -39,6 +39,9 @@ class NotYet(Exception):
     def __init__(self, reason: str, retry_in: float = 1.0, memo: str = "") -> None:
         super().__init__(reason, retry_in, memo)
         self.reason, self.retry_in, self.memo = reason, retry_in, memo
+        # When the run that answered began (``recorded`` sets it to its step's
+        # start); recorded with the answer, so a resumed workflow reads the same.
+        self.began = time.time()
 
     def __str__(self) -> str:
         return self.reason
@@ -54,12 +57,15 @@ def until_done(step: Callable[..., T], *args: Any, deadline: float, what: str) -
     """Run ``step(*args, memo=...)`` (a DBOS step; ``memo`` is the last run's, ""
     at first) until it returns, for at most ``deadline`` seconds from the first run.
     Called from a workflow only. At the deadline: a TimeoutError naming ``what``
-    and the step's last reason; any other error propagates at once."""
-    started, memo = _clock(), ""
+    and the step's last reason; any other error propagates at once. The first
+    run's start comes with its "not yet": a step done at once records nothing more."""
+    started: float | None = None
+    memo = ""
     while True:
         try:
             return step(*args, memo=memo)
         except NotYet as wait:
+            started = wait.began if started is None else started
             if _clock() + wait.retry_in - started > deadline:
                 raise TimeoutError(f"{what} within {deadline:.0f}s: {wait.reason}") from None
             DBOS.sleep(wait.retry_in)

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from hoard import __version__
 from hoard.domain.status import ClusterStatus, OperationStatus
 from hoard.settings import Settings
-from hoard.store import models, operations
+from hoard.store import liveness, models, operations
 from hoard.workflows import (
     accounts,
     backups,
@@ -60,6 +60,8 @@ def _config(settings: Settings) -> DBOSConfig:
         "application_version": __version__,
         "executor_id": settings.worker_id,
         "log_level": "WARNING",
+        # Pinged after resting, not on every checkout (hoard/store/liveness.py).
+        "db_engine_kwargs": {"pool_pre_ping": False},
     }
 
 
@@ -70,6 +72,7 @@ def launch(settings: Settings) -> Membership:
     membership = Membership(services().store, settings.worker_id, settings.lease_seconds,
                             lambda ids: DBOS._recover_pending_workflows(ids))
     membership.join()
+    liveness.install()
     install_fence(services().store, membership)
     DBOS(config=_config(settings))
     DBOS.launch()

@@ -25,6 +25,7 @@ def recorded(op_id: str, step: str) -> Iterator[None]:
     operation the user polls. Its end is written with the next step's start, or
     with the operation's success: one write per step, not two."""
     guard()
+    began = time.time()
     svc = services()
     store = svc.store
     with store.session() as s:
@@ -35,6 +36,7 @@ def recorded(op_id: str, step: str) -> Iterator[None]:
             raise RuntimeError(f"injected failure in step {step!r} (HOARD_FAIL_STEP)")
         yield
     except NotYet as wait:  # temporary: the step runs again, and says why meanwhile
+        wait.began = began
         with store.session() as s:
             operations.mark_step(s, op_id, step, "running", f"waiting: {wait.reason}")
         raise
