@@ -19,6 +19,7 @@ import contextlib
 import fcntl
 import grp
 import hashlib
+import itertools
 import json
 import os
 import pwd
@@ -187,7 +188,7 @@ class UserPool:
             cursors = {}
         last = cursors.get(key)
         start = last + 1 if isinstance(last, int) and self.lo <= last < self.hi else self.lo
-        for uid in (*range(start, self.hi + 1), *range(self.lo, start)):
+        for uid in itertools.chain(range(start, self.hi + 1), range(self.lo, start)):
             if uid not in used and not any(a <= uid <= b for a, b in sub):
                 cursors[key] = uid
                 os.ftruncate(lock, 0)

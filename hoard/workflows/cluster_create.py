@@ -445,8 +445,9 @@ def activate(op_id: str, cluster_id: str, admin: bool = False) -> None:
 
 
 def _activate(op_id: str, cluster_id: str) -> None:
+    """The cluster ACTIVE and the operation ended, in one transaction."""
     svc = services()
-    with recorded(op_id, "activate"), svc.store.session() as s:
+    with svc.store.session() as s, recorded(op_id, "activate", s):
         cluster = s.get(models.Cluster, cluster_id)
         assert cluster is not None
         for node in cluster.nodes:
@@ -457,7 +458,6 @@ def _activate(op_id: str, cluster_id: str) -> None:
                 node.role = "primary"
         cluster.status = ClusterStatus.ACTIVE
         cluster.status_reason = ""
-    with svc.store.session() as s:
         operations.finish(s, op_id)
 
 

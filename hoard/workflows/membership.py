@@ -236,11 +236,15 @@ class Membership:
             self.lost(f"not renewed for {self.ttl:g} s")
 
     def fence(self, s: Session) -> None:
-        """Inside a write transaction: go on only while the lease is ours."""
+        """Inside a write transaction: go on only while the lease is ours. (On
+        PostgreSQL the row is share-locked, so a takeover's update waits for the
+        commit.) Sent as the driver's own statement: every write transaction of
+        a worker runs it, and the ORM's path for it was a sixth of a worker's
+        time in a burst of creates."""
         self.guard()
-        held = s.execute(select(models.Worker.epoch).where(
-            models.Worker.id == self.worker_id, models.Worker.epoch == self.epoch,
-            models.Worker.state == "alive").with_for_update(read=True)).first()
+        conn = s.connection()
+        held = conn.exec_driver_sql(_fence_sql(conn.dialect.name, conn.dialect.paramstyle),
+                                    (self.worker_id, self.epoch)).first()
         if held is None:
             self.lost("a write was fenced off")
 
@@ -361,6 +365,13 @@ def owns_shard(shard: int) -> bool:
     """Whether the current pass covers ``shard`` (for work not tied to a cluster row)."""
     shards = _pass_shards.get()
     return shards is None or shard in shards
+
+
+def _fence_sql(dialect: str, paramstyle: str) -> str:
+    mark = "?" if paramstyle == "qmark" else "%s"
+    lock = " FOR SHARE" if dialect == "postgresql" else ""
+    return (f"SELECT epoch FROM {models.Worker.__tablename__} WHERE id = {mark} "
+            f"AND epoch = {mark} AND state = 'alive'{lock}")
 
 
 def install_fence(store: Store, membership: Membership) -> None:

@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
+from sqlalchemy.orm import Session
+
 from hoard.store import models, operations
 from hoard.workflows.ensure import NotYet
 from hoard.workflows.membership import guard
@@ -20,16 +22,20 @@ def load_cluster(cluster_id: str) -> models.Cluster | None:
 
 
 @contextmanager
-def recorded(op_id: str, step: str) -> Iterator[None]:
+def recorded(op_id: str, step: str, session: Session | None = None) -> Iterator[None]:
     """Mark ``step`` running (and the one before it done), or failed, in the
     operation the user polls. Its end is written with the next step's start, or
-    with the operation's success: one write per step, not two."""
+    with the operation's success: one write per step, not two. With ``session``,
+    the mark is part of that transaction (a step that is one write itself)."""
     guard()
     began = time.time()
     svc = services()
     store = svc.store
-    with store.session() as s:
-        operations.mark_step(s, op_id, step, "running", begin=True)
+    if session is not None:
+        operations.mark_step(session, op_id, step, "running", begin=True)
+    else:
+        with store.session() as s:
+            operations.mark_step(s, op_id, step, "running", begin=True)
     token = _current_step.set((op_id, step))
     try:
         if svc.settings.fail_step == step:
