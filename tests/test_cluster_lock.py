@@ -3,10 +3,8 @@ clean 409 (or 403 for a quota), never a 500 and never two at once."""
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -14,6 +12,7 @@ import pytest
 
 from tests.conftest import (
     HoardServer,
+    at_once,
     create_cluster,
     delete_cluster,
     new_tenant,
@@ -39,18 +38,6 @@ def redis_pair(tenant: httpx.Client) -> Iterator[tuple[dict[str, Any], dict[str,
     yield first, second
     for cluster in (first, second):
         delete_cluster(tenant, cluster["id"])
-
-
-def at_once(calls: list[Callable[[], httpx.Response]]) -> list[httpx.Response]:
-    """Send every request at the same moment, each on its own thread."""
-    barrier = threading.Barrier(len(calls))
-
-    def run(call: Callable[[], httpx.Response]) -> httpx.Response:
-        barrier.wait()
-        return call()
-
-    with ThreadPoolExecutor(len(calls)) as pool:
-        return list(pool.map(run, calls))
 
 
 def one_accepted(answers: list[httpx.Response], refused: tuple[int, ...] = (409,)

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from hoard.providers.local import LocalProvider
-from tests.conftest import hoard_server, wait_operation
+from tests.conftest import at_once, hoard_server, new_tenant, wait_operation
 from tests.control_plane import ControlPlane, Process, control_plane
 
 LEASE = 4.0  # HOARD_LEASE_SECONDS in these tests
@@ -167,6 +167,38 @@ def test_a_rolling_restart_under_load_loses_nothing() -> None:
         assert len(results) >= 4 and all(s == "succeeded" for _, s in results), results
         assert client.get("/v2/clusters").json()["clusters"] == []
         _no_debris(plane, client)
+
+
+def test_concurrent_creates_keep_quotas_and_names_on_postgresql() -> None:
+    """Ten creates at once into a project with room for three: exactly three are
+    accepted, the rest refused with the quota's reason, none half-made; two
+    creates of one name at once: one is accepted, the other is a conflict."""
+    with control_plane(1) as plane, plane.client() as admin:
+        token = new_tenant(admin, "edge", {"clusters": 3, "nodes": 3, "storage_gb": 100})
+        with plane.client(token) as tenant:
+            answers = at_once([lambda i=i: tenant.post(  # type: ignore[misc]
+                "/v2/clusters", json={"name": f"edge-{i}", "engine": "redis", "size": "nano"})
+                for i in range(10)])
+            codes = sorted(a.status_code for a in answers)
+            assert codes == [202] * 3 + [403] * 7, [a.text for a in answers]
+            assert all("cluster quota reached: 3 of 3 used" in a.text
+                       for a in answers if a.status_code == 403), [a.text for a in answers]
+            listed = tenant.get("/v2/clusters").json()["clusters"]
+            accepted = {a.json()["cluster"]["name"] for a in answers if a.status_code == 202}
+            assert {c["name"] for c in listed} == accepted
+            for a in answers:
+                if a.status_code == 202:
+                    op = wait_operation(tenant, a.json()["operation"]["id"], timeout=120)
+                    assert op["status"] == "succeeded", op
+        token = new_tenant(admin, "twins")
+        with plane.client(token) as tenant:
+            twins = at_once([lambda: tenant.post(
+                "/v2/clusters", json={"name": "twin", "engine": "redis", "size": "nano"})] * 2)
+            assert sorted(a.status_code for a in twins) == [202, 409], [a.text for a in twins]
+            made = next(a for a in twins if a.status_code == 202)
+            assert wait_operation(tenant, made.json()["operation"]["id"],
+                                  timeout=120)["status"] == "succeeded"
+            assert [c["name"] for c in tenant.get("/v2/clusters").json()["clusters"]] == ["twin"]
 
 
 def test_sqlite_admits_one_process() -> None:

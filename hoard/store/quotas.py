@@ -11,16 +11,18 @@ from hoard.domain.status import OperationStatus
 from hoard.store.models import Cluster, Operation, Project
 
 
-def usage(s: Session, project_id: str) -> tuple[int, int, int]:
+def usage(s: Session, project_id: str, excluding: str | None = None) -> tuple[int, int, int]:
     """Clusters, nodes and GB the project uses, counting growth already accepted
-    but not yet made (a resize or scale still running holds what it will take)."""
-    count, nodes, storage = s.execute(
-        select(
-            func.count(Cluster.id),
-            func.coalesce(func.sum(Cluster.node_count), 0),
-            func.coalesce(func.sum(Cluster.node_count * Cluster.storage_gb), 0),
-        ).where(Cluster.project_id == project_id)
-    ).one()
+    but not yet made (a resize or scale still running holds what it will take).
+    ``excluding``: a cluster this transaction has just added and asks about."""
+    total = select(
+        func.count(Cluster.id),
+        func.coalesce(func.sum(Cluster.node_count), 0),
+        func.coalesce(func.sum(Cluster.node_count * Cluster.storage_gb), 0),
+    ).where(Cluster.project_id == project_id)
+    if excluding is not None:
+        total = total.where(Cluster.id != excluding)
+    count, nodes, storage = s.execute(total).one()
     growing = s.execute(
         select(Operation.params, Cluster.node_count, Cluster.storage_gb)
         .join(Cluster, Cluster.id == Operation.cluster_id)
@@ -34,10 +36,10 @@ def usage(s: Session, project_id: str) -> tuple[int, int, int]:
     return int(count), int(nodes), int(storage)
 
 
-def check_quota(s: Session, project: Project, clusters: int, nodes: int, storage_gb: int
-                ) -> None:
+def check_quota(s: Session, project: Project, clusters: int, nodes: int, storage_gb: int,
+                excluding: str | None = None) -> None:
     """Refuse a change that would take the project over any quota."""
-    used_clusters, used_nodes, used_storage = usage(s, project.id)
+    used_clusters, used_nodes, used_storage = usage(s, project.id, excluding)
     if used_clusters + clusters > project.quota_clusters:
         raise QuotaExceeded(
             f"cluster quota reached: {used_clusters} of {project.quota_clusters} used")

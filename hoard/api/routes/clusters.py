@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -147,31 +146,22 @@ def create(svc: Services, principal: Principal, body: ClusterCreate,
                         else svc.box.seal(generate_password()))
     try:
         with svc.store.session() as s:
-            locks.hold_project(s, principal.project_id)  # quota and name checked alone
-            project = s.get(Project, principal.project_id)
-            assert project is not None
-            if s.scalar(select(Cluster.id).where(
-                Cluster.project_id == project.id, Cluster.name == body.name
-            )):
-                raise Conflict(f"a cluster named {body.name!r} already exists in this project")
-            changes.check_quota(s, project, clusters=1, nodes=body.nodes,
-                                 storage_gb=body.nodes * body.storage_gb)
-            autoscaling = autoscale.checked(s, project, body.storage_autoscale,
-                                            body.storage_gb, body.nodes)
+            # The rows go in first and the project's lock comes last, held only
+            # for the checks and the commit: creates in one project queue on
+            # it, and a burst of them queued on every insert too. (A name
+            # already taken fails the insert: the unique index.)
             version = restore["version"] if restore else version
-            configuration_id = _configuration(svc, s, principal, body, version)
             op_id = new_id()
             cluster = Cluster(
-                id=new_id(), project_id=project.id, name=body.name, engine=body.engine,
-                operation_id=op_id, provider=provider,
-                version=version, configuration_id=configuration_id, size=body.size,
+                id=new_id(), project_id=principal.project_id, name=body.name,
+                engine=body.engine, operation_id=op_id, provider=provider,
+                version=version, size=body.size,
                 node_count=body.nodes, storage_gb=body.storage_gb, durability=durability,
                 status=ClusterStatus.BUILDING, status_reason="", admin_user=admin_user,
                 labels=dict(body.labels), deletion_protection=body.deletion_protection,
                 maintenance_window=(body.maintenance_window.model_dump()
                                     if body.maintenance_window else None),
                 pooler=body.pooler.model_dump() if body.pooler else None,
-                storage_autoscale=autoscaling,
                 admin_password=admin_password, service_password=service_password,
             )
             cluster.nodes = [
@@ -190,8 +180,19 @@ def create(svc: Services, principal: Principal, body: ClusterCreate,
                 params["restore"] = {"backup_id": restore["backup_id"], "time": restore["time"]}
             if accounts:
                 params["accounts"] = accounts
-            op = operations.new_operation(s, project.id, cluster.id, "create", steps,
-                                          params=params, op_id=op_id)
+            op = operations.new_operation(s, principal.project_id, cluster.id, "create",
+                                          steps, params=params, op_id=op_id)
+            s.flush()
+            locks.hold_project(s, principal.project_id)  # quota checked alone
+            project = s.get(Project, principal.project_id)
+            assert project is not None
+            changes.check_quota(s, project, clusters=1, nodes=body.nodes,
+                                 storage_gb=body.nodes * body.storage_gb, excluding=cluster.id)
+            # Its own storage is counted now: the policy asks for the rest.
+            cluster.storage_autoscale = autoscale.checked(
+                s, project, body.storage_autoscale, body.storage_gb, body.nodes,
+                counted_gb=body.storage_gb)
+            cluster.configuration_id = _configuration(svc, s, principal, body, version)
             s.flush()
             accepted = Accepted(cluster=cluster_view(cluster), operation=operation_view(op))
     except IntegrityError:
