@@ -299,16 +299,20 @@ class Redis(Engine, AclAccounts, Metrics, Backups, RedisVerify, RedisReplication
     def initialize(self, ctx: NodeContext, ca_file: str) -> None:
         # bootstrap wrote these users; setting them again makes the end state
         # right whatever the file held (an older password, say).
+        # One connection for all of it (each is a TLS handshake).
         with self._connect(ctx, ca_file) as client:
             client.execute_command("ACL", "SETUSER", "default", "reset", *DEFAULT_RULES)
-        self.set_admin_password(ctx, ca_file)  # saves the ACL file too
+            self._set_admin(ctx, ca_file, client)  # saves the ACL file too
 
     def set_admin_password(self, ctx: NodeContext, ca_file: str) -> None:
         with self._connect(ctx, ca_file) as client:
-            client.execute_command("ACL", "SETUSER", ctx.admin.user, "reset", *ADMIN_RULES,
-                                   _hashed(ctx.admin.password))
-            client.execute_command("ACL", "SAVE")
-        self.replicate_acl(ctx, ca_file, ctx.admin.user)  # Redis does not copy users
+            self._set_admin(ctx, ca_file, client)
+
+    def _set_admin(self, ctx: NodeContext, ca_file: str, client: redis.Redis) -> None:
+        client.execute_command("ACL", "SETUSER", ctx.admin.user, "reset", *ADMIN_RULES,
+                               _hashed(ctx.admin.password))
+        client.execute_command("ACL", "SAVE")
+        self.replicate_acl(ctx, ca_file, ctx.admin.user, client)  # Redis does not copy users
 
     def apply_live(self, ctx: NodeContext, ca_file: str, names: list[str]) -> None:
         # CONFIG SET only: the file is Hoard's (configure wrote it), no CONFIG REWRITE.

@@ -47,6 +47,7 @@ import time
 from abc import abstractmethod
 from collections.abc import Iterable
 from contextlib import suppress
+from typing import Any
 
 import redis
 
@@ -225,19 +226,30 @@ class RedisReplication(Replication):
         if isinstance(lines, list):
             self._write_acl(ctx, runner, rb.tenant_lines(lines, self._hidden(ctx)))
 
-    def replicate_acl(self, ctx: NodeContext, ca_file: str, name: str) -> None:
+    def replicate_acl(self, ctx: NodeContext, ca_file: str, name: str,
+                      via: redis.Redis | None = None) -> None:
         """Redis does not replicate ACL users: after a change on the primary
         (``ctx``), give each replica linked to it the user as the primary has it
         now, or delete it there. A replica that does not answer takes the
         tenant's users from the primary when it next starts. A standalone node
-        has no replicas: nothing to do."""
+        has no replicas: nothing to do. ``via``: a connection to the primary
+        already open (the one that made the change), asked instead of a new one."""
         trust, primary = Trust(file=ca_file), (ctx.host, ctx.port)
-        info = ask(primary, ctx.service, trust, "INFO", "replication")
+
+        def on_primary(*args: str) -> Any:
+            if via is None:
+                return ask(primary, ctx.service, trust, *args)
+            try:
+                return via.execute_command(*args)
+            except rs.ERRORS:
+                return None
+
+        info = on_primary("INFO", "replication")
         replicas = [(str(v["ip"]), int(v["port"])) for k, v in (info or {}).items()
                     if k.startswith("slave") and isinstance(v, dict)]
         if not replicas:
             return
-        listed = ask(primary, ctx.service, trust, "ACL", "LIST") or []
+        listed = on_primary("ACL", "LIST") or []
         line = next((x.split() for x in listed if x.split()[1] == name), None)
         change = ("ACL", "SETUSER", name, "reset", *line[2:]) if line else ("ACL", "DELUSER", name)
         for addr in replicas:
