@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from hoard.domain.nodes import HttpRoleCheck, ProcessSpec
 from hoard.engines.postgresql import PostgreSQL
 from hoard.engines.redis import Redis
+from hoard.providers import osusers
 from hoard.providers.base import Endpoint
 from hoard.providers.local import LocalProvider
 from hoard.providers.processes import proc_state
@@ -113,6 +114,36 @@ def test_accounts_come_from_the_range_and_go_with_their_node(provider: LocalProv
         grp.getgrnam(users[a].name)
     provider.place(c, set(), 1)  # a uid is free again
     assert provider.node_user(c).uid == users[a].uid
+
+
+def test_accounts_made_at_once_are_distinct_and_one_per_node(provider: LocalProvider) -> None:
+    """Twelve nodes placed at once, each twice: twelve accounts, twelve uids (the
+    uid is handed out under the lock, the tool runs queued in its child)."""
+    nodes = [f"iso-{secrets.token_hex(4)}" for _ in range(12)]
+    try:
+        with ThreadPoolExecutor(24) as pool:
+            list(pool.map(lambda n: provider.place(n, set(), 1), nodes * 2))
+        users = {n: provider.node_user(n) for n in nodes}
+        assert len({u.uid for u in users.values()}) == len(nodes)
+        for node_id, user in users.items():
+            assert pwd.getpwnam(user.name).pw_uid == user.uid
+            assert pwd.getpwuid(user.uid).pw_gecos == f"hoard node {node_id}"
+    finally:
+        for node_id in nodes:
+            provider.destroy(node_id)
+
+
+def test_a_uid_lock_file_not_hoards_own_is_refused(
+        provider: LocalProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    planted = tmp_path / "hoard-uids"
+    planted.write_text("{}")
+    os.chown(planted, 65534, 65534)  # another account's file where the lock goes
+    monkeypatch.setattr(osusers, "LOCK", planted)
+    node = f"iso-{secrets.token_hex(4)}"
+    with pytest.raises(RuntimeError, match="is not Hoard's own"):
+        provider.place(node, set(), 1)
+    with pytest.raises(RuntimeError, match="no OS account on record"):
+        provider.node_user(node)  # nothing was made
 
 
 def _taken(uid: int) -> bool:
