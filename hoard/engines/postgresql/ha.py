@@ -53,8 +53,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
-import ssl
 import time
 from abc import abstractmethod
 from collections.abc import Mapping
@@ -84,9 +82,19 @@ from hoard.engines.postgresql.backup import (
     conf_value,
     ensure_archive_dir,
 )
+from hoard.engines.postgresql.patroni_api import (
+    API,
+    LEADER_ROLES,
+    Api,
+    ca_context,
+    contains,
+    dcs_of,
+    leader_of,
+    node_context,
+    port_open,
+)
 
 PATRONI = "/usr/bin/patroni"
-API = "patroni"  # the member's extra port: Patroni's REST API
 NAMESPACE = "/hoard/"
 PATRONI_DIR = PurePosixPath("patroni")
 PATRONI_CONF = PATRONI_DIR / "patroni.yml"  # JSON, which is YAML
@@ -108,76 +116,8 @@ PATRONI_OWNED = frozenset({"listen_addresses", "port", "hba_file"})  # from its 
 PATRONI_LEFTOVERS = ("standby.signal", "patroni.dynamic.json", "postgresql.base.conf",
                      "postgresql.base.conf.backup", "postgresql.conf.backup",
                      "pg_hba.conf.backup", "pg_ident.conf.backup")
-LEADER_ROLES = ("leader", "master", "primary")
 SYNC = "synchronous "  # how a synchronous standby's detail starts
-TIMEOUT = httpx.Timeout(3.0, connect=1.0)
 SWITCHOVER_TIMEOUT = 60.0  # seconds for a planned switchover, end to end
-
-
-def _ca_context(ca_file: str) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=ca_file)
-
-
-def _node_context(runner: NodeRunner) -> ssl.SSLContext:
-    """Trust the CA certificate on the node's volume, for calls made where Hoard's
-    CA file is not at hand."""
-    return ssl.create_default_context(cadata=b"".join(runner.read_stream(TLS_CA)).decode())
-
-
-def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _contains(current: Any, wanted: Any) -> bool:
-    """Whether ``current`` already holds every value of ``wanted`` (nested dicts)."""
-    if isinstance(wanted, Mapping):
-        return isinstance(current, Mapping) and all(
-            k in current and _contains(current[k], v) for k, v in wanted.items())
-    return bool(current == wanted)
-
-
-class _Api:
-    """Patroni's REST API on a cluster's members."""
-
-    def __init__(self, verify: ssl.SSLContext, auth: Credentials | None = None) -> None:
-        self.verify = verify
-        self.auth = (auth.user, auth.password) if auth else None
-
-    @staticmethod
-    def url(member: Member, path: str) -> str:
-        return f"https://{member.host}:{member.ports[API]}{path}"
-
-    def call(self, method: str, url: str, body: Any = None,
-             timeout: httpx.Timeout | float = TIMEOUT) -> httpx.Response:
-        with httpx.Client(verify=self.verify, timeout=timeout) as client:
-            return client.request(method, url, json=body,
-                                  auth=self.auth if method != "GET" else None)
-
-    def cluster(self, topo: Topology) -> dict[str, Any] | None:
-        """Patroni's view of the cluster (GET /cluster), from the first member that
-        answers, its members named by node id; None if none answers."""
-        for member in topo.members:
-            try:
-                answer = self.call("GET", self.url(member, "/cluster"))
-                if answer.status_code == 200:
-                    view = dict(answer.json())
-                    dcs = _dcs(topo)
-                    view["members"] = [{**m, "name": dcs.node_id(str(m.get("name", "")))}
-                                       for m in view.get("members", [])]
-                    return view
-            except (httpx.HTTPError, ValueError):
-                continue
-        return None
-
-
-def _dcs(topo: Topology) -> Dcs:
-    if topo.dcs is None:
-        raise ValueError(f"cluster {topo.cluster_id}: Patroni needs a DCS, and none was given")
-    return topo.dcs
 
 
 def kubernetes_section(dcs: KubernetesDcs, port: int) -> dict[str, Any]:
@@ -204,10 +144,6 @@ def kubernetes_section(dcs: KubernetesDcs, port: int) -> dict[str, Any]:
         "bypass_api_service": False,
         "ports": [{"name": "postgresql", "port": port}],
     }
-
-
-def _leader(view: Mapping[str, Any]) -> dict[str, Any] | None:
-    return next((m for m in view.get("members", []) if m.get("role") in LEADER_ROLES), None)
 
 
 class PostgreSQLReplication(Replication):
@@ -250,7 +186,7 @@ class PostgreSQLReplication(Replication):
         # Peers reach its address; it listens where the provider says (ctx.bind).
         api = f"{member.host}:{member.ports[API]}"
         api_listen = f"{ctx.bind}:{member.ports[API]}"
-        dcs = _dcs(topo)
+        dcs = dcs_of(topo)
         return {
             "scope": topo.cluster_id,
             # Patroni hands its top-level namespace to the DCS section: on Kubernetes
@@ -302,7 +238,7 @@ class PostgreSQLReplication(Replication):
     def _dcs_section(topo: Topology, member: Member) -> dict[str, Any]:
         """Patroni's DCS section: Hoard's etcd, or the Kubernetes API (Patroni
         3.0's keys: see ``kubernetes_section``)."""
-        dcs = _dcs(topo)
+        dcs = dcs_of(topo)
         if isinstance(dcs, KubernetesDcs):
             return {"kubernetes": kubernetes_section(dcs, member.port)}
         return {"etcd3": {"url": dcs.url}}
@@ -338,15 +274,15 @@ class PostgreSQLReplication(Replication):
         before = b"".join(runner.read_stream(PATRONI_CONF)) if runner.exists(PATRONI_CONF) else b""
         runner.write_file(PATRONI_CONF, content)
         member = topo.member(ctx.node_id)
-        if not _port_open(member.host, member.ports[API]):
+        if not port_open(member.host, member.ports[API]):
             return  # not running: Patroni reads the files when it starts
-        api = _Api(_node_context(runner), ctx.service)
+        api = Api(node_context(runner), ctx.service)
         try:
             if before != content:
                 self._ok(api.call("POST", api.url(member, "/reload")), "reload")
             wanted = config["bootstrap"]["dcs"]
             current = api.call("GET", api.url(member, "/config"))
-            if current.status_code != 200 or not _contains(current.json(), wanted):
+            if current.status_code != 200 or not contains(current.json(), wanted):
                 self._ok(api.call("PATCH", api.url(member, "/config"), wanted), "update config")
         except httpx.HTTPError as exc:
             raise RuntimeError(f"Patroni on {ctx.node_id} did not take the new "
@@ -364,11 +300,11 @@ class PostgreSQLReplication(Replication):
             raise ValueError(f"member {ctx.node_id} is not configured (configure_member)")
         member = topo.member(ctx.node_id)
         if (runner.exists(DATA) and not runner.exists(DATA / "global" / "pg_control")
-                and not _port_open(member.host, member.ports[API])):
+                and not port_open(member.host, member.ports[API])):
             # A clone cut short (pg_control comes last): Patroni would refuse the
             # directory as "not empty, no system id"; with it gone, it clones again.
             runner.remove_tree(DATA)
-        dcs = _dcs(topo)
+        dcs = dcs_of(topo)
         env = {"PATRONI_KUBERNETES_POD_IP": dcs.pod_ip} if isinstance(dcs, KubernetesDcs) else {}
         return [ProcessSpec([PATRONI, runner.abspath(PATRONI_CONF)], env=env,
                             stop_signal=signal.SIGTERM,  # Patroni stops PostgreSQL, hands over
@@ -378,18 +314,18 @@ class PostgreSQLReplication(Replication):
 
     def member_states(self, ctxs: list[NodeContext], topo: Topology,
                       ca_file: str) -> list[MemberState]:
-        api = _Api(_ca_context(ca_file))
+        api = Api(ca_context(ca_file))
         view = api.cluster(topo)
         if view is None:
             return [self._own_view(api, m) for m in topo.members]
         known = {m["name"]: m for m in view.get("members", [])}
-        leader = _leader(view)
+        leader = leader_of(view)
         status = self._leader_status(api, leader)
-        return [self._state(m.node_id, known.get(m.node_id), leader, status, _dcs(topo))
+        return [self._state(m.node_id, known.get(m.node_id), leader, status, dcs_of(topo))
                 for m in topo.members]
 
     @staticmethod
-    def _leader_status(api: _Api, leader: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    def _leader_status(api: Api, leader: Mapping[str, Any] | None) -> dict[str, Any] | None:
         """The leader's own status (GET /patroni): whether its PostgreSQL has left
         recovery, and its pg_stat_replication; None if it cannot be asked."""
         if leader is None:
@@ -437,7 +373,7 @@ class PostgreSQLReplication(Replication):
                            f"{sync}streaming from {leader['name']}, {behind}")
 
     @staticmethod
-    def _own_view(api: _Api, member: Member) -> MemberState:
+    def _own_view(api: Api, member: Member) -> MemberState:
         """No member could give the cluster's view (the DCS is unreachable): each
         member's Patroni still says what its PostgreSQL is doing."""
         try:
@@ -463,7 +399,7 @@ class PostgreSQLReplication(Replication):
         is made synchronous for the switchover (then one again; should Hoard die
         in between, the next ``configure_member`` puts the count back)."""
         deadline = time.monotonic() + SWITCHOVER_TIMEOUT
-        api = _Api(_ca_context(ca_file), ctxs[0].service)
+        api = Api(ca_context(ca_file), ctxs[0].service)
         try:
             self._switch(api, topo, target, deadline)
         except httpx.HTTPError as exc:
@@ -471,9 +407,9 @@ class PostgreSQLReplication(Replication):
         self._wait_writable(api, topo, next(c for c in ctxs if c.node_id == target),
                             ca_file, deadline)
 
-    def _switch(self, api: _Api, topo: Topology, target: str, deadline: float) -> None:
-        view = self._wait_view(api, topo, deadline, lambda v: _leader(v) is not None)
-        leader = _leader(view)
+    def _switch(self, api: Api, topo: Topology, target: str, deadline: float) -> None:
+        view = self._wait_view(api, topo, deadline, lambda v: leader_of(v) is not None)
+        leader = leader_of(view)
         assert leader is not None
         if leader["name"] == target:
             return
@@ -490,11 +426,11 @@ class PostgreSQLReplication(Replication):
                 for m in v.get("members", [])))
         try:
             answer = api.call("POST", api.url(via, "/switchover"),
-                              {"leader": _dcs(topo).member_name(leader["name"]),
-                               "candidate": _dcs(topo).member_name(target)},
+                              {"leader": dcs_of(topo).member_name(leader["name"]),
+                               "candidate": dcs_of(topo).member_name(target)},
                               timeout=httpx.Timeout(SWITCHOVER_TIMEOUT, connect=1.0))
             if answer.status_code != 200:
-                current = _leader(api.cluster(topo) or {})
+                current = leader_of(api.cluster(topo) or {})
                 if not current or current["name"] != target:
                     raise RuntimeError(f"switchover to {target} failed: "
                                        f"{answer.status_code} {answer.text.strip()}")
@@ -502,7 +438,7 @@ class PostgreSQLReplication(Replication):
             if widened:
                 self._set_sync_count(api, via, 1, topo)
 
-    def _set_sync_count(self, api: _Api, member: Member, count: int,
+    def _set_sync_count(self, api: Api, member: Member, count: int,
                         topo: Topology | None = None) -> None:
         """Set synchronous_node_count, through ``member`` or (after a switchover,
         when it may be down for a moment) any member that answers."""
@@ -518,7 +454,7 @@ class PostgreSQLReplication(Replication):
         raise RuntimeError(f"could not set synchronous_node_count to {count}: {last}")
 
     @staticmethod
-    def _wait_view(api: _Api, topo: Topology, deadline: float,
+    def _wait_view(api: Api, topo: Topology, deadline: float,
                    ready: Any) -> dict[str, Any]:
         view: dict[str, Any] | None = None
         while True:
@@ -529,7 +465,7 @@ class PostgreSQLReplication(Replication):
                 raise TimeoutError(f"Patroni's view of {topo.cluster_id} did not settle: {view}")
             time.sleep(0.2)
 
-    def _wait_writable(self, api: _Api, topo: Topology, ctx: NodeContext, ca_file: str,
+    def _wait_writable(self, api: Api, topo: Topology, ctx: NodeContext, ca_file: str,
                        deadline: float) -> None:
         """Until the member says it is the primary (what the endpoint asks) and
         its PostgreSQL takes writes."""
