@@ -153,7 +153,8 @@ def test_servers_outlive_hoard_and_are_readopted() -> None:
         delete_cluster(client, cluster["id"])
 
 
-@pytest.mark.parametrize("step", ["place nodes", "bootstrap", "start", "create admin account"])
+@pytest.mark.parametrize("step", ["place nodes", "bootstrap", "start", "create admin account",
+                                  "activate"])
 def test_failed_create_leaves_nothing_behind(step: str) -> None:
     with hoard_server({"HOARD_FAIL_STEP": step}) as server, server.client() as client:
         response = client.post("/v2/clusters", json={
@@ -163,6 +164,7 @@ def test_failed_create_leaves_nothing_behind(step: str) -> None:
         op = wait_operation(client, accepted["operation"]["id"])
         assert op["status"] == "failed"
         assert "injected failure" in op["error"]
+        assert [s["name"] for s in op["steps"] if s["status"] == "failed"] == [step], op
         cluster = client.get(f"/v2/clusters/{accepted['cluster']['id']}").json()
         assert cluster["status"] == "FAILED"
         assert "injected failure" in cluster["status_reason"]

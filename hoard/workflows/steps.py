@@ -43,12 +43,15 @@ def recorded(op_id: str, step: str, session: Session | None = None) -> Iterator[
         yield
     except NotYet as wait:  # temporary: the step runs again, and says why meanwhile
         wait.began = began
+        _undo(session)
         with store.session() as s:
-            operations.mark_step(s, op_id, step, "running", f"waiting: {wait.reason}")
+            operations.mark_step(s, op_id, step, "running", f"waiting: {wait.reason}",
+                                 begin=session is not None)
         raise
     except Exception as exc:
+        _undo(session)
         with store.session() as s:
-            operations.mark_step(s, op_id, step, "failed", str(exc))
+            operations.mark_step(s, op_id, step, "failed", str(exc), begin=session is not None)
         raise
     finally:
         _current_step.reset(token)
@@ -57,6 +60,14 @@ def recorded(op_id: str, step: str, session: Session | None = None) -> Iterator[
             operations.mark_step(s, op_id, step, "running",
                                  f"paused (HOARD_PAUSE_STEP) on worker {svc.settings.worker_id}")
         time.sleep(svc.settings.pause_seconds)
+
+
+def _undo(session: Session | None) -> None:
+    """A step recorded in its own transaction failed: roll that back first (the
+    step's mark is in it, and its row locks would hold the failure's own mark
+    written beside it), so the failure is marked as if the step began alone."""
+    if session is not None:
+        session.rollback()
 
 
 def short_reason(exc: BaseException) -> str:
