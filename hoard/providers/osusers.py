@@ -35,8 +35,8 @@ LOCK = Path("/run/lock/hoard-uids")  # holds the last uid handed out from each r
 OWNER = "owner.json"
 MARK = "hoard "  # how Hoard's accounts are told apart (the GECOS field)
 NOLOGIN = "/usr/sbin/nologin"
-# The account tool's prefix: queued machine-wide on the lock file (by flock(1),
-# in the child), at a raised priority (see UserPool._create).
+# An account tool's prefix: queued machine-wide on the lock file (by flock(1),
+# in the child), at a raised priority (see _tool).
 QUEUED = ["nice", "-n", "-10", "flock"]
 LEFTOVER_DIRS = ("/tmp", "/var/tmp", "/dev/shm")  # noqa: S108 - swept as the account itself
 
@@ -94,22 +94,35 @@ def service_user(name: str) -> OSUser:
     return OSUser(entry.pw_name, entry.pw_uid, entry.pw_gid)
 
 
-def _tool(argv: list[str], ok: tuple[int, ...] = (0,), pass_fds: tuple[int, ...] = ()) -> int:
-    """Run an account tool; retried while another one holds /etc/passwd's lock.
-    Its complaints go to a file, read only when it fails: waiting on a pipe
-    would take the GIL back for every read."""
-    for _ in range(100):
-        with tempfile.TemporaryFile() as err:
-            code = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                  stderr=err, check=False, timeout=60,
-                                  pass_fds=pass_fds).returncode
-            if code in ok:
-                return code
-            err.seek(0)
-            said = err.read().decode(errors="replace")
-        if "lock" not in said and "currently used" not in said:
-            break
-        time.sleep(0.1)
+def _tool(argv: list[str], ok: tuple[int, ...] = (0,)) -> int:
+    """Run an account tool (useradd, userdel, groupdel), one at a time on the
+    machine: each rewrites /etc/passwd and fails while another holds it. They
+    queue by flock(1), in the child, on the lock file Hoard checked (by
+    /dev/fd): a burst of creates queues there, and a queue held by a thread of
+    a busy worker had moved only as fast as that thread got the GIL back (a
+    tenth of a second a turn, in 50 creates at once). The tool runs at a higher
+    CPU priority than the rest of the machine's work, since everyone's next
+    account waits for its turn to end (in 50 creates at once on 3 workers, the
+    median time to place a node fell from 2.3 to 1.3 s). Its complaints go to a
+    file, read only when it fails: waiting on a pipe would take the GIL back
+    for every read. Retried while a tool not Hoard's holds /etc/passwd."""
+    fd = _open_lock()
+    try:
+        for _ in range(100):
+            with tempfile.TemporaryFile() as err:
+                code = subprocess.run([*QUEUED, f"/dev/fd/{fd}", *argv],
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      stderr=err, check=False, timeout=60,
+                                      pass_fds=(fd,)).returncode
+                if code in ok:
+                    return code
+                err.seek(0)
+                said = err.read().decode(errors="replace")
+            if "lock" not in said and "currently used" not in said:
+                break
+            time.sleep(0.1)
+    finally:
+        os.close(fd)
     raise RuntimeError(f"{argv[0]} failed ({code}): {said.strip()[-300:]}")
 
 
@@ -255,23 +268,10 @@ class UserPool:
         One tool run, not two (groupadd, then useradd). --system: no subordinate
         ids and no password ageing; -U makes the account's own group, whose gid
         the -K bounds pin to the uid (useradd fails rather than pick another).
-        userdel removes that group with the account. Runs one at a time on the
-        machine (the tool rewrites /etc/passwd and fails while another holds
-        it), queued by flock(1) in the child on the lock file Hoard checked:
-        a burst of creates queues there, and a queue held by a thread of a busy
-        worker moved only as fast as that thread got the GIL back (a tenth of
-        a second a turn, in 50 creates at once). The tool runs at a higher CPU
-        priority than the rest of the machine's work: everyone's next create
-        waits for its turn to end (in 50 creates at once on 3 workers, the
-        median time to place a node fell from 2.3 to 1.3 s)."""
-        fd = _open_lock()
-        try:
-            return _tool([*QUEUED, f"/dev/fd/{fd}", "useradd", "--system", "-u", str(uid), "-U",
-                          "-K", f"SYS_GID_MIN={uid}", "-K", f"SYS_GID_MAX={uid}", "-M", "-l",
-                          "-d", "/nonexistent", "-s", NOLOGIN, "-c", MARK + label, name],
-                         ok=(0, 4, 9), pass_fds=(fd,))
-        finally:
-            os.close(fd)
+        userdel removes that group with the account."""
+        return _tool(["useradd", "--system", "-u", str(uid), "-U", "-K", f"SYS_GID_MIN={uid}",
+                      "-K", f"SYS_GID_MAX={uid}", "-M", "-l", "-d", "/nonexistent", "-s",
+                      NOLOGIN, "-c", MARK + label, name], ok=(0, 4, 9))
 
     def remove(self, record_dir: Path) -> None:
         """Remove the account of ``record_dir`` (its processes must be gone) and
