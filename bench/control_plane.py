@@ -11,6 +11,8 @@ to its raw baseline in the same run:
 - create: 50 concurrent ``nano`` Redis creates with 1 and with 3 workers, time
   until all are ACTIVE, against 50 hand-started redis-server processes.
   Target: ratio <= 2, of the medians of rounds that alternate baseline and Hoard.
+- lone: creates one after another with one worker (each ``nano`` Redis, POST to
+  ACTIVE), and the worker's CPU: idle for a second, and per create beyond that.
 
 The clients are threads of this one process using http.client (keep-alive), so
 the load generator takes at most one of the two cores.
@@ -425,6 +427,40 @@ def create_rounds(count: int, rounds: int) -> None:
             print(f"    {name:34} median {median(values):6.2f} s, max {max(values):6.2f} s")
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def lone_creates(count: int) -> None:
+    """Creates one at a time on one worker: what a lone tenant waits, and what
+    the worker spends beyond its idle cost."""
+    from tests.control_plane import control_plane
+
+    with control_plane(1, {**QUOTAS, "HOARD_OBSERVE_INTERVAL": "2"}) as plane, \
+            plane.client() as client:
+        pid = plane.workers["w1"].pid
+        time.sleep(2)  # past the worker's first passes
+        before = _cpu_seconds(pid)
+        time.sleep(5)
+        idle = (_cpu_seconds(pid) - before) / 5
+        took, begun, before = [], time.perf_counter(), _cpu_seconds(pid)
+        for i in range(count):
+            t0 = time.perf_counter()
+            made = client.post("/v2/clusters", json={"name": f"lone{i:03d}",
+                                                     "engine": "redis", "size": "nano"})
+            cluster_id = made.json()["cluster"]["id"]
+            while client.get(f"/v2/clusters/{cluster_id}").json()["status"] != "ACTIVE":
+                time.sleep(0.01)
+            took.append(time.perf_counter() - t0)
+        spent = _cpu_seconds(pid) - before
+        beyond = spent - idle * (time.perf_counter() - begun)
+    print(f"\nlone: {count} creates one after another, 1 worker: POST to ACTIVE median "
+          f"{median(took) * 1000:.0f} ms, max {max(took) * 1000:.0f} ms; the worker's CPU "
+          f"idle {idle * 1000:.0f} ms/s, per create {spent / count * 1000:.0f} ms "
+          f"({beyond / count * 1000:.0f} ms beyond idle)")
+
+
 def _instant(value: str) -> float:
     import datetime as dt
 
@@ -433,13 +469,15 @@ def _instant(value: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", default="list-sqlite,list-postgresql,takeover,create")
+    parser.add_argument("--parts",
+                        default="list-sqlite,list-postgresql,takeover,create,lone")
     parser.add_argument("--clusters", type=int, default=100_000)
     parser.add_argument("--seconds", type=float, default=10, help="per list measurement")
     parser.add_argument("--api-processes", default="1,2", help="hoard api --processes")
     parser.add_argument("--lease", type=float, default=10)
     parser.add_argument("--creates", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3, help="of the create part")
+    parser.add_argument("--lone", type=int, default=20, help="creates in the lone part")
     args = parser.parse_args()
     parts = args.parts.split(",")
     print("start: " + load_note(), flush=True)
@@ -452,6 +490,8 @@ def main() -> None:
         takeover(args.lease)
     if "create" in parts:
         create_rounds(args.creates, args.rounds)
+    if "lone" in parts:
+        lone_creates(args.lone)
     print("end:   " + load_note())
 
 

@@ -18,7 +18,13 @@ import httpx
 import pytest
 
 from hoard.providers.local import LocalProvider
-from tests.conftest import at_once, hoard_server, new_tenant, wait_operation
+from tests.conftest import (
+    at_once,
+    hoard_server,
+    new_tenant,
+    remove_state_dir,
+    wait_operation,
+)
 from tests.control_plane import ControlPlane, Process, control_plane
 
 LEASE = 4.0  # HOARD_LEASE_SECONDS in these tests
@@ -208,6 +214,20 @@ def test_sqlite_admits_one_process() -> None:
         assert second.wait(30) != 0
         assert "in use by pid" in second.text()
         assert "use PostgreSQL" in second.text()
+
+
+def test_an_api_process_on_sqlite_is_refused_with_the_reason() -> None:
+    from tests.conftest import make_state_dir
+
+    state_dir = make_state_dir()
+    try:
+        run = subprocess.run([sys.executable, "-m", "hoard", "api", "--state-dir",
+                              str(state_dir), "--port", "0"], env=plane_env(),
+                             capture_output=True, text=True, timeout=60)
+    finally:
+        remove_state_dir(state_dir)
+    assert run.returncode != 0
+    assert "`hoard api` needs a PostgreSQL store" in run.stdout + run.stderr
 
 
 @pytest.mark.parametrize("role", ["api", "worker"])

@@ -87,10 +87,14 @@ def api(
     state_dir: StateDir = None,
     processes: Annotated[int, typer.Option(help="HTTP processes to run", min=1)] = 1,
 ) -> None:
-    """Run the API only: operations go on the queue that `hoard worker`s take from.
+    """Run the API only: operations are announced to the `hoard worker`s.
     Any number may run on one PostgreSQL store (run `hoard migrate` first)."""
-    _serve_http(_settings(state_dir, host=host, port=port), run_workers=False,
-                processes=processes)
+    settings = _settings(state_dir, host=host, port=port)
+    if not settings.database_url:
+        typer.echo("hoard api: `hoard api` needs a PostgreSQL store (HOARD_DATABASE_URL) "
+                   "shared with `hoard worker`s; on SQLite run `hoard serve`", err=True)
+        raise typer.Exit(1)
+    _serve_http(settings, run_workers=False, processes=processes)
 
 
 worker_app = typer.Typer(help="Run a worker, or list the workers (admin).")

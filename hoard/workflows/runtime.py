@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from dbos import DBOS, DBOSClient, DBOSConfig, SetWorkflowID
+from dbos import DBOS, DBOSConfig, SetWorkflowID
 from sqlalchemy import select
 
 from hoard import __version__
@@ -31,6 +31,7 @@ from hoard.workflows import (
     pooler,
     verification,
 )
+from hoard.workflows.dispatch import Dispatcher, announce
 from hoard.workflows.loops import Loop
 from hoard.workflows.membership import Membership, install_fence
 from hoard.workflows.services import services
@@ -38,14 +39,19 @@ from hoard.workflows.services import services
 log = logging.getLogger(__name__)
 
 
-OPERATIONS_QUEUE = "hoard-operations"  # operations started by API-only processes
-QUEUE_POLL = 0.1  # seconds between a worker's looks at the queue
-OUTBOX_AGE = 5.0  # seconds an operation may wait for its API process to start it
+# Release 0.5.0's API processes put operations on this DBOS queue; workers
+# still take from it so old and new run side by side during an upgrade (expand,
+# then contract: the release after 0.6.0 stops registering it). Operations are
+# now announced to the owner of their shard instead (hoard/workflows/dispatch.py).
+OPERATIONS_QUEUE = "hoard-operations"
+QUEUE_POLL = 1.0  # seconds between a worker's looks at that queue
+OUTBOX_AGE = 5.0  # seconds an operation may wait for its announcement to start it
 
 
 class _Runtime:
     membership: Membership | None = None  # set in a worker process
-    client: DBOSClient | None = None  # set in an API-only process
+    dispatcher: Dispatcher | None = None  # a worker's listener, on PostgreSQL
+    announcing: bool = False  # set in an API-only process
 
 
 _runtime = _Runtime()
@@ -79,14 +85,24 @@ def launch(settings: Settings) -> Membership:
     DBOS.register_queue(OPERATIONS_QUEUE, polling_interval_sec=QUEUE_POLL)
     membership.start()
     _runtime.membership = membership
+    if settings.database_url:  # other processes may record operations: listen
+        _runtime.dispatcher = Dispatcher(services().store, membership.owned, _start_here)
+        _runtime.dispatcher.start()
     resume_unstarted(min_age=0.0)
     return membership
 
 
 def connect(settings: Settings) -> None:
-    """An API-only process: operations go on the queue that workers take from."""
-    _runtime.client = DBOSClient(system_database_url=settings.workflow_store_url,
-                                 application_name="hoard")
+    """An API-only process (on PostgreSQL: the CLI refuses SQLite): operations
+    are announced to the workers."""
+    _runtime.announcing = True
+
+
+def stop_taking_work() -> None:
+    """The first step of a drain: announced operations are left to other workers."""
+    if _runtime.dispatcher is not None:
+        _runtime.dispatcher.stop()
+        _runtime.dispatcher = None
 
 
 def migrate_workflows(settings: Settings) -> None:
@@ -97,9 +113,8 @@ def migrate_workflows(settings: Settings) -> None:
 def shutdown(drain_seconds: float = 0.0) -> None:
     """Stop: let running workflows finish for up to ``drain_seconds``, then give
     the lease up, so another worker takes over what is left at once."""
-    if _runtime.client is not None:
-        _runtime.client.destroy()
-        _runtime.client = None
+    _runtime.announcing = False
+    stop_taking_work()
     if _runtime.membership is None:
         return
     DBOS.destroy(workflow_completion_timeout_sec=int(drain_seconds))
@@ -112,16 +127,20 @@ def start(op: models.Operation) -> None:
     the same operation never runs twice."""
     if op.cluster_id is None:
         raise ValueError(f"operation {op.id} has no cluster")
-    target, args = _workflow(op.kind, op.id, op.cluster_id, dict(op.params))
     if _runtime.membership is not None:  # a worker here: run it at once
-        with SetWorkflowID(op.id):
-            DBOS.start_workflow(target, *args)
+        _start_here(op)
         return
-    if _runtime.client is None:
-        raise RuntimeError("no worker in this process and no queue client")
-    _runtime.client.enqueue({"queue_name": OPERATIONS_QUEUE, "workflow_id": op.id,
-                             "workflow_name": target.dbos_function_name,  # type: ignore[attr-defined]
-                             "app_version": __version__}, *args)
+    if not _runtime.announcing:
+        raise RuntimeError("no worker in this process and not connected to announce")
+    announce(services().store, op)
+
+
+def _start_here(op: models.Operation) -> None:
+    """Run an operation's workflow in this worker (again: a no-op)."""
+    assert op.cluster_id is not None
+    target, args = _workflow(op.kind, op.id, op.cluster_id, dict(op.params))
+    with SetWorkflowID(op.id):
+        DBOS.start_workflow(target, *args)
 
 
 Started = tuple[Callable[..., None], tuple[Any, ...]]
@@ -178,8 +197,6 @@ def resume_unstarted(min_age: float = OUTBOX_AGE) -> int:
     started = 0
     if not pending:
         return 0
-    queue = DBOS.retrieve_queue(OPERATIONS_QUEUE)
-    assert queue is not None, "registered at launch"
     # One query for all (a burst of creates is many running operations each pass).
     known = {w.workflow_id: w.status for w in DBOS.list_workflows(
         workflow_ids=[op.id for op in pending], load_input=False, load_output=False)}
@@ -190,10 +207,7 @@ def resume_unstarted(min_age: float = OUTBOX_AGE) -> int:
                 settle_ended(op.id, status.status, status.error)
         elif op.id not in known:
             log.info("starting workflow for recorded operation %s", op.id)
-            assert op.cluster_id is not None
-            target, args = _workflow(op.kind, op.id, op.cluster_id, dict(op.params))
-            with SetWorkflowID(op.id):
-                queue.enqueue(target, *args)
+            _start_here(op)
             started += 1
     return started
 

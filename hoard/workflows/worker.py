@@ -47,6 +47,7 @@ def start_worker(settings: Settings) -> list[Loop]:
 def stop_worker(settings: Settings, loops: list[Loop]) -> None:
     """Drain: no new passes, running workflows get ``HOARD_DRAIN_SECONDS`` to
     finish, then the lease is given up and the rest is taken over elsewhere."""
+    runtime.stop_taking_work()
     for loop in loops:
         loop.stop()
     runtime.shutdown(settings.drain_seconds)
