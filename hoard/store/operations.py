@@ -29,15 +29,16 @@ def new_operation(
 
 
 def mark_step(session: Session, op_id: str, step: str, status: str, detail: str = "",
-              *, begin: bool = False) -> None:
+              *, begin: bool = False) -> Operation | None:
     """Set one step's status and recompute progress (steps done / steps planned).
 
     ``begin``: the workflow starts ``step``, so the step it ran before ended well:
     one still marked running is marked done in the same write. A step's own end
-    is not written separately: half the writes of a workflow's progress."""
+    is not written separately: half the writes of a workflow's progress.
+    The operation marked (None if there is none), for what else it holds."""
     op = session.get(Operation, op_id)
     if op is None:
-        return
+        return None
     now = utcnow().isoformat() + "Z"
     steps = [dict(s) for s in op.steps]
     for s in steps:
@@ -46,6 +47,7 @@ def mark_step(session: Session, op_id: str, step: str, status: str, detail: str 
         elif begin and s["status"] == "running":
             _set(s, "done", now)
     _store(op, steps)
+    return op
 
 
 def _set(s: dict[str, Any], status: str, now: str, detail: str = "") -> None:

@@ -96,10 +96,8 @@ def place_nodes(op_id: str, cluster_id: str) -> Plan:
     cluster load, which a burst of creates queues on. Both halves are
     idempotent, so a retried step does both again safely."""
     svc = services()
-    with svc.store.session() as s:
-        op = s.get(models.Operation, op_id)
+    with recorded(op_id, "place nodes") as op:
         params = dict(op.params) if op else {}
-    with recorded(op_id, "place nodes"):
         own = _own_addresses(cluster_id)
         with svc.store.session() as s:
             held = _place(s, cluster_id, own)
@@ -108,7 +106,7 @@ def place_nodes(op_id: str, cluster_id: str) -> Plan:
             deadlines = svc.provider_for(cluster).deadlines
     if held or params.get("restore"):
         return Plan(params, held, deadlines)
-    _bootstrap(op_id, cluster_id)
+    _bootstrap(op_id, cluster_id, cluster)  # as placed: nothing changed it since
     return Plan(params, held, deadlines, bootstrapped=True)
 
 
@@ -185,10 +183,11 @@ def bootstrap_nodes(op_id: str, cluster_id: str) -> None:
     _bootstrap(op_id, cluster_id)
 
 
-def _bootstrap(op_id: str, cluster_id: str) -> None:
+def _bootstrap(op_id: str, cluster_id: str, cluster: models.Cluster | None = None) -> None:
+    """(``cluster``: as the step before loaded it, when nothing changed since.)"""
     svc = services()
     with recorded(op_id, "bootstrap"):
-        cluster = load_cluster(cluster_id)
+        cluster = cluster or load_cluster(cluster_id)
         assert cluster is not None
         engine = svc.engines[cluster.engine]
         founder = cluster.nodes[0]  # the only node of a standalone cluster

@@ -22,25 +22,27 @@ def load_cluster(cluster_id: str) -> models.Cluster | None:
 
 
 @contextmanager
-def recorded(op_id: str, step: str, session: Session | None = None) -> Iterator[None]:
+def recorded(op_id: str, step: str,
+             session: Session | None = None) -> Iterator[models.Operation | None]:
     """Mark ``step`` running (and the one before it done), or failed, in the
     operation the user polls. Its end is written with the next step's start, or
     with the operation's success: one write per step, not two. With ``session``,
-    the mark is part of that transaction (a step that is one write itself)."""
+    the mark is part of that transaction (a step that is one write itself).
+    Yields the operation as marked (its parameters, read with the mark)."""
     guard()
     began = time.time()
     svc = services()
     store = svc.store
     if session is not None:
-        operations.mark_step(session, op_id, step, "running", begin=True)
+        op = operations.mark_step(session, op_id, step, "running", begin=True)
     else:
         with store.session() as s:
-            operations.mark_step(s, op_id, step, "running", begin=True)
+            op = operations.mark_step(s, op_id, step, "running", begin=True)
     token = _current_step.set((op_id, step))
     try:
         if svc.settings.fail_step == step:
             raise RuntimeError(f"injected failure in step {step!r} (HOARD_FAIL_STEP)")
-        yield
+        yield op
     except NotYet as wait:  # temporary: the step runs again, and says why meanwhile
         wait.began = began
         _undo(session)
@@ -85,16 +87,19 @@ def wait_for(check: Callable[[], str | None], timeout: float, what: str,
              temporary: bool = False) -> None:
     """Ask ``check`` until it says nothing is missing (None) or ``timeout`` passes.
 
-    ``check`` answers why it is not done yet ("node 1: starting up"); while the
-    wait lasts, the latest answer is the running step's detail in the operation
-    the user polls (at most once a second), so a slow step says what it waits
-    for instead of only that it is slow. At the deadline: a TimeoutError naming
-    ``what`` and the last reason. With ``slowest``, the interval grows by half each
-    time up to it (a check that acts, like starting a server again, backs off).
-    With ``temporary`` (an ensure-step's slice), the end is ``NotYet`` with the last
-    reason instead: the workflow runs the step again until its own deadline."""
+    ``check`` answers why it is not done yet ("node 1: starting up"); from the
+    wait's first second on, the latest answer is the running step's detail in
+    the operation the user polls (at most once a second), so a slow step says
+    what it waits for instead of only that it is slow. At the deadline: a
+    TimeoutError naming ``what`` and the last reason. With ``slowest``, the
+    interval grows by half each time up to it (a check that acts, like starting
+    a server again, backs off). With ``temporary`` (an ensure-step's slice), the
+    end is ``NotYet`` with the last reason instead: the workflow runs the step
+    again until its own deadline."""
     deadline = time.monotonic() + timeout
-    shown, shown_at = "", 0.0
+    # Nothing is shown for a wait shorter than SHOW_EVERY: most waits (a server
+    # starting) end within it, and each shown reason is a write.
+    shown, shown_at = "", time.monotonic()
     while True:
         reason = check()
         if reason is None:
