@@ -54,6 +54,14 @@ def load_note() -> str:
             f"load average {one:.2f} (1 min) {five:.2f} (5 min)")
 
 
+def busy_cpu() -> float:
+    """Seconds of CPU the whole machine has spent so far, every process and the
+    kernel (/proc/stat, less idle and I/O wait): the difference over a run is
+    what the run cost, whichever process spent it."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def median(values: list[float]) -> float:
     return float(statistics.median(values))
 

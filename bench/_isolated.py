@@ -24,7 +24,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _common import LAUNCHER, free_port, make_state_dir
+from _common import LAUNCHER, busy_cpu, free_port, make_state_dir
 from _engines import REDIS_SERVER
 
 from hoard.providers import cgroups
@@ -117,8 +117,9 @@ class Isolated:
         subprocess.run(["groupdel", self.name], capture_output=True, check=False)
 
 
-def isolated_redis_many(count: int) -> float:
-    """Seconds until ``count`` isolated servers, made all at once, answer PING."""
+def isolated_redis_many(count: int) -> tuple[float, float]:
+    """Seconds until ``count`` isolated servers, made all at once, answer PING,
+    and the machine's CPU seconds meanwhile."""
     base = make_state_dir("hoard-bench-iso-")
     servers = [Isolated(base, i) for i in range(count)]
     failures: list[BaseException] = []
@@ -132,14 +133,14 @@ def isolated_redis_many(count: int) -> float:
                 failures.append(exc)
 
     try:
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), busy_cpu()
         with ThreadPoolExecutor(count) as pool:
             list(pool.map(make, servers))
-        took = time.perf_counter() - t0
+        took, cpu = time.perf_counter() - t0, busy_cpu() - cpu0
     finally:
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(Isolated.destroy, servers))
         shutil.rmtree(base, ignore_errors=True)
     if failures:
         raise RuntimeError(f"{len(failures)} isolated servers failed: {failures[0]}")
-    return took
+    return took, cpu

@@ -33,7 +33,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from _common import ADMIN_TOKEN, Hoard, load_note, make_state_dir, median, p95, teardown
+from _common import (
+    ADMIN_TOKEN,
+    Hoard,
+    busy_cpu,
+    load_note,
+    make_state_dir,
+    median,
+    p95,
+    teardown,
+)
 from _engines import redis_server
 from _rows import fill_clusters
 from sqlalchemy import create_engine, func, select
@@ -355,9 +364,10 @@ def takeover(lease: float) -> None:
           f"{'met' if took <= lease + 5 and op['status'] == 'succeeded' else 'MISSED'})")
 
 
-def creates(workers: int, count: int) -> tuple[float, dict[str, list[float]]]:
+def creates(workers: int, count: int) -> tuple[float, float, dict[str, list[float]]]:
     """Seconds from the first POST until ``count`` nano Redis clusters are ACTIVE,
-    and where each create's time went: waiting to be picked up, then each step."""
+    the machine's CPU seconds meanwhile, and where each create's time went:
+    waiting to be picked up, then each step."""
     from concurrent.futures import ThreadPoolExecutor
 
     from tests.control_plane import control_plane
@@ -372,7 +382,7 @@ def creates(workers: int, count: int) -> tuple[float, dict[str, list[float]]]:
             return str(answer.json()["cluster"]["id"]), str(answer.json()["operation"]["id"])
 
         time.sleep(SETTLE)
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), busy_cpu()
         with ThreadPoolExecutor(8) as pool:
             made = dict(pool.map(post, range(count)))
         while True:
@@ -381,7 +391,7 @@ def creates(workers: int, count: int) -> tuple[float, dict[str, list[float]]]:
             if any(v == "FAILED" for v in states.values()):
                 raise RuntimeError(f"a create failed: {page}")
             if list(states.values()).count("ACTIVE") == count:
-                took = time.perf_counter() - t0
+                took, cpu = time.perf_counter() - t0, busy_cpu() - cpu0
                 break
             if time.perf_counter() - t0 > 900:
                 raise TimeoutError(f"not all ACTIVE after 900 s: {states}")
@@ -397,7 +407,7 @@ def creates(workers: int, count: int) -> tuple[float, dict[str, list[float]]]:
                     spent.setdefault(st["name"], []).append(
                         _instant(st["finished_at"]) - _instant(st["started_at"]))
             spent.setdefault("whole create", []).append(_instant(op["finished_at"]) - created)
-    return took, spent
+    return took, cpu, spent
 
 
 def create_rounds(count: int, rounds: int) -> None:
@@ -407,14 +417,18 @@ def create_rounds(count: int, rounds: int) -> None:
     from _isolated import isolated_redis_many
 
     took: dict[str, list[float]] = {"bare": [], "isolated": [], "1": [], "3": []}
+    cpu: dict[str, list[float]] = {"isolated": [], "1": [], "3": []}
     spent: dict[int, dict[str, list[float]]] = {}
     print(f"\ncreate: {count} at once, {rounds} round(s)", flush=True)
     for n in range(rounds):
         took["bare"].append(raw_redis_many(count))
-        took["isolated"].append(isolated_redis_many(count))
+        seconds, machine = isolated_redis_many(count)
+        took["isolated"].append(seconds)
+        cpu["isolated"].append(machine)
         for workers in (1, 3):
-            seconds, spent[workers] = creates(workers, count)
+            seconds, machine, spent[workers] = creates(workers, count)
             took[str(workers)].append(seconds)
+            cpu[str(workers)].append(machine)
         print(f"  round {n}: bare {took['bare'][-1]:.1f} s, isolated {took['isolated'][-1]:.1f} s,"
               f" Hoard 1 worker {took['1'][-1]:.1f} s, 3 workers {took['3'][-1]:.1f} s",
               flush=True)
@@ -422,6 +436,10 @@ def create_rounds(count: int, rounds: int) -> None:
     print(f"  medians: {count} hand-started redis-server processes answer PING after "
           f"{bare:.1f} s; {count} hand-made isolated ones (own account, filesystem, cgroups, "
           f"certificate, TLS: bench/_isolated.py) after {iso:.1f} s")
+    print("  the machine's CPU (every process and the kernel) per server made, median: "
+          + ", ".join(f"{name} {median(v) / count * 1000:.0f} ms" for name, v in (
+              ("isolated", cpu["isolated"]), ("Hoard 1 worker", cpu["1"]),
+              ("Hoard 3 workers", cpu["3"]))))
     for workers in (1, 3):
         mid = median(took[str(workers)])
         print(f"  {count} nano Redis creates, {workers} worker(s): all ACTIVE after {mid:.1f} s"
