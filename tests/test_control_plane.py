@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from hoard.providers.local import LocalProvider
@@ -132,6 +133,24 @@ def test_a_paused_worker_never_writes_after_losing_its_lease() -> None:
         after = client.get(f"/v2/operations/{made['operation']['id']}").json()
         assert after == before
         _no_debris(plane, client)
+
+
+def test_an_operation_whose_announcement_is_lost_is_started_by_the_outbox() -> None:
+    """No worker listens when the API announces the create (their listening
+    connections were just ended, as a store failover would): the owner of the
+    cluster's shard starts it all the same, from its outbox pass."""
+    with control_plane(1) as plane, plane.client() as client:
+        url = plane.env["HOARD_DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(url, autocommit=True) as conn:
+            ended = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                 "WHERE application_name = 'hoard-dispatch'").fetchall()
+        assert ended == [(True,)]
+        made = _create(client, "unheard")  # within the listener's 2 s before it listens again
+        op = wait_operation(client, made["operation"]["id"], timeout=60)
+        assert op["status"] == "succeeded", op
+        log = plane.workers["w1"].text()
+        assert "listening for operations failed" in log
+        assert f"starting workflow for recorded operation {op['id']}" in log
 
 
 def test_a_rolling_restart_under_load_loses_nothing() -> None:

@@ -45,7 +45,10 @@ log = logging.getLogger(__name__)
 # now announced to the owner of their shard instead (hoard/workflows/dispatch.py).
 OPERATIONS_QUEUE = "hoard-operations"
 QUEUE_POLL = 1.0  # seconds between a worker's looks at that queue
-OUTBOX_AGE = 5.0  # seconds an operation may wait for its announcement to start it
+# Seconds an operation may wait for its announcement before a worker's outbox
+# pass starts it: short, since starting one twice is harmless (dispatch.py),
+# and an operation announced while its shard moved between workers waits this.
+OUTBOX_AGE = 1.0
 
 
 class _Runtime:
