@@ -41,7 +41,7 @@ from hoard.workflows.worker import start_worker, stop_worker
 
 def create_app(settings: Settings, run_workers: bool = True) -> FastAPI:
     """The API; with ``run_workers`` (``hoard serve``) a worker runs in the same
-    process, otherwise (``hoard api``) operations go on the workers' queue."""
+    process, otherwise (``hoard api``) operations are announced to the workers."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -39,10 +39,10 @@ from hoard.workflows.services import services
 log = logging.getLogger(__name__)
 
 
-# Release 0.5.0's API processes put operations on this DBOS queue; workers
-# still take from it so old and new run side by side during an upgrade (expand,
-# then contract: the release after 0.6.0 stops registering it). Operations are
-# now announced to the owner of their shard instead (hoard/workflows/dispatch.py).
+# API processes built before operations were announced (hoard/workflows/
+# dispatch.py) put them on this DBOS queue; workers still take from it, so old
+# API processes and new workers run side by side during an upgrade (expand,
+# then contract: the release after the next stops registering it).
 OPERATIONS_QUEUE = "hoard-operations"
 QUEUE_POLL = 1.0  # seconds between a worker's looks at that queue
 # Seconds an operation may wait for its announcement before a worker's outbox
