@@ -179,6 +179,22 @@ def _allocation_lock() -> Iterator[int]:
         os.close(fd)
 
 
+def _write_record(record_dir: Path, user: OSUser) -> None:
+    """Record the account atomically, through a temporary file of this call's
+    own: two ensures of one record at once (a step run again while the first
+    still runs) each write the same record, and neither may rename away the
+    other's temporary file."""
+    fd, tmp = tempfile.mkstemp(prefix=OWNER + ".", suffix=".tmp", dir=record_dir)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps({"name": user.name, "uid": user.uid, "gid": user.gid}))
+        os.replace(tmp, record_dir / OWNER)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
 class UserPool:
     """Dedicated accounts from ``uid_range``, each recorded in a root-only directory."""
 
@@ -236,9 +252,7 @@ class UserPool:
         if not entry.pw_gecos.startswith(MARK):
             raise RuntimeError(f"account {name} exists and is not one of Hoard's")
         user = OSUser(entry.pw_name, entry.pw_uid, entry.pw_gid, True)
-        tmp = record_dir / (OWNER + ".tmp")
-        tmp.write_text(json.dumps({"name": user.name, "uid": user.uid, "gid": user.gid}))
-        tmp.replace(record_dir / OWNER)
+        _write_record(record_dir, user)
         return user
 
     def _next_uid(self) -> int:

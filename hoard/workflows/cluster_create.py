@@ -100,9 +100,7 @@ def place_nodes(op_id: str, cluster_id: str) -> Plan:
         params = dict(op.params) if op else {}
         own = _own_addresses(cluster_id)
         with svc.store.session() as s:
-            held = _place(s, cluster_id, own)
-            cluster = s.get(models.Cluster, cluster_id)
-            assert cluster is not None
+            held, cluster = _place(s, cluster_id, own)
             deadlines = svc.provider_for(cluster).deadlines
     if held or params.get("restore"):
         return Plan(params, held, deadlines)
@@ -147,8 +145,10 @@ def _own_addresses(cluster_id: str) -> tuple[str, int] | None:
     return address, services().engines[cluster.engine].standard_port
 
 
-def _place(s: Session, cluster_id: str, own: tuple[str, int] | None) -> bool:
-    """Place and hold every node; whether any was held."""
+def _place(s: Session, cluster_id: str,
+           own: tuple[str, int] | None) -> tuple[bool, models.Cluster]:
+    """Place and hold every node; whether any was held, and the cluster (the
+    session holds it only weakly: dropped here, it would be loaded again)."""
     svc = services()
     cluster = s.get(models.Cluster, cluster_id)
     assert cluster is not None
@@ -167,7 +167,7 @@ def _place(s: Session, cluster_id: str, own: tuple[str, int] | None) -> bool:
             node.id, SIZES[cluster.size], cluster.storage_gb
         )
         hold_node(cluster, node)
-    return any(svc.provider_for(node).holds for node in cluster.nodes)
+    return any(svc.provider_for(node).holds for node in cluster.nodes), cluster
 
 
 def ports_taken(s: Session) -> set[int]:
