@@ -99,7 +99,8 @@ def test_members_are_placed_configured_and_declared_for_their_pods(
     svc, api = world
     _record(svc, engine)
     with svc.store.session() as s:
-        assert _place(s, CLUSTER, None) is True
+        held, placed = _place(s, CLUSTER, None)
+        assert held is True and placed.id == CLUSTER
     cluster = load_cluster(CLUSTER)
     assert cluster is not None
     hosts = {n.id: f"{names.node_object(n.id)}.{NAMESPACE}.svc" for n in cluster.nodes}
