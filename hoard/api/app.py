@@ -54,7 +54,7 @@ def create_app(settings: Settings, run_workers: bool = True) -> FastAPI:
         if run_workers:
             loops = await asyncio.to_thread(start_worker, settings)
         else:
-            await asyncio.to_thread(runtime.connect, settings)
+            runtime.connect()
         yield
         await app.state.loop_reader.close()
         if run_workers:

@@ -217,9 +217,8 @@ class UserPool:
             user = OSUser(str(record["name"]), int(record["uid"]), int(record["gid"]), True)
         except (FileNotFoundError, ValueError, KeyError, TypeError):
             return None
-        try:
-            entry = pwd.getpwnam(user.name)
-        except KeyError:
+        entry = _entry(user.name)
+        if entry is None:
             return user  # removed behind Hoard's back: ensure() makes it again
         if (entry.pw_uid, entry.pw_gid) != (user.uid, user.gid):
             raise RuntimeError(f"account {user.name} no longer has uid {user.uid}")
@@ -324,8 +323,4 @@ def _group_exists(name: str) -> bool:
 
 
 def _exists(name: str) -> bool:
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        return False
-    return True
+    return _entry(name) is not None

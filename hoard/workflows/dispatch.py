@@ -15,8 +15,8 @@ they spread the observer's passes.
 
 What a notification can miss (no worker listening at that moment, a shard
 between owners, a lost connection, an API process killed between its commit
-and its announcement) a worker's outbox pass starts after a few seconds
-(``runtime.resume_unstarted``). Starting one operation twice is harmless:
+and its announcement) a worker's outbox pass starts once it is a second old
+(``runtime.resume_unstarted``, ``runtime.OUTBOX_AGE``). Starting one operation twice is harmless:
 DBOS runs a workflow id once, and a second start only attaches to it.
 """
 

@@ -95,7 +95,7 @@ def launch(settings: Settings) -> Membership:
     return membership
 
 
-def connect(settings: Settings) -> None:
+def connect() -> None:
     """An API-only process (on PostgreSQL: the CLI refuses SQLite): operations
     are announced to the workers."""
     _runtime.announcing = True
