@@ -15,6 +15,7 @@ setup: system $(STAMP) $(A11Y_STAMP)
 
 system:
 	@bash scripts/install-system-packages.sh
+	@bash scripts/install-image-patroni.sh
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)

@@ -11,7 +11,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from hoard.domain.catalog import SIZES
-from hoard.domain.nodes import Backend
+from hoard.domain.dcs import Dcs
+from hoard.domain.nodes import Backend, ProcessSpec
 from hoard.domain.placement import Host
 from hoard.engines.base import (
     Credentials,
@@ -40,6 +41,9 @@ class HaCluster:
     ca: CertificateAuthority
     topo: Topology
     ctxs: list[NodeContext]
+    # What runs a member's declared process here (e.g. a pod's image paths
+    # and downward-API variables made local); None: as declared.
+    adapt: Callable[[NodeContext, ProcessSpec], ProcessSpec] | None = None
     _endpoint: Endpoint | None = field(default=None)
 
     @property
@@ -97,7 +101,7 @@ class HaCluster:
         ctx = self.ctx(node_id)
         runner = self.provider.runner(node_id)
         for spec in self.ha.member_processes(ctx, self.topo, runner):
-            self.provider.start_process(node_id, spec)
+            self.provider.start_process(node_id, self.adapt(ctx, spec) if self.adapt else spec)
 
     def wait_joined(self, node_id: str) -> None:
         """Until the member is healthy, started again if it exits meanwhile (a
@@ -137,19 +141,24 @@ class HaCluster:
 @contextmanager
 def running_cluster(engine: Engine, nodes: int = 3, durability: str = "async",
                     size: str = "nano", storage_gb: int = 1,
-                    hosts: list[Host] | None = None, named: str = ""
+                    hosts: list[Host] | None = None, named: str = "",
+                    dcs: Dcs | None = None, ids: tuple[str, list[str]] | None = None,
+                    adapt: Callable[[NodeContext, ProcessSpec], ProcessSpec] | None = None,
                     ) -> Iterator[HaCluster]:
     """Form a ``nodes``-member cluster (founder first, then the others join) and
     wait until it is healthy; destroy everything afterwards. ``named``: every
     member's address is that name (one resolving to the members' placed
     address) and it listens on its placed address, as a member in a pod
-    announces its Service's name and listens on the pod's interfaces."""
+    announces its Service's name and listens on the pod's interfaces.
+    ``dcs`` (default: the local provider's etcd), ``ids`` (the cluster's and
+    its nodes' ids) and ``adapt`` (``HaCluster.adapt``) run the machinery as
+    another provider would configure it."""
     assert isinstance(engine, Replication)
     root = make_state_dir()
     provider = LocalProvider(root / "nodes", "hoard-db", hosts=hosts)
     ca = CertificateAuthority(root / "ca")
-    cluster_id = "c-" + secrets.token_hex(6)
-    node_ids = [f"n{i}-" + secrets.token_hex(4) for i in range(nodes)]
+    cluster_id, node_ids = ids or ("c-" + secrets.token_hex(6),
+                                   [f"n{i}-" + secrets.token_hex(4) for i in range(nodes)])
     service = Credentials("hoard", generate_password())
     admin = Credentials("admin", generate_password())
     try:
@@ -166,9 +175,10 @@ def running_cluster(engine: Engine, nodes: int = 3, durability: str = "async",
                                     size=SIZES[size], host=host, port=p.port,
                                     service=service, admin=admin,
                                     listen=p.host if named else ""))
-        dcs = provider.dcs() if engine.needs_dcs else None
+        if dcs is None and engine.needs_dcs:
+            dcs = provider.dcs()
         topo = Topology(cluster_id, tuple(members), durability, dcs)
-        cluster = HaCluster(engine, provider, ca, topo, ctxs)
+        cluster = HaCluster(engine, provider, ca, topo, ctxs, adapt)
         for i, ctx in enumerate(ctxs):
             runner = provider.runner(ctx.node_id)
             if i == 0:

@@ -1,14 +1,16 @@
 """What the Kubernetes provider's tests share: node declarations from the real
 engines, the schema check, and a mock Kubernetes API server (kmock's
-emulator, over HTTP on loopback) that the provider's own client talks to.
+emulator with resource versions, compare-and-set and label selectors added,
+tests/kube_emulator.py; over HTTP on loopback) that the provider's own client
+talks to.
 
-kmock's emulator keeps objects as JSON and merges patches into them; it runs
+The emulator keeps objects as JSON and merges patches into them; it runs
 no controllers (no StatefulSet makes a pod: a test plays that part by writing
-the pod), ignores label selectors on lists (it returns every object of the
-kind: the provider's client checks labels on what it gets as well, and "none
-left" is then a stronger answer), knows only the resources declared to it,
-and answers errors with ``application/json; charset=utf-8`` (lightkube expects
-exactly ``application/json``: the provider's client reads both)."""
+the pod), knows only the resources declared to it, and answers errors with
+``application/json; charset=utf-8`` (lightkube expects exactly
+``application/json``: the provider's client reads both). A test asking what
+is left reads the emulator's own store (``MockApi.objects``), every object of
+a kind, not a labelled list."""
 
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ from hoard.providers.kubernetes.client import Kube, config
 from hoard.providers.kubernetes.provider import NODE_PORT, KubernetesProvider
 from hoard.settings import Settings
 from hoard.workflows.services import Services, build
+from tests.kube_emulator import VersionedEmulator
 
 # Three minor versions of Kubernetes, oldest to newest still maintained upstream
 # or close to it: every object is checked against each one's official schema.
@@ -103,7 +106,7 @@ def load_yaml(path: Path) -> list[dict[str, Any]]:
 
 @dataclass
 class MockApi:
-    """kmock's Kubernetes emulator, served on loopback from a thread of its own
+    """The emulator, served on loopback from a thread of its own
     (the provider's client is synchronous)."""
 
     url: str
@@ -126,7 +129,8 @@ class MockApi:
     def put(self, plural: str, name: str, obj: dict[str, Any], group: str = "",
             version: str = "v1") -> None:
         async def write() -> None:
-            self.handler.objects[(group, version, plural), NAMESPACE, name] = obj
+            self.handler.objects[(group, version, plural), NAMESPACE, name] = \
+                self.handler.stamp(obj)
         self.call(write)
 
     def react(self, criteria: Any, answer: Any) -> None:
@@ -147,14 +151,14 @@ PLURALS = {kind: path.rsplit("/", 1)[1] for path, kind in RESOURCES.items()}
 
 @contextmanager
 def mock_api(front: Callable[[Any], Any] | None = None) -> Iterator[MockApi]:
-    """kmock's emulator on loopback; with ``front`` (given the emulator's handler,
+    """The emulator on loopback; with ``front`` (given the emulator's handler,
     a raw aiohttp handler), that handler answers first, on a port of its own
     (what the emulator does not speak: exec, tests/kube_exec.py)."""
     ready = threading.Event()
     box: dict[str, Any] = {}
 
     async def serve() -> None:
-        async with kmock.KubernetesEmulator() as handler, kmock.Server(handler) as server:
+        async with VersionedEmulator() as handler, kmock.Server(handler) as server:
             for resource, kind in RESOURCES.items():  # known, as a real server's are
                 handler.resources[resource] = {"kind": kind, "namespaced": True}
             url = str(server.url)

@@ -1,8 +1,9 @@
 """The Kubernetes provider's HA machinery against kmock's emulator: the DCS it
 offers Patroni, the Secrets it publishes and deletes, the role labels it sets
 for Sentinel and Galera (and so which pods the read-write Service selects:
-the emulator ignores selectors, so the match is computed here by label), and
-Patroni's objects forgotten with the cluster."""
+no endpoints controller runs, so the match is computed here by label), and
+Patroni's objects forgotten with the cluster. Real Patroni on the same
+emulator: tests/test_kubernetes_patroni.py."""
 
 from __future__ import annotations
 
@@ -116,7 +117,7 @@ def test_secrets_are_published_mounted_and_gone_with_the_cluster(
         provider.destroy(node)
     for kind in KINDS:
         assert provider.kube.names(kind, {names.CLUSTER: CLUSTER}) == [], kind
-        assert api.objects(PLURALS[kind]) == {}, kind  # the mock lists ignore selectors
+        assert api.objects(PLURALS[kind]) == {}, kind  # every object of the kind
 
 
 def test_a_failover_moves_the_read_write_service(api: MockApi,

@@ -199,7 +199,7 @@ def test_delete_leaves_nothing(api: MockApi, provider: KubernetesProvider) -> No
     for kind in KINDS:
         assert provider.kube.names(kind, {names.CLUSTER: CLUSTER}) == [], kind
         assert provider.kube.names(kind, {names.MANAGED_BY: names.MANAGER}) == [], kind
-        assert api.objects(PLURALS[kind]) == {}, kind  # the mock lists ignore selectors
+        assert api.objects(PLURALS[kind]) == {}, kind  # every object of the kind
     assert provider.node_ids() == set()
     assert not provider.has_storage(NODE)
 

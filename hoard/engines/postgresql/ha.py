@@ -110,6 +110,12 @@ CLUSTER_WIDE = frozenset({
     "max_locks_per_transaction", "track_commit_timestamp", "max_replication_slots",
     "max_worker_processes", "wal_keep_size",
 })
+# A member whose PostgreSQL is up, as Patroni's cluster view says it: 3.0 says
+# "running" of every such member; 4.0 says "streaming" of a replica receiving
+# WAL from its primary (and "in archive recovery" of one that is not), and
+# "running" of the leader. The local provider runs Debian's 3.0, the
+# PostgreSQL image 4.1.
+UP = frozenset({"running", "streaming"})
 MIN_CONNECTIONS = 25  # Patroni ignores a smaller max_connections (and uses 100)
 PATRONI_OWNED = frozenset({"listen_addresses", "port", "hba_file"})  # from its own keys
 # What Patroni leaves in a data directory that a standalone node does without.
@@ -353,7 +359,7 @@ class PostgreSQLReplication(Replication):
                                    f"primary with the leader lock, timeline {timeline}")
             return MemberState(node_id, "", False, None,
                                f"holds the leader lock, PostgreSQL is {state or 'down'}")
-        if state != "running":
+        if state not in UP:
             return MemberState(node_id, "", False, lag, f"PostgreSQL is {state or 'down'}")
         if leader is None:
             return MemberState(node_id, "replica", False, lag, "no primary to follow")
@@ -380,7 +386,7 @@ class PostgreSQLReplication(Replication):
             status = api.call("GET", api.url(member, "/patroni")).json()
         except (httpx.HTTPError, ValueError):
             return MemberState(member.node_id, "", False, None, "unreachable")
-        running = status.get("state") == "running"
+        running = status.get("state") in UP
         role = {"master": "primary", "primary": "primary",
                 "replica": "replica"}.get(str(status.get("role")), "")
         failsafe = bool(status.get("failsafe_mode_is_active"))
