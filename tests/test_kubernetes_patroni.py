@@ -19,6 +19,7 @@ label, as the API server's endpoints controller would."""
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from collections.abc import Iterator
@@ -33,7 +34,7 @@ from hoard.domain.dcs import KubernetesDcs
 from hoard.domain.nodes import Owner, ProcessSpec
 from hoard.engines.base import NodeContext
 from hoard.engines.postgresql import PostgreSQL
-from hoard.engines.postgresql.ha import PATRONI
+from hoard.engines.postgresql.ha import KUBERNETES_RETRY_TIMEOUT, KUBERNETES_TTL, PATRONI
 from hoard.ids import new_id
 from hoard.providers.kubernetes import names, render
 from hoard.providers.kubernetes.provider import KubernetesProvider
@@ -163,7 +164,12 @@ def test_patroni_keeps_its_lock_in_the_api_and_labels_the_leaders_pod(world: Wor
     world.cluster.wait_for(
         lambda: int(world.api.objects("endpoints")[cluster_id]["metadata"]["resourceVersion"])
         > first, 10, "the leader lock renewed")
-    assert f"{cluster_id}-config" in world.api.objects("endpoints")
+    # The cluster-wide configuration, kept in the API too, with the lock's timing
+    # Patroni 4 runs (it raises less to these).
+    config = json.loads(world.api.objects("endpoints")[f"{cluster_id}-config"]["metadata"][
+        "annotations"]["config"])
+    assert (config["ttl"], config["retry_timeout"]) == (KUBERNETES_TTL,
+                                                       KUBERNETES_RETRY_TIMEOUT)
 
 
 def test_a_lost_leader_is_replaced_and_the_read_write_service_follows(world: World) -> None:
