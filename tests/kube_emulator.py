@@ -71,6 +71,10 @@ class VersionedEmulator(kmock.KubernetesEmulator):
         obj.setdefault("metadata", {})["resourceVersion"] = str(self._revision)
         return obj
 
+    def calls(self) -> list[rendering.Request]:
+        """Every request served so far (for what a client was seen to call)."""
+        return list(self._requests)
+
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         if raw_request.method == "GET" and raw_request.query.get("watch") in ("True", "1"):
             raw_request = raw_request.clone(

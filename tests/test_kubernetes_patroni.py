@@ -210,3 +210,34 @@ def test_forget_dcs_leaves_nothing_patroni_made(world: World) -> None:
     assert world.api.objects("endpoints") == {}
     assert set(world.api.objects("services")) == {names.address_service(RW_HOST),
                                                   names.address_service(RO_HOST)}
+
+
+VERBS = {"LIST": "list", "WATCH": "watch", "FETCH": "get", "CREATE": "create",
+         "UPDATE": "patch"}  # kmock's actions; PUT and collection DELETEs have none
+
+
+def _verb(call: Any) -> str:
+    if call.action is not None:
+        return VERBS[call.action.name]
+    return {"PUT": "update", "DELETE": "deletecollection"}.get(str(call.method.value).upper(),
+                                                              str(call.method.value))
+
+
+def test_patroni_called_nothing_the_database_pods_role_does_not_grant(world: World) -> None:
+    """Every call the members' Patroni made (told apart by its User-Agent) is
+    one ``render.DATABASE_RIGHTS`` grants, the Role deploy/kubernetes gives
+    the database pods' account: on a real cluster a missing verb would stop
+    the lock's renewal."""
+    made = {((call.resource.group or ""), call.resource.plural, _verb(call))
+            for call in world.api.handler.calls()
+            if call.headers.get("User-Agent", "").startswith("Patroni")
+            and call.resource is not None}
+    assert made, "no call of Patroni's was seen"
+    granted = {(group, resource, verb) for (group, resource), verbs in
+               render.DATABASE_RIGHTS.items() for verb in verbs}
+    assert made <= granted, made - granted
+    # What it was seen to use: the lock and configuration, its pod's labels, its
+    # -config Service.
+    assert {("", "endpoints", "create"), ("", "endpoints", "patch"),
+            ("", "endpoints", "watch"), ("", "pods", "patch"), ("", "pods", "watch"),
+            ("", "services", "create")} <= made
