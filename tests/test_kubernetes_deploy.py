@@ -88,8 +88,13 @@ def test_every_image_has_a_dockerfile() -> None:
     assert (ROOT / "images" / "hoard" / "Dockerfile").is_file()
     postgresql = (ROOT / "images" / "postgresql" / "Dockerfile").read_text()
     assert "postgresql-15" in postgresql
-    # Patroni 4: its Kubernetes DCS labels the leader as the read-write Service selects.
+    # Patroni 4: its Kubernetes DCS labels the leader as the read-write Service selects;
+    # the very version and dependencies tests/test_kubernetes_patroni.py runs.
     assert "'patroni[psycopg3]==4.1.5'" in postgresql
+    assert "-c /tmp/patroni-constraints.txt" in postgresql
+    constraints = (ROOT / "scripts" / "patroni-image-constraints.txt").read_text()
+    assert "patroni==4.1.5" in constraints.splitlines()
+    assert "/opt/hoard/patroni-4.1.5" in (ROOT / "scripts" / "install-image-patroni.sh").read_text()
     mariadb = (ROOT / "images" / "mariadb" / "Dockerfile").read_text()
     assert "mariadb-backup" in mariadb and "galera-4" in mariadb
     assert "redis-sentinel" in (ROOT / "images" / "redis" / "Dockerfile").read_text()
