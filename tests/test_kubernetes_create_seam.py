@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy.orm import Session
 
 from hoard.domain.status import ClusterStatus, NodeStatus
 from hoard.providers.kubernetes import names
@@ -53,12 +54,18 @@ def _cluster(svc: Services, provider: str) -> None:
                           provider=provider, status=NodeStatus.PENDING, limits={}))
 
 
+def _loaded(s: Session) -> models.Cluster:
+    cluster = s.get(models.Cluster, CLUSTER)
+    assert cluster is not None
+    return cluster
+
+
 def test_place_nodes_holds_each_node_on_its_volume(world: tuple[Services, MockApi]) -> None:
     svc, api = world
     assert svc.providers["kubernetes"].holds and not svc.providers["local"].holds
     _cluster(svc, "kubernetes")
     with svc.store.session() as s:
-        _place(s, CLUSTER, ADDRESS)
+        _place(s, _loaded(s), ADDRESS)
     assert set(api.objects("persistentvolumeclaims")) == {names.claim(NODE)}
     sts = held(api, NODE)
     labels = sts["metadata"]["labels"]
@@ -68,5 +75,5 @@ def test_place_nodes_holds_each_node_on_its_volume(world: tuple[Services, MockAp
         assert node is not None and (node.host, node.port) == ADDRESS
 
     with svc.store.session() as s:  # the step again (a worker died after it): no change
-        _place(s, CLUSTER, ADDRESS)
+        _place(s, _loaded(s), ADDRESS)
     assert api.objects("statefulsets")[names.node_object(NODE)] == sts

@@ -99,8 +99,9 @@ def test_members_are_placed_configured_and_declared_for_their_pods(
     svc, api = world
     _record(svc, engine)
     with svc.store.session() as s:
-        held, placed = _place(s, CLUSTER, None)
-        assert held is True and placed.id == CLUSTER
+        placed = s.get(models.Cluster, CLUSTER)
+        assert placed is not None
+        assert _place(s, placed, None) is True
     cluster = load_cluster(CLUSTER)
     assert cluster is not None
     hosts = {n.id: f"{names.node_object(n.id)}.{NAMESPACE}.svc" for n in cluster.nodes}

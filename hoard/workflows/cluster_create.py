@@ -98,9 +98,12 @@ def place_nodes(op_id: str, cluster_id: str) -> Plan:
     svc = services()
     with recorded(op_id, "place nodes") as op:
         params = dict(op.params) if op else {}
-        own = _own_addresses(cluster_id)
+        cluster = load_cluster(cluster_id)
+        assert cluster is not None
+        own = _own_addresses(cluster)
         with svc.store.session() as s:
-            held, cluster = _place(s, cluster_id, own)
+            s.add(cluster)  # as loaded just now (the create holds its lock): not read again
+            held = _place(s, cluster, own)
             deadlines = svc.provider_for(cluster).deadlines
     if held or params.get("restore"):
         return Plan(params, held, deadlines)
@@ -132,10 +135,8 @@ def held_ready(op_id: str, cluster_id: str, memo: str = "") -> None:
                  temporary=True)
 
 
-def _own_addresses(cluster_id: str) -> tuple[str, int] | None:
+def _own_addresses(cluster: models.Cluster) -> tuple[str, int] | None:
     """Record the cluster's own addresses; a standalone node's (address, port)."""
-    cluster = load_cluster(cluster_id)
-    assert cluster is not None
     if replicated(cluster):
         addresses.ensure_endpoints(cluster)
         return None
@@ -145,14 +146,12 @@ def _own_addresses(cluster_id: str) -> tuple[str, int] | None:
     return address, services().engines[cluster.engine].standard_port
 
 
-def _place(s: Session, cluster_id: str,
-           own: tuple[str, int] | None) -> tuple[bool, models.Cluster]:
-    """Place and hold every node; whether any was held, and the cluster (the
-    session holds it only weakly: dropped here, it would be loaded again)."""
+def _place(s: Session, cluster: models.Cluster, own: tuple[str, int] | None) -> bool:
+    """Place and hold every node of ``cluster`` (in ``s``); whether any was held.
+    A node given its own address needs no port chosen, so no other node's
+    ports are read then (a read of every node in the store)."""
     svc = services()
-    cluster = s.get(models.Cluster, cluster_id)
-    assert cluster is not None
-    taken = ports_taken(s)
+    taken = ports_taken(s) if own is None else set()
     port_names = ha_engine(cluster).ha_ports if replicated(cluster) else ()
     placed = [Host(n.host, n.zone or "") for n in cluster.nodes if n.host]
     for node in cluster.nodes:
@@ -167,7 +166,7 @@ def _place(s: Session, cluster_id: str,
             node.id, SIZES[cluster.size], cluster.storage_gb
         )
         hold_node(cluster, node)
-    return any(svc.provider_for(node).holds for node in cluster.nodes), cluster
+    return any(svc.provider_for(node).holds for node in cluster.nodes)
 
 
 def ports_taken(s: Session) -> set[int]:
