@@ -48,27 +48,43 @@ class StorageUsage:
 
 # Storage alarms, in percent used: a tenant hears of a filling disk before it is full.
 ALARMS = (80, 95)
+# Percentage points under its threshold that use must fall before an alarm
+# clears. A disk hovering at a threshold (PostgreSQL making and recycling 16 MiB
+# WAL segments is 1.6% of a 1 GB volume) would otherwise raise and clear it on
+# every observer pass, and each time write an event.
+CLEAR_MARGIN = 5
 
 
-def alarm_event(ordinal: int, before: StorageUsage | None, after: StorageUsage
+def standing_alarm(usage: StorageUsage, held: int) -> int:
+    """The alarm threshold standing once ``usage`` is seen, ``held`` the one
+    standing before (0: none): the highest threshold reached, or a held one
+    while use stays within ``CLEAR_MARGIN`` points under it."""
+    kept = max((t for t in ALARMS if t <= held and usage.percent >= t - CLEAR_MARGIN),
+               default=0)
+    return max(usage.alarm, kept)
+
+
+def alarm_event(ordinal: int, was: int, now: int, usage: StorageUsage
                 ) -> tuple[str, str] | None:
-    """The event (kind, message) for a node whose storage use moved from ``before``
-    (None: never observed) to ``after``, if it crossed an alarm threshold: one
+    """The event (kind, message) for a node whose standing alarm moved from
+    ``was`` to ``now`` (``standing_alarm``) as its use became ``usage``: one
     event per crossing, however many passes see the same side of it."""
-    was = before.alarm if before is not None else 0
-    now = after.alarm
     if now == was:
         return None
     if now > was:
-        return ("storage.alarm", f"node {ordinal}: storage {after.percent}% used, past "
+        return ("storage.alarm", f"node {ordinal}: storage {usage.percent}% used, past "
                                  f"{now}%: grow storage_gb before it fills")
     below = min(t for t in ALARMS if t > now)
     return ("storage.cleared", f"node {ordinal}: storage back under {below}% "
-                               f"({after.percent}% used)")
+                               f"({usage.percent}% used)")
 
 
-def alarm_note(usage: StorageUsage) -> str:
-    """What a cluster's status_reason says of a node past an alarm ('' if none)."""
-    if not usage.alarm:
+def alarm_note(usage: StorageUsage, level: int) -> str:
+    """What a cluster's status_reason says of a node whose standing alarm is
+    ``level`` ('' if none)."""
+    if not level:
         return ""
-    return f"storage {usage.percent}% used (past {usage.alarm}%)"
+    if usage.percent >= level:
+        return f"storage {usage.percent}% used (past {level}%)"
+    return (f"storage {usage.percent}% used (past {level}% until under "
+            f"{level - CLEAR_MARGIN}%)")

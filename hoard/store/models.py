@@ -286,6 +286,10 @@ class Node(Base):
     # The node's storage as the observer last saw it (None until it has looked).
     storage_used_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     storage_total_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # The storage alarm threshold standing (percent; 0 none), which clears only
+    # some way under it (domain/storage.py). None: not recorded yet (a release
+    # before it, or never observed): the recorded use's own threshold.
+    storage_alarm: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     cluster: Mapped[Cluster] = relationship(back_populates="nodes")
 

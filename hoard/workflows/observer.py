@@ -36,7 +36,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from hoard.domain.status import ClusterStatus, NodeStatus
-from hoard.domain.storage import StorageUsage, alarm_event, alarm_note
+from hoard.domain.storage import StorageUsage, alarm_event, alarm_note, standing_alarm
 from hoard.engines.base import MemberState
 from hoard.ids import new_id
 from hoard.store import events, locks, models, operations
@@ -241,6 +241,14 @@ def _recorded(node: models.Node) -> StorageUsage | None:
     return StorageUsage(node.storage_used_bytes, node.storage_total_bytes)
 
 
+def _level(node: models.Node) -> int:
+    """The node's standing storage alarm (0 if none or never observed)."""
+    if node.storage_alarm is not None:
+        return node.storage_alarm
+    recorded = _recorded(node)
+    return recorded.alarm if recorded is not None else 0
+
+
 def _overall(nodes: list[models.Node]) -> tuple[ClusterStatus, str]:
     """A cluster's status and reason from its nodes' records: the reason names each
     sick node's, and each node whose storage is past an alarm threshold (a node
@@ -251,9 +259,9 @@ def _overall(nodes: list[models.Node]) -> tuple[ClusterStatus, str]:
         if n in sick:
             reasons.append(f"node {n.ordinal}: {n.status_reason}")
         usage = _recorded(n)
-        if usage is not None and alarm_note(usage) and not (
-                n in sick and n.status_reason.startswith("storage full")):
-            reasons.append(f"node {n.ordinal}: {alarm_note(usage)}")
+        note = alarm_note(usage, _level(n)) if usage is not None else ""
+        if note and not (n in sick and n.status_reason.startswith("storage full")):
+            reasons.append(f"node {n.ordinal}: {note}")
     return (ClusterStatus.DEGRADED if sick else ClusterStatus.ACTIVE), "; ".join(reasons)
 
 
@@ -273,11 +281,14 @@ def _record(s: Session, cluster_id: str, observations: list[Observation]) -> Non
         return  # deleted or taken over by an operation meanwhile
     for node, o in _paired(list(current.nodes), observations):
         if o.storage is not None and _moved(node, o.storage):
-            crossed = alarm_event(node.ordinal, _recorded(node), o.storage)
+            was = _level(node)
+            now = standing_alarm(o.storage, was)
+            crossed = alarm_event(node.ordinal, was, now, o.storage)
             if crossed is not None:
                 events.record(s, cluster_id, *crossed)
             node.storage_used_bytes = o.storage.used_bytes
             node.storage_total_bytes = o.storage.total_bytes
+            node.storage_alarm = now
         status, reason = _node_record(o)
         # Write only changes: the store is not a heartbeat log.
         if (node.status, node.status_reason) != (status, reason):
@@ -294,12 +305,12 @@ def _record(s: Session, cluster_id: str, observations: list[Observation]) -> Non
 
 def _moved(node: models.Node, usage: StorageUsage) -> bool:
     """Whether the recorded storage use is worth rewriting: first seen, a new size,
-    an alarm threshold crossed, or 1% of the size away (the store is not a
+    the standing alarm moved, or 1% of the size away (the store is not a
     heartbeat log)."""
     recorded = _recorded(node)
     if recorded is None or recorded.total_bytes != usage.total_bytes:
         return True
-    if recorded.alarm != usage.alarm:
+    if standing_alarm(usage, _level(node)) != _level(node):
         return True
     return abs(recorded.used_bytes - usage.used_bytes) * 100 >= usage.total_bytes
 
