@@ -172,6 +172,36 @@ def test_patroni_keeps_its_lock_in_the_api_and_labels_the_leaders_pod(world: Wor
                                                        KUBERNETES_RETRY_TIMEOUT)
 
 
+def _sync_standbys(w: World) -> list[str]:
+    return [s.node_id for s in w.cluster.states() if s.detail.startswith("synchronous")]
+
+
+def test_durability_and_a_switchover_go_through_the_api_server(world: World) -> None:
+    """Hoard's own calls to Patroni: a durability change (the cluster-wide
+    configuration, a compare-and-set on its Endpoints) and a planned switchover
+    to a member that is not the synchronous standby; the pods' labels and the
+    read-write Service follow."""
+    cluster = world.cluster
+    primary = _settled(world)
+    sync = replace(cluster.topo, durability="sync")
+    for ctx in cluster.ctxs:
+        cluster.ha.configure_member(ctx, sync, cluster.provider.runner(ctx.node_id))
+    cluster.wait_for(lambda: len(_sync_standbys(world)) == 1, 30, "a synchronous standby")
+    cluster_id = cluster.topo.cluster_id
+    config = json.loads(world.api.objects("endpoints")[f"{cluster_id}-config"]["metadata"][
+        "annotations"]["config"])
+    assert config["synchronous_mode"] is True
+    standby = _sync_standbys(world)[0]
+    target = next(c.node_id for c in cluster.ctxs if c.node_id not in (primary, standby))
+    cluster.ha.switchover(cluster.ctxs, sync, cluster.ca_file, target)
+    assert _settled(world) == target
+    assert _selected(world, RW_HOST) == {target}
+    for ctx in cluster.ctxs:
+        cluster.ha.configure_member(ctx, cluster.topo, cluster.provider.runner(ctx.node_id))
+    cluster.wait_for(lambda: not _sync_standbys(world) and all(
+        s.healthy for s in cluster.states()), 30, "asynchronous again")
+
+
 def test_a_lost_leader_is_replaced_and_the_read_write_service_follows(world: World) -> None:
     cluster = world.cluster
     old = _settled(world)
