@@ -22,7 +22,7 @@ PROBLEM = "application/problem+json"
 # The images this Kubernetes provider offers: PostgreSQL 16 (which the local
 # provider has not installed) and 15, Redis 7.0, no MariaDB.
 KUBE_VERSIONS = "postgresql=16,postgresql=15,redis=7.0"
-KUBE_LACKS = ["replicated clusters", "connection pooler"]
+KUBE_LACKS = ["replicated clusters"]
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,7 @@ def test_each_version_names_the_providers_offering_it(tenant: httpx.Client) -> N
     assert pg["providers"] == [
         {"name": "local", "default": True, "versions": ["15"], "missing_abilities": []},
         {"name": "kubernetes", "default": False, "versions": ["16", "15"],
-         "missing_abilities": ["replicated clusters", "connection pooler"]},
+         "missing_abilities": ["replicated clusters"]},
     ]
 
 
@@ -101,10 +101,8 @@ def test_the_catalog_lists_the_providers_a_create_may_name(tenant: httpx.Client)
 def test_the_cli_lists_each_versions_providers(server: HoardServer, token: str,
                                                tenant: httpx.Client) -> None:
     expected = [
-        ("postgresql", "16", "kubernetes", "kubernetes: replicated clusters, connection "
-         "pooler"),
-        ("postgresql", "15", "local*, kubernetes", "kubernetes: replicated clusters, "
-         "connection pooler"),
+        ("postgresql", "16", "kubernetes", "kubernetes: replicated clusters"),
+        ("postgresql", "15", "local*, kubernetes", "kubernetes: replicated clusters"),
         ("mariadb", "10.11", "local*", "-"),
         ("redis", "7.0", "local*, kubernetes", "kubernetes: replicated clusters"),
     ]
@@ -120,8 +118,8 @@ def test_the_cli_lists_each_versions_providers(server: HoardServer, token: str,
 
 @pytest.mark.parametrize(("fields", "ability"), [
     pytest.param({"nodes": 3}, "replicated clusters", id="replicated"),
-    pytest.param({"pooler": {"mode": "transaction", "max_client_conn": 100}},
-                 "connection pooler", id="pooler"),
+    pytest.param({"nodes": 3, "pooler": {"mode": "transaction", "max_client_conn": 100}},
+                 "replicated clusters", id="replicated-with-pooler"),
 ])
 def test_a_create_asking_what_its_provider_lacks_is_refused(
     tenant: httpx.Client, api: MockApi, fields: dict[str, Any], ability: str,
@@ -204,11 +202,11 @@ def test_the_kubernetes_provider_declares_what_it_lacks(tmp_path: Path) -> None:
     assert made is not None and made.lacks == frozenset(KUBE_LACKS)
 
 
-def test_changes_asking_what_its_provider_lacks_are_refused(tenant: httpx.Client) -> None:
+def test_changes_it_offers_are_refused_for_a_failed_clusters_state(tenant: httpx.Client) -> None:
     """A cluster on the Kubernetes provider (FAILED placing its nodes: on the emulator its
-    pod never runs, and the start deadline passes) is refused a connection
-    pooler, the provider named, and a backup for its state, not its provider;
-    nothing of it changes."""
+    pod never runs, and the start deadline passes) is refused a backup and a
+    pooler, both offered there, for its state, not its provider; nothing of
+    it changes."""
     made = tenant.post("/v2/clusters", json={"name": "lacking", "engine": "postgresql",
                                              "size": "nano", "provider": "kubernetes"})
     assert made.status_code == 202, made.text
@@ -217,16 +215,17 @@ def test_changes_asking_what_its_provider_lacks_are_refused(tenant: httpx.Client
     path = f"/v2/clusters/{cluster_id}"
     before = tenant.get(path).json()
     try:
-        lacks = ("the kubernetes provider offers no {} yet; choose another provider "
-                 "(GET /v2/engines lists each one's missing abilities)")
         # Backups are offered there: one is refused for the cluster's state alone.
         backup = tenant.post(f"{path}/backups")
         assert backup.status_code == 409, backup.text
         assert backup.json()["detail"] == ("the cluster is FAILED; backup needs it ACTIVE "
                                            "or DEGRADED")
-        assert refused(tenant.patch(path, json={"pooler": {
-            "mode": "transaction", "max_client_conn": 100}})) == lacks.format(
-            "connection pooler")
+        # The pooler is offered there too: refused for the cluster's state alone.
+        pooler = tenant.patch(path, json={"pooler": {"mode": "transaction",
+                                                     "max_client_conn": 100}})
+        assert pooler.status_code == 409, pooler.text
+        assert pooler.json()["detail"] == ("the cluster is FAILED; pooler needs it ACTIVE "
+                                           "or DEGRADED")
         assert tenant.get(f"{path}/backup-schedule").json() is None
         assert tenant.get("/v2/backups", params={"cluster_id": cluster_id}).json()[
             "backups"] == []

@@ -76,11 +76,14 @@ def ensure(cluster: models.Cluster, settings: dict[str, Any], live: bool = True,
         node = next((n for n in cluster.nodes if n.role == "primary"), cluster.nodes[0])
         ctx = svc.node_context(cluster, node)
     cert = svc.ca.issue_server_cert(f"pooler-{cluster.id}", [address])
-    target = PoolerTarget((address, POOLER_PORT), server(cluster), str(settings["mode"]),
+    where = svc.provider_for(cluster)
+    # It listens where its provider says (a pod's own interfaces behind a Service).
+    target = PoolerTarget((where.listen_host(address), POOLER_PORT), server(cluster),
+                          str(settings["mode"]),
                           int(settings["max_client_conn"]), cert.cert_pem, cert.key_pem,
                           svc.ca.cert_pem)
     spec = engine.pooler_spec(ctx, target, engine.pooler_users(ctx, svc.ca_file))
-    began = svc.provider_for(cluster).ensure_pooler(cluster.id, address, spec)
+    began = where.ensure_pooler(cluster.id, address, spec)
     if started is not None:
         started.append(began)
     wait_for(lambda: _listening(address), LISTEN_DEADLINE, "the pooler did not listen")

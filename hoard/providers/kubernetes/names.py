@@ -19,6 +19,8 @@ ENDPOINT = f"{PREFIX}/endpoint"  # node | read-write | read-only: a Service of t
 ADDRESS = f"{PREFIX}/address"  # annotation on a node's PVC: the cluster's own address, if any
 PORTS = f"{PREFIX}/ports"  # annotation on a node's PVC: its named ports
 SPEC_HASH = f"{PREFIX}/spec-hash"  # annotation on a StatefulSet: the declaration it runs
+POOLER = f"{PREFIX}/pooler"  # label: a cluster's pooler (its value: the cluster id)
+POOLER_FILES = f"{PREFIX}/pooler-files"  # annotation on the pooler's pod: its files' digests
 
 ZONE_KEY = "topology.kubernetes.io/zone"
 # The one account of every database pod (its Role: what Patroni's Kubernetes DCS
@@ -58,6 +60,15 @@ def tls_secret(node_id: str) -> str:
 def cluster_object(cluster_id: str) -> str:
     """The cluster's NetworkPolicy and PodDisruptionBudget."""
     return f"hoard-{_checked(cluster_id)}"
+
+
+def pooler_object(cluster_id: str) -> str:
+    """The cluster's pooler: its StatefulSet (of one pod, so exec finds it by name)."""
+    return f"{cluster_object(cluster_id)}-pooler"
+
+
+def pooler_pod(cluster_id: str) -> str:
+    return f"{pooler_object(cluster_id)}-0"
 
 
 def credentials_secret(cluster_id: str) -> str:

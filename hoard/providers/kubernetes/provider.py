@@ -45,19 +45,23 @@ from hoard.domain.nodes import (
     NodeSpec,
     Owner,
     RoleCheck,
+    ServiceSpec,
     Volume,
 )
 from hoard.domain.placement import Host
+from hoard.domain.pooler import POOLER_PORT
 from hoard.domain.storage import StorageUsage
 from hoard.providers.base import Deadlines, Endpoint, Growth, Placement, Provider, Versioned
 from hoard.providers.kubernetes import names, render, usage
 from hoard.providers.kubernetes.client import KINDS, Kube, KubeError
 from hoard.providers.kubernetes.execrunner import CONTAINER, ExecRunner
 from hoard.providers.kubernetes.pods import running_reason, waiting_reason
+from hoard.providers.kubernetes.pooler import WORKDIR, KubePoolers
 
 log = logging.getLogger(__name__)
 NODE_PORT = 10000  # every pod has an address of its own: its ports are fixed, not chosen
 CLUSTER_KINDS = ("Service", "PodDisruptionBudget", "NetworkPolicy", "Secret")
+POOLER_GLANCE = 5.0  # seconds an existing pooler's pod is waited for (an observer's look)
 
 
 class NotOffered(NotImplementedError):
@@ -72,22 +76,25 @@ class KubernetesProvider(Provider):
     deadlines = Deadlines(start=600.0, join=1800.0, form=300.0)
     # Replicated clusters: their objects and the engines' peer configuration are
     # made, but no member's machinery has formed, scaled or failed over in a pod
-    # (docs/architecture.md says why). No pooler. Backups, incrementals and
+    # (docs/architecture.md says why). The pooler runs in a pod of its own
+    # (``pooler.KubePoolers``). Backups, incrementals and
     # point-in-time restores are offered: every tool runs in the pod by exec, and
     # the change logs are closed on the volume by the server itself and shipped
     # by the archiver over exec (nothing else runs there). Storage autoscaling is
     # offered: the volume's use is read by exec (``storage_usage``), a growth
     # expands the claim.
-    lacks = frozenset({Ability.REPLICATED_CLUSTERS, Ability.CONNECTION_POOLER})
+    lacks = frozenset({Ability.REPLICATED_CLUSTERS})
 
     def __init__(self, kube: Kube, versions: dict[str, list[str]],
                  storage_class: str | None = None, registry: str = "",
-                 control_plane: render.ControlPlane | None = None) -> None:
+                 control_plane: render.ControlPlane | None = None,
+                 pooler_dir: str = WORKDIR) -> None:
         """``versions``: the images built for each engine (images/<engine>/),
         newest first; ``registry``: where they are pulled from (a prefix of the
         engines' image names); ``storage_class``: the volumes' class (the
         cluster's default if None; it must allow expansion for storage growth);
-        ``control_plane``: where Hoard's workers run (they reach every port)."""
+        ``control_plane``: where Hoard's workers run (they reach every port);
+        ``pooler_dir``: where a pooler's files live in its pod (memory)."""
         self.kube = kube
         self.namespace = kube.namespace
         self.offered = versions
@@ -95,6 +102,7 @@ class KubernetesProvider(Provider):
         self.registry = registry.rstrip("/")
         self.control_plane = control_plane or render.ControlPlane()
         self.readings = usage.Readings()  # each node's last storage reading
+        self.poolers = KubePoolers(kube, self.namespace, pooler_dir)
 
     # --- where a node is ---
 
@@ -289,8 +297,12 @@ class KubernetesProvider(Provider):
         """Until the node's pod is ready (``reason`` says why not; None: it is),
         watching its changes (a 410 lists again), telling ``report`` each new reason
         it waits; TimeoutError with the last."""
+        self._wait_pod({names.NODE: node_id}, f"node {node_id}", timeout, report, reason)
+
+    def _wait_pod(self, labels: dict[str, str], what: str, timeout: float,
+                  report: Callable[[str], None] | None,
+                  reason: Callable[[Any], str | None]) -> None:
         deadline = time.monotonic() + timeout
-        labels = {names.NODE: node_id}
         last: str | None = "no pod yet"
         while True:
             listed = self.kube.pods(labels)
@@ -301,7 +313,7 @@ class KubernetesProvider(Provider):
                 report(last)
             left = deadline - time.monotonic()
             if left <= 0:
-                raise TimeoutError(f"node {node_id} was not ready in {timeout:g} s: {last}")
+                raise TimeoutError(f"{what} was not ready in {timeout:g} s: {last}")
             try:
                 for pod in self.kube.watch_pods(labels, listed.version, left):
                     now = reason(pod)
@@ -316,7 +328,7 @@ class KubernetesProvider(Provider):
                 if exc.code != 410:  # 410 Gone: the version is too old; list again
                     raise
             if time.monotonic() >= deadline:
-                raise TimeoutError(f"node {node_id} was not ready in {timeout:g} s: {last}")
+                raise TimeoutError(f"{what} was not ready in {timeout:g} s: {last}")
 
     def address_taken(self, host: str, port: int) -> bool:
         return False  # every pod has an address of its own: nothing else can hold it
@@ -476,6 +488,39 @@ class KubernetesProvider(Provider):
         base = {names.CLUSTER: cluster_id}
         return all(self.kube.names("Service", base | {names.ENDPOINT: role})
                    for role in ("read-write", "read-only"))
+
+    def ensure_pooler(self, cluster_id: str, address: str, spec: ServiceSpec) -> bool:
+        """The pooler's pod in the cluster's own image, its files written into it
+        by exec (``pooler.KubePoolers``); waits for the pod to run (within the
+        start deadline: an image may be pulled)."""
+        template = self._cluster_template(cluster_id)
+        owner = Owner(template.metadata.labels[names.PROJECT], cluster_id, standalone=False)
+        image = template.spec.containers[0].image
+
+        def running(made: bool) -> bool:
+            try:
+                self._wait_pod({names.POOLER: cluster_id}, f"the pooler of cluster {cluster_id}",
+                               self.deadlines.start if made else POOLER_GLANCE, None,
+                               lambda found: running_reason(found, CONTAINER))
+            except TimeoutError as exc:
+                if made:
+                    raise
+                log.warning("%s; its files are written once it runs", exc)
+                return False
+            return True
+
+        return self.poolers.ensure(owner, address, POOLER_PORT, image, spec, running)
+
+    def _cluster_template(self, cluster_id: str) -> Any:
+        """The pod template of one of the cluster's nodes (its owner and image)."""
+        for found in self.kube.labelled("StatefulSet", {names.CLUSTER: cluster_id}):
+            if names.NODE in (found.metadata.labels or {}):
+                return found.spec.template
+        raise KubeError(404, "NotFound", f"cluster {cluster_id}: none of its nodes has been "
+                                         "started, so its image and project are not known here")
+
+    def remove_pooler(self, cluster_id: str) -> None:
+        self.poolers.remove(cluster_id)
 
     def remove_endpoint(self, cluster_id: str) -> None:
         """Delete the cluster's own objects (its Services, policy, budget and
