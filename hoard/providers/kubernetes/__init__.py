@@ -2,6 +2,8 @@
 
 ``names`` (what objects are called and labelled), ``render`` (the manifests),
 ``pods`` (why a pod waits), ``client`` (the API calls, on lightkube),
+``execrunner`` (files and tools in a pod, by exec), ``pooler`` (a cluster's
+connection pooler in a pod of its own), ``usage`` (a volume's use),
 ``provider`` (the Provider seam). Built from the settings by :func:`from_settings`,
 which the provider registry calls.
 """
