@@ -30,6 +30,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -58,9 +59,34 @@ def proc_state(pid: int) -> tuple[str, int] | None:
     return fields[0], int(fields[19])
 
 
+SERVICE_PORTS_FROM = 10000  # the lowest port handed to a server
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def _ephemeral_low() -> int:
+    """Where the kernel's ephemeral ports begin (32768 unless configured)."""
+    try:
+        return int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host: str) -> int:
-    """A port the kernel says is free on ``host`` now (callers check it against
-    the ports already given out, which may be down at this moment)."""
+    """A port free on ``host`` now, below the kernel's ephemeral range (callers
+    check it against the ports already given out, which may be down at this
+    moment). Not from the ephemeral range: every outgoing connection takes its
+    local port from there, so a server down for a moment could find its port
+    held by some client's connection and not listen again until that closed
+    (seen: a replica unable to bind for a minute while the port was the local
+    end of a long-lived connection). Random within the range, so processes
+    choosing at once rarely choose alike; the kernel's choice if the range is
+    too narrow to search."""
+    low, high = SERVICE_PORTS_FROM, _ephemeral_low() - 1
+    if high - low >= 1000:
+        for _ in range(200):
+            port = secrets.randbelow(high - low + 1) + low
+            if not address_taken(host, port):
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
