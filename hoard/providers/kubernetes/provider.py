@@ -464,21 +464,17 @@ class KubernetesProvider(Provider):
         self.kube.ensure(render.credentials_secret(owner, secrets.user, secrets.password,
                                                    self.namespace))
 
-    def _owner(self, cluster_id: str, backends: list[Backend]) -> Owner:
-        for backend in backends:
-            found = self.kube.get("StatefulSet", names.node_object(backend.node_id))
-            project = (found.metadata.labels or {}).get(names.PROJECT) if found else None
-            if project:
-                return Owner(project, cluster_id, standalone=False)
-        raise KubeError(404, "NotFound", f"cluster {cluster_id}: none of its nodes has been "
-                                         "started, so its project is not known here")
+    def _owner(self, cluster_id: str) -> Owner:
+        """The cluster's owner, from the labels one of its nodes' pods carries."""
+        labels = self._cluster_template(cluster_id).metadata.labels
+        return Owner(labels[names.PROJECT], cluster_id, standalone=False)
 
     def ensure_endpoint(self, cluster_id: str, backends: list[Backend], check: RoleCheck,
                         ca_file: str, endpoint: Endpoint) -> None:
         """The read-write and read-only Services, selecting the cluster's pods by the
         role label their HA machinery keeps (``check`` is for a proxy that asks the
         nodes itself; Kubernetes routes by label)."""
-        owner = self._owner(cluster_id, backends)
+        owner = self._owner(cluster_id)
         for manifest in render.endpoint_services(owner, (endpoint.rw_host, endpoint.rw_port),
                                                  (endpoint.ro_host, endpoint.ro_port),
                                                  self.namespace):
@@ -495,7 +491,7 @@ class KubernetesProvider(Provider):
         start deadline: an image may be pulled)."""
         template = self._cluster_template(cluster_id)
         owner = Owner(template.metadata.labels[names.PROJECT], cluster_id, standalone=False)
-        image = template.spec.containers[0].image
+        image = template.spec.containers[0].image  # the cluster's own (it carries PgBouncer)
 
         def running(made: bool) -> bool:
             try:
@@ -512,7 +508,8 @@ class KubernetesProvider(Provider):
         return self.poolers.ensure(owner, address, POOLER_PORT, image, spec, running)
 
     def _cluster_template(self, cluster_id: str) -> Any:
-        """The pod template of one of the cluster's nodes (its owner and image)."""
+        """The pod template of one of the cluster's nodes (its owner's labels and
+        its image)."""
         for found in self.kube.labelled("StatefulSet", {names.CLUSTER: cluster_id}):
             if names.NODE in (found.metadata.labels or {}):
                 return found.spec.template
