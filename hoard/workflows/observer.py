@@ -310,7 +310,8 @@ def _moved(node: models.Node, usage: StorageUsage) -> bool:
     recorded = _recorded(node)
     if recorded is None or recorded.total_bytes != usage.total_bytes:
         return True
-    if standing_alarm(usage, _level(node)) != _level(node):
+    held = _level(node)
+    if standing_alarm(usage, held) != held:
         return True
     return abs(recorded.used_bytes - usage.used_bytes) * 100 >= usage.total_bytes
 

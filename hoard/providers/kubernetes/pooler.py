@@ -132,8 +132,8 @@ class KubePoolers:
             return made
         pod = names.pooler_pod(cluster_id)
         found = self.kube.get("Pod", pod)
-        held = json.loads(((found.metadata.annotations or {}) if found else {}).get(
-            names.POOLER_FILES, "{}"))
+        annotations = (found.metadata.annotations or {}) if found else {}
+        held = json.loads(annotations.get(names.POOLER_FILES, "{}"))
         wanted = digests(spec)
         stale = [f for f in spec.files
                  if held.get(f.name) != wanted[f.name] and not (f.keep and f.name in held)]
