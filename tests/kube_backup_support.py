@@ -52,12 +52,12 @@ from hoard.security.secrets import generate_password
 from tests.conftest import make_state_dir, remove_state_dir
 from tests.kube_exec import StandInExec
 from tests.kube_support import (
-    NAMESPACE,
     MockApi,
     kubeconfig_for,
     mock_api,
     node_spec,
     provider_for,
+    running_pod,
 )
 from tests.serverlogs import print_logs
 
@@ -99,17 +99,7 @@ class ExecWorld:
         runs no controllers."""
         template = self.api.objects("statefulsets")[names.node_object(node_id)]["spec"][
             "template"]
-        status: dict[str, Any] = {"phase": "Running", "containerStatuses": [
-            {"name": c["name"], "ready": ready, "image": c["image"], "imageID": "",
-             "restartCount": 0, "state": {"running": {}}}
-            for c in template["spec"]["containers"]]}
-        if ready:
-            status["conditions"] = [{"type": "Ready", "status": "True"}]
-        self.api.put("pods", names.pod(node_id), {
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": names.pod(node_id), "namespace": NAMESPACE,
-                         "labels": template["metadata"]["labels"]},
-            "spec": template["spec"], "status": status})
+        running_pod(self.api, names.pod(node_id), template, ready)
 
     def _pod(self, engine: Engine, node_id: str) -> ExecRunner:
         """Place and hold the node on the provider (its volume declared at the node's

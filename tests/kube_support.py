@@ -230,6 +230,24 @@ def provider(api: MockApi, tmp_path: Path) -> KubernetesProvider:
     return provider_for(kubeconfig_for(api.url, tmp_path / "kubeconfig"), timeout=5.0)
 
 
+def running_pod(api: MockApi, name: str, template: dict[str, Any], ready: bool,
+                uid: str | None = None) -> None:
+    """Write the pod a StatefulSet's ``template`` makes, running (``ready``: its
+    containers pass their probes), as the kubelet reports it: the emulator runs
+    no controllers. A new ``uid`` is a new pod."""
+    status: dict[str, Any] = {"phase": "Running", "containerStatuses": [
+        {"name": c["name"], "ready": ready, "image": c["image"], "imageID": "",
+         "restartCount": 0, "state": {"running": {}}}
+        for c in template["spec"]["containers"]]}
+    if ready:
+        status["conditions"] = [{"type": "Ready", "status": "True"}]
+    metadata = {"name": name, "namespace": NAMESPACE, "labels": template["metadata"]["labels"]}
+    if uid is not None:
+        metadata["uid"] = uid
+    api.put("pods", name, {"apiVersion": "v1", "kind": "Pod", "metadata": metadata,
+                           "spec": template["spec"], "status": status})
+
+
 def held(api: MockApi, node_id: str) -> dict[str, Any]:
     """The node's StatefulSet, checked to hold its volume with a Redis image's
     holder (what ``hold`` makes before bootstrap)."""

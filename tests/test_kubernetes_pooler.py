@@ -36,7 +36,7 @@ from hoard.providers.kubernetes import names
 from hoard.providers.kubernetes.pooler import READY, KubePoolers, pooler_service, pooler_set
 from hoard.providers.processes import free_port
 from tests.kube_backup_support import ExecNode, ExecWorld, exec_world
-from tests.kube_support import NAMESPACE, PROJECT, strictly_valid
+from tests.kube_support import NAMESPACE, PROJECT, running_pod, strictly_valid
 
 ENGINE = PostgreSQL()
 ADDRESS = "hoard-a0123456789ab.hoard.svc"
@@ -67,14 +67,8 @@ class Pooled:
         new pod, without the note of the files it holds)."""
         template = pooler_set(self.owner, self.spec(), "hoard/postgresql:15", POOLER_PORT,
                               NAMESPACE, str(self.workdir))["spec"]["template"]
-        self.world.api.put("pods", names.pooler_pod(self.owner.cluster_id), {
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": names.pooler_pod(self.owner.cluster_id), "uid": uid,
-                         "namespace": NAMESPACE, "labels": template["metadata"]["labels"]},
-            "spec": template["spec"],
-            "status": {"phase": "Running", "containerStatuses": [
-                {"name": "server", "ready": True, "image": "hoard/postgresql:15",
-                 "imageID": "", "restartCount": 0, "state": {"running": {}}}]}})
+        running_pod(self.world.api, names.pooler_pod(self.owner.cluster_id), template,
+                    ready=True, uid=uid)
 
     def container(self) -> subprocess.Popen[bytes]:
         """The pod's container: its command as rendered, run as the node's account."""
