@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     # A worker's lease: renewed every third of it; once it runs out, another worker
     # takes over the worker's unfinished workflows.
     lease_seconds: float = Field(10.0, gt=0.5)
+    # Workflows a worker lets do their first work at once (hoard/workflows/gate.py;
+    # 0: no limit). A burst beyond it waits its turn, idle; one that runs long
+    # stops counting after two seconds.
+    workflow_slots: int = Field(4, ge=0)
     # How long a stopping worker lets running workflows finish before handing them over.
     drain_seconds: float = Field(30.0, ge=0)
     outbox_interval: float = 2.0  # how often workers look for operations never started

@@ -17,6 +17,7 @@ from hoard.domain.errors import Conflict, HoardError, InvalidInput, NotFound
 from hoard.engines.base import AclAccounts, Credentials, Engine, NodeContext, SqlAccounts
 from hoard.store import events, models, operations
 from hoard.workflows import pooler
+from hoard.workflows.gate import gated
 from hoard.workflows.members import primary
 from hoard.workflows.services import services
 from hoard.workflows.steps import load_cluster, recorded, short_reason
@@ -182,6 +183,7 @@ def succeed(op_id: str) -> None:
 
 
 @DBOS.workflow()
+@gated
 def account_change(op_id: str, cluster_id: str, action: str, spec: dict[str, Any]) -> None:
     done: list[str] = []
     try:

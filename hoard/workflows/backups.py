@@ -19,6 +19,7 @@ from hoard.backups.pipeline import download, upload
 from hoard.domain.errors import InvalidInput
 from hoard.engines.base import Backups, IncrementalBackups
 from hoard.store import events, models, operations
+from hoard.workflows.gate import gated
 from hoard.workflows.members import primary
 from hoard.workflows.services import Services, services
 from hoard.workflows.steps import load_cluster, recorded, short_reason
@@ -104,6 +105,7 @@ def backup_failed(op_id: str, backup_id: str, reason: str) -> None:
 
 
 @DBOS.workflow()
+@gated
 def backup_cluster(op_id: str, cluster_id: str, backup_id: str) -> None:
     try:
         take_backup(op_id, cluster_id, backup_id)

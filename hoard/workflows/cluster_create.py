@@ -29,6 +29,7 @@ from hoard.workflows import pooler as pooler_steps
 from hoard.workflows.accounts import make_initial
 from hoard.workflows.backups import restore_inputs
 from hoard.workflows.ensure import SLICE, NotYet, until_done
+from hoard.workflows.gate import gated
 from hoard.workflows.members import (
     configure_node,
     ensure_endpoint,
@@ -484,6 +485,7 @@ def compensate(op_id: str, cluster_id: str, reason: str) -> None:
 
 
 @DBOS.workflow()
+@gated
 def create_cluster(op_id: str, cluster_id: str) -> None:
     try:
         plan = place_nodes(op_id, cluster_id)

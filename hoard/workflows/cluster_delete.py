@@ -11,6 +11,7 @@ from hoard.domain.status import ClusterStatus
 from hoard.engines.base import Replication
 from hoard.store import models, operations
 from hoard.workflows.backups import mark_failed, run_backup
+from hoard.workflows.gate import gated
 from hoard.workflows.services import services
 from hoard.workflows.steps import load_cluster, recorded, short_reason
 
@@ -84,6 +85,7 @@ def keep_cluster(op_id: str, cluster_id: str, reason: str) -> None:
 
 
 @DBOS.workflow()
+@gated
 def delete_cluster(op_id: str, cluster_id: str) -> None:
     try:
         final_backup(op_id, cluster_id)

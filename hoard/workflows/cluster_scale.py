@@ -24,6 +24,7 @@ from hoard.workflows.cluster_create import (
     wait_formed,
     wait_ready,
 )
+from hoard.workflows.gate import gated
 from hoard.workflows.members import (
     configure_node,
     ensure_endpoint,
@@ -184,6 +185,7 @@ def change_failed(op_id: str, cluster_id: str, reason: str) -> None:
 
 
 @DBOS.workflow()
+@gated
 def scale_cluster(op_id: str, cluster_id: str, params: dict[str, Any]) -> None:
     try:
         change_membership(op_id, cluster_id, params)
@@ -227,6 +229,7 @@ def replace_node(op_id: str, cluster_id: str, node_id: str) -> None:
 
 
 @DBOS.workflow()
+@gated
 def replace_lost_node(op_id: str, cluster_id: str, node_id: str) -> None:
     try:
         replace_node(op_id, cluster_id, node_id)
@@ -250,6 +253,7 @@ def switch_over(op_id: str, cluster_id: str, target: str) -> None:
 
 
 @DBOS.workflow()
+@gated
 def switchover_cluster(op_id: str, cluster_id: str, target: str) -> None:
     try:
         switch_over(op_id, cluster_id, target)
@@ -320,6 +324,7 @@ def promote_failed(op_id: str, cluster_id: str, new_cluster_id: str, reason: str
 
 
 @DBOS.workflow()
+@gated
 def promote_node(op_id: str, cluster_id: str, params: dict[str, Any]) -> None:
     new_cluster_id = params["new_cluster_id"]
     try:

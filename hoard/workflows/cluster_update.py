@@ -22,6 +22,7 @@ from hoard.domain.catalog import SIZES
 from hoard.domain.status import ClusterStatus, NodeStatus
 from hoard.store import events, models, operations
 from hoard.workflows.cluster_create import start_all, wait_formed, wait_ready
+from hoard.workflows.gate import gated
 from hoard.workflows.members import configure_node, replicated, start_node, topology
 from hoard.workflows.services import services
 from hoard.workflows.steps import load_cluster, recorded, short_reason
@@ -332,6 +333,7 @@ def revert_update(op_id: str, cluster_id: str, reason: str,
 
 
 @DBOS.workflow()
+@gated
 def update_cluster(op_id: str, cluster_id: str, changes: dict[str, Any]) -> None:
     try:
         pending = apply_settings(op_id, cluster_id, changes)
@@ -413,6 +415,7 @@ def action_failed(op_id: str, cluster_id: str, reason: str, action: str = "") ->
 
 
 @DBOS.workflow()
+@gated
 def cluster_action(op_id: str, cluster_id: str, action: str) -> None:
     try:
         action_step(op_id, cluster_id, action)

@@ -21,6 +21,8 @@ from typing import Any, TypeVar
 
 from dbos import DBOS
 
+from hoard.workflows.gate import gate
+
 T = TypeVar("T")
 # How long one run of an ensure-step may wait on its own before it answers "not
 # yet" and lets the workflow run it again: short enough that a long wait (an
@@ -68,5 +70,6 @@ def until_done(step: Callable[..., T], *args: Any, deadline: float, what: str) -
             started = wait.began if started is None else started
             if _clock() + wait.retry_in - started > deadline:
                 raise TimeoutError(f"{what} within {deadline:.0f}s: {wait.reason}") from None
-            DBOS.sleep(wait.retry_in)
+            with gate().resting():
+                DBOS.sleep(wait.retry_in)
             memo = wait.memo

@@ -25,6 +25,7 @@ from hoard.domain.status import ClusterStatus
 from hoard.engines.base import PoolerTarget, Pooling
 from hoard.store import events, models, operations
 from hoard.workflows import addresses
+from hoard.workflows.gate import gated
 from hoard.workflows.members import primary, replicated
 from hoard.workflows.services import services
 from hoard.workflows.steps import load_cluster, recorded, short_reason, wait_for
@@ -202,6 +203,7 @@ def pooler_failed(op_id: str, cluster_id: str, reason: str,
 
 
 @DBOS.workflow()
+@gated
 def change_pooler(op_id: str, cluster_id: str, params: dict[str, Any]) -> None:
     try:
         apply_pooler(op_id, cluster_id, params.get("pooler"))

@@ -28,6 +28,7 @@ from hoard.workflows import (
     cluster_delete,
     cluster_scale,
     cluster_update,
+    gate,
     pooler,
     verification,
 )
@@ -83,6 +84,7 @@ def launch(settings: Settings) -> Membership:
     membership.join()
     liveness.install()
     install_fence(services().store, membership)
+    gate.configure(settings.workflow_slots)  # before DBOS recovers this worker's own
     DBOS(config=_config(settings))
     DBOS.launch()
     DBOS.register_queue(OPERATIONS_QUEUE, polling_interval_sec=QUEUE_POLL)

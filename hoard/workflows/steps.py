@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from hoard.store import models, operations
 from hoard.workflows.ensure import NotYet
+from hoard.workflows.gate import gate
 from hoard.workflows.membership import guard
 from hoard.workflows.services import services
 
@@ -61,7 +62,8 @@ def recorded(op_id: str, step: str,
         with store.session() as s:
             operations.mark_step(s, op_id, step, "running",
                                  f"paused (HOARD_PAUSE_STEP) on worker {svc.settings.worker_id}")
-        time.sleep(svc.settings.pause_seconds)
+        with gate().resting():
+            time.sleep(svc.settings.pause_seconds)
 
 
 def _undo(session: Session | None) -> None:
@@ -114,6 +116,7 @@ def wait_for(check: Callable[[], str | None], timeout: float, what: str,
             with services().store.session() as s:
                 operations.mark_step(s, where[0], where[1], "running", f"waiting: {reason}")
             shown, shown_at = reason, now
-        time.sleep(interval)
+        with gate().resting():
+            time.sleep(interval)
         if slowest is not None:
             interval = min(interval * 1.5, slowest)

@@ -24,6 +24,7 @@ from hoard.engines.base import VerifiesRestores
 from hoard.ids import new_id
 from hoard.store import events, models, operations
 from hoard.workflows import scratch
+from hoard.workflows.gate import gated
 from hoard.workflows.scratch import Scratch
 from hoard.workflows.services import Services, services
 from hoard.workflows.steps import recorded, short_reason
@@ -158,6 +159,7 @@ def record_outcome(op_id: str, backup_id: str, result: dict[str, Any] | None,
 
 
 @DBOS.workflow()
+@gated
 def verify_backup(op_id: str, cluster_id: str, params: dict[str, Any]) -> None:
     node = dict(params["scratch"])
     start = began()

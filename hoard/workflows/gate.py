@@ -1,0 +1,117 @@
+"""A worker's gate: at most a few workflows do their work at once; the rest wait.
+
+Why: DBOS runs every workflow on a thread of its own, so a burst of operations
+(50 creates at once) is 50 threads taking the interpreter's lock from one
+another on every statement and every pipe read. Measured in a worker during 50
+creates at once, a third of its CPU was the kernel waking and switching those
+threads. Let through a few at a time, the same work finishes sooner and costs
+less; the others wait on one condition, idle.
+
+Two rules keep the gate from ever holding anything up for long:
+
+- A workflow counts against the gate for its first ``young`` seconds of work
+  only. One that runs long (a backup's stream, a replica's copy, a server
+  slow to start) stops counting then, so long work never keeps short work out,
+  and no workflow waits longer than ``young`` for its turn (so none can
+  deadlock waiting on another that waits for it).
+- A workflow's waits give its place up while they sleep (``resting``): the
+  ensure-steps' durable sleeps and ``steps.wait_for``'s polls.
+
+``slots`` 0 turns the gate off (every workflow enters at once).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from typing import ParamSpec, TypeVar
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class Gate:
+    """At most ``slots`` holders in their first ``young`` seconds at once."""
+
+    def __init__(self, slots: int, young: float = 2.0) -> None:
+        self.slots, self.young = slots, young
+        self._changed = threading.Condition()
+        self._since: dict[int, float] = {}  # holder (its thread) -> when it entered
+        self._mine = threading.local()
+
+    def _enter(self) -> None:
+        me = threading.get_ident()
+        with self._changed:
+            while True:
+                now = time.monotonic()
+                counted = [t for t in self._since.values() if now - t < self.young]
+                if len(counted) < self.slots:
+                    self._since[me] = now
+                    return
+                # Woken when one leaves, or when the oldest stops counting.
+                self._changed.wait(min(counted) + self.young - now)
+
+    def _leave(self) -> None:
+        with self._changed:
+            self._since.pop(threading.get_ident(), None)
+            self._changed.notify()
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Do the work inside once let in (at once if this thread is in already)."""
+        if self.slots <= 0 or getattr(self._mine, "inside", False):
+            yield
+            return
+        self._enter()
+        self._mine.inside = True
+        try:
+            yield
+        finally:
+            self._mine.inside = False
+            self._leave()
+
+    @contextmanager
+    def resting(self) -> Iterator[None]:
+        """A wait inside held work: its place is given up meanwhile, and taken
+        again (as a newcomer) after."""
+        if not getattr(self._mine, "inside", False):
+            yield
+            return
+        self._leave()
+        self._mine.inside = False
+        try:
+            yield
+        finally:
+            self._enter()
+            self._mine.inside = True
+
+    def counted(self) -> int:
+        """How many holders count against the gate now."""
+        now = time.monotonic()
+        with self._changed:
+            return sum(1 for t in self._since.values() if now - t < self.young)
+
+
+_gate = Gate(0)
+
+
+def configure(slots: int) -> None:
+    """Set this process's gate (a worker does so once, from its settings)."""
+    global _gate
+    _gate = Gate(slots)
+
+
+def gate() -> Gate:
+    return _gate
+
+
+def gated(workflow: Callable[P, T]) -> Callable[P, T]:
+    """A workflow's body, run inside this process's gate."""
+    @wraps(workflow)
+    def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        with _gate.held():
+            return workflow(*args, **kwargs)
+    return run

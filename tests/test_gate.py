@@ -1,0 +1,118 @@
+"""The worker's gate (hoard/workflows/gate.py): a few workflows at once, none
+held up for long, and waits give their place up."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from hoard.workflows.gate import Gate
+
+
+def _run_all(gate: Gate, bodies: list[Callable[[], None]]) -> None:
+    threads = [threading.Thread(target=lambda b=b: _inside(gate, b)) for b in bodies]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+        assert not t.is_alive()
+
+
+def _inside(gate: Gate, body: Callable[[], None]) -> None:
+    with gate.held():
+        body()
+
+
+class Peak:
+    """The most bodies seen running at once."""
+
+    def __init__(self) -> None:
+        self.now = self.most = 0
+        self.lock = threading.Lock()
+
+    def body(self, seconds: float) -> Callable[[], None]:
+        def run() -> None:
+            with self.lock:
+                self.now += 1
+                self.most = max(self.most, self.now)
+            time.sleep(seconds)
+            with self.lock:
+                self.now -= 1
+        return run
+
+
+def test_at_most_slots_run_at_once_and_every_one_runs() -> None:
+    gate, peak = Gate(3), Peak()
+    done: list[int] = []
+    body = peak.body(0.05)
+
+    def counted() -> None:
+        body()
+        done.append(1)
+
+    _run_all(gate, [counted] * 12)
+    assert peak.most == 3
+    assert len(done) == 12
+    assert gate.counted() == 0
+
+
+def test_no_slots_means_no_gate() -> None:
+    gate = Gate(0)
+    met: list[int] = []
+    barrier = threading.Barrier(8, timeout=5)  # all eight inside at once, or it breaks
+    _run_all(gate, [lambda: met.append(barrier.wait()) for _ in range(8)])
+    assert sorted(met) == list(range(8))
+
+
+def test_a_long_holder_stops_counting_after_young_seconds() -> None:
+    gate = Gate(1, young=0.3)
+    inside = threading.Event()
+    release = threading.Event()
+
+    def long() -> None:
+        with gate.held():
+            inside.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=long)
+    holder.start()
+    inside.wait(5)
+    t0 = time.monotonic()
+    with gate.held():  # let in once the long one is no longer young, not when it ends
+        waited = time.monotonic() - t0
+    release.set()
+    holder.join(5)
+    assert 0.2 <= waited < 2.0, waited
+
+
+def test_a_resting_holder_gives_its_place_up_and_takes_it_again() -> None:
+    gate = Gate(1, young=30)
+    resting, rested, order = threading.Event(), threading.Event(), []
+
+    def waits() -> None:
+        with gate.held():
+            with gate.resting():
+                resting.set()
+                rested.wait(5)
+            order.append("resumed")
+
+    first = threading.Thread(target=waits)
+    first.start()
+    resting.wait(5)
+    with gate.held():  # at once: the first one rests
+        order.append("second")
+        rested.set()
+        time.sleep(0.1)  # the first wakes, but must wait for this place
+        assert gate.counted() == 1
+    first.join(5)
+    assert order == ["second", "resumed"]
+
+
+def test_held_is_reentrant_on_one_thread_and_resting_outside_is_a_no_op() -> None:
+    gate = Gate(1, young=30)
+    with gate.resting():
+        pass
+    with gate.held(), gate.held():  # a workflow run from another, on its thread
+        assert gate.counted() == 1
+    assert gate.counted() == 0
