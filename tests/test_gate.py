@@ -19,6 +19,13 @@ def _run_all(gate: Gate, bodies: list[Callable[[], None]]) -> None:
         assert not t.is_alive()
 
 
+def _until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "the threads never got there"
+        time.sleep(0.01)
+
+
 def _inside(gate: Gate, body: Callable[[], None]) -> None:
     with gate.held():
         body()
@@ -69,21 +76,23 @@ def test_a_long_holder_stops_counting_after_young_seconds() -> None:
     gate = Gate(1, young=0.3)
     inside = threading.Event()
     release = threading.Event()
+    entered: list[float] = []
 
     def long() -> None:
         with gate.held():
+            entered.append(time.monotonic())
             inside.set()
-            release.wait(5)
+            release.wait(10)
 
     holder = threading.Thread(target=long)
     holder.start()
     inside.wait(5)
-    t0 = time.monotonic()
     with gate.held():  # let in once the long one is no longer young, not when it ends
-        waited = time.monotonic() - t0
+        waited = time.monotonic() - entered[0]
+        assert holder.is_alive() and not release.is_set()
     release.set()
     holder.join(5)
-    assert 0.2 <= waited < 2.0, waited
+    assert waited >= 0.3, waited
 
 
 def test_a_resting_holder_gives_its_place_up_and_takes_it_again() -> None:
@@ -103,7 +112,7 @@ def test_a_resting_holder_gives_its_place_up_and_takes_it_again() -> None:
     with gate.held():  # at once: the first one rests
         order.append("second")
         rested.set()
-        time.sleep(0.1)  # the first wakes, but must wait for this place
+        _until(lambda: gate.waiting() == (1, 0))  # the first wakes, and waits for this place
         assert gate.counted() == 1
     first.join(5)
     assert order == ["second", "resumed"]
@@ -116,3 +125,41 @@ def test_held_is_reentrant_on_one_thread_and_resting_outside_is_a_no_op() -> Non
     with gate.held(), gate.held():  # a workflow run from another, on its thread
         assert gate.counted() == 1
     assert gate.counted() == 0
+
+
+def test_one_back_from_a_rest_goes_before_newcomers() -> None:
+    gate, order = Gate(1, young=30), []
+    resting, rest_over, x_inside, x_leave = (threading.Event() for _ in range(4))
+
+    def rests() -> None:
+        with gate.held():
+            with gate.resting():
+                resting.set()
+                rest_over.wait(5)
+            order.append("back")
+
+    def newcomer() -> None:
+        with gate.held():
+            order.append("newcomer")
+
+    def holder() -> None:
+        with gate.held():
+            x_inside.set()
+            x_leave.wait(5)
+            order.append("holder")
+
+    r = threading.Thread(target=rests)
+    r.start()
+    resting.wait(5)
+    x = threading.Thread(target=holder)
+    x.start()
+    x_inside.wait(5)
+    n = threading.Thread(target=newcomer)
+    n.start()
+    _until(lambda: gate.waiting() == (0, 1))  # the newcomer waits first
+    rest_over.set()
+    _until(lambda: gate.waiting() == (1, 1))  # then the one back from its rest
+    x_leave.set()
+    for t in (r, x, n):
+        t.join(5)
+    assert order == ["holder", "back", "newcomer"]

@@ -38,26 +38,38 @@ class Gate:
 
     def __init__(self, slots: int, young: float = 2.0) -> None:
         self.slots, self.young = slots, young
-        self._changed = threading.Condition()
+        lock = threading.Lock()
+        # Waiters back from a rest go before newcomers: work begun finishes
+        # first, rather than queueing behind a burst that came after it.
+        self._back = threading.Condition(lock)
+        self._new = threading.Condition(lock)
+        self._backs_waiting = self._news_waiting = 0
         self._since: dict[int, float] = {}  # holder (its thread) -> when it entered
         self._mine = threading.local()
 
-    def _enter(self) -> None:
-        me = threading.get_ident()
-        with self._changed:
-            while True:
-                now = time.monotonic()
-                counted = [t for t in self._since.values() if now - t < self.young]
-                if len(counted) < self.slots:
-                    self._since[me] = now
-                    return
-                # Woken when one leaves, or when the oldest stops counting.
-                self._changed.wait(min(counted) + self.young - now)
+    def _enter(self, back: bool = False) -> None:
+        me, cond = threading.get_ident(), self._back if back else self._new
+        with cond:
+            self._backs_waiting += back
+            self._news_waiting += not back
+            try:
+                while True:
+                    now = time.monotonic()
+                    counted = [t for t in self._since.values() if now - t < self.young]
+                    if len(counted) < self.slots and (back or not self._backs_waiting):
+                        self._since[me] = now
+                        return
+                    # Woken when one leaves, or at the latest when the oldest
+                    # stops counting.
+                    cond.wait(min(counted) + self.young - now if counted else self.young)
+            finally:
+                self._backs_waiting -= back
+                self._news_waiting -= not back
 
     def _leave(self) -> None:
-        with self._changed:
+        with self._back:
             self._since.pop(threading.get_ident(), None)
-            self._changed.notify()
+            (self._back if self._backs_waiting else self._new).notify()
 
     @contextmanager
     def held(self) -> Iterator[None]:
@@ -85,13 +97,18 @@ class Gate:
         try:
             yield
         finally:
-            self._enter()
+            self._enter(back=True)
             self._mine.inside = True
+
+    def waiting(self) -> tuple[int, int]:
+        """How many wait: back from a rest, and not yet begun."""
+        with self._back:
+            return self._backs_waiting, self._news_waiting
 
     def counted(self) -> int:
         """How many holders count against the gate now."""
         now = time.monotonic()
-        with self._changed:
+        with self._back:
             return sum(1 for t in self._since.values() if now - t < self.young)
 
 
