@@ -195,6 +195,30 @@ def test_new_users_are_reloaded_in_place_and_nothing_else_is_written(pooled: Poo
     assert int((pooled.workdir / ".pid").read_text()) == pid  # the same process
 
 
+def test_the_pooler_follows_its_clusters_image(pooled: Pooled) -> None:
+    world, cluster_id = pooled.world, pooled.owner.cluster_id
+    kube, node_set = world.provider.kube, names.node_object(pooled.node.ctx.node_id)
+    template = kube.get("StatefulSet", node_set).spec.template
+    was = template.spec.containers[0].image
+    upgraded = was.rsplit(":", 1)[0] + ":15.99"
+    containers = [{"name": c.name, "image": upgraded} for c in template.spec.containers]
+    kube.patch("StatefulSet", node_set, {"spec": {"template": {"spec": {
+        "containers": containers}}}})  # the cluster's upgrade, as far as the pooler sees it
+    calls, before = len(world.standin.argvs()), _files(pooled)
+    try:
+        assert pooled.ensure() is False  # the old pod runs until its set replaces it
+        pooler = world.api.objects("statefulsets")[names.pooler_object(cluster_id)]
+        assert [c["image"] for c in pooler["spec"]["template"]["spec"]["containers"]] == [
+            upgraded]
+        assert len(world.standin.argvs()) == calls and _files(pooled) == before
+        assert pooled.ensure() is False  # and once there, left alone
+        assert len(world.standin.argvs()) == calls
+    finally:
+        kube.patch("StatefulSet", node_set, {"spec": {"template": {"spec": {
+            "containers": [{"name": c.name, "image": was}
+                           for c in template.spec.containers]}}}})
+
+
 def test_a_new_pod_gets_every_file_again_and_counts_as_a_start(pooled: Pooled) -> None:
     # The pod lost and not made again yet: a look waits briefly, then leaves it.
     pooled.world.provider.kube.kill_pod(names.pooler_pod(pooled.owner.cluster_id))

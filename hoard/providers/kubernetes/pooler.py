@@ -15,7 +15,8 @@ only what changed (a kept file, the key and certificate, only when missing)
 and then sends the running process the spec's reload signal: clients stay
 connected, as on the local provider. A new pod (a lost one re-made by its
 StatefulSet) carries no note: every file is written again, and that is a
-start.
+start. The pod runs the cluster's image: when that changes (an upgrade), the
+StatefulSet is patched to it, and its new pod is filled the same way.
 
 Why not a Secret mounted as a volume: the kubelet refreshes a mounted Secret
 only eventually (a minute or more), so a reload could not know when the new
@@ -124,9 +125,15 @@ class KubePoolers:
         it). True if the pooler had to be started (made, or a new pod filled)."""
         cluster_id = owner.cluster_id
         made = False
-        if self.kube.get("StatefulSet", names.pooler_object(cluster_id)) is None:
-            made = self.kube.ensure(pooler_set(owner, spec, image, port, self.namespace,
-                                               self.workdir))
+        rendered = pooler_set(owner, spec, image, port, self.namespace, self.workdir)
+        found_set = self.kube.get("StatefulSet", names.pooler_object(cluster_id))
+        if found_set is None:
+            made = self.kube.ensure(rendered)
+        elif found_set.spec.template.spec.containers[0].image != image:
+            # The cluster's image changed (an upgrade): its StatefulSet makes the
+            # pod again from it, and a later look fills the new pod (a start).
+            self.kube.patch("StatefulSet", names.pooler_object(cluster_id),
+                            {"spec": {"template": rendered["spec"]["template"]}})
         self.kube.ensure(pooler_service(owner, address, port, self.namespace), converge=())
         if not wait_running(made):
             return made
