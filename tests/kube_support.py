@@ -15,9 +15,11 @@ a kind, not a labelled list."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import aiohttp.test_utils
+import httpx
 import kmock
 import kubernetes_validate
 import pytest
@@ -203,13 +206,15 @@ def provider_for(kubeconfig: Path, timeout: float = 10.0) -> KubernetesProvider:
 
 
 @contextmanager
-def emulated_services(api: MockApi, prefix: str) -> Iterator[Services]:
+def emulated_services(api: MockApi, prefix: str, **settings_: Any) -> Iterator[Services]:
     """Hoard's services built in the test's process (a SQLite store in a
-    temporary state directory), the Kubernetes provider offered against ``api``."""
+    temporary state directory), the Kubernetes provider offered against ``api``
+    (``settings_``: more of Hoard's settings)."""
     with tempfile.TemporaryDirectory(prefix=prefix, dir="/tmp") as tmp:
         Path(tmp).chmod(0o711)  # the local provider, built too, checks its nodes can reach it
         settings = Settings(state_dir=Path(tmp) / "state", kubernetes_namespace=NAMESPACE,
-                            kubeconfig=str(kubeconfig_for(api.url, Path(tmp) / "kubeconfig")))
+                            kubeconfig=str(kubeconfig_for(api.url, Path(tmp) / "kubeconfig")),
+                            **settings_)
         svc = build(settings)
         try:
             yield svc
@@ -257,3 +262,45 @@ def held(api: MockApi, node_id: str) -> dict[str, Any]:
     assert server["image"] == ENGINES["redis"].image("7.0")
     assert {"name": "data", "mountPath": "/var/lib/hoard"} in server["volumeMounts"]
     return sts
+
+
+UNSCHEDULABLE = {"phase": "Pending", "conditions": [
+    {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+     "message": "0/3 nodes are available: 3 Insufficient memory."}]}
+
+
+def made_set(api: MockApi, holding: bool) -> dict[str, Any]:
+    """The node's StatefulSet once it declares the holder (or, not ``holding``, the
+    server's processes)."""
+    deadline = time.monotonic() + 30
+    while True:
+        found = list(api.objects("statefulsets").values())
+        if found and (found[0]["spec"]["template"]["spec"]["containers"][0].get("command")
+                      == list(render.HOLD)) == holding:
+            return copy.deepcopy(found[0])
+        assert time.monotonic() < deadline, f"no StatefulSet (holding: {holding})"
+        time.sleep(0.05)
+
+
+def make_pod(api: MockApi, status: dict[str, Any], volume: str | None = None) -> str:
+    """Play the StatefulSet controller and the kubelet: once the node's StatefulSet
+    is there, write its pod (from its template) with ``status``; the node's id.
+    With ``volume``, the node's volume is mounted there first (where the exec
+    stand-in runs its commands)."""
+    held = made_set(api, holding=True)
+    name = held["metadata"]["name"]
+    node_id = held["metadata"]["labels"][names.NODE]
+    template = held["spec"]["template"]
+    if volume is not None:
+        for mount in template["spec"]["containers"][0]["volumeMounts"]:
+            if mount["name"] == "data":
+                mount["mountPath"] = volume
+        api.put("statefulsets", name, held, group="apps")
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": names.pod(node_id), "namespace": NAMESPACE,
+                        "labels": template["metadata"]["labels"]},
+           "spec": template["spec"], "status": status}
+    answer = httpx.post(f"{api.url}/api/v1/namespaces/{NAMESPACE}/pods", json=pod, timeout=5)
+    assert answer.status_code < 300, answer.text
+    assert name == names.node_object(node_id)
+    return str(node_id)

@@ -12,7 +12,6 @@ ready."""
 
 from __future__ import annotations
 
-import copy
 import tempfile
 import time
 from collections.abc import Iterator
@@ -27,12 +26,19 @@ from hoard.providers.kubernetes.client import KINDS
 from hoard.providers.kubernetes.provider import KubernetesProvider
 from tests.conftest import hoard_server, new_tenant, wait_operation
 from tests.kube_exec import StandInExec
-from tests.kube_support import NAMESPACE, RESOURCES, MockApi, kubeconfig_for, mock_api, provider_for
+from tests.kube_support import (
+    NAMESPACE,
+    RESOURCES,
+    UNSCHEDULABLE,
+    MockApi,
+    kubeconfig_for,
+    made_set,
+    make_pod,
+    mock_api,
+    provider_for,
+)
 
 DEADLINE = 6  # seconds: HOARD_KUBERNETES_START_DEADLINE
-UNSCHEDULABLE = {"phase": "Pending", "conditions": [
-    {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-     "message": "0/3 nodes are available: 3 Insufficient memory."}]}
 PULL_BACKING_OFF = {"phase": "Pending", "conditions": [
     {"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "False"}],
     "containerStatuses": [{"name": "server", "ready": False, "image": "i", "imageID": "",
@@ -76,43 +82,6 @@ def tenant(kubeconfig: Path) -> Iterator[httpx.Client]:
 def provider(kubeconfig: Path) -> KubernetesProvider:
     """The provider's own client, to list what is left by label."""
     return provider_for(kubeconfig)
-
-
-def made_set(api: MockApi, holding: bool) -> dict[str, Any]:
-    """The node's StatefulSet once it declares the holder (or, not ``holding``, the
-    server's processes)."""
-    deadline = time.monotonic() + 30
-    while True:
-        found = list(api.objects("statefulsets").values())
-        if found and (found[0]["spec"]["template"]["spec"]["containers"][0].get("command")
-                      == list(render.HOLD)) == holding:
-            return copy.deepcopy(found[0])
-        assert time.monotonic() < deadline, f"no StatefulSet (holding: {holding})"
-        time.sleep(0.05)
-
-
-def make_pod(api: MockApi, status: dict[str, Any], volume: str | None = None) -> str:
-    """Play the StatefulSet controller and the kubelet: once the node's StatefulSet
-    is there, write its pod (from its template) with ``status``; the node's id.
-    With ``volume``, the node's volume is mounted there first (where the exec
-    stand-in runs its commands)."""
-    held = made_set(api, holding=True)
-    name = held["metadata"]["name"]
-    node_id = held["metadata"]["labels"][names.NODE]
-    template = held["spec"]["template"]
-    if volume is not None:
-        for mount in template["spec"]["containers"][0]["volumeMounts"]:
-            if mount["name"] == "data":
-                mount["mountPath"] = volume
-        api.put("statefulsets", name, held, group="apps")
-    pod = {"apiVersion": "v1", "kind": "Pod",
-           "metadata": {"name": names.pod(node_id), "namespace": NAMESPACE,
-                        "labels": template["metadata"]["labels"]},
-           "spec": template["spec"], "status": status}
-    answer = httpx.post(f"{api.url}/api/v1/namespaces/{NAMESPACE}/pods", json=pod, timeout=5)
-    assert answer.status_code < 300, answer.text
-    assert name == names.node_object(node_id)
-    return str(node_id)
 
 
 def shown_while_waiting(tenant: httpx.Client, op_id: str, words: str) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from hoard.workflows.members import (
     configure_node,
     ensure_endpoint,
     ha_engine,
+    held_reason,
     hold_node,
     primary,
     record_roles,
@@ -122,18 +123,10 @@ def held_ready(op_id: str, cluster_id: str, memo: str = "") -> None:
     with recorded(op_id, "place nodes"):
         cluster = load_cluster(cluster_id)
         assert cluster is not None
-        held = [n for n in cluster.nodes if svc.provider_for(n).holds]
-
-        def missing() -> str | None:
-            for node in held:
-                why = svc.provider_for(node).waiting_for(node.id)
-                if why is not None:
-                    return f"node {node.ordinal}: {why}"
-            return None
-
+        nodes = list(cluster.nodes)
         within = min(SLICE, svc.provider_for(cluster).deadlines.start)
-        wait_for(missing, within, "the placed nodes were not ready", interval=0.2, slowest=2.0,
-                 temporary=True)
+        wait_for(lambda: held_reason(nodes), within, "the placed nodes were not ready",
+                 interval=0.2, slowest=2.0, temporary=True)
 
 
 def _own_addresses(cluster: models.Cluster) -> tuple[str, int] | None:

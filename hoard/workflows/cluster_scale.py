@@ -29,6 +29,7 @@ from hoard.workflows.members import (
     configure_node,
     ensure_endpoint,
     ha_engine,
+    held_reason,
     hold_node,
     record_roles,
     start_joiners,
@@ -38,7 +39,7 @@ from hoard.workflows.members import (
     wait_primary,
 )
 from hoard.workflows.services import services
-from hoard.workflows.steps import load_cluster, recorded, short_reason
+from hoard.workflows.steps import load_cluster, recorded, short_reason, wait_for
 
 SCALE_STEPS = ["change membership", "open endpoints"]
 REPLACE_STEPS = ["replace node", "open endpoints"]
@@ -89,6 +90,11 @@ def _grow(cluster: models.Cluster) -> None:
             placed.append(Host(p.host, p.zone))
             hold_node(stored, row)
     cluster = _cluster(cluster.id)
+    # A held node's pod may wait for room or an image: say why while it does,
+    # and fail at the start deadline naming it (change_failed removes the new nodes).
+    joining = [n for n in cluster.nodes if n.id in {m.id for m in new}]
+    wait_for(lambda: held_reason(joining), svc.provider_for(cluster).deadlines.start,
+             "the new nodes were not ready", interval=0.2, slowest=2.0)
     topo = topology(cluster)
     for node in cluster.nodes:
         ctx, runner = svc.node_context(cluster, node), svc.provider_for(node).runner(node.id)

@@ -93,6 +93,18 @@ def hold_node(cluster: models.Cluster, node: models.Node) -> None:
         provider.hold(node.id, node_spec(cluster, node, standalone=True))
 
 
+def held_reason(nodes: list[models.Node]) -> str | None:
+    """Why one of ``nodes`` that its provider holds cannot be reached through
+    its runner yet, in the provider's words ("node 1: <why>"); None once all can."""
+    svc = services()
+    for node in nodes:
+        provider = svc.provider_for(node)
+        why = provider.waiting_for(node.id) if provider.holds else None
+        if why is not None:
+            return f"node {node.ordinal}: {why}"
+    return None
+
+
 def start_node(cluster: models.Cluster, node: models.Node, ctx: NodeContext | None = None,
                topo: Topology | None = None, standalone: bool = False) -> list[str]:
     """Bring the node to its declared spec: start whichever of its processes is
