@@ -48,6 +48,7 @@ from _rows import fill_clusters
 from sqlalchemy import create_engine, func, select
 
 from hoard.api import listing
+from hoard.settings import libpq_url
 from hoard.store.models import Cluster
 
 PAGE = 20
@@ -91,7 +92,7 @@ def raw_connect(url: str) -> Any:
         return sqlite3.connect(url.removeprefix("sqlite:///"), check_same_thread=False)
     import psycopg
 
-    return psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"))
+    return psycopg.connect(libpq_url(url))
 
 
 def raw_page(conn: Any, statements: list[tuple[str, Any]]) -> None:
@@ -251,7 +252,7 @@ def analyze(url: str) -> None:
     insert: without them PostgreSQL scans the whole table (40 ms a page)."""
     import psycopg
 
-    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"),
+    with psycopg.connect(libpq_url(url),
                          autocommit=True) as conn:
         conn.execute("ANALYZE")
 
@@ -323,7 +324,7 @@ def executor_of(url: str, op_id: str) -> str | None:
     """The worker DBOS runs a workflow on (the executor id is the worker id)."""
     import psycopg
 
-    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+    with psycopg.connect(libpq_url(url)) as conn:
         row = conn.execute("SELECT executor_id FROM dbos.workflow_status "
                            "WHERE workflow_uuid = %s", (op_id,)).fetchone()
     return None if row is None else str(row[0])

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 
 def _default_state_dir() -> Path:
@@ -152,7 +153,7 @@ class Settings(BaseSettings):
     def workflow_store_url(self) -> str:
         """URL of the durable-workflow system database (DBOS)."""
         if self.database_url:
-            return self.store_url.replace("postgresql+psycopg://", "postgresql://", 1)
+            return libpq_url(self.store_url)
         return f"sqlite:///{self.state_dir / 'workflows.sqlite'}"
 
     @property
@@ -166,3 +167,9 @@ class Settings(BaseSettings):
     @property
     def ca_dir(self) -> Path:
         return self.state_dir / "ca"
+
+
+def libpq_url(url: str) -> str:
+    """A store URL as libpq (and DBOS) take it: SQLAlchemy's driver name dropped,
+    the password kept."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)

@@ -19,6 +19,7 @@ import psycopg
 import pytest
 
 from hoard.providers.local import LocalProvider
+from hoard.settings import libpq_url
 from tests.conftest import (
     at_once,
     hoard_server,
@@ -140,7 +141,7 @@ def test_an_operation_whose_announcement_is_lost_is_started_by_the_outbox() -> N
     connections were just ended, as a store failover would): the owner of the
     cluster's shard starts it all the same, from its outbox pass."""
     with control_plane(1) as plane, plane.client() as client:
-        url = plane.env["HOARD_DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://")
+        url = libpq_url(plane.env["HOARD_DATABASE_URL"])
         with psycopg.connect(url, autocommit=True) as conn:
             ended = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                                  "WHERE application_name = 'hoard-dispatch'").fetchall()

@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from hoard.domain.status import ClusterStatus, OperationStatus
 from hoard.ids import new_id
+from hoard.settings import libpq_url
 from hoard.store import models, operations
 from hoard.store.db import Store
 from hoard.store.models import shard_of
@@ -126,7 +127,7 @@ def test_a_listening_connection_ended_by_the_server_is_made_again(
     monkeypatch.setattr(dispatch, "RECONNECT", 0.1)
     worker, started = listening(store, set(range(models.SHARDS)))
     try:
-        url = store.url.replace("postgresql+psycopg://", "postgresql://")
+        url = libpq_url(store.url)
         with psycopg.connect(url, autocommit=True) as conn:
             ended = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                                  "WHERE application_name = 'hoard-dispatch'").fetchall()

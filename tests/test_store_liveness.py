@@ -11,6 +11,7 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
+from hoard.settings import libpq_url
 from hoard.store import liveness
 from hoard.store.db import Store
 from tests.pgserver import migrated_store
@@ -44,7 +45,7 @@ def backends_in_use(store: Store, count: int) -> set[int]:
 
 
 def end_sessions(store: Store, pids: set[int]) -> None:
-    url = store.url.replace("postgresql+psycopg://", "postgresql://")
+    url = libpq_url(store.url)
     with psycopg.connect(url, autocommit=True) as conn:
         for pid in pids:
             conn.execute("SELECT pg_terminate_backend(%s)", (pid,))

@@ -28,9 +28,9 @@ from collections.abc import Callable, Iterable
 
 import psycopg
 from sqlalchemy import select, text
-from sqlalchemy.engine import make_url
 
 from hoard.domain.status import OperationStatus
+from hoard.settings import libpq_url
 from hoard.store import models
 from hoard.store.db import Store
 from hoard.store.models import shard_of
@@ -75,8 +75,7 @@ class Dispatcher:
         self.store = store
         self._owned = owned
         self._start = start
-        self._conninfo = make_url(store.url).set(drivername="postgresql").render_as_string(
-            hide_password=False)
+        self._conninfo = libpq_url(store.url)
         self._stop = threading.Event()
         self._listening = threading.Event()
         self._thread = threading.Thread(target=self._run, name="hoard-dispatch", daemon=True)
