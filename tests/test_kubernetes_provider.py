@@ -121,9 +121,12 @@ def test_start_is_idempotent_and_a_lost_pod_or_set_comes_back(
     assert len(api.handler["post"]) + len(api.handler["patch"]) > writes
 
     provider.kill(NODE)  # the pod is lost: its StatefulSet makes it again
-    assert not provider.is_running(NODE)
     assert names.pod(NODE) not in api.objects("pods")
-    assert place_and_start(provider) == ["server"]
+    # On its way, not exited (as between a holder's end and the server's pod):
+    # nothing for Hoard to start, and the wait says why.
+    assert provider.is_running(NODE)
+    assert provider.waiting_for(NODE) == "no pod yet: its StatefulSet has not made it"
+    assert place_and_start(provider) == []
 
     httpx.delete(f"{api.url}/apis/apps/v1/namespaces/{NAMESPACE}/statefulsets/"
                  f"{names.node_object(NODE)}", timeout=5)  # lost behind Hoard's back
@@ -170,6 +173,7 @@ def test_stop_scales_to_zero_and_keeps_the_volume(api: MockApi,
     assert api.objects("statefulsets")[names.node_object(NODE)]["spec"]["replicas"] == 0
     assert provider.has_storage(NODE)
     httpx.delete(f"{api.url}/api/v1/namespaces/{NAMESPACE}/pods/{names.pod(NODE)}", timeout=5)
+    assert not provider.is_running(NODE)  # scaled to 0: nothing makes its pod
     assert place_and_start(provider) == ["server"]
     assert api.objects("statefulsets")[names.node_object(NODE)]["spec"]["replicas"] == 1
 

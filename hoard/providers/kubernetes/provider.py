@@ -252,15 +252,15 @@ class KubernetesProvider(Provider):
 
     def is_running(self, node_id: str, name: str = "server") -> bool:
         """Whether the node's pod runs process ``name``, or is on its way to (being
-        scheduled, its image pulled): a pod waiting is not a server that exited.
-        False when there is no pod (stopped, lost) or the process terminated."""
+        scheduled, its image pulled, or made by its StatefulSet): a pod waiting is
+        not a server that exited. False when nothing will run it (no StatefulSet,
+        scaled to 0, or still the holder's) or the process terminated."""
         pod = self.kube.get("Pod", names.pod(node_id))
-        if pod is None:
-            return False
-        if render.holding(pod.spec):
-            # The holder runs none of the node's processes; once ``start`` has
-            # declared them, it is the pod being replaced (ending, its grace
-            # period running, or not yet): they are on their way.
+        if pod is None or render.holding(pod.spec):
+            # No pod, or the holder (which runs none of the node's processes):
+            # once ``start`` has declared them, the StatefulSet makes their pod
+            # (the holder ending, its grace period running, or gone and its
+            # successor not made yet; or a pod lost): they are on their way.
             held = self.kube.get("StatefulSet", names.node_object(node_id))
             return (held is not None and bool(held.spec.replicas)
                     and not render.holding(held.spec.template.spec))
