@@ -288,9 +288,18 @@ def make_pod(api: MockApi, status: dict[str, Any], volume: str | None = None) ->
     With ``volume``, the node's volume is mounted there first (where the exec
     stand-in runs its commands)."""
     held = made_set(api, holding=True)
-    name = held["metadata"]["name"]
+    node_id = str(held["metadata"]["labels"][names.NODE])
+    assert held["metadata"]["name"] == names.node_object(node_id)
+    pod_from_set(api, held, status, volume)
+    return node_id
+
+
+def pod_from_set(api: MockApi, held: dict[str, Any], status: dict[str, Any],
+                 volume: str | None = None) -> None:
+    """The pod the StatefulSet ``held`` makes, with ``status`` as the kubelet
+    reports it; with ``volume``, the node's volume mounted there first."""
+    name, template = held["metadata"]["name"], held["spec"]["template"]
     node_id = held["metadata"]["labels"][names.NODE]
-    template = held["spec"]["template"]
     if volume is not None:
         for mount in template["spec"]["containers"][0]["volumeMounts"]:
             if mount["name"] == "data":
@@ -302,5 +311,3 @@ def make_pod(api: MockApi, status: dict[str, Any], volume: str | None = None) ->
            "spec": template["spec"], "status": status}
     answer = httpx.post(f"{api.url}/api/v1/namespaces/{NAMESPACE}/pods", json=pod, timeout=5)
     assert answer.status_code < 300, answer.text
-    assert name == names.node_object(node_id)
-    return str(node_id)

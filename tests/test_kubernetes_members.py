@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from hoard.domain.status import ClusterStatus, NodeStatus
@@ -27,7 +26,7 @@ from hoard.workflows.members import configure_node, start_node, topology
 from hoard.workflows.services import Services
 from hoard.workflows.steps import load_cluster
 from tests.kube_exec import StandInExec
-from tests.kube_support import NAMESPACE, MockApi, emulated_services, mock_api
+from tests.kube_support import NAMESPACE, MockApi, emulated_services, mock_api, pod_from_set
 
 PROJECT = "0190a3b4-0000-7000-8000-0000000000e0"
 CLUSTER = "0190a3b4-0000-7000-8000-0000000000e1"
@@ -71,18 +70,7 @@ def _record(svc: Services, engine: str) -> None:
 def _pod_on(api: MockApi, node_id: str, volume: str) -> None:
     """Play the StatefulSet controller and the kubelet: the node's pod from its
     StatefulSet's template, running, its volume mounted on ``volume``."""
-    held = api.objects("statefulsets")[names.node_object(node_id)]
-    for mount in held["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]:
-        if mount["name"] == "data":
-            mount["mountPath"] = volume
-    api.put("statefulsets", names.node_object(node_id), held, group="apps")
-    template = held["spec"]["template"]
-    pod = {"apiVersion": "v1", "kind": "Pod",
-           "metadata": {"name": names.pod(node_id), "namespace": NAMESPACE,
-                        "labels": template["metadata"]["labels"]},
-           "spec": template["spec"], "status": RUNNING}
-    answer = httpx.post(f"{api.url}/api/v1/namespaces/{NAMESPACE}/pods", json=pod, timeout=5)
-    assert answer.status_code < 300, answer.text
+    pod_from_set(api, api.objects("statefulsets")[names.node_object(node_id)], RUNNING, volume)
 
 
 def _lines(path: Path, *keys: str) -> list[str]:

@@ -11,11 +11,12 @@ Two rules keep the gate from ever holding anything up for long:
 
 - A workflow counts against the gate for its first ``young`` seconds of work
   only. One that runs long (a backup's stream, a replica's copy, a server
-  slow to start) stops counting then, so long work never keeps short work out,
-  and no workflow waits longer than ``young`` for its turn (so none can
-  deadlock waiting on another that waits for it).
+  slow to start) stops counting then, so long work never keeps short work
+  out, and a place held by a workflow that waits for another one frees
+  itself within ``young`` (no deadlock).
 - A workflow's waits give its place up while they sleep (``resting``): the
-  ensure-steps' durable sleeps and ``steps.wait_for``'s polls.
+  ensure-steps' durable sleeps and ``steps.wait_for``'s polls. Back from a
+  rest, it goes before workflows not yet begun, so work begun finishes first.
 
 ``slots`` 0 turns the gate off (every workflow enters at once).
 """
