@@ -163,3 +163,57 @@ def test_one_back_from_a_rest_goes_before_newcomers() -> None:
     for t in (r, x, n):
         t.join(5)
     assert order == ["holder", "back", "newcomer"]
+
+
+def test_places_freed_together_let_in_as_many_waiters() -> None:
+    """Two leave at once, with one back from a rest and one newcomer waiting: both
+    get in at once (the first let in passes the spare place on), not after
+    ``young``, though both wake-ups went to the first."""
+    gate, entered = Gate(2, young=30), []
+    resting, rest_over, leave = threading.Event(), threading.Event(), threading.Event()
+    inside = threading.Barrier(3, timeout=10)
+
+    def rests() -> None:
+        with gate.held():
+            with gate.resting():
+                resting.set()
+                rest_over.wait(10)
+            entered.append("back")
+            leave.wait(60)  # stays in: its own leaving must not be what lets the other in
+
+    def holder() -> None:
+        with gate.held():
+            inside.wait()
+            leave.wait(60)
+
+    def newcomer() -> None:
+        with gate.held():
+            entered.append("newcomer")
+
+    r = threading.Thread(target=rests)
+    r.start()
+    resting.wait(5)
+    holders = [threading.Thread(target=holder) for _ in range(2)]
+    for h in holders:
+        h.start()
+    inside.wait()  # both places taken
+    n = threading.Thread(target=newcomer)
+    n.start()
+    _until(lambda: gate.waiting() == (0, 1))
+    rest_over.set()
+    _until(lambda: gate.waiting() == (1, 1))
+    # Both holders leave before either waiter runs (what a busy machine's
+    # scheduling can do): two wake-ups under one hold of the gate's lock, both
+    # meant for the one back from its rest, as there is one waiting then.
+    with gate._back:
+        for h in holders:
+            assert h.ident is not None
+            gate._since.pop(h.ident)
+            gate._wake_one()
+    try:
+        _until(lambda: sorted(entered) == ["back", "newcomer"])  # not after young's 30 s
+    finally:
+        leave.set()
+    for t in (*holders, r, n):
+        t.join(10)
+        assert not t.is_alive()

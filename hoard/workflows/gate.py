@@ -51,26 +51,39 @@ class Gate:
     def _enter(self, back: bool = False) -> None:
         me, cond = threading.get_ident(), self._back if back else self._new
         with cond:
-            self._backs_waiting += back
-            self._news_waiting += not back
+            self._count_waiting(back, 1)
             try:
                 while True:
                     now = time.monotonic()
                     counted = [t for t in self._since.values() if now - t < self.young]
-                    if len(counted) < self.slots and (back or not self._backs_waiting):
+                    others_back = self._backs_waiting - back
+                    if len(counted) < self.slots and (back or not others_back):
                         self._since[me] = now
+                        self._count_waiting(back, -1)
+                        if len(counted) + 1 < self.slots:
+                            self._wake_one()  # room left (two left at once): pass it on
                         return
                     # Woken when one leaves, or at the latest when the oldest
                     # stops counting.
                     cond.wait(min(counted) + self.young - now if counted else self.young)
-            finally:
-                self._backs_waiting -= back
-                self._news_waiting -= not back
+            except BaseException:
+                self._count_waiting(back, -1)
+                raise
+
+    def _count_waiting(self, back: bool, change: int) -> None:
+        if back:
+            self._backs_waiting += change
+        else:
+            self._news_waiting += change
+
+    def _wake_one(self) -> None:
+        """(The lock held.) Wake the next waiter: one back from a rest first."""
+        (self._back if self._backs_waiting else self._new).notify()
 
     def _leave(self) -> None:
         with self._back:
             self._since.pop(threading.get_ident(), None)
-            (self._back if self._backs_waiting else self._new).notify()
+            self._wake_one()
 
     @contextmanager
     def held(self) -> Iterator[None]:
