@@ -72,14 +72,14 @@ def _grow(cluster: models.Cluster) -> None:
     the API), then wait until they have joined."""
     svc = services()
     engine = ha_engine(cluster)
-    new = [n for n in cluster.nodes if n.status == NodeStatus.PENDING]  # rows the API made
+    new_ids = {n.id for n in cluster.nodes if n.status == NodeStatus.PENDING}  # the API's rows
     with svc.store.session() as s:
         taken = ports_taken(s)
         placed = [Host(n.host, n.zone or "") for n in cluster.nodes if n.host]
         stored = s.get(models.Cluster, cluster.id)
         assert stored is not None
         for row in stored.nodes:
-            if row.id not in {n.id for n in new} or row.port is not None:
+            if row.id not in new_ids or row.port is not None:
                 continue
             p = svc.provider_for(row).place(row.id, taken, cluster.storage_gb, engine.ha_ports,
                                             placed)
@@ -92,13 +92,13 @@ def _grow(cluster: models.Cluster) -> None:
     cluster = _cluster(cluster.id)
     # A held node's pod may wait for room or an image: say why while it does,
     # and fail at the start deadline naming it (change_failed removes the new nodes).
-    joining = [n for n in cluster.nodes if n.id in {m.id for m in new}]
+    joining = [n for n in cluster.nodes if n.id in new_ids]
     wait_for(lambda: held_reason(joining), svc.provider_for(cluster).deadlines.start,
              "the new nodes were not ready", interval=0.2, slowest=2.0)
     topo = topology(cluster)
     for node in cluster.nodes:
         ctx, runner = svc.node_context(cluster, node), svc.provider_for(node).runner(node.id)
-        if node.id in {n.id for n in new}:
+        if node.id in new_ids:
             install_tls(cluster, node)
             engine.prepare_member(ctx, topo, runner, founder=False)
         configure_node(cluster, node, ctx, topo)

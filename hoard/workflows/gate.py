@@ -44,22 +44,21 @@ class Gate:
         # first, rather than queueing behind a burst that came after it.
         self._back = threading.Condition(lock)
         self._new = threading.Condition(lock)
-        self._backs_waiting = self._news_waiting = 0
+        self._waiting = {True: 0, False: 0}  # back from a rest?  -> how many wait
         self._since: dict[int, float] = {}  # holder (its thread) -> when it entered
-        self._mine = threading.local()
 
     def _enter(self, back: bool = False) -> None:
         me, cond = threading.get_ident(), self._back if back else self._new
         with cond:
-            self._count_waiting(back, 1)
+            self._waiting[back] += 1
             try:
                 while True:
                     now = time.monotonic()
                     counted = [t for t in self._since.values() if now - t < self.young]
-                    others_back = self._backs_waiting - back
+                    others_back = self._waiting[True] - back
                     if len(counted) < self.slots and (back or not others_back):
                         self._since[me] = now
-                        self._count_waiting(back, -1)
+                        self._waiting[back] -= 1
                         if len(counted) + 1 < self.slots:
                             self._wake_one()  # room left (two left at once): pass it on
                         return
@@ -67,57 +66,52 @@ class Gate:
                     # stops counting.
                     cond.wait(min(counted) + self.young - now if counted else self.young)
             except BaseException:
-                self._count_waiting(back, -1)
+                self._waiting[back] -= 1
                 raise
-
-    def _count_waiting(self, back: bool, change: int) -> None:
-        if back:
-            self._backs_waiting += change
-        else:
-            self._news_waiting += change
 
     def _wake_one(self) -> None:
         """(The lock held.) Wake the next waiter: one back from a rest first."""
-        (self._back if self._backs_waiting else self._new).notify()
+        (self._back if self._waiting[True] else self._new).notify()
 
     def _leave(self) -> None:
         with self._back:
             self._since.pop(threading.get_ident(), None)
             self._wake_one()
 
+    def _inside(self) -> bool:
+        """Whether this thread holds a place (only it adds or removes its own)."""
+        with self._back:
+            return threading.get_ident() in self._since
+
     @contextmanager
     def held(self) -> Iterator[None]:
         """Do the work inside once let in (at once if this thread is in already)."""
-        if self.slots <= 0 or getattr(self._mine, "inside", False):
+        if self.slots <= 0 or self._inside():
             yield
             return
         self._enter()
-        self._mine.inside = True
         try:
             yield
         finally:
-            self._mine.inside = False
             self._leave()
 
     @contextmanager
     def resting(self) -> Iterator[None]:
         """A wait inside held work: its place is given up meanwhile, and taken
-        again (as a newcomer) after."""
-        if not getattr(self._mine, "inside", False):
+        again after, ahead of workflows not yet begun."""
+        if not self._inside():
             yield
             return
         self._leave()
-        self._mine.inside = False
         try:
             yield
         finally:
             self._enter(back=True)
-            self._mine.inside = True
 
     def waiting(self) -> tuple[int, int]:
         """How many wait: back from a rest, and not yet begun."""
         with self._back:
-            return self._backs_waiting, self._news_waiting
+            return self._waiting[True], self._waiting[False]
 
     def counted(self) -> int:
         """How many holders count against the gate now."""

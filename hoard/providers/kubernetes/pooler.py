@@ -125,13 +125,14 @@ class KubePoolers:
         it). True if the pooler had to be started (made, or a new pod filled)."""
         cluster_id = owner.cluster_id
         made = False
-        rendered = pooler_set(owner, spec, image, port, self.namespace, self.workdir)
         found_set = self.kube.get("StatefulSet", names.pooler_object(cluster_id))
         if found_set is None:
-            made = self.kube.ensure(rendered)
+            made = self.kube.ensure(pooler_set(owner, spec, image, port, self.namespace,
+                                               self.workdir))
         elif found_set.spec.template.spec.containers[0].image != image:
             # The cluster's image changed (an upgrade): its StatefulSet makes the
             # pod again from it, and a later look fills the new pod (a start).
+            rendered = pooler_set(owner, spec, image, port, self.namespace, self.workdir)
             self.kube.patch("StatefulSet", names.pooler_object(cluster_id),
                             {"spec": {"template": rendered["spec"]["template"]}})
         self.kube.ensure(pooler_service(owner, address, port, self.namespace), converge=())
