@@ -61,6 +61,10 @@ from hoard.providers.kubernetes.pooler import WORKDIR, KubePoolers
 log = logging.getLogger(__name__)
 NODE_PORT = 10000  # every pod has an address of its own: its ports are fixed, not chosen
 CLUSTER_KINDS = ("Service", "PodDisruptionBudget", "NetworkPolicy", "Secret")
+# Seconds a deleted cluster's pods may take to end (the longest grace period a
+# member declares, Patroni's 60, and some) before what their machinery made is
+# deleted anyway.
+ENDING_DEADLINE = 90.0
 POOLER_GLANCE = 5.0  # seconds an existing pooler's pod is waited for (an observer's look)
 
 
@@ -395,7 +399,31 @@ class KubernetesProvider(Provider):
         not here: a runner is also asked for its paths alone (a declaration's
         argv), while the node is stopped."""
         return ExecRunner(self.kube, names.pod(node_id), self._mount(node_id),
-                          ready=lambda: self.wait_running(node_id, self.deadlines.start))
+                          ready=lambda: self._reach(node_id))
+
+    def _reach(self, node_id: str) -> None:
+        """Until a pod runs on the node's volume. A stopped node (scaled to 0) has
+        none, and its files are still written before it starts again (a member
+        formed from a standalone server, a cluster started with changed settings,
+        a node detached): it is held again, its pod the holder's (its image,
+        size and volume; a wait, serving nothing) until the next ``start``
+        declares its processes or ``stop`` scales it to 0 once more."""
+        found = self.kube.get("StatefulSet", names.node_object(node_id))
+        if found is not None and found.spec.replicas == 0:
+            container = found.spec.template.spec.containers[0].to_dict()
+            container.pop("readinessProbe", None)
+            container.pop("args", None)
+            self.kube.patch("StatefulSet", names.node_object(node_id), {
+                "metadata": {"annotations": {names.SPEC_HASH: "held"}},
+                "spec": {"replicas": 1, "template": {"spec": {
+                    "containers": [container | {"name": CONTAINER,
+                                                "command": list(render.HOLD)}]}}}})
+            # The stopped server's pod may not have begun to end yet: the holder's.
+            self.wait_ready(node_id, self.deadlines.start, reason=lambda pod: (
+                running_reason(pod, CONTAINER) or (
+                    None if render.holding(pod.spec) else "the stopped server's pod is ending")))
+            return
+        self.wait_running(node_id, self.deadlines.start)
 
     def wait_running(self, node_id: str, timeout: float,
                      report: Callable[[str], None] | None = None) -> None:
@@ -434,6 +462,11 @@ class KubernetesProvider(Provider):
         sync, failover) and the ``-config`` Service keeping one, found by the
         labels it gives them (Hoard's and the cluster's). Idempotent."""
         labels = {names.MANAGED_BY: names.MANAGER, names.CLUSTER: cluster_id}
+        # A member still ending (its grace period: Patroni stops PostgreSQL, hands
+        # its lock over) may write them again: its pods are waited for first.
+        deadline = time.monotonic() + ENDING_DEADLINE
+        while self.kube.names("Pod", labels) and time.monotonic() < deadline:
+            time.sleep(0.5)
         for name in self.kube.names("Endpoints", labels):
             self.kube.delete("Endpoints", name)
         for obj in self.kube.labelled("Service", labels):
