@@ -66,8 +66,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
 class HoardServer:
     """``hoard serve`` in a subprocess, so tests can kill -9 and restart it."""
 
-    def __init__(self, state_dir: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, state_dir: Path, extra_env: dict[str, str] | None = None,
+                 wrap: list[str] | None = None) -> None:
         self.state_dir = state_dir
+        self.wrap = wrap or []  # an argv prefix the server runs under
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "HOARD_ADMIN_TOKEN": ADMIN_TOKEN,
@@ -80,7 +82,7 @@ class HoardServer:
     def start(self) -> None:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "hoard", "serve", "--port", str(self.port),
+                [*self.wrap, sys.executable, "-m", "hoard", "serve", "--port", str(self.port),
                  "--state-dir", str(self.state_dir)],
                 env=self.env, stdout=log, stderr=log,
             )
@@ -152,10 +154,12 @@ def directory_provider() -> Iterator[Any]:
 
 
 @contextmanager
-def hoard_server(extra_env: dict[str, str] | None = None) -> Iterator[HoardServer]:
-    """A running Hoard on a fresh state directory; everything it made is removed after."""
+def hoard_server(extra_env: dict[str, str] | None = None,
+                 wrap: list[str] | None = None) -> Iterator[HoardServer]:
+    """A running Hoard on a fresh state directory (run under ``wrap``, an argv
+    prefix, when given); everything it made is removed after."""
     state_dir = make_state_dir()
-    server = HoardServer(state_dir, extra_env)
+    server = HoardServer(state_dir, extra_env, wrap)
     try:
         server.start()
         yield server

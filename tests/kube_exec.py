@@ -56,6 +56,9 @@ class StandInExec:
     protocols: tuple[str, ...] = (V5, V4)
     calls: list[Call] = field(default_factory=list)
     users: dict[str, tuple[int, int]] = field(default_factory=dict)  # pod -> (uid, gid)
+    # The argv prefix that runs a command inside a pod's sandbox, as its account
+    # (the stand-in kubelet's, tests/kubelet.py), or None for a pod it runs nothing of.
+    enter: Callable[[str], list[str] | None] | None = None
 
     def front(self, kmock_handler: Callable[[Any], Awaitable[Any]]) -> Callable[
             [aiohttp.web.BaseRequest], Awaitable[aiohttp.web.StreamResponse]]:
@@ -88,13 +91,17 @@ class StandInExec:
                            f"pod {pod_name} is not running: cannot exec into a container")
         if not argv:
             return _status(400, "BadRequest", "you must specify at least 1 command")
+        prefix = self.enter(pod_name) if self.enter is not None else None
+        if self.enter is not None and prefix is None:  # its containers have ended
+            return _status(400, "BadRequest", f"container {container} is not running "
+                           f"in pod {pod_name}: unable to upgrade connection")
         self.calls.append(Call(pod_name, container, list(argv), stdin))
         ws = aiohttp.web.WebSocketResponse(protocols=self.protocols, max_msg_size=0)
         await ws.prepare(request)
         # A client that goes away cancels this handler; the command runs on to its
         # end regardless (it sees the end of its stdin), as it would in a pod.
         await asyncio.shield(asyncio.ensure_future(_run(ws, argv, stdin,
-                                                        self.users.get(pod_name))))
+                                                        self.users.get(pod_name), prefix)))
         return ws
 
 
@@ -105,15 +112,17 @@ def _status(code: int, reason: str, message: str) -> aiohttp.web.Response:
 
 
 async def _run(ws: aiohttp.web.WebSocketResponse, argv: list[str], stdin: bool,
-               user: tuple[int, int] | None = None) -> None:
-    """Run ``argv`` (as ``user``'s uid and gid, when given) with its streams on
-    the websocket's channels; its status last."""
+               user: tuple[int, int] | None = None, prefix: list[str] | None = None) -> None:
+    """Run ``argv`` (as ``user``'s uid and gid, when given; after ``prefix``,
+    which enters the pod, when given) with its streams on the websocket's
+    channels; its status last."""
     v5 = ws.ws_protocol == V5
     account: dict[str, Any] = {} if user is None else {
         "user": user[0], "group": user[1], "extra_groups": []}
     try:
         proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+            *(prefix or []), *argv,
+            stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"},
             **account)

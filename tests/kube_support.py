@@ -153,10 +153,12 @@ PLURALS = {kind: path.rsplit("/", 1)[1] for path, kind in RESOURCES.items()}
 
 
 @contextmanager
-def mock_api(front: Callable[[Any], Any] | None = None) -> Iterator[MockApi]:
+def mock_api(front: Callable[[Any], Any] | None = None,
+             host: str = "127.0.0.1") -> Iterator[MockApi]:
     """The emulator on loopback; with ``front`` (given the emulator's handler,
     a raw aiohttp handler), that handler answers first, on a port of its own
-    (what the emulator does not speak: exec, tests/kube_exec.py)."""
+    (what the emulator does not speak: exec, tests/kube_exec.py), at ``host``
+    (a test bridge's address, where pods reach it too)."""
     ready = threading.Event()
     box: dict[str, Any] = {}
 
@@ -167,7 +169,7 @@ def mock_api(front: Callable[[Any], Any] | None = None) -> Iterator[MockApi]:
             url = str(server.url)
             outer = None
             if front is not None:
-                outer = aiohttp.test_utils.RawTestServer(front(handler), host="127.0.0.1")
+                outer = aiohttp.test_utils.RawTestServer(front(handler), host=host)
                 await outer.start_server()
                 url = str(outer.make_url("")).rstrip("/")
             box.update(url=url, handler=handler, loop=asyncio.get_running_loop(),

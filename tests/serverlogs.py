@@ -10,9 +10,11 @@ from pathlib import Path
 
 TAIL_LINES = 60
 # Hoard's own (serve, api, workers), each node's processes', MariaDB's state
-# transfers', the proxies' and etcd's.
+# transfers', the proxies' and etcd's, pods'.
 LOG_GLOBS = ("*.log", "nodes/*/log/*.log", "nodes/*/tmp/sst-logs/*", "endpoints/*/log/*.log",
-             "etcd/log/*.log", "nodes/*/data/log/*", "nodes/*/data/*.err")
+             "etcd/log/*.log", "nodes/*/data/log/*", "nodes/*/data/*.err",
+             # the stand-in kubelet's pods (tests/kubelet.py): containers' output, volumes
+             "kubelet/pods/*/*.log", "kubelet/claims/*/log/*.log", "kubelet/claims/*/data/log/*")
 
 _live: list[Path] = []
 

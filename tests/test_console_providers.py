@@ -86,7 +86,7 @@ def test_the_chosen_providers_versions_and_abilities(browser: Any,
 
         chosen.select_option("kubernetes")
         assert option_texts(page.get_by_label("Version")) == ["16", "15"]
-        expect(page.get_by_label("Nodes")).to_be_disabled()  # no replicated clusters there
+        expect(page.get_by_label("Nodes")).to_be_enabled()  # replicated clusters offered there
         expect(page.get_by_label("Pooler mode")).to_be_visible()  # offered there
         expect(page.get_by_label("Grow storage up to (GB)")).to_be_visible()  # offered there
         expect(page.get_by_label("Restore from a backup")).to_be_visible()  # offered there

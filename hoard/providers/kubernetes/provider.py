@@ -78,16 +78,16 @@ class KubernetesProvider(Provider):
     holds = True  # the runner execs into the node's pod: one must run before the first start
     # An image may be pulled and a volume attached before a server starts.
     deadlines = Deadlines(start=600.0, join=1800.0, form=300.0)
-    # Replicated clusters: their objects and the engines' peer configuration are
-    # made, but no member's machinery has formed, scaled or failed over in a pod
-    # (docs/architecture.md says why). The pooler runs in a pod of its own
+    # Every ability is offered. Replicated clusters run on the engines' own
+    # machinery in the members' pods (Patroni on its Kubernetes DCS, Sentinel,
+    # Galera; docs/architecture.md says what ran where). The pooler runs in a pod of its own
     # (``pooler.KubePoolers``). Backups, incrementals and
     # point-in-time restores are offered: every tool runs in the pod by exec, and
     # the change logs are closed on the volume by the server itself and shipped
     # by the archiver over exec (nothing else runs there). Storage autoscaling is
     # offered: the volume's use is read by exec (``storage_usage``), a growth
     # expands the claim.
-    lacks = frozenset({Ability.REPLICATED_CLUSTERS})
+    lacks: frozenset[Ability] = frozenset()
 
     def __init__(self, kube: Kube, versions: dict[str, list[str]],
                  storage_class: str | None = None, registry: str = "",
