@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,12 +96,20 @@ class Proxy:
         finally:
             socket.getaddrinfo = real
 
+    def wait_resolvable(self, host: str, timeout: float = 10.0) -> str:
+        """The address of a name that is to resolve (a Service just made is
+        named at the stand-in's next pass)."""
+        deadline = time.monotonic() + timeout
+        while (address := self.resolve(host)) is None:
+            assert time.monotonic() < deadline, f"{host} resolves to nothing"
+            time.sleep(0.05)
+        return address
+
     def libpq_uri(self, uri: str) -> str:
         """A PostgreSQL URI whose host is a cluster name, with the address the
         name has now as ``hostaddr`` (TLS still verifies the name)."""
         host = uri.split("@", 1)[1].split(":", 1)[0].split("/", 1)[0]
-        address = self.resolve(host)
-        assert address is not None, f"{host} resolves to nothing"
+        address = self.wait_resolvable(host)
         return f"{uri}{'&' if '?' in uri else '?'}hostaddr={address}"
 
     def sync(self, services: dict[str, dict[str, Any]]) -> None:

@@ -110,6 +110,8 @@ class Kubelet:
     made: dict[str, str] = field(default_factory=dict)  # pod -> its template's digest
     errors: list[str] = field(default_factory=list)
     unscheduled: set[str] = field(default_factory=set)  # pods whose host is lost
+    ending: set[str] = field(default_factory=set)  # pods being deleted gracefully
+    _enders: list[threading.Thread] = field(default_factory=list)
     _next_ip: int = 2
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -185,7 +187,11 @@ class Kubelet:
         for name in [n for n in self.running if n not in pods]:
             self._end(name, grace=0)  # deleted through the API: a pod lost
         claims = self.api.objects("persistentvolumeclaims")
+        with self._lock:
+            ending = set(self.ending)
         for name, pod in pods.items():
+            if name in ending:
+                continue
             if name not in self.running:
                 self._run(name, pod, claims)
             else:
@@ -214,14 +220,28 @@ class Kubelet:
     def _terminate(self, name: str, pod: dict[str, Any]) -> None:
         """A graceful deletion: the pod is marked as being deleted (as the API
         server marks it), its processes get SIGTERM and its grace period, then it
-        goes."""
+        goes; on a thread of its own, so other pods are tended meanwhile."""
+        with self._lock:
+            if name in self.ending:
+                return
+            self.ending.add(name)
         grace = int(pod["spec"].get("terminationGracePeriodSeconds", 30))
         httpx.patch(f"{self.api.url}/api/v1/namespaces/{NAMESPACE}/pods/{name}", timeout=10,
                     json={"metadata": {"deletionTimestamp": _now(),
                                        "deletionGracePeriodSeconds": grace}},
                     headers={"Content-Type": "application/merge-patch+json"})
-        self._end(name, grace)
-        self._delete(name)
+
+        def finish() -> None:
+            try:
+                self._end(name, grace)
+                self._delete(name)
+            finally:
+                with self._lock:
+                    self.ending.discard(name)
+
+        thread = threading.Thread(target=finish, daemon=True)
+        self._enders.append(thread)
+        thread.start()
 
     def _delete(self, pod: str) -> None:
         httpx.delete(f"{self.api.url}/api/v1/namespaces/{NAMESPACE}/pods/{pod}", timeout=10)
@@ -373,6 +393,8 @@ class Kubelet:
         """Every pod ended (SIGTERM, then SIGKILL), the forwarders closed."""
         self._stop.set()
         self._thread.join(30)
+        for thread in self._enders:
+            thread.join(60)
         for name in list(self.running):
             self._end(name, grace=10)
         self.proxy.close()

@@ -195,6 +195,8 @@ def test_a_replicated_cluster_forms_in_pods_fails_over_and_takes_its_member_back
     if engine != "mariadb":  # the read-write Service selects the primary's pod alone
         assert labels == {m["id"]: "primary" if m["id"] == primary else "replica"
                           for m in cluster["members"]}
+    for endpoint in cluster["endpoints"]:
+        world.kubelet.proxy.wait_resolvable(endpoint["host"])
     uri = tenant_uri(world.tenant, cid)
     if engine == "postgresql":
         uri = world.kubelet.proxy.libpq_uri(uri)
